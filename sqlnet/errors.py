@@ -1,0 +1,19 @@
+"""The exceptions sqlnet raises on purpose. Each message names what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class SqlnetError(Exception):
+    """Base class: anything sqlnet reports to a person as a clear error (CLI exit code 1)."""
+
+
+class InputError(SqlnetError):
+    """The tables, the options or the data cannot be trained as they are; nothing was changed."""
+
+
+class DatabaseError(SqlnetError):
+    """The database could not be reached or refused a statement; nothing was changed."""
+
+
+class CheckFailed(SqlnetError):
+    """The SQL training and the reference disagree beyond the tolerance."""
