@@ -225,10 +225,12 @@ def training_statement(tr: Training) -> sql.Composed:
         ctes.extend(trace[1:])
     result = sql.SQL(
         "-- the result: the mean loss of each epoch, then the trained weights and biases\n"
-        "SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value\n"
-        "FROM ({losses}) AS l\n"
-        "UNION ALL\n"
-        "SELECT quantity, {end}, layer, i, j, value FROM trained\n"
+        "SELECT * FROM (\n"
+        "  SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value\n"
+        "  FROM ({losses}) AS l\n"
+        "  UNION ALL\n"
+        "  SELECT quantity, {end}, layer, i, j, value FROM trained\n"
+        ") AS result\n"
         "ORDER BY quantity <> 'loss', layer, quantity DESC, epoch, i, j;\n"
     ).format(losses=layout.losses(tr), end=sql.Literal(tr.last_epoch))
     return sql.Composed(

@@ -391,3 +391,62 @@ def integer_parameter_columns(tables: TableMap) -> list[str]:
             if t.has(role) and role in t.integer_columns and (role == "value" or tables.bias == "edge"):
                 found.append(t.label(role))
     return found
+
+
+# --- creating tables from a description -----------------------------------------------------------
+
+COLUMN_TYPES = {"numeric": "numeric", "float8": "double precision", "integer": "integer"}
+
+
+def create_tables(
+    conn: psycopg.Connection,
+    net: Network,
+    params: Params,
+    data: Dataset,
+    schema: str | None = None,
+    column_type: str = "double precision",
+    samples: bool | None = None,
+) -> None:
+    """Create inputs, weightsK (biasesK), outputs holding a network, in the post's column names.
+
+    `samples`: give inputs/outputs a sampleId column (default: when there is more than one sample).
+    """
+    if column_type not in COLUMN_TYPES.values():
+        raise InputError(f"column type must be one of {', '.join(COLUMN_TYPES.values())}, got {column_type!r}")
+    params.check_shape(net)
+    samples = len(data) > 1 if samples is None else samples
+    ctype = sql.SQL(column_type)
+
+    def ident(name: str) -> sql.Identifier:
+        return sql.Identifier(schema, name) if schema else sql.Identifier(name)
+
+    def create(name: str, columns: list[str], rows: list[tuple[float, ...]]) -> None:
+        cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), ctype) for c in columns)
+        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(name), cols))
+        with conn.cursor().copy(
+            sql.SQL("COPY {} ({}) FROM STDIN").format(ident(name), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    if schema:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    sample_col = ["sampleid"] if samples else []
+    for prefix, values, name in (("input", lambda s: s.x, "inputs"), ("output", lambda s: s.t, "outputs")):
+        create(
+            name,
+            [*sample_col, f"{prefix}node", f"{prefix}value"],
+            [(*([s.id] if samples else []), n, v) for s in data.samples for n, v in enumerate(values(s), start=1)],
+        )
+    for k in range(1, net.depth + 1):
+        cols = _weight_columns(k)
+        columns = [cols["in"], cols["out"], cols["value"]] + ([cols["bias"]] if net.bias == "edge" else [])
+        rows = [
+            (i + 1, j + 1, w, *([params.biases[k - 1][i][j]] if net.bias == "edge" else []))
+            for i, row in enumerate(params.weights[k - 1])
+            for j, w in enumerate(row)
+        ]
+        create(f"weights{k}", columns, rows)
+        if net.bias == "node":
+            bcols = _bias_columns(k)
+            create(f"biases{k}", [bcols["node"], bcols["value"]], [(j + 1, b) for j, b in enumerate(params.biases[k - 1][0])])

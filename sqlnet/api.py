@@ -1,0 +1,448 @@
+"""The Python API: what the CLI calls, and what a program calls instead of the CLI.
+
+Every function takes the database as its first argument: a URL, a ``Database``, or None for
+$SQLNET_DATABASE_URL, $DATABASE_URL or the embedded server, in that order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sqlnet import reference, store
+from sqlnet.db import Database, Session
+from sqlnet.errors import CheckFailed, DatabaseError, InputError
+from sqlnet.layouts import DEFAULT_LAYOUT, LAYOUTS
+from sqlnet.network import Network, Params
+from sqlnet.phases import Phase, plan
+from sqlnet.statement import Training, epoch_blocks, training_statement
+from sqlnet.tables import TableMap, check_and_size, discover, integer_parameter_columns, read_data, read_params, write_params
+
+DEFAULT_EPOCHS_PER_STATEMENT = 100
+DEFAULT_TOLERANCE = 1e-9
+EXAMPLES = {"post": "02_example_post.sql"}
+TABLES_FILE = "01_tables.sql"
+POST_TABLES = ("inputs", "weights1", "weights2", "outputs")
+DEMO_SCHEMA = "sqlnet_demo"
+
+DatabaseLike = Database | str | None
+
+
+def connect(database: DatabaseLike = None) -> Database:
+    return database if isinstance(database, Database) else Database(database)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The hyperparameters of a training; every value is checked before anything runs."""
+
+    epochs: int = 1
+    learning_rate: float = 0.1
+    hidden_activation: str = "relu"
+    output_activation: str = "linear"
+    loss: str = "half-se"
+    bias: str | None = None  # None: node if biases{k} tables exist, else edge if weights have bias columns
+    epochs_per_statement: int = DEFAULT_EPOCHS_PER_STATEMENT
+    layout: str = DEFAULT_LAYOUT
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise InputError(f"epochs must be a whole number of at least 1, got {self.epochs!r}")
+        if not isinstance(self.learning_rate, (int, float)) or not math.isfinite(self.learning_rate) or (
+            self.learning_rate <= 0
+        ):
+            raise InputError(f"the learning rate must be a finite number above 0, got {self.learning_rate!r}")
+        if not isinstance(self.epochs_per_statement, int) or self.epochs_per_statement < 1:
+            raise InputError(f"epochs per statement must be at least 1, got {self.epochs_per_statement!r}")
+        if self.layout not in LAYOUTS:
+            raise InputError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "learning_rate": float(self.learning_rate),
+            "hidden_activation": self.hidden_activation,
+            "output_activation": self.output_activation,
+            "loss": self.loss,
+            "bias": self.bias,
+            "epochs_per_statement": self.epochs_per_statement,
+            "layout": self.layout,
+        }
+
+
+def load_network(s: Session, schema: str | None, options: TrainOptions) -> tuple[TableMap, Network]:
+    """Discover the tables, check every row, and describe the network they hold."""
+    tables = discover(s.sa, schema, options.bias)
+    sizes = check_and_size(s.pg, tables)
+    net = Network(sizes, options.hidden_activation, options.output_activation, options.loss, tables.bias)
+    return tables, net
+
+
+def statements(tables: TableMap, net: Network, options: TrainOptions, trace_run: int | None = None) -> list[Training]:
+    return [
+        Training(net, tables, float(options.learning_rate), first, last, options.layout, trace_run)
+        for first, last in epoch_blocks(options.epochs, options.epochs_per_statement)
+    ]
+
+
+def _params_from_rows(net: Network, rows: list[tuple[Any, ...]]) -> tuple[Params, list[tuple[int, float]]]:
+    """Split a training statement's result into the trained parameters and the (epoch, loss) pairs."""
+    params = Params(
+        [[[math.nan] * net.sizes[k] for _ in range(net.sizes[k - 1])] for k in range(1, net.depth + 1)],
+        [[[math.nan] * net.sizes[k] for _ in range(net.bias_rows(k))] for k in range(1, net.depth + 1)],
+    )
+    losses = []
+    for quantity, epoch, layer, i, j, value in rows:
+        if quantity == "loss":
+            losses.append((epoch, value))
+        elif quantity == "weight":
+            params.weights[layer - 1][i - 1][j - 1] = value
+        else:
+            params.biases[layer - 1][(i or 1) - 1][j - 1] = value
+    return params, losses
+
+
+def _run_statements(s: Session, trainings: list[Training], on_block: Callable[[int, float], None] | None) -> tuple[Params, list[float]]:
+    params: Params | None = None
+    losses: list[float] = []
+    for tr in trainings:
+        try:
+            rows = s.pg.execute(training_statement(tr)).fetchall()
+        except psycopg.errors.NumericValueOutOfRange as exc:
+            raise InputError(
+                f"the training overflowed in epochs {tr.first_epoch}..{tr.last_epoch} ({exc.diag.message_primary}): "
+                f"the learning rate {tr.learning_rate} is probably too large; try a smaller one"
+            ) from exc
+        params, block_losses = _params_from_rows(tr.net, rows)
+        losses += [loss for _, loss in sorted(block_losses)]
+        if on_block:
+            on_block(tr.last_epoch, losses[-1])
+    assert params is not None
+    return params, losses
+
+
+@dataclass
+class TrainResult:
+    run_id: int | None
+    network: Network
+    options: TrainOptions
+    initial: Params
+    params: Params
+    losses: list[float] = field(default_factory=list)  # mean loss of each epoch, before its update
+    seconds: float = 0.0
+    statements: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        def layers(p: Params) -> list[dict[str, Any]]:
+            return [
+                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]} for k in range(self.network.depth)
+            ]
+
+        return {
+            "run_id": self.run_id,
+            "network": store.network_json(self.network),
+            "options": self.options.as_json(),
+            "losses": self.losses,
+            "final_loss": self.losses[-1] if self.losses else None,
+            "seconds": round(self.seconds, 3),
+            "statements": self.statements,
+            "params": layers(self.params),
+        }
+
+
+def train(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    trace: bool = False,
+    on_block: Callable[[int, float], None] | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train the network in the tables and write the trained weights back, all in one transaction.
+
+    Options are those of ``TrainOptions`` (epochs, learning_rate, ...). The run is recorded in
+    schema `sqlnet`; with ``trace=True`` every phase of every epoch is kept in `sqlnet_trace`.
+    On any error, or Ctrl-C, the transaction rolls back and every table is as it was.
+    """
+    opts = TrainOptions(**options)
+    db = connect(database)
+    started = time.perf_counter()
+    with db.transaction() as s:
+        tables, net = load_network(s, schema, opts)
+        integer = integer_parameter_columns(tables)
+        if integer:
+            raise InputError(
+                f"{integer[0]} is an integer column: trained weights are fractional and would be rounded. "
+                f"Change its type first (ALTER TABLE ... ALTER COLUMN ... TYPE numeric)"
+            )
+        initial = read_params(s.pg, tables, net)
+        store.ensure_schema(s)
+        run_id = store.start_run(s, schema, net, {**opts.as_json(), "trace": trace})
+        store.save_params(s, run_id, "initial", net, initial)
+        if trace:
+            store.ensure_trace_tables(s, plan(net))
+        trainings = statements(tables, net, opts, run_id if trace else None)
+        params, losses = _run_statements(s, trainings, on_block)
+        store.save_params(s, run_id, "final", net, params)
+        store.finish_run(s, run_id, losses)
+    return TrainResult(run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings))
+
+
+def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:
+    """The statements `train` runs for these options, as text that runs as is in psql."""
+    opts = TrainOptions(**options)
+    with connect(database).transaction(commit=False) as s:
+        tables, net = load_network(s, schema, opts)
+        trainings = statements(tables, net, opts)
+        texts = [training_statement(tr).as_string(s.pg) for tr in trainings]
+    if len(texts) == 1:
+        return texts[0]
+    return "\n".join(
+        f"-- statement {n} of {len(texts)}: each runs the next block of epochs on the weights the previous one "
+        f"wrote\n{text}"
+        for n, text in enumerate(texts, start=1)
+    )
+
+
+# --- the check against the reference ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The largest difference between SQL and reference for one table column (or the losses)."""
+
+    table: str
+    max_abs: float
+    max_rel: float  # relative to max(1, |reference|)
+    values: int
+
+
+def compare(net: Network, tables: TableMap | None, got: Params, want: Params) -> list[Difference]:
+    result = []
+    for k in range(1, net.depth + 1):
+        wname = tables.weights[k - 1].label("value") if tables else f"weights{k}.value"
+        result.append(_difference(wname, got.weights[k - 1], want.weights[k - 1]))
+        if net.bias == "edge":
+            bname = tables.weights[k - 1].label("bias") if tables else f"weights{k}.bias"
+        else:
+            bname = tables.biases[k - 1].label("value") if tables and tables.biases else f"biases{k}.value"
+        if net.bias != "none":
+            result.append(_difference(bname, got.biases[k - 1], want.biases[k - 1]))
+    return result
+
+
+def _difference(name: str, got: list[list[float]], want: list[list[float]]) -> Difference:
+    pairs = [(g, w) for grow, wrow in zip(got, want) for g, w in zip(grow, wrow)]
+    return _pairs_difference(name, pairs)
+
+
+def _pairs_difference(name: str, pairs: list[tuple[float, float]]) -> Difference:
+    def rel(g: float, w: float) -> float:
+        return math.inf if math.isnan(g) or math.isnan(w) else abs(g - w) / max(1.0, abs(w))
+
+    return Difference(
+        name,
+        max((abs(g - w) if not (math.isnan(g) or math.isnan(w)) else math.inf for g, w in pairs), default=0.0),
+        max((rel(g, w) for g, w in pairs), default=0.0),
+        len(pairs),
+    )
+
+
+@dataclass
+class CheckReport:
+    network: Network
+    options: TrainOptions
+    differences: list[Difference]
+    tolerance: float
+    sql_losses: list[float]
+    reference_losses: list[float]
+
+    @property
+    def ok(self) -> bool:
+        return all(d.max_rel <= self.tolerance for d in self.differences)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "tolerance": self.tolerance,
+            "network": store.network_json(self.network),
+            "options": self.options.as_json(),
+            "differences": [d.__dict__ for d in self.differences],
+            "final_loss": {"sql": self.sql_losses[-1], "reference": self.reference_losses[-1]},
+        }
+
+
+def check(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    raise_on_failure: bool = False,
+    **options: Any,
+) -> CheckReport:
+    """Train with the SQL and with the reference from the same tables, then roll back: nothing changes."""
+    opts = TrainOptions(**options)
+    with connect(database).transaction(commit=False) as s:
+        tables, net = load_network(s, schema, opts)
+        initial = read_params(s.pg, tables, net)
+        data = read_data(s.pg, tables, net)
+        got, sql_losses = _run_statements(s, statements(tables, net, opts), None)
+    want = reference.train(net, initial, data, float(opts.learning_rate), opts.epochs)
+    differences = [
+        *compare(net, tables, got, want.params),
+        _pairs_difference("loss per epoch", list(zip(sql_losses, want.losses))),
+    ]
+    report = CheckReport(net, opts, differences, tolerance, sql_losses, want.losses)
+    if raise_on_failure and not report.ok:
+        worst = max(report.differences, key=lambda d: d.max_rel)
+        raise CheckFailed(f"SQL and reference differ by {worst.max_rel:.3g} in {worst.table} (tolerance {tolerance})")
+    return report
+
+
+# --- tables, runs, restore, trace ---------------------------------------------------------------
+
+
+def _sql_file(name: str) -> str:
+    return resources.files("sqlnet").joinpath("sql", name).read_text()
+
+
+def init(database: DatabaseLike = None, *, schema: str | None = None, example: str | None = None, replace: bool = False) -> list[str]:
+    """Create the post's tables (empty, or with an example's values). Returns the tables created."""
+    if example is not None and example not in EXAMPLES:
+        raise InputError(f"unknown example {example!r}: choose one of {', '.join(EXAMPLES)}")
+    with connect(database).transaction() as s:
+        if schema:
+            s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            s.pg.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        existing = [
+            t
+            for t in POST_TABLES
+            if s.pg.execute("SELECT to_regclass(%s) IS NOT NULL", (sql.Identifier(t).as_string(s.pg),)).fetchone()[0]
+        ]
+        if existing and not replace:
+            where = f"schema {schema!r}" if schema else "the current schema"
+            raise InputError(
+                f"{', '.join(existing)} already exist in {where}: use --replace to drop and recreate them "
+                f"(`sqlnet runs` keeps every trained weight), or --schema for another schema"
+            )
+        for t in existing:
+            s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(t)))
+        # the files are sqlnet's own, shipped in the package; docker-compose runs the same files
+        s.pg.execute(_sql_file(TABLES_FILE).encode())
+        if example:
+            s.pg.execute(_sql_file(EXAMPLES[example]).encode())
+    return list(POST_TABLES)
+
+
+def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
+    with connect(database).transaction(commit=False) as s:
+        return store.list_runs(s)
+
+
+def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
+    with connect(database).transaction(commit=False) as s:
+        store.get_run(s, run_id)
+        return store.run_loss_curve(s, run_id)
+
+
+def restore(database: DatabaseLike = None, run_id: int | None = None, *, stage: str = "initial") -> store.RunInfo:
+    """Put a run's initial (or final) weights and biases back into its tables."""
+    if stage not in ("initial", "final"):
+        raise InputError(f"stage must be 'initial' or 'final', got {stage!r}")
+    if run_id is None:
+        raise InputError("which run? `sqlnet runs` lists them")
+    with connect(database).transaction() as s:
+        run = store.get_run(s, run_id)
+        tables = discover(s.sa, run.schema_name, run.network.bias)
+        sizes = check_and_size(s.pg, tables)
+        if sizes != run.network.sizes:
+            raise InputError(
+                f"run {run_id} trained a {'-'.join(map(str, run.network.sizes))} network but the tables now hold "
+                f"{'-'.join(map(str, sizes))}: restore needs the same shape"
+            )
+        write_params(s.pg, tables, store.load_params(s, run_id, stage, run.network))
+    return run
+
+
+@dataclass
+class PhaseTrace:
+    phase: Phase
+    rows: list[tuple[Any, ...]]  # (epoch, sample, layer, quantity, input_node, node, value)
+
+
+def phases(database: DatabaseLike = None, run_id: int | None = None, epoch: int | None = None) -> tuple[store.RunInfo, list[PhaseTrace]]:
+    """The values every phase computed in a traced run (default: the latest traced run)."""
+    with connect(database).transaction(commit=False) as s:
+        traced = [r for r in store.list_runs(s) if r.options.get("trace")]
+        if run_id is None:
+            if not traced:
+                raise InputError("no traced run yet: run `sqlnet train --trace` first")
+            run = traced[-1]
+        else:
+            run = store.get_run(s, run_id)
+            if not run.options.get("trace"):
+                raise InputError(f"run {run_id} was not traced: train with --trace to keep its phases")
+        return run, [PhaseTrace(p, store.trace_rows(s, p, run.run_id, epoch)) for p in plan(run.network)]
+
+
+@dataclass
+class DemoResult:
+    url: str
+    schema: str
+    train: TrainResult
+    reference_forward: reference.Forward
+    reference_loss: float
+    reference_params: Params
+    differences: list[Difference]
+    trace: list[PhaseTrace]
+
+
+def demo(database: DatabaseLike = None, *, schema: str = DEMO_SCHEMA) -> DemoResult:
+    """The post's network, end to end: create its tables, train one traced step, compare with the reference."""
+    db = connect(database)
+    init(db, schema=schema, example="post", replace=True)
+    result = train(db, schema=schema, trace=True, epochs=1, learning_rate=0.1)
+    with db.transaction(commit=False) as s:
+        tables, net = load_network(s, schema, TrainOptions())
+        data = read_data(s.pg, tables, net)
+    ref = reference.train(net, result.initial, data, 0.1, 1)
+    forward = reference.forward(net, result.initial, data.samples[0].x)
+    _, trace = phases(db, result.run_id, epoch=1)
+    return DemoResult(
+        db.url,
+        schema,
+        result,
+        forward,
+        ref.losses[0],
+        ref.params,
+        compare(net, tables, result.params, ref.params),
+        trace,
+    )
+
+
+__all__ = [
+    "CheckFailed",
+    "CheckReport",
+    "DatabaseError",
+    "DemoResult",
+    "InputError",
+    "TrainOptions",
+    "TrainResult",
+    "check",
+    "connect",
+    "demo",
+    "init",
+    "phases",
+    "restore",
+    "run_losses",
+    "runs",
+    "train",
+    "training_sql",
+]

@@ -1,0 +1,432 @@
+"""The command line: a thin click layer over ``sqlnet.api``.
+
+Exit codes: 0 success; 1 a clear error (bad tables or options, database refused, check failed);
+2 a usage error; 130 interrupted by Ctrl-C (the transaction was rolled back).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sqlnet import api
+from sqlnet.db import Database, psql_binary, redact
+from sqlnet.errors import SqlnetError
+from sqlnet.functions import ACTIVATIONS, LOSSES
+from sqlnet.layouts import LAYOUTS
+from sqlnet.network import BIAS_LAYOUTS, Network, Params
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def database_option(f: F) -> F:
+    return click.option(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL. Default: $SQLNET_DATABASE_URL, then $DATABASE_URL, then sqlnet's embedded server.",
+    )(f)
+
+
+def schema_option(f: F) -> F:
+    return click.option("--schema", metavar="NAME", help="Schema of the network's tables (default: the current one).")(f)
+
+
+def training_options(f: F) -> F:
+    """The hyperparameters shared by train, sql and check."""
+    options = [
+        click.option("--epochs", type=int, default=1, show_default=True, help="Passes over the samples."),
+        click.option("--learning-rate", "--lr", type=float, default=0.1, show_default=True, help="Gradient step size."),
+        click.option(
+            "--hidden-activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
+        ),
+        click.option(
+            "--output-activation", type=click.Choice(list(ACTIVATIONS)), default="linear", show_default=True
+        ),
+        click.option("--loss", type=click.Choice(list(LOSSES)), default="half-se", show_default=True),
+        click.option(
+            "--bias",
+            type=click.Choice(list(BIAS_LAYOUTS)),
+            help="Where biases live. Default: node if biases{k} tables exist, else edge if the weights tables "
+            "have bias columns, else none.",
+        ),
+        click.option(
+            "--epochs-per-statement",
+            type=int,
+            default=api.DEFAULT_EPOCHS_PER_STATEMENT,
+            show_default=True,
+            help="Epochs run by one SQL statement; longer trainings run several, in the same transaction.",
+        ),
+        click.option("--layout", type=click.Choice(list(LAYOUTS)), default="long", show_default=True, hidden=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def handle_errors(f: F) -> F:
+    """Turn sqlnet's errors into a message and exit code 1, Ctrl-C into 130."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except SqlnetError as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted:[/] the statement was cancelled and the transaction rolled back; "
+                      "every table is as it was before.")
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _hyper(kwargs: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "epochs",
+        "learning_rate",
+        "hidden_activation",
+        "output_activation",
+        "loss",
+        "bias",
+        "epochs_per_statement",
+        "layout",
+    )
+    return {k: kwargs[k] for k in keys}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.10g}"
+
+
+def params_table(net: Network, params: Params, title: str, other: Params | None = None) -> Table:
+    """Weights and biases as the post's tables show them; with `other`, a reference column beside."""
+    table = Table(title=title, title_justify="left")
+    for name in ("layer", "in", "out", "weight", "bias"):
+        table.add_column(name, justify="right")
+    if other is not None:
+        table.add_column("reference weight", justify="right")
+        table.add_column("reference bias", justify="right")
+    for k in range(1, net.depth + 1):
+        for i in range(net.sizes[k - 1]):
+            for j in range(net.sizes[k]):
+                bias = {"edge": lambda p: p.biases[k - 1][i][j], "node": lambda p: p.biases[k - 1][0][j]}.get(net.bias)
+                row = [str(k), str(i + 1), str(j + 1), _fmt(params.weights[k - 1][i][j])]
+                row.append(_fmt(bias(params)) if bias else "-")
+                if other is not None:
+                    row += [_fmt(other.weights[k - 1][i][j]), _fmt(bias(other)) if bias else "-"]
+                table.add_row(*row)
+    return table
+
+
+EPILOG_EXAMPLES = """
+\b
+Examples:
+  sqlnet demo                                   the post's network, end to end
+  sqlnet init --example post                    create the post's tables
+  sqlnet train --epochs 1 --learning-rate 0.1   train them in PostgreSQL
+  sqlnet check --epochs 50 --lr 0.0001          compare the SQL with the reference
+  sqlnet sql > train.sql                        the statement train runs
+  sqlnet psql                                   open the database in psql
+"""
+
+
+@click.group(epilog=EPILOG_EXAMPLES)
+@click.version_option(package_name="sqlnet")
+def main() -> None:
+    """Train neural networks inside PostgreSQL.
+
+    The network lives in ordinary tables (inputs, weights1, weights2, ..., outputs); sqlnet
+    compiles its training into one recursive-CTE statement whose steps are the phases of
+    backpropagation, runs it in the database, and checks it against a pure-Python reference.
+    """
+
+
+@main.command()
+@database_option
+@schema_option
+@training_options
+@click.option("--trace", is_flag=True, help="Keep every phase of every epoch in schema sqlnet_trace.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: run id, losses, trained weights.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@handle_errors
+def train(database_url: str | None, schema: str | None, trace: bool, as_json: bool, quiet: bool, **kwargs: Any) -> None:
+    """Train the network in the tables and write the trained weights back.
+
+    Everything runs in one transaction: on an error or Ctrl-C no table changes. The run is
+    recorded (sqlnet runs) with the weights before and after, so `sqlnet restore RUN` undoes it.
+
+    \b
+    Examples:
+      sqlnet train --epochs 1 --learning-rate 0.1
+      sqlnet train --schema mynet --epochs 500 --lr 0.001 --trace
+      sqlnet train --epochs 100 --json | jq .final_loss
+    """
+    show = not (as_json or quiet)
+
+    def on_block(epoch: int, loss: float) -> None:
+        if show and kwargs["epochs"] > kwargs["epochs_per_statement"]:
+            err.print(f"epoch {epoch}/{kwargs['epochs']}  loss {_fmt(loss)}")
+
+    result = api.train(database_url, schema=schema, trace=trace, on_block=on_block, **_hyper(kwargs))
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    if quiet:
+        return
+    net = result.network
+    out.print(f"run {result.run_id}: trained a {net.describe()}")
+    out.print(
+        f"{result.options.epochs} epoch(s) at learning rate {result.options.learning_rate} in {result.statements} "
+        f"statement(s), {result.seconds:.2f} s; loss {_fmt(result.losses[0])} (epoch 1) -> "
+        f"{_fmt(result.losses[-1])} (epoch {len(result.losses)}), each before its epoch's update"
+    )
+    if sum(len(w) * len(w[0]) for w in result.params.weights) <= 60:
+        out.print(params_table(net, result.params, "trained weights and biases (written back)"))
+    if trace:
+        out.print(f"phases kept in schema sqlnet_trace (run_id = {result.run_id}): `sqlnet phases` shows them")
+    out.print(f"undo with: sqlnet restore {result.run_id}")
+
+
+@main.command("sql")
+@database_option
+@schema_option
+@training_options
+@handle_errors
+def sql_command(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
+    """Print the SQL that `train` runs with the same options; it runs as is in psql.
+
+    The statement reads the tables, trains, writes the weights back and returns the loss of
+    each epoch and the trained weights. It needs the tables to exist (their sizes shape it).
+
+    \b
+    Examples:
+      sqlnet sql --epochs 3 > train.sql && sqlnet psql -f train.sql
+    """
+    click.echo(api.training_sql(database_url, schema=schema, **_hyper(kwargs)), nl=False)
+
+
+@main.command()
+@database_option
+@schema_option
+@training_options
+@click.option("--tolerance", type=float, default=api.DEFAULT_TOLERANCE, show_default=True,
+              help="Largest relative difference allowed (relative to max(1, |reference|)).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def check(database_url: str | None, schema: str | None, tolerance: float, as_json: bool, **kwargs: Any) -> None:
+    """Train with the SQL and with the pure-Python reference and compare; changes nothing.
+
+    Exits 1 when any table differs by more than the tolerance.
+
+    \b
+    Examples:
+      sqlnet check --epochs 10 --learning-rate 0.001
+    """
+    report = api.check(database_url, schema=schema, tolerance=tolerance, **_hyper(kwargs))
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        table = Table(title=f"SQL vs reference: {report.network.describe()}, {report.options.epochs} epoch(s)",
+                      title_justify="left")
+        for name in ("table", "values", "largest difference", "relative", "within tolerance"):
+            table.add_column(name, justify="right" if name != "table" else "left")
+        for d in report.differences:
+            table.add_row(d.table, str(d.values), f"{d.max_abs:.3g}", f"{d.max_rel:.3g}",
+                          "yes" if d.max_rel <= tolerance else "[red]NO[/]")
+        out.print(table)
+        out.print("agree" if report.ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@database_option
+@schema_option
+@click.option("--example", type=click.Choice(list(api.EXAMPLES)), help="Fill the tables with an example's values.")
+@click.option("--replace", is_flag=True, help="Drop and recreate the tables if they exist.")
+@handle_errors
+def init(database_url: str | None, schema: str | None, example: str | None, replace: bool) -> None:
+    """Create the tables inputs, weights1, weights2 and outputs (the post's layout).
+
+    \b
+    Examples:
+      sqlnet init --example post
+      sqlnet init --schema experiment --example post --replace
+    """
+    tables = api.init(database_url, schema=schema, example=example, replace=replace)
+    where = f" in schema {schema}" if schema else ""
+    out.print(f"created {', '.join(tables)}{where}" + (f" with the {example} example's values" if example else ""))
+
+
+@main.command()
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@handle_errors
+def runs(database_url: str | None, as_json: bool) -> None:
+    """List the recorded training runs.
+
+    \b
+    Examples:
+      sqlnet runs
+      sqlnet runs --json
+    """
+    found = api.runs(database_url)
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in found], indent=2))
+        return
+    if not found:
+        out.print("no runs yet: `sqlnet train` records one")
+        return
+    table = Table()
+    for name in ("run", "started", "status", "schema", "network", "epochs", "rate", "final loss", "trace"):
+        table.add_column(name)
+    for r in found:
+        table.add_row(
+            str(r.run_id),
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.status,
+            r.schema_name or "",
+            "-".join(map(str, r.network.sizes)),
+            str(r.epochs),
+            str(r.learning_rate),
+            _fmt(r.final_loss) if r.final_loss is not None else "",
+            "yes" if r.options.get("trace") else "",
+        )
+    out.print(table)
+
+
+@main.command()
+@database_option
+@click.argument("run", type=int)
+@click.option("--final", "stage", flag_value="final", help="Restore the weights the run ended with.")
+@click.option("--initial", "stage", flag_value="initial", default=True, help="Restore the weights it started from (default).")
+@handle_errors
+def restore(database_url: str | None, run: int, stage: str) -> None:
+    """Put a run's initial (or final) weights and biases back into its tables.
+
+    \b
+    Examples:
+      sqlnet restore 3            undo run 3
+      sqlnet restore 3 --final    redo it
+    """
+    info = api.restore(database_url, run, stage=stage)
+    where = f" in schema {info.schema_name}" if info.schema_name else ""
+    out.print(f"restored the {stage} weights of run {run}{where}")
+
+
+@main.command()
+@database_option
+@click.option("--run", type=int, help="The run (default: the latest traced run).")
+@click.option("--epoch", type=int, default=1, show_default=True, help="The epoch to show (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@handle_errors
+def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool) -> None:
+    """Print what every phase computed in a traced run (train --trace).
+
+    Each phase is a table in schema sqlnet_trace: `\\dt sqlnet_trace.*` in psql lists them.
+
+    \b
+    Examples:
+      sqlnet train --trace && sqlnet phases
+      sqlnet phases --run 4 --epoch 2
+    """
+    info, traces = api.phases(database_url, run, epoch or None)
+    if as_json:
+        click.echo(json.dumps({"run_id": info.run_id, "phases": [
+            {"phase": t.phase.number, "name": t.phase.name, "table": f"sqlnet_trace.{t.phase.table}",
+             "comment": t.phase.comment,
+             "rows": [dict(zip(("epoch", "sample", "layer", "quantity", "input_node", "node", "value"), r))
+                      for r in t.rows]}
+            for t in traces]}, indent=2))
+        return
+    for t in traces:
+        table = Table(title=f"sqlnet_trace.{t.phase.table} — {t.phase.comment}", title_justify="left")
+        for name in ("epoch", "sample", "layer", "quantity", "input node", "node", "value"):
+            table.add_column(name, justify="right")
+        for r in t.rows:
+            table.add_row(*("" if v is None else _fmt(v) if isinstance(v, float) else str(v) for v in r))
+        out.print(table)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@database_option
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
+    """Open psql (the one shipped with the embedded server) on the database sqlnet uses.
+
+    Arguments after the command go to psql.
+
+    \b
+    Examples:
+      sqlnet psql
+      sqlnet psql -c '\\dt sqlnet_trace.*'
+      sqlnet psql -c 'SELECT * FROM sqlnet_trace.phase1_hidden_input'
+    """
+    db = Database(database_url)
+    binary = str(psql_binary())
+    sys.stdout.flush()
+    os.execv(binary, [binary, db.url, *psql_args])
+
+
+@main.command()
+@database_option
+@handle_errors
+def demo(database_url: str | None) -> None:
+    """Train the blog post's 3-2-3 network one step in PostgreSQL and compare with the reference.
+
+    Creates the post's tables in schema sqlnet_demo (replacing them), trains one traced epoch
+    at learning rate 0.1, and prints the forward values, the loss and the updated weights beside
+    the pure-Python reference's.
+
+    \b
+    Examples:
+      sqlnet demo
+    """
+    d = api.demo(database_url)
+    net = d.train.network
+    out.print(f"[bold]sqlnet demo[/] — the blog post's network in PostgreSQL ({redact(d.url)})")
+    out.print(f"tables inputs, weights1, weights2, outputs in schema {d.schema}; {net.describe()}")
+    by_name = {t.phase.name: t for t in d.trace}
+    fwd = Table(title="forward pass (epoch 1)", title_justify="left")
+    for name in ("phase", "node", "SQL", "reference"):
+        fwd.add_column(name, justify="right" if name != "phase" else "left")
+    for phase_name, k, quantity in (("hidden_input", 1, "input"), ("hidden_activation", 1, "activation"),
+                                    ("output_input", 2, "input"), ("output", 2, "activation")):
+        ref = d.reference_forward.z[k] if quantity == "input" else d.reference_forward.a[k]
+        for row in by_name[phase_name].rows:
+            node = row[5]
+            fwd.add_row(phase_name, str(node), _fmt(row[6]), _fmt(ref[node - 1]))
+    out.print(fwd)
+    out.print(f"loss (phase error): SQL {_fmt(d.train.losses[0])}, reference {_fmt(d.reference_loss)}")
+    out.print(params_table(net, d.train.params, "weights and biases after one step (learning rate 0.1)",
+                           d.reference_params))
+    worst = max(x.max_rel for x in d.differences)
+    out.print(f"largest difference SQL vs reference: {worst:.3g} " + ("(agree)" if worst <= 1e-9 else "[red](DISAGREE)[/]"))
+    out.print(
+        f"\nrun {d.train.run_id} is recorded: `sqlnet runs`. Every phase is a table in schema sqlnet_trace:\n"
+        f"  sqlnet phases                      print them all\n"
+        f"  sqlnet psql                        then \\dt sqlnet_trace.*\n"
+        f"  sqlnet psql -c 'SELECT * FROM sqlnet_trace.phase6_hidden_delta WHERE run_id = {d.train.run_id}'\n"
+        f"  sqlnet sql --schema {d.schema}      the training statement itself"
+    )
+    if worst > 1e-9:
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

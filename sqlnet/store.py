@@ -1,0 +1,260 @@
+"""sqlnet's own tables: the record of every run (schema `sqlnet`) and the phase trace (`sqlnet_trace`).
+
+A run keeps its hyperparameters, the loss of every epoch and the weights before and after, so a
+training can always be undone (`sqlnet restore`). The run tables are SQLAlchemy Core tables; the
+trace tables are named after the phases of the network traced, so they are composed with
+``psycopg.sql`` like the training statement itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.dialects.postgresql import JSONB
+
+from sqlnet.db import Session
+from sqlnet.errors import InputError
+from sqlnet.network import Network, Params
+from sqlnet.phases import Phase
+from sqlnet.statement import TRACE_SCHEMA
+
+SCHEMA = "sqlnet"
+metadata = sa.MetaData(schema=SCHEMA)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("schema_name", sa.Text, comment="the schema of the network's tables; NULL = the search path"),
+    sa.Column("network", JSONB, nullable=False, comment="sizes, activations, loss and bias layout"),
+    sa.Column("options", JSONB, nullable=False, comment="epochs, learning rate, layout, trace, ..."),
+    sa.Column("epochs", sa.Integer, nullable=False),
+    sa.Column("learning_rate", sa.Float(53), nullable=False),
+    sa.Column("final_loss", sa.Float(53), comment="the mean loss of the last epoch, before its update"),
+    comment="one row per sqlnet training run",
+)
+
+run_losses = sa.Table(
+    "run_losses",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), primary_key=True),
+    sa.Column("epoch", sa.Integer, primary_key=True),
+    sa.Column("loss", sa.Float(53), nullable=False),
+    comment="the mean loss over the samples of each epoch of each run, before the epoch's update",
+)
+
+run_params = sa.Table(
+    "run_params",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), nullable=False),
+    sa.Column("stage", sa.Text, nullable=False, comment="'initial' (before the run) or 'final' (after it)"),
+    sa.Column("quantity", sa.Text, nullable=False, comment="'weight' or 'bias'"),
+    sa.Column("layer", sa.Integer, nullable=False),
+    sa.Column("input_node", sa.Integer, comment="NULL for a node bias"),
+    sa.Column("node", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float(53), nullable=False),
+    sa.Index("run_params_run", "run_id", "stage"),
+    comment="the weights and biases of every run, before and after",
+)
+
+
+def ensure_schema(s: Session) -> None:
+    s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
+    metadata.create_all(s.sa)
+
+
+def network_json(net: Network) -> dict[str, Any]:
+    return {
+        "sizes": list(net.sizes),
+        "hidden_activation": net.hidden_activation,
+        "output_activation": net.output_activation,
+        "loss": net.loss,
+        "bias": net.bias,
+    }
+
+
+def network_from_json(data: dict[str, Any]) -> Network:
+    return Network(
+        tuple(data["sizes"]), data["hidden_activation"], data["output_activation"], data["loss"], data["bias"]
+    )
+
+
+def start_run(s: Session, schema: str | None, net: Network, options: dict[str, Any]) -> int:
+    run_id = s.sa.execute(
+        runs.insert()
+        .values(
+            status="running",
+            schema_name=schema,
+            network=network_json(net),
+            options=options,
+            epochs=options["epochs"],
+            learning_rate=options["learning_rate"],
+        )
+        .returning(runs.c.run_id)
+    ).scalar_one()
+    return int(run_id)
+
+
+def finish_run(s: Session, run_id: int, losses: list[float], first_epoch: int = 1) -> None:
+    if losses:
+        s.sa.execute(
+            run_losses.insert(),
+            [{"run_id": run_id, "epoch": first_epoch + e, "loss": loss} for e, loss in enumerate(losses)],
+        )
+    s.sa.execute(
+        runs.update()
+        .where(runs.c.run_id == run_id)
+        .values(status="finished", finished_at=sa.func.clock_timestamp(), final_loss=losses[-1] if losses else None)
+    )
+
+
+def save_params(s: Session, run_id: int, stage: str, net: Network, params: Params) -> None:
+    rows = []
+    for k in range(1, net.depth + 1):
+        for i, row in enumerate(params.weights[k - 1], start=1):
+            rows += [
+                {"run_id": run_id, "stage": stage, "quantity": "weight", "layer": k, "input_node": i, "node": j, "value": v}
+                for j, v in enumerate(row, start=1)
+            ]
+        for r, row in enumerate(params.biases[k - 1], start=1):
+            rows += [
+                {
+                    "run_id": run_id,
+                    "stage": stage,
+                    "quantity": "bias",
+                    "layer": k,
+                    "input_node": r if net.bias == "edge" else None,
+                    "node": j,
+                    "value": v,
+                }
+                for j, v in enumerate(row, start=1)
+            ]
+    if rows:
+        s.sa.execute(run_params.insert(), rows)
+
+
+def load_params(s: Session, run_id: int, stage: str, net: Network) -> Params:
+    params = Params(
+        [[[0.0] * net.sizes[k] for _ in range(net.sizes[k - 1])] for k in range(1, net.depth + 1)],
+        [[[0.0] * net.sizes[k] for _ in range(net.bias_rows(k))] for k in range(1, net.depth + 1)],
+    )
+    found = 0
+    for q, layer, i, j, v in s.sa.execute(
+        sa.select(run_params.c.quantity, run_params.c.layer, run_params.c.input_node, run_params.c.node, run_params.c.value)
+        .where(run_params.c.run_id == run_id, run_params.c.stage == stage)
+    ):
+        found += 1
+        if q == "weight":
+            params.weights[layer - 1][i - 1][j - 1] = v
+        else:
+            params.biases[layer - 1][(i or 1) - 1][j - 1] = v
+    if not found:
+        raise InputError(f"run {run_id} has no {stage} weights recorded (it did not finish): choose another stage or run")
+    return params
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: int
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    schema_name: str | None
+    network: Network
+    options: dict[str, Any]
+    epochs: int
+    learning_rate: float
+    final_loss: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "status": self.status,
+            "schema": self.schema_name,
+            "network": network_json(self.network),
+            "options": self.options,
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "final_loss": self.final_loss,
+        }
+
+
+def _run_info(row: sa.Row) -> RunInfo:
+    return RunInfo(
+        row.run_id,
+        row.started_at,
+        row.finished_at,
+        row.status,
+        row.schema_name,
+        network_from_json(row.network),
+        row.options,
+        row.epochs,
+        row.learning_rate,
+        row.final_loss,
+    )
+
+
+def has_schema(s: Session) -> bool:
+    return sa.inspect(s.sa).has_table("runs", schema=SCHEMA)
+
+
+def list_runs(s: Session) -> list[RunInfo]:
+    if not has_schema(s):
+        return []
+    return [_run_info(r) for r in s.sa.execute(sa.select(runs).order_by(runs.c.run_id))]
+
+
+def get_run(s: Session, run_id: int) -> RunInfo:
+    row = s.sa.execute(sa.select(runs).where(runs.c.run_id == run_id)).first() if has_schema(s) else None
+    if row is None:
+        raise InputError(f"run {run_id} not found: `sqlnet runs` lists the runs")
+    return _run_info(row)
+
+
+def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
+    return [
+        (e, v)
+        for e, v in s.sa.execute(
+            sa.select(run_losses.c.epoch, run_losses.c.loss).where(run_losses.c.run_id == run_id).order_by(run_losses.c.epoch)
+        )
+    ]
+
+
+# --- the trace schema ---------------------------------------------------------------------------
+
+TRACE_COLUMNS = (
+    "run_id integer NOT NULL, epoch integer NOT NULL, sample bigint, layer integer, quantity text NOT NULL, "
+    "input_node integer, node integer, value double precision NOT NULL"
+)
+
+
+def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
+    """One table per phase in schema sqlnet_trace, commented with what the phase computes."""
+    s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(TRACE_SCHEMA)))
+    for phase in phases:
+        table = sql.Identifier(TRACE_SCHEMA, phase.table)
+        s.pg.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(TRACE_COLUMNS)))
+        s.pg.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                table, sql.Literal(f"phase {phase.number} · {phase.name}: {phase.comment}")
+            )
+        )
+
+
+def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) -> list[tuple[Any, ...]]:
+    table = sql.Identifier(TRACE_SCHEMA, phase.table)
+    query = sql.SQL(
+        "SELECT epoch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"
+        " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, quantity, layer, sample, input_node, node"
+    ).format(table)
+    return s.pg.execute(query, (run_id, epoch, epoch)).fetchall()
+

@@ -1,0 +1,53 @@
+"""Shared test helpers: the post's network and random networks, as plain values."""
+
+from __future__ import annotations
+
+import random
+
+from sqlnet.network import Dataset, Network, Params, Sample
+from sqlnet.tables import Table, TableMap, _input_columns, _weight_columns
+
+POST_NET = Network((3, 2, 3))
+POST_PARAMS = Params(
+    weights=[[[2, 3], [4, 5], [6, 7]], [[1, 2, 3], [4, 5, 6]]],
+    biases=[[[1, 1], [2, 2], [3, 3]], [[2, 2, 2], [3, 3, 3]]],
+)
+POST_DATA = Dataset([Sample(1, (1, 3, 5), (290, 399, 505))])
+
+# The correct numbers after one step at learning rate 0.1 (../shared/reference/README.md).
+POST_WEIGHTS_AFTER = [[[0.5, -0.3], [-0.5, -4.9], [-1.5, -9.5]], [[-4, -3, -17], [-1.9, -0.9, -17.6]]]
+POST_BIASES_AFTER = [[[-0.5, -2.3], [0.5, -1.3], [1.5, -0.3]], [[1.9, 1.9, 1.6], [2.9, 2.9, 2.6]]]
+
+
+def post_table_map(schema: str | None = None) -> TableMap:
+    """The post's tables as discovery maps them (lower-case names), without a database."""
+    return TableMap(
+        schema,
+        Table(schema, "inputs", _input_columns("input")),
+        Table(schema, "outputs", _input_columns("output")),
+        tuple(Table(schema, f"weights{k}", _weight_columns(k)) for k in (1, 2)),
+        (),
+        "edge",
+    )
+
+
+def random_network(rng: random.Random, depth: int, bias: str, hidden: str = "relu", output: str = "linear") -> Network:
+    sizes = tuple(rng.randint(1, 4) for _ in range(depth + 1))
+    return Network(sizes, hidden, output, rng.choice(["half-se", "se"]), bias)
+
+
+def random_params(rng: random.Random, net: Network, scale: float = 0.5) -> Params:
+    return Params(
+        [[[rng.uniform(-scale, scale) for _ in range(net.sizes[k])] for _ in range(net.sizes[k - 1])]
+         for k in range(1, net.depth + 1)],
+        [[[rng.uniform(-scale, scale) for _ in range(net.sizes[k])] for _ in range(net.bias_rows(k))]
+         for k in range(1, net.depth + 1)],
+    )
+
+
+def random_data(rng: random.Random, net: Network, n: int) -> Dataset:
+    ids = rng.sample(range(1, 1000), n)
+    return Dataset([
+        Sample(i, tuple(rng.uniform(-1, 1) for _ in range(net.sizes[0])), tuple(rng.uniform(-1, 1) for _ in range(net.sizes[-1])))
+        for i in sorted(ids)
+    ])

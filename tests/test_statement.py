@@ -1,0 +1,54 @@
+"""The generated SQL: golden file, readability, safe composition (no database)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from sqlnet.statement import Training, epoch_blocks, training_statement
+from tests.helpers import POST_NET, post_table_map
+
+GOLDEN = Path(__file__).parent.parent / "sql" / "golden"
+
+
+def post_statement(**kw: object) -> str:
+    return training_statement(Training(POST_NET, post_table_map(), 0.1, **kw)).as_string(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("post_train.sql", {}), ("post_train_trace.sql", {"trace_run": 1})],
+)
+def test_golden(name: str, kwargs: dict) -> None:
+    """The post's training statement; set SQLNET_UPDATE_GOLDEN=1 to rewrite after a deliberate change."""
+    text = post_statement(**kwargs)
+    path = GOLDEN / name
+    if os.environ.get("SQLNET_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.read_text() == text, f"generated SQL changed: diff it against {path}"
+
+
+def test_one_named_commented_fragment_per_phase() -> None:
+    text = post_statement()
+    for n, name in enumerate(
+        ["hidden_input", "hidden_activation", "output_input", "output", "error", "hidden_delta", "update"], start=1
+    ):
+        assert f'-- phase {n} · {name}: ' in text
+        assert f'"phase{n}_{name}" AS (' in text
+
+
+def test_hostile_names_are_quoted_identifiers() -> None:
+    hostile = 'x"; DROP TABLE inputs; --'
+    text = training_statement(Training(POST_NET, post_table_map(hostile), 0.1)).as_string(None)
+    assert '"x""; DROP TABLE inputs; --"."inputs"' in text
+    # outside quoted identifiers, the hostile text never appears
+    assert "DROP TABLE" not in re.sub(r'"(?:[^"]|"")*"', '""', text)
+
+
+def test_epoch_blocks() -> None:
+    assert epoch_blocks(1, 100) == [(1, 1)]
+    assert epoch_blocks(250, 100) == [(1, 100), (101, 200), (201, 250)]
+    assert epoch_blocks(3, 1) == [(1, 1), (2, 2), (3, 3)]
