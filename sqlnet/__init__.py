@@ -1,10 +1,10 @@
 """sqlnet: train neural networks inside PostgreSQL, one recursive-CTE statement per training.
 
-    import sqlnet
-    sqlnet.init(example="post")                      # the blog post's 3-2-3 network
-    result = sqlnet.train(epochs=1, learning_rate=0.1)
-    print(result.losses, result.params.weights)
-    report = sqlnet.check(epochs=100, learning_rate=0.001)   # SQL vs the pure-Python reference
+import sqlnet
+sqlnet.init(example="post")                      # the blog post's 3-2-3 network
+result = sqlnet.train(epochs=1, learning_rate=0.1)
+print(result.losses, result.params.weights)
+report = sqlnet.check(epochs=100, learning_rate=0.001)   # SQL vs the pure-Python reference
 """
 
 from __future__ import annotations

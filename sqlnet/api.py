@@ -23,7 +23,15 @@ from sqlnet.layouts import DEFAULT_LAYOUT, LAYOUTS
 from sqlnet.network import Network, Params
 from sqlnet.phases import Phase, plan
 from sqlnet.statement import Training, epoch_blocks, training_statement
-from sqlnet.tables import TableMap, check_and_size, discover, integer_parameter_columns, read_data, read_params, write_params
+from sqlnet.tables import (
+    TableMap,
+    check_and_size,
+    discover,
+    integer_parameter_columns,
+    read_data,
+    read_params,
+    write_params,
+)
 
 DEFAULT_EPOCHS_PER_STATEMENT = 100
 DEFAULT_TOLERANCE = 1e-9
@@ -55,8 +63,10 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise InputError(f"epochs must be a whole number of at least 1, got {self.epochs!r}")
-        if not isinstance(self.learning_rate, (int, float)) or not math.isfinite(self.learning_rate) or (
-            self.learning_rate <= 0
+        if (
+            not isinstance(self.learning_rate, (int, float))
+            or not math.isfinite(self.learning_rate)
+            or (self.learning_rate <= 0)
         ):
             raise InputError(f"the learning rate must be a finite number above 0, got {self.learning_rate!r}")
         if not isinstance(self.epochs_per_statement, int) or self.epochs_per_statement < 1:
@@ -85,7 +95,9 @@ def load_network(s: Session, schema: str | None, options: TrainOptions) -> tuple
     return tables, net
 
 
-def statements(tables: TableMap, net: Network, options: TrainOptions, trace_run: int | None = None) -> list[Training]:
+def statements(
+    tables: TableMap, net: Network, options: TrainOptions, trace_run: int | None = None
+) -> list[Training]:
     return [
         Training(net, tables, float(options.learning_rate), first, last, options.layout, trace_run)
         for first, last in epoch_blocks(options.epochs, options.epochs_per_statement)
@@ -109,7 +121,9 @@ def _params_from_rows(net: Network, rows: list[tuple[Any, ...]]) -> tuple[Params
     return params, losses
 
 
-def _run_statements(s: Session, trainings: list[Training], on_block: Callable[[int, float], None] | None) -> tuple[Params, list[float]]:
+def _run_statements(
+    s: Session, trainings: list[Training], on_block: Callable[[int, float], None] | None
+) -> tuple[Params, list[float]]:
     params: Params | None = None
     losses: list[float] = []
     for tr in trainings:
@@ -142,7 +156,8 @@ class TrainResult:
     def as_json(self) -> dict[str, Any]:
         def layers(p: Params) -> list[dict[str, Any]]:
             return [
-                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]} for k in range(self.network.depth)
+                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]}
+                for k in range(self.network.depth)
             ]
 
         return {
@@ -192,7 +207,9 @@ def train(
         params, losses = _run_statements(s, trainings, on_block)
         store.save_params(s, run_id, "final", net, params)
         store.finish_run(s, run_id, losses)
-    return TrainResult(run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings))
+    return TrainResult(
+        run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings)
+    )
 
 
 def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:
@@ -249,7 +266,9 @@ def _pairs_difference(name: str, pairs: list[tuple[float, float]]) -> Difference
 
     return Difference(
         name,
-        max((abs(g - w) if not (math.isnan(g) or math.isnan(w)) else math.inf for g, w in pairs), default=0.0),
+        max(
+            (abs(g - w) if not (math.isnan(g) or math.isnan(w)) else math.inf for g, w in pairs), default=0.0
+        ),
         max((rel(g, w) for g, w in pairs), default=0.0),
         len(pairs),
     )
@@ -302,7 +321,9 @@ def check(
     report = CheckReport(net, opts, differences, tolerance, sql_losses, want.losses)
     if raise_on_failure and not report.ok:
         worst = max(report.differences, key=lambda d: d.max_rel)
-        raise CheckFailed(f"SQL and reference differ by {worst.max_rel:.3g} in {worst.table} (tolerance {tolerance})")
+        raise CheckFailed(
+            f"SQL and reference differ by {worst.max_rel:.3g} in {worst.table} (tolerance {tolerance})"
+        )
     return report
 
 
@@ -313,7 +334,13 @@ def _sql_file(name: str) -> str:
     return resources.files("sqlnet").joinpath("sql", name).read_text()
 
 
-def init(database: DatabaseLike = None, *, schema: str | None = None, example: str | None = None, replace: bool = False) -> list[str]:
+def init(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    example: str | None = None,
+    replace: bool = False,
+) -> list[str]:
     """Create the post's tables (empty, or with an example's values). Returns the tables created."""
     if example is not None and example not in EXAMPLES:
         raise InputError(f"unknown example {example!r}: choose one of {', '.join(EXAMPLES)}")
@@ -324,7 +351,9 @@ def init(database: DatabaseLike = None, *, schema: str | None = None, example: s
         existing = [
             t
             for t in POST_TABLES
-            if s.pg.execute("SELECT to_regclass(%s) IS NOT NULL", (sql.Identifier(t).as_string(s.pg),)).fetchone()[0]
+            if s.pg.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (sql.Identifier(t).as_string(s.pg),)
+            ).fetchone()[0]
         ]
         if existing and not replace:
             where = f"schema {schema!r}" if schema else "the current schema"
@@ -352,7 +381,9 @@ def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
         return store.run_loss_curve(s, run_id)
 
 
-def restore(database: DatabaseLike = None, run_id: int | None = None, *, stage: str = "initial") -> store.RunInfo:
+def restore(
+    database: DatabaseLike = None, run_id: int | None = None, *, stage: str = "initial"
+) -> store.RunInfo:
     """Put a run's initial (or final) weights and biases back into its tables."""
     if stage not in ("initial", "final"):
         raise InputError(f"stage must be 'initial' or 'final', got {stage!r}")
@@ -377,7 +408,9 @@ class PhaseTrace:
     rows: list[tuple[Any, ...]]  # (epoch, sample, layer, quantity, input_node, node, value)
 
 
-def phases(database: DatabaseLike = None, run_id: int | None = None, epoch: int | None = None) -> tuple[store.RunInfo, list[PhaseTrace]]:
+def phases(
+    database: DatabaseLike = None, run_id: int | None = None, epoch: int | None = None
+) -> tuple[store.RunInfo, list[PhaseTrace]]:
     """The values every phase computed in a traced run (default: the latest traced run)."""
     with connect(database).transaction(commit=False) as s:
         traced = [r for r in store.list_runs(s) if r.options.get("trace")]

@@ -41,14 +41,18 @@ def database_option(f: F) -> F:
 
 
 def schema_option(f: F) -> F:
-    return click.option("--schema", metavar="NAME", help="Schema of the network's tables (default: the current one).")(f)
+    return click.option(
+        "--schema", metavar="NAME", help="Schema of the network's tables (default: the current one)."
+    )(f)
 
 
 def training_options(f: F) -> F:
     """The hyperparameters shared by train, sql and check."""
     options = [
         click.option("--epochs", type=int, default=1, show_default=True, help="Passes over the samples."),
-        click.option("--learning-rate", "--lr", type=float, default=0.1, show_default=True, help="Gradient step size."),
+        click.option(
+            "--learning-rate", "--lr", type=float, default=0.1, show_default=True, help="Gradient step size."
+        ),
         click.option(
             "--hidden-activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
         ),
@@ -69,7 +73,9 @@ def training_options(f: F) -> F:
             show_default=True,
             help="Epochs run by one SQL statement; longer trainings run several, in the same transaction.",
         ),
-        click.option("--layout", type=click.Choice(list(LAYOUTS)), default="long", show_default=True, hidden=True),
+        click.option(
+            "--layout", type=click.Choice(list(LAYOUTS)), default="long", show_default=True, hidden=True
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -87,8 +93,10 @@ def handle_errors(f: F) -> F:
             err.print(f"[bold red]error:[/] {exc}")
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted:[/] the statement was cancelled and the transaction rolled back; "
-                      "every table is as it was before.")
+            err.print(
+                "[yellow]interrupted:[/] the statement was cancelled and the transaction rolled back; "
+                "every table is as it was before."
+            )
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
@@ -120,14 +128,17 @@ def params_table(net: Network, params: Params, title: str, other: Params | None 
     if other is not None:
         table.add_column("reference weight", justify="right")
         table.add_column("reference bias", justify="right")
+    def bias(p: Params, k: int, i: int, j: int) -> str:
+        if net.bias == "none":
+            return "-"
+        return _fmt(p.biases[k - 1][i if net.bias == "edge" else 0][j])
+
     for k in range(1, net.depth + 1):
         for i in range(net.sizes[k - 1]):
             for j in range(net.sizes[k]):
-                bias = {"edge": lambda p: p.biases[k - 1][i][j], "node": lambda p: p.biases[k - 1][0][j]}.get(net.bias)
-                row = [str(k), str(i + 1), str(j + 1), _fmt(params.weights[k - 1][i][j])]
-                row.append(_fmt(bias(params)) if bias else "-")
+                row = [str(k), str(i + 1), str(j + 1), _fmt(params.weights[k - 1][i][j]), bias(params, k, i, j)]
                 if other is not None:
-                    row += [_fmt(other.weights[k - 1][i][j]), _fmt(bias(other)) if bias else "-"]
+                    row += [_fmt(other.weights[k - 1][i][j]), bias(other, k, i, j)]
                 table.add_row(*row)
     return table
 
@@ -160,10 +171,14 @@ def main() -> None:
 @schema_option
 @training_options
 @click.option("--trace", is_flag=True, help="Keep every phase of every epoch in schema sqlnet_trace.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: run id, losses, trained weights.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document: run id, losses, trained weights."
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @handle_errors
-def train(database_url: str | None, schema: str | None, trace: bool, as_json: bool, quiet: bool, **kwargs: Any) -> None:
+def train(
+    database_url: str | None, schema: str | None, trace: bool, as_json: bool, quiet: bool, **kwargs: Any
+) -> None:
     """Train the network in the tables and write the trained weights back.
 
     Everything runs in one transaction: on an error or Ctrl-C no table changes. The run is
@@ -197,7 +212,9 @@ def train(database_url: str | None, schema: str | None, trace: bool, as_json: bo
     if sum(len(w) * len(w[0]) for w in result.params.weights) <= 60:
         out.print(params_table(net, result.params, "trained weights and biases (written back)"))
     if trace:
-        out.print(f"phases kept in schema sqlnet_trace (run_id = {result.run_id}): `sqlnet phases` shows them")
+        out.print(
+            f"phases kept in schema sqlnet_trace (run_id = {result.run_id}): `sqlnet phases` shows them"
+        )
     out.print(f"undo with: sqlnet restore {result.run_id}")
 
 
@@ -223,11 +240,18 @@ def sql_command(database_url: str | None, schema: str | None, **kwargs: Any) -> 
 @database_option
 @schema_option
 @training_options
-@click.option("--tolerance", type=float, default=api.DEFAULT_TOLERANCE, show_default=True,
-              help="Largest relative difference allowed (relative to max(1, |reference|)).")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=api.DEFAULT_TOLERANCE,
+    show_default=True,
+    help="Largest relative difference allowed (relative to max(1, |reference|)).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
-def check(database_url: str | None, schema: str | None, tolerance: float, as_json: bool, **kwargs: Any) -> None:
+def check(
+    database_url: str | None, schema: str | None, tolerance: float, as_json: bool, **kwargs: Any
+) -> None:
     """Train with the SQL and with the pure-Python reference and compare; changes nothing.
 
     Exits 1 when any table differs by more than the tolerance.
@@ -240,13 +264,20 @@ def check(database_url: str | None, schema: str | None, tolerance: float, as_jso
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
-        table = Table(title=f"SQL vs reference: {report.network.describe()}, {report.options.epochs} epoch(s)",
-                      title_justify="left")
+        table = Table(
+            title=f"SQL vs reference: {report.network.describe()}, {report.options.epochs} epoch(s)",
+            title_justify="left",
+        )
         for name in ("table", "values", "largest difference", "relative", "within tolerance"):
             table.add_column(name, justify="right" if name != "table" else "left")
         for d in report.differences:
-            table.add_row(d.table, str(d.values), f"{d.max_abs:.3g}", f"{d.max_rel:.3g}",
-                          "yes" if d.max_rel <= tolerance else "[red]NO[/]")
+            table.add_row(
+                d.table,
+                str(d.values),
+                f"{d.max_abs:.3g}",
+                f"{d.max_rel:.3g}",
+                "yes" if d.max_rel <= tolerance else "[red]NO[/]",
+            )
         out.print(table)
         out.print("agree" if report.ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
     if not report.ok:
@@ -256,7 +287,9 @@ def check(database_url: str | None, schema: str | None, tolerance: float, as_jso
 @main.command()
 @database_option
 @schema_option
-@click.option("--example", type=click.Choice(list(api.EXAMPLES)), help="Fill the tables with an example's values.")
+@click.option(
+    "--example", type=click.Choice(list(api.EXAMPLES)), help="Fill the tables with an example's values."
+)
 @click.option("--replace", is_flag=True, help="Drop and recreate the tables if they exist.")
 @handle_errors
 def init(database_url: str | None, schema: str | None, example: str | None, replace: bool) -> None:
@@ -269,7 +302,9 @@ def init(database_url: str | None, schema: str | None, example: str | None, repl
     """
     tables = api.init(database_url, schema=schema, example=example, replace=replace)
     where = f" in schema {schema}" if schema else ""
-    out.print(f"created {', '.join(tables)}{where}" + (f" with the {example} example's values" if example else ""))
+    out.print(
+        f"created {', '.join(tables)}{where}" + (f" with the {example} example's values" if example else "")
+    )
 
 
 @main.command()
@@ -313,7 +348,13 @@ def runs(database_url: str | None, as_json: bool) -> None:
 @database_option
 @click.argument("run", type=int)
 @click.option("--final", "stage", flag_value="final", help="Restore the weights the run ended with.")
-@click.option("--initial", "stage", flag_value="initial", default=True, help="Restore the weights it started from (default).")
+@click.option(
+    "--initial",
+    "stage",
+    flag_value="initial",
+    default=True,
+    help="Restore the weights it started from (default).",
+)
 @handle_errors
 def restore(database_url: str | None, run: int, stage: str) -> None:
     """Put a run's initial (or final) weights and biases back into its tables.
@@ -346,12 +387,40 @@ def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool)
     """
     info, traces = api.phases(database_url, run, epoch or None)
     if as_json:
-        click.echo(json.dumps({"run_id": info.run_id, "phases": [
-            {"phase": t.phase.number, "name": t.phase.name, "table": f"sqlnet_trace.{t.phase.table}",
-             "comment": t.phase.comment,
-             "rows": [dict(zip(("epoch", "sample", "layer", "quantity", "input_node", "node", "value"), r))
-                      for r in t.rows]}
-            for t in traces]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "run_id": info.run_id,
+                    "phases": [
+                        {
+                            "phase": t.phase.number,
+                            "name": t.phase.name,
+                            "table": f"sqlnet_trace.{t.phase.table}",
+                            "comment": t.phase.comment,
+                            "rows": [
+                                dict(
+                                    zip(
+                                        (
+                                            "epoch",
+                                            "sample",
+                                            "layer",
+                                            "quantity",
+                                            "input_node",
+                                            "node",
+                                            "value",
+                                        ),
+                                        r,
+                                    )
+                                )
+                                for r in t.rows
+                            ],
+                        }
+                        for t in traces
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     for t in traces:
         table = Table(title=f"sqlnet_trace.{t.phase.table} — {t.phase.comment}", title_justify="left")
@@ -405,18 +474,28 @@ def demo(database_url: str | None) -> None:
     fwd = Table(title="forward pass (epoch 1)", title_justify="left")
     for name in ("phase", "node", "SQL", "reference"):
         fwd.add_column(name, justify="right" if name != "phase" else "left")
-    for phase_name, k, quantity in (("hidden_input", 1, "input"), ("hidden_activation", 1, "activation"),
-                                    ("output_input", 2, "input"), ("output", 2, "activation")):
+    for phase_name, k, quantity in (
+        ("hidden_input", 1, "input"),
+        ("hidden_activation", 1, "activation"),
+        ("output_input", 2, "input"),
+        ("output", 2, "activation"),
+    ):
         ref = d.reference_forward.z[k] if quantity == "input" else d.reference_forward.a[k]
         for row in by_name[phase_name].rows:
             node = row[5]
             fwd.add_row(phase_name, str(node), _fmt(row[6]), _fmt(ref[node - 1]))
     out.print(fwd)
     out.print(f"loss (phase error): SQL {_fmt(d.train.losses[0])}, reference {_fmt(d.reference_loss)}")
-    out.print(params_table(net, d.train.params, "weights and biases after one step (learning rate 0.1)",
-                           d.reference_params))
+    out.print(
+        params_table(
+            net, d.train.params, "weights and biases after one step (learning rate 0.1)", d.reference_params
+        )
+    )
     worst = max(x.max_rel for x in d.differences)
-    out.print(f"largest difference SQL vs reference: {worst:.3g} " + ("(agree)" if worst <= 1e-9 else "[red](DISAGREE)[/]"))
+    out.print(
+        f"largest difference SQL vs reference: {worst:.3g} "
+        + ("(agree)" if worst <= 1e-9 else "[red](DISAGREE)[/]")
+    )
     out.print(
         f"\nrun {d.train.run_id} is recorded: `sqlnet runs`. Every phase is a table in schema sqlnet_trace:\n"
         f"  sqlnet phases                      print them all\n"

@@ -31,7 +31,9 @@ class Network:
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2 or any(n < 1 for n in self.sizes):
-            raise InputError(f"a network needs an input and an output layer of at least one node, got {self.sizes}")
+            raise InputError(
+                f"a network needs an input and an output layer of at least one node, got {self.sizes}"
+            )
         for what, name, table in (
             ("hidden activation", self.hidden_activation, ACTIVATIONS),
             ("output activation", self.output_activation, ACTIVATIONS),
@@ -81,7 +83,9 @@ class Params:
     biases: list[Matrix]
 
     def copy(self) -> Params:
-        return Params([[row[:] for row in w] for w in self.weights], [[row[:] for row in b] for b in self.biases])
+        return Params(
+            [[row[:] for row in w] for w in self.weights], [[row[:] for row in b] for b in self.biases]
+        )
 
     def check_shape(self, net: Network) -> None:
         for k in range(1, net.depth + 1):

@@ -51,7 +51,9 @@ class Phase:
 def derivative_reads(net: Network, k: int) -> tuple[Quantity, ...]:
     """What f'_k needs: its input z, its activation a, both or neither (linear)."""
     template = ACTIVATIONS[net.activation(k)].sql_derivative
-    return tuple(q for q, p in ((Quantity(INPUT, k), "{z}"), (Quantity(ACTIVATION, k), "{a}")) if p in template)
+    return tuple(
+        q for q, p in ((Quantity(INPUT, k), "{z}"), (Quantity(ACTIVATION, k), "{a}")) if p in template
+    )
 
 
 def _bias_text(net: Network, k: int) -> str:
@@ -134,7 +136,11 @@ def plan(net: Network) -> list[Phase]:
             "update",
             None,
             params,
-            (*params, *(Quantity(DELTA, k) for k in range(1, K + 1)), *(Quantity(ACTIVATION, k) for k in range(1, K))),
+            (
+                *params,
+                *(Quantity(DELTA, k) for k in range(1, K + 1)),
+                *(Quantity(ACTIVATION, k) for k in range(1, K)),
+            ),
             "one gradient-descent step on every weight and bias, the gradient being the mean over the samples: "
             "w[i, j] -= rate * mean over s of a[s, i] * d[s, j];  bias[., j] -= rate * mean over s of d[s, j]",
         )
@@ -154,7 +160,16 @@ def _with_carry(phases: list[Phase]) -> list[Phase]:
         later_reads = {q for later in phases[p + 1 :] for q in later.reads}
         carry = tuple(sorted(q for q in state if q in later_reads and q not in phase.produces))
         result.append(
-            Phase(phase.number, phase.name, phase.kind, phase.layer, phase.produces, phase.reads, phase.comment, carry)
+            Phase(
+                phase.number,
+                phase.name,
+                phase.kind,
+                phase.layer,
+                phase.produces,
+                phase.reads,
+                phase.comment,
+                carry,
+            )
         )
         state = set(carry) | set(phase.produces)
     return result

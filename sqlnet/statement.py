@@ -51,7 +51,11 @@ def _data_ctes(tr: Training) -> sql.Composable:
     t = tr.tables
 
     def sample(table: Table) -> sql.Composable:
-        return sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
+        return (
+            sql.SQL("{c}::bigint").format(c=table.col("sample"))
+            if table.has("sample")
+            else sql.SQL("1::bigint")
+        )
 
     return sql.SQL(
         "-- layer 0: the input value of each sample and input node\n"
@@ -94,7 +98,9 @@ def _recursive_cte(tr: Training) -> sql.Composable:
                 body=layout.phase(tr, phase),
             )
         )
-    union = sql.SQL("\n    UNION ALL ").join(sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps)
+    union = sql.SQL("\n    UNION ALL ").join(
+        sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps
+    )
     return sql.SQL(
         "-- the training: each step of the recursion is one phase; `epoch` and `phase` say which\n"
         "train ({columns}) AS (\n"
@@ -171,7 +177,12 @@ def _write_back(tr: Training) -> list[sql.Composable]:
                 "  RETURNING 1\n"
                 ")"
             ).format(
-                k=sql.SQL(str(k)), kl=sql.Literal(k), t=b.ident, v=b.col("value"), bq=sql.Literal(BIAS), n=b.col("node")
+                k=sql.SQL(str(k)),
+                kl=sql.Literal(k),
+                t=b.ident,
+                v=b.col("value"),
+                bq=sql.Literal(BIAS),
+                n=b.col("node"),
             )
         )
     return ctes
@@ -213,15 +224,17 @@ def training_statement(tr: Training) -> sql.Composed:
     layout = LAYOUTS[tr.layout]
     ctes: list[sql.Composable] = [_data_ctes(tr), _recursive_cte(tr)]
     ctes.append(
-        sql.SQL("-- the trained weights and biases: the rows of the last epoch's update\ntrained AS (\n{rows}\n)").format(
-            rows=layout.trained(tr)
-        )
+        sql.SQL(
+            "-- the trained weights and biases: the rows of the last epoch's update\ntrained AS (\n{rows}\n)"
+        ).format(rows=layout.trained(tr))
     )
     ctes.append(sql.SQL("-- write them back into the tables\n{first}").format(first=_write_back(tr)[0]))
     ctes.extend(_write_back(tr)[1:])
     if tr.trace_run is not None:
         trace = _trace(tr)
-        ctes.append(sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=trace[0]))
+        ctes.append(
+            sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=trace[0])
+        )
         ctes.extend(trace[1:])
     result = sql.SQL(
         "-- the result: the mean loss of each epoch, then the trained weights and biases\n"

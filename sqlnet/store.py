@@ -111,7 +111,11 @@ def finish_run(s: Session, run_id: int, losses: list[float], first_epoch: int = 
     s.sa.execute(
         runs.update()
         .where(runs.c.run_id == run_id)
-        .values(status="finished", finished_at=sa.func.clock_timestamp(), final_loss=losses[-1] if losses else None)
+        .values(
+            status="finished",
+            finished_at=sa.func.clock_timestamp(),
+            final_loss=losses[-1] if losses else None,
+        )
     )
 
 
@@ -120,7 +124,15 @@ def save_params(s: Session, run_id: int, stage: str, net: Network, params: Param
     for k in range(1, net.depth + 1):
         for i, row in enumerate(params.weights[k - 1], start=1):
             rows += [
-                {"run_id": run_id, "stage": stage, "quantity": "weight", "layer": k, "input_node": i, "node": j, "value": v}
+                {
+                    "run_id": run_id,
+                    "stage": stage,
+                    "quantity": "weight",
+                    "layer": k,
+                    "input_node": i,
+                    "node": j,
+                    "value": v,
+                }
                 for j, v in enumerate(row, start=1)
             ]
         for r, row in enumerate(params.biases[k - 1], start=1):
@@ -147,8 +159,13 @@ def load_params(s: Session, run_id: int, stage: str, net: Network) -> Params:
     )
     found = 0
     for q, layer, i, j, v in s.sa.execute(
-        sa.select(run_params.c.quantity, run_params.c.layer, run_params.c.input_node, run_params.c.node, run_params.c.value)
-        .where(run_params.c.run_id == run_id, run_params.c.stage == stage)
+        sa.select(
+            run_params.c.quantity,
+            run_params.c.layer,
+            run_params.c.input_node,
+            run_params.c.node,
+            run_params.c.value,
+        ).where(run_params.c.run_id == run_id, run_params.c.stage == stage)
     ):
         found += 1
         if q == "weight":
@@ -156,7 +173,9 @@ def load_params(s: Session, run_id: int, stage: str, net: Network) -> Params:
         else:
             params.biases[layer - 1][(i or 1) - 1][j - 1] = v
     if not found:
-        raise InputError(f"run {run_id} has no {stage} weights recorded (it did not finish): choose another stage or run")
+        raise InputError(
+            f"run {run_id} has no {stage} weights recorded (it did not finish): choose another stage or run"
+        )
     return params
 
 
@@ -224,7 +243,9 @@ def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
     return [
         (e, v)
         for e, v in s.sa.execute(
-            sa.select(run_losses.c.epoch, run_losses.c.loss).where(run_losses.c.run_id == run_id).order_by(run_losses.c.epoch)
+            sa.select(run_losses.c.epoch, run_losses.c.loss)
+            .where(run_losses.c.run_id == run_id)
+            .order_by(run_losses.c.epoch)
         )
     ]
 
@@ -257,4 +278,3 @@ def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) 
         " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, quantity, layer, sample, input_node, node"
     ).format(table)
     return s.pg.execute(query, (run_id, epoch, epoch)).fetchall()
-

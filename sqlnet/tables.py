@@ -99,7 +99,9 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
 
     def table(name: str, roles: dict[str, str], optional: Sequence[str] = ()) -> Table:
         if name not in names:
-            raise InputError(f"table {name!r} not found in {where}: create it (`sqlnet init` makes the post's tables)")
+            raise InputError(
+                f"table {name!r} not found in {where}: create it (`sqlnet init` makes the post's tables)"
+            )
         actual = names[name]
         columns = {c["name"].lower(): c for c in inspector.get_columns(actual, schema=schema)}
         mapped: dict[str, str] = {}
@@ -189,14 +191,18 @@ def _check_values(conn: psycopg.Connection, t: Table) -> None:
                 )
             ).fetchone()
             if bad:
-                raise InputError(f"{t.label(role)} holds {bad[0]}: node numbers and sample ids must be whole numbers")
+                raise InputError(
+                    f"{t.label(role)} holds {bad[0]}: node numbers and sample ids must be whole numbers"
+                )
 
 
 def _node_range(conn: psycopg.Connection, t: Table, role: str) -> int:
     """The number of distinct nodes in a column, after checking they are exactly 1..n."""
     lo, hi, n = _one(
         conn,
-        sql.SQL("SELECT min({c})::bigint, max({c})::bigint, count(DISTINCT {c}) FROM {t}").format(c=t.col(role), t=t.ident),
+        sql.SQL("SELECT min({c})::bigint, max({c})::bigint, count(DISTINCT {c}) FROM {t}").format(
+            c=t.col(role), t=t.ident
+        ),
     )
     if n == 0:
         raise InputError(f"{t.label()} is empty: it needs a row for every node")
@@ -208,12 +214,14 @@ def _node_range(conn: psycopg.Connection, t: Table, role: str) -> int:
     return int(n)
 
 
-def _check_grid(conn: psycopg.Connection, t: Table, row_role: str, col_role: str, rows: int, cols: int, what: str) -> None:
+def _check_grid(
+    conn: psycopg.Connection, t: Table, row_role: str, col_role: str, rows: int, cols: int, what: str
+) -> None:
     """Every (row, col) pair appears exactly once: no duplicates, none missing."""
     dup = conn.execute(
-        sql.SQL("SELECT {a}::text, {b}::text, count(*) FROM {t} GROUP BY {a}, {b} HAVING count(*) > 1 LIMIT 1").format(
-            a=t.col(row_role), b=t.col(col_role), t=t.ident
-        )
+        sql.SQL(
+            "SELECT {a}::text, {b}::text, count(*) FROM {t} GROUP BY {a}, {b} HAVING count(*) > 1 LIMIT 1"
+        ).format(a=t.col(row_role), b=t.col(col_role), t=t.ident)
     ).fetchone()
     if dup:
         raise InputError(
@@ -332,7 +340,9 @@ def read_params(conn: psycopg.Connection, tables: TableMap, net: Network) -> Par
         if tables.bias == "node":
             bt = tables.biases[k - 1]
             for j, b in conn.execute(
-                sql.SQL("SELECT {j}::int, {v}::float8 FROM {t}").format(j=bt.col("node"), v=bt.col("value"), t=bt.ident)
+                sql.SQL("SELECT {j}::int, {v}::float8 FROM {t}").format(
+                    j=bt.col("node"), v=bt.col("value"), t=bt.ident
+                )
             ):
                 bm[0][j - 1] = b
         weights.append(wm)
@@ -367,10 +377,10 @@ def write_params(conn: psycopg.Connection, tables: TableMap, params: Params) -> 
         bias_set = sql.SQL(", {b} = d.b").format(b=w.col("bias")) if tables.bias == "edge" else sql.SQL("")
         with conn.cursor() as cur:
             cur.executemany(
-                sql.SQL("UPDATE {t} AS w SET {v} = d.v{bias_set} FROM (SELECT %s::int AS i, %s::int AS j, "
-                        "%s::float8 AS v, %s::float8 AS b) AS d WHERE w.{i} = d.i AND w.{j} = d.j").format(
-                    t=w.ident, v=w.col("value"), bias_set=bias_set, i=w.col("in"), j=w.col("out")
-                ),
+                sql.SQL(
+                    "UPDATE {t} AS w SET {v} = d.v{bias_set} FROM (SELECT %s::int AS i, %s::int AS j, "
+                    "%s::float8 AS v, %s::float8 AS b) AS d WHERE w.{i} = d.i AND w.{j} = d.j"
+                ).format(t=w.ident, v=w.col("value"), bias_set=bias_set, i=w.col("in"), j=w.col("out")),
                 rows,
             )
     for k, bt in enumerate(tables.biases, start=1):
@@ -412,7 +422,9 @@ def create_tables(
     `samples`: give inputs/outputs a sampleId column (default: when there is more than one sample).
     """
     if column_type not in COLUMN_TYPES.values():
-        raise InputError(f"column type must be one of {', '.join(COLUMN_TYPES.values())}, got {column_type!r}")
+        raise InputError(
+            f"column type must be one of {', '.join(COLUMN_TYPES.values())}, got {column_type!r}"
+        )
     params.check_shape(net)
     samples = len(data) > 1 if samples is None else samples
     ctype = sql.SQL(column_type)
@@ -424,7 +436,9 @@ def create_tables(
         cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), ctype) for c in columns)
         conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(name), cols))
         with conn.cursor().copy(
-            sql.SQL("COPY {} ({}) FROM STDIN").format(ident(name), sql.SQL(", ").join(map(sql.Identifier, columns)))
+            sql.SQL("COPY {} ({}) FROM STDIN").format(
+                ident(name), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
         ) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -436,7 +450,11 @@ def create_tables(
         create(
             name,
             [*sample_col, f"{prefix}node", f"{prefix}value"],
-            [(*([s.id] if samples else []), n, v) for s in data.samples for n, v in enumerate(values(s), start=1)],
+            [
+                (*([s.id] if samples else []), n, v)
+                for s in data.samples
+                for n, v in enumerate(values(s), start=1)
+            ],
         )
     for k in range(1, net.depth + 1):
         cols = _weight_columns(k)
@@ -449,4 +467,8 @@ def create_tables(
         create(f"weights{k}", columns, rows)
         if net.bias == "node":
             bcols = _bias_columns(k)
-            create(f"biases{k}", [bcols["node"], bcols["value"]], [(j + 1, b) for j, b in enumerate(params.biases[k - 1][0])])
+            create(
+                f"biases{k}",
+                [bcols["node"], bcols["value"]],
+                [(j + 1, b) for j, b in enumerate(params.biases[k - 1][0])],
+            )

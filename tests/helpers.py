@@ -31,23 +31,35 @@ def post_table_map(schema: str | None = None) -> TableMap:
     )
 
 
-def random_network(rng: random.Random, depth: int, bias: str, hidden: str = "relu", output: str = "linear") -> Network:
+def random_network(
+    rng: random.Random, depth: int, bias: str, hidden: str = "relu", output: str = "linear"
+) -> Network:
     sizes = tuple(rng.randint(1, 4) for _ in range(depth + 1))
     return Network(sizes, hidden, output, rng.choice(["half-se", "se"]), bias)
 
 
 def random_params(rng: random.Random, net: Network, scale: float = 0.5) -> Params:
     return Params(
-        [[[rng.uniform(-scale, scale) for _ in range(net.sizes[k])] for _ in range(net.sizes[k - 1])]
-         for k in range(1, net.depth + 1)],
-        [[[rng.uniform(-scale, scale) for _ in range(net.sizes[k])] for _ in range(net.bias_rows(k))]
-         for k in range(1, net.depth + 1)],
+        [
+            [[rng.uniform(-scale, scale) for _ in range(net.sizes[k])] for _ in range(net.sizes[k - 1])]
+            for k in range(1, net.depth + 1)
+        ],
+        [
+            [[rng.uniform(-scale, scale) for _ in range(net.sizes[k])] for _ in range(net.bias_rows(k))]
+            for k in range(1, net.depth + 1)
+        ],
     )
 
 
 def random_data(rng: random.Random, net: Network, n: int) -> Dataset:
     ids = rng.sample(range(1, 1000), n)
-    return Dataset([
-        Sample(i, tuple(rng.uniform(-1, 1) for _ in range(net.sizes[0])), tuple(rng.uniform(-1, 1) for _ in range(net.sizes[-1])))
-        for i in sorted(ids)
-    ])
+    return Dataset(
+        [
+            Sample(
+                i,
+                tuple(rng.uniform(-1, 1) for _ in range(net.sizes[0])),
+                tuple(rng.uniform(-1, 1) for _ in range(net.sizes[-1])),
+            )
+            for i in sorted(ids)
+        ]
+    )

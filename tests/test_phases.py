@@ -34,8 +34,13 @@ def test_deep_network_names_each_hidden_layer() -> None:
 def test_every_read_is_available(seed: int) -> None:
     """Each phase reads only what the previous step produced or carried: the recursion sees one step."""
     rng = random.Random(seed)
-    net = random_network(rng, rng.randint(1, 5), rng.choice(["edge", "node", "none"]),
-                         rng.choice(["relu", "sigmoid", "tanh", "linear"]), rng.choice(["linear", "sigmoid"]))
+    net = random_network(
+        rng,
+        rng.randint(1, 5),
+        rng.choice(["edge", "node", "none"]),
+        rng.choice(["relu", "sigmoid", "tanh", "linear"]),
+        rng.choice(["linear", "sigmoid"]),
+    )
     phases = plan(net)
     state = set(phases[0].produces)
     for phase in phases[1:]:

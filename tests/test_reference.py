@@ -47,10 +47,12 @@ def test_post_one_step() -> None:
 def test_step_does_not_touch_its_input() -> None:
     before = POST_PARAMS.copy()
     reference.step(POST_NET, POST_PARAMS, POST_DATA.samples, 0.1)
-    assert POST_PARAMS == before
+    assert before == POST_PARAMS
 
 
-def _numeric_gradient(net: Network, params: Params, data: Dataset, which: str, k: int, r: int, j: int) -> float:
+def _numeric_gradient(
+    net: Network, params: Params, data: Dataset, which: str, k: int, r: int, j: int
+) -> float:
     h = 1e-6
     values = []
     for sign in (1, -1):
@@ -99,4 +101,6 @@ def test_sigmoid_network_without_biases_changes_weights_by_eta_delta_input() -> 
     for k in (0, 1):
         for i, a in enumerate(fwd.a[k]):
             for j, d in enumerate(deltas[k]):
-                assert new.weights[k][i][j] - params.weights[k][i][j] == pytest.approx(-0.5 * d * a, abs=1e-15)
+                assert new.weights[k][i][j] - params.weights[k][i][j] == pytest.approx(
+                    -0.5 * d * a, abs=1e-15
+                )

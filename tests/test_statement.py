@@ -34,9 +34,10 @@ def test_golden(name: str, kwargs: dict) -> None:
 def test_one_named_commented_fragment_per_phase() -> None:
     text = post_statement()
     for n, name in enumerate(
-        ["hidden_input", "hidden_activation", "output_input", "output", "error", "hidden_delta", "update"], start=1
+        ["hidden_input", "hidden_activation", "output_input", "output", "error", "hidden_delta", "update"],
+        start=1,
     ):
-        assert f'-- phase {n} · {name}: ' in text
+        assert f"-- phase {n} · {name}: " in text
         assert f'"phase{n}_{name}" AS (' in text
 
 

@@ -44,20 +44,36 @@ class LongLayout:
             parts.append(
                 sql.SQL(
                     "  SELECT {epoch}, 0, {q}::text, {k}, NULL::bigint, {i}::int, {j}::int, {v}::float8\n  FROM {t}"
-                ).format(epoch=epoch, q=Q(WEIGHT), k=Q(k), i=w.col("in"), j=w.col("out"), v=w.col("value"), t=w.ident)
+                ).format(
+                    epoch=epoch,
+                    q=Q(WEIGHT),
+                    k=Q(k),
+                    i=w.col("in"),
+                    j=w.col("out"),
+                    v=w.col("value"),
+                    t=w.ident,
+                )
             )
             if tr.tables.bias == "edge":
                 parts.append(
-                    sql.SQL("  SELECT {epoch}, 0, {q}, {k}, NULL, {i}::int, {j}::int, {b}::float8\n  FROM {t}").format(
-                        epoch=epoch, q=Q(BIAS), k=Q(k), i=w.col("in"), j=w.col("out"), b=w.col("bias"), t=w.ident
+                    sql.SQL(
+                        "  SELECT {epoch}, 0, {q}, {k}, NULL, {i}::int, {j}::int, {b}::float8\n  FROM {t}"
+                    ).format(
+                        epoch=epoch,
+                        q=Q(BIAS),
+                        k=Q(k),
+                        i=w.col("in"),
+                        j=w.col("out"),
+                        b=w.col("bias"),
+                        t=w.ident,
                     )
                 )
             elif tr.tables.bias == "node":
                 b = tr.tables.biases[k - 1]
                 parts.append(
-                    sql.SQL("  SELECT {epoch}, 0, {q}, {k}, NULL, NULL, {j}::int, {v}::float8\n  FROM {t}").format(
-                        epoch=epoch, q=Q(BIAS), k=Q(k), j=b.col("node"), v=b.col("value"), t=b.ident
-                    )
+                    sql.SQL(
+                        "  SELECT {epoch}, 0, {q}, {k}, NULL, NULL, {j}::int, {v}::float8\n  FROM {t}"
+                    ).format(epoch=epoch, q=Q(BIAS), k=Q(k), j=b.col("node"), v=b.col("value"), t=b.ident)
                 )
         return sql.SQL("\n  UNION ALL\n").join(parts)
 
@@ -77,9 +93,9 @@ class LongLayout:
         skips the other phases' fragments entirely.
         """
         if phase.number == 1:
-            return sql.SQL("(SELECT phase FROM step) IN (0, {last}) AND (SELECT epoch FROM step) < {end}").format(
-                last=sql.Literal(tr.phases[-1].number), end=sql.Literal(tr.last_epoch)
-            )
+            return sql.SQL(
+                "(SELECT phase FROM step) IN (0, {last}) AND (SELECT epoch FROM step) < {end}"
+            ).format(last=sql.Literal(tr.phases[-1].number), end=sql.Literal(tr.last_epoch))
         return sql.SQL("(SELECT phase FROM step) = {p}").format(p=sql.Literal(phase.number - 1))
 
     def _head(self, phase: Phase) -> sql.Composable:
@@ -136,7 +152,9 @@ class LongLayout:
                 "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, s.value\n"
                 "      FROM (\n{weighted}\n      ) AS s\n"
                 "      WHERE {gate}"
-            ).format(head=self._head(phase), q=Q(INPUT), k=Q(k), weighted=weighted, gate=self._gate(tr, phase))
+            ).format(
+                head=self._head(phase), q=Q(INPUT), k=Q(k), weighted=weighted, gate=self._gate(tr, phase)
+            )
         return sql.SQL(
             "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, s.value + b.value\n"
             "      FROM (\n{weighted}\n      ) AS s\n"
@@ -146,7 +164,12 @@ class LongLayout:
             "      ) AS b ON b.j = s.j\n"
             "      WHERE {gate}"
         ).format(
-            head=self._head(phase), q=Q(INPUT), k=Q(k), weighted=weighted, b=Q(BIAS), gate=self._gate(tr, phase)
+            head=self._head(phase),
+            q=Q(INPUT),
+            k=Q(k),
+            weighted=weighted,
+            b=Q(BIAS),
+            gate=self._gate(tr, phase),
         )
 
     def _activation(self, tr: Training, phase: Phase) -> sql.Composable:
@@ -166,7 +189,9 @@ class LongLayout:
             zq=Q(INPUT),
         )
 
-    def _derivative(self, tr: Training, k: int, node: str, a_alias: str | None) -> tuple[sql.Composable, sql.Composable]:
+    def _derivative(
+        self, tr: Training, k: int, node: str, a_alias: str | None
+    ) -> tuple[sql.Composable, sql.Composable]:
         """f'_k as SQL, and the joins that bring the z (and a) it needs, matched on (sample, node)."""
         f = ACTIVATIONS[tr.net.activation(k)]
         joins: list[sql.Composable] = []
@@ -297,9 +322,9 @@ class LongLayout:
         ).format(end=sql.Literal(tr.last_epoch), last=sql.Literal(tr.phases[-1].number))
 
     def losses(self, tr: Training) -> sql.Composable:
-        return sql.SQL("SELECT epoch, avg(value) AS loss FROM train WHERE quantity = {lq} GROUP BY epoch").format(
-            lq=Q(LOSS)
-        )
+        return sql.SQL(
+            "SELECT epoch, avg(value) AS loss FROM train WHERE quantity = {lq} GROUP BY epoch"
+        ).format(lq=Q(LOSS))
 
     def trace(self, tr: Training, phase: Phase) -> sql.Composable:
         produced = sql.SQL(", ").join(
