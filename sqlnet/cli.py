@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sqlnet import api
@@ -90,7 +91,7 @@ def handle_errors(f: F) -> F:
         try:
             return f(*args, **kwargs)
         except SqlnetError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             err.print(
@@ -272,7 +273,7 @@ def check(
             table.add_column(name, justify="right" if name != "table" else "left")
         for d in report.differences:
             table.add_row(
-                d.table,
+                escape(d.table),
                 str(d.values),
                 f"{d.max_abs:.3g}",
                 f"{d.max_rel:.3g}",
@@ -423,7 +424,7 @@ def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool)
         )
         return
     for t in traces:
-        table = Table(title=f"sqlnet_trace.{t.phase.table} — {t.phase.comment}", title_justify="left")
+        table = Table(title=escape(f"sqlnet_trace.{t.phase.table} — {t.phase.comment}"), title_justify="left")
         for name in ("epoch", "sample", "layer", "quantity", "input node", "node", "value"):
             table.add_column(name, justify="right")
         for r in t.rows:

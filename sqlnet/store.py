@@ -275,6 +275,6 @@ def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) 
     table = sql.Identifier(TRACE_SCHEMA, phase.table)
     query = sql.SQL(
         "SELECT epoch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"
-        " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, quantity, layer, sample, input_node, node"
+        " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, layer, quantity DESC, sample, input_node, node"
     ).format(table)
     return s.pg.execute(query, (run_id, epoch, epoch)).fetchall()

@@ -63,3 +63,47 @@ def random_data(rng: random.Random, net: Network, n: int) -> Dataset:
             for i in sorted(ids)
         ]
     )
+
+
+def snapshot(conn, schema: str = "public") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A checksum of every table in a schema: proves that a failed command changed nothing."""
+    from psycopg import sql
+
+    tables = [r[0] for r in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,))]
+    result = {}
+    for t in tables:
+        (digest,) = conn.execute(
+            sql.SQL("SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {} AS t").format(
+                sql.Identifier(schema, t))
+        ).fetchone()
+        result[t] = digest
+    return result
+
+
+def table_params(conn, net: Network, schema: str | None = None) -> Params:  # type: ignore[no-untyped-def]
+    """Read the parameters back from the tables, independently of sqlnet's own reader."""
+    from psycopg import sql
+
+    def ident(name: str) -> sql.Identifier:
+        return sql.Identifier(schema, name) if schema else sql.Identifier(name)
+
+    weights, biases = [], []
+    for k in range(1, net.depth + 1):
+        w = [[None] * net.sizes[k] for _ in range(net.sizes[k - 1])]
+        b = [[None] * net.sizes[k] for _ in range(net.bias_rows(k))]
+        cols = sql.SQL(", ").join(map(sql.Identifier, (f"weight{k}inputnodenumber", f"weight{k}outputnodenumber", f"weight{k}value")))
+        for i, j, v in conn.execute(sql.SQL("SELECT {} FROM {}").format(cols, ident(f"weights{k}"))):
+            w[int(i) - 1][int(j) - 1] = float(v)
+        if net.bias == "edge":
+            for i, j, v in conn.execute(sql.SQL("SELECT {}, {}, {} FROM {}").format(
+                    sql.Identifier(f"weight{k}inputnodenumber"), sql.Identifier(f"weight{k}outputnodenumber"),
+                    sql.Identifier(f"weight{k}bias"), ident(f"weights{k}"))):
+                b[int(i) - 1][int(j) - 1] = float(v)
+        elif net.bias == "node":
+            for j, v in conn.execute(sql.SQL("SELECT {}, {} FROM {}").format(
+                    sql.Identifier(f"bias{k}nodenumber"), sql.Identifier(f"bias{k}value"), ident(f"biases{k}"))):
+                b[0][int(j) - 1] = float(v)
+        weights.append(w)
+        biases.append(b)
+    return Params(weights, biases)

@@ -26,7 +26,7 @@ def assert_close(got: list, want: list, tol: float = 1e-9) -> None:
     flat_want = [v for m in want for row in m for v in row]
     assert len(flat_got) == len(flat_want)
     for g, w in zip(flat_got, flat_want):
-        assert g == pytest.approx(w, abs=tol), (got, want)
+        assert g == pytest.approx(w, rel=tol, abs=tol), (got, want)
 
 
 def test_post_forward() -> None:

@@ -109,7 +109,7 @@ train (epoch, phase, quantity, layer, sample, i, j, value) AS (
       GROUP BY y.sample
       UNION ALL
       -- the delta of each output node: dL/dy * f'(z)
-      SELECT (SELECT epoch FROM step), 5, 'delta', 2, y.sample, NULL::int, y.j, (y.value - t.value) * 1
+      SELECT (SELECT epoch FROM step), 5, 'delta', 2, y.sample, NULL::int, y.j, (y.value - t.value) * (1)
       FROM prev AS y JOIN target AS t ON t.sample = y.sample AND t.node = y.j
       WHERE (SELECT phase FROM step) = 4 AND y.quantity = 'activation' AND y.layer = 2
       UNION ALL
@@ -120,7 +120,7 @@ train (epoch, phase, quantity, layer, sample, i, j, value) AS (
     ),
     -- phase 6 · hidden_delta: the delta of each hidden node, backpropagated through the weights before this epoch's update: d1[s, i] = relu'(z1[s, i]) * sum over j of w2[i, j] * d2[s, j]
     "phase6_hidden_delta" AS (
-      SELECT (SELECT epoch FROM step), 6, 'delta', 1, back.sample, NULL::int, back.i, back.value * CASE WHEN z.value > 0 THEN 1 ELSE 0 END
+      SELECT (SELECT epoch FROM step), 6, 'delta', 1, back.sample, NULL::int, back.i, back.value * (CASE WHEN z.value > 0 THEN 1 ELSE 0 END)
       FROM (
         -- what each node sent forward, weighted back: sum over j of w[i, j] * d[s, j]
         SELECT d.sample, w.i, sum(w.value * d.value) AS value

@@ -214,7 +214,8 @@ class LongLayout:
                 )
                 a_alias = "a"
             a = sql.SQL("{a}.value").format(a=sql.Identifier(a_alias))
-        return sql.SQL(f.sql_derivative).format(z=z, a=a), sql.Composed(joins)
+        # always parenthesised: "x * 1 - a * a" would multiply before it subtracts
+        return sql.SQL("(" + f.sql_derivative + ")").format(z=z, a=a), sql.Composed(joins)
 
     def _error(self, tr: Training, phase: Phase) -> sql.Composable:
         K = tr.net.depth
