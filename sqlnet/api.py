@@ -424,7 +424,9 @@ def phases(
                 raise InputError(f"run {run_id} was not traced: train with --trace to keep its phases")
         # phase 0 (start) of epoch e holds the weights epoch e starts from: its rows carry epoch e - 1
         return run, [
-            PhaseTrace(p, store.trace_rows(s, p, run.run_id, None if epoch is None else epoch - (p.number == 0)))
+            PhaseTrace(
+                p, store.trace_rows(s, p, run.run_id, None if epoch is None else epoch - (p.number == 0))
+            )
             for p in plan(run.network)
         ]
 

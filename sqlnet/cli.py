@@ -129,6 +129,7 @@ def params_table(net: Network, params: Params, title: str, other: Params | None 
     if other is not None:
         table.add_column("reference weight", justify="right")
         table.add_column("reference bias", justify="right")
+
     def bias(p: Params, k: int, i: int, j: int) -> str:
         if net.bias == "none":
             return "-"
@@ -137,7 +138,13 @@ def params_table(net: Network, params: Params, title: str, other: Params | None 
     for k in range(1, net.depth + 1):
         for i in range(net.sizes[k - 1]):
             for j in range(net.sizes[k]):
-                row = [str(k), str(i + 1), str(j + 1), _fmt(params.weights[k - 1][i][j]), bias(params, k, i, j)]
+                row = [
+                    str(k),
+                    str(i + 1),
+                    str(j + 1),
+                    _fmt(params.weights[k - 1][i][j]),
+                    bias(params, k, i, j),
+                ]
                 if other is not None:
                     row += [_fmt(other.weights[k - 1][i][j]), bias(other, k, i, j)]
                 table.add_row(*row)

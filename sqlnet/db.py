@@ -76,6 +76,16 @@ def embedded_url(pgdata: Path | None = None, database: str = EMBEDDED_DATABASE) 
     return server.get_uri(database=database)
 
 
+def stop_embedded(pgdata: Path | None = None) -> bool:
+    """Stop the embedded server if it runs; returns whether it did."""
+    pgdata = pgdata or data_dir()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    server = _pgserver().get_server(pgdata, cleanup_mode="stop")
+    server.cleanup()
+    return True
+
+
 def psql_binary() -> Path:
     """The psql that ships in the same wheel as the embedded server."""
     utils = _pgserver().utils

@@ -69,13 +69,18 @@ def snapshot(conn, schema: str = "public") -> dict[str, str]:  # type: ignore[no
     """A checksum of every table in a schema: proves that a failed command changed nothing."""
     from psycopg import sql
 
-    tables = [r[0] for r in conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,))]
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,)
+        )
+    ]
     result = {}
     for t in tables:
         (digest,) = conn.execute(
-            sql.SQL("SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {} AS t").format(
-                sql.Identifier(schema, t))
+            sql.SQL(
+                "SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {} AS t"
+            ).format(sql.Identifier(schema, t))
         ).fetchone()
         result[t] = digest
     return result
@@ -92,17 +97,29 @@ def table_params(conn, net: Network, schema: str | None = None) -> Params:  # ty
     for k in range(1, net.depth + 1):
         w = [[None] * net.sizes[k] for _ in range(net.sizes[k - 1])]
         b = [[None] * net.sizes[k] for _ in range(net.bias_rows(k))]
-        cols = sql.SQL(", ").join(map(sql.Identifier, (f"weight{k}inputnodenumber", f"weight{k}outputnodenumber", f"weight{k}value")))
+        cols = sql.SQL(", ").join(
+            map(
+                sql.Identifier, (f"weight{k}inputnodenumber", f"weight{k}outputnodenumber", f"weight{k}value")
+            )
+        )
         for i, j, v in conn.execute(sql.SQL("SELECT {} FROM {}").format(cols, ident(f"weights{k}"))):
             w[int(i) - 1][int(j) - 1] = float(v)
         if net.bias == "edge":
-            for i, j, v in conn.execute(sql.SQL("SELECT {}, {}, {} FROM {}").format(
-                    sql.Identifier(f"weight{k}inputnodenumber"), sql.Identifier(f"weight{k}outputnodenumber"),
-                    sql.Identifier(f"weight{k}bias"), ident(f"weights{k}"))):
+            for i, j, v in conn.execute(
+                sql.SQL("SELECT {}, {}, {} FROM {}").format(
+                    sql.Identifier(f"weight{k}inputnodenumber"),
+                    sql.Identifier(f"weight{k}outputnodenumber"),
+                    sql.Identifier(f"weight{k}bias"),
+                    ident(f"weights{k}"),
+                )
+            ):
                 b[int(i) - 1][int(j) - 1] = float(v)
         elif net.bias == "node":
-            for j, v in conn.execute(sql.SQL("SELECT {}, {} FROM {}").format(
-                    sql.Identifier(f"bias{k}nodenumber"), sql.Identifier(f"bias{k}value"), ident(f"biases{k}"))):
+            for j, v in conn.execute(
+                sql.SQL("SELECT {}, {} FROM {}").format(
+                    sql.Identifier(f"bias{k}nodenumber"), sql.Identifier(f"bias{k}value"), ident(f"biases{k}")
+                )
+            ):
                 b[0][int(j) - 1] = float(v)
         weights.append(w)
         biases.append(b)

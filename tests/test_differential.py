@@ -29,14 +29,23 @@ CASES = [
 
 @pytest.mark.parametrize(("depth", "bias", "hidden", "output", "samples", "ctype"), CASES)
 def test_sql_matches_reference(
-    db_url: str, conn: psycopg.Connection, depth: int, bias: str, hidden: str, output: str, samples: int, ctype: str
+    db_url: str,
+    conn: psycopg.Connection,
+    depth: int,
+    bias: str,
+    hidden: str,
+    output: str,
+    samples: int,
+    ctype: str,
 ) -> None:
     rng = random.Random(f"{depth}{bias}{hidden}{output}{samples}")
     net = random_network(rng, depth, bias, hidden, output)
     params = random_params(rng, net)
     data = random_data(rng, net, samples)
     create_tables(conn, net, params, data, column_type=ctype)
-    options = dict(epochs=4, learning_rate=0.05, hidden_activation=hidden, output_activation=output, loss=net.loss)
+    options = dict(
+        epochs=4, learning_rate=0.05, hidden_activation=hidden, output_activation=output, loss=net.loss
+    )
 
     result = sqlnet.train(db_url, **options)
     want = reference.train(net, result.initial, data, 0.05, 4)
@@ -57,8 +66,10 @@ def test_integer_node_columns_and_inputs(db_url: str, conn: psycopg.Connection) 
     params = random_params(rng, net)
     data = random_data(rng, net, 1)
     create_tables(conn, net, params, data)
-    conn.execute("ALTER TABLE weights1 ALTER COLUMN weight1inputnodenumber TYPE integer, "
-                 "ALTER COLUMN weight1outputnodenumber TYPE integer")
+    conn.execute(
+        "ALTER TABLE weights1 ALTER COLUMN weight1inputnodenumber TYPE integer, "
+        "ALTER COLUMN weight1outputnodenumber TYPE integer"
+    )
     conn.execute("ALTER TABLE inputs ALTER COLUMN inputvalue TYPE integer USING round(inputvalue * 10)")
     report = sqlnet.check(db_url, epochs=3, learning_rate=0.05, loss=net.loss)
     assert report.ok, report.differences
@@ -69,11 +80,21 @@ def test_random_networks_check(db_url: str, conn: psycopg.Connection, seed: int)
     rng = random.Random(1000 + seed)
     depth = rng.randint(1, 5)
     bias = rng.choice(["edge", "node", "none"])
-    hidden, output = rng.choice(["relu", "tanh", "sigmoid", "linear"]), rng.choice(["linear", "sigmoid", "tanh"])
+    hidden, output = (
+        rng.choice(["relu", "tanh", "sigmoid", "linear"]),
+        rng.choice(["linear", "sigmoid", "tanh"]),
+    )
     net = random_network(rng, depth, bias, hidden, output)
     create_tables(conn, net, random_params(rng, net), random_data(rng, net, rng.randint(1, 6)), schema="net")
-    report = sqlnet.check(db_url, schema="net", epochs=rng.randint(1, 5), learning_rate=rng.choice([0.01, 0.1, 0.3]),
-                          hidden_activation=hidden, output_activation=output, loss=net.loss,
-                          epochs_per_statement=rng.randint(1, 3))
+    report = sqlnet.check(
+        db_url,
+        schema="net",
+        epochs=rng.randint(1, 5),
+        learning_rate=rng.choice([0.01, 0.1, 0.3]),
+        hidden_activation=hidden,
+        output_activation=output,
+        loss=net.loss,
+        epochs_per_statement=rng.randint(1, 3),
+    )
     assert report.network == net
     assert report.ok, report.differences

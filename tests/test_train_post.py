@@ -61,7 +61,9 @@ def test_several_statements_equal_one(post_db: str, server_url: str) -> None:
 def test_golden_statement_runs_as_printed_in_psql(post_db: str, conn: psycopg.Connection) -> None:
     out = subprocess.run(
         [str(psql_binary()), post_db, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(GOLDEN / "post_train.sql")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "loss" in out.stdout and "(25 rows)" in out.stdout
     stored = table_params(conn, POST_NET)
@@ -70,7 +72,9 @@ def test_golden_statement_runs_as_printed_in_psql(post_db: str, conn: psycopg.Co
 
 
 def test_sql_prints_exactly_the_golden_statement(post_db: str) -> None:
-    assert sqlnet.training_sql(post_db, epochs=1, learning_rate=0.1) == (GOLDEN / "post_train.sql").read_text()
+    assert (
+        sqlnet.training_sql(post_db, epochs=1, learning_rate=0.1) == (GOLDEN / "post_train.sql").read_text()
+    )
 
 
 def test_check_agrees_over_many_epochs(post_db: str) -> None:
@@ -89,4 +93,6 @@ def test_check_changes_nothing(post_db: str, conn: psycopg.Connection) -> None:
 
 def test_initial_params_read_back(post_db: str) -> None:
     result = sqlnet.train(post_db, epochs=1, learning_rate=0.1)
-    assert result.initial == POST_PARAMS or result.initial.weights == [[[float(v) for v in r] for r in m] for m in POST_PARAMS.weights]
+    assert result.initial == POST_PARAMS or result.initial.weights == [
+        [[float(v) for v in r] for r in m] for m in POST_PARAMS.weights
+    ]

@@ -1,0 +1,161 @@
+"""Bad input: a clear error naming the table, column or row and what to do; nothing changes."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+import sqlnet
+from sqlnet.errors import InputError
+from tests.helpers import snapshot
+
+# (what to break, SQL that breaks the post's tables, words the message must contain)
+BREAKAGES = [
+    ("missing table", "DROP TABLE outputs", ["'outputs' not found", "sqlnet init"]),
+    ("missing weights", "DROP TABLE weights1", ["'weights1' not found"]),
+    ("missing column", "ALTER TABLE inputs DROP COLUMN inputvalue", ["inputs", "inputvalue"]),
+    (
+        "text column",
+        "ALTER TABLE weights2 ALTER COLUMN weight2value TYPE text",
+        ["weights2.weight2value", "not a number"],
+    ),
+    (
+        "NULL value",
+        "UPDATE weights1 SET weight1value = NULL WHERE weight1inputnodenumber = 2 AND weight1outputnodenumber = 1",
+        ["weights1.weight1value", "NULL", "row"],
+    ),
+    ("NaN value", "UPDATE inputs SET inputvalue = 'NaN' WHERE inputnode = 2", ["inputs.inputvalue", "NaN"]),
+    (
+        "duplicate edge",
+        "INSERT INTO weights1 VALUES (1, 2, 9, 9)",
+        ["weights1", "2 rows", "(1, 2)", "keep exactly one"],
+    ),
+    (
+        "missing edge",
+        "DELETE FROM weights2 WHERE weight2inputnodenumber = 2 AND weight2outputnodenumber = 3",
+        ["weights2", "5 rows", "(2, 3)", "missing"],
+    ),
+    (
+        "node without weights",
+        "DELETE FROM weights2 WHERE weight2inputnodenumber = 2",
+        ["do not chain", "weights2.weight2inputnodenumber", "1..1"],
+    ),
+    (
+        "layers do not chain",
+        "UPDATE weights2 SET weight2inputnodenumber = weight2inputnodenumber + 1",
+        ["weights2.weight2inputnodenumber", "1..n"],
+    ),
+    (
+        "gap in node numbers",
+        "UPDATE inputs SET inputnode = 4 WHERE inputnode = 3",
+        ["inputs.inputnode", "1..4", "gaps"],
+    ),
+    (
+        "fractional node",
+        "UPDATE inputs SET inputnode = 1.5 WHERE inputnode = 1",
+        ["inputs.inputnode", "1.5", "whole"],
+    ),
+    (
+        "outputs do not match",
+        "DELETE FROM outputs WHERE outputnode = 3",
+        ["outputs.outputnode", "1..2", "1..3"],
+    ),
+    ("empty table", "DELETE FROM inputs", ["inputs is empty"]),
+    (
+        "sampleId only in inputs",
+        "ALTER TABLE inputs ADD COLUMN sampleId integer DEFAULT 1",
+        ["inputs has a sampleId column but outputs has none"],
+    ),
+    (
+        "integer weights",
+        "ALTER TABLE weights1 ALTER COLUMN weight1value TYPE integer",
+        ["weights1.weight1value", "integer", "ALTER TABLE"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("sql_text", "words"), [(b[1], b[2]) for b in BREAKAGES], ids=[b[0] for b in BREAKAGES]
+)
+def test_bad_tables_are_refused_and_nothing_changes(
+    post_db: str, conn: psycopg.Connection, sql_text: str, words: list[str]
+) -> None:
+    conn.execute(sql_text)
+    before = snapshot(conn)
+    with pytest.raises(InputError) as info:
+        sqlnet.train(post_db, epochs=2, learning_rate=0.1)
+    message = str(info.value)
+    for word in words:
+        assert word in message, message
+    assert snapshot(conn) == before
+    assert conn.execute("SELECT to_regclass('sqlnet.runs')").fetchone()[0] is None
+
+
+def test_samples_without_targets(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE inputs (sampleId int, inputNode int, inputValue float8)")
+    conn.execute("CREATE TABLE outputs (sampleId int, outputNode int, outputValue float8)")
+    conn.execute(
+        "CREATE TABLE weights1 (weight1InputNodeNumber int, weight1OutputNodeNumber int, weight1Value float8)"
+    )
+    conn.execute("INSERT INTO inputs VALUES (1, 1, 0.5), (2, 1, 0.7)")
+    conn.execute("INSERT INTO outputs VALUES (1, 1, 1.0)")
+    conn.execute("INSERT INTO weights1 VALUES (1, 1, 0.3)")
+    with pytest.raises(InputError, match="sample 2 is in inputs but not in outputs"):
+        sqlnet.train(db_url)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"learning_rate": 0}, "learning rate must be a finite number above 0"),
+        ({"learning_rate": float("nan")}, "learning rate"),
+        ({"learning_rate": -1}, "learning rate"),
+        ({"epochs": 0}, "epochs must be a whole number of at least 1"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"epochs_per_statement": 0}, "epochs per statement"),
+        ({"hidden_activation": "swish"}, "unknown hidden activation 'swish'"),
+        ({"loss": "hinge"}, "unknown loss 'hinge'"),
+        ({"bias": "row"}, "unknown bias layout 'row'"),
+    ],
+)
+def test_bad_options_are_refused(post_db: str, conn: psycopg.Connection, options: dict, words: str) -> None:
+    before = snapshot(conn)
+    with pytest.raises(InputError, match=words):
+        sqlnet.train(post_db, **options)
+    assert snapshot(conn) == before
+
+
+def test_missing_schema(post_db: str) -> None:
+    with pytest.raises(InputError, match="schema 'nowhere' does not exist"):
+        sqlnet.train(post_db, schema="nowhere")
+
+
+def test_edge_bias_without_bias_columns(post_db: str, conn: psycopg.Connection) -> None:
+    conn.execute("ALTER TABLE weights2 DROP COLUMN weight2bias")
+    with pytest.raises(InputError, match="'weight2bias' in weights2"):
+        sqlnet.train(post_db, bias="edge")
+
+
+def test_overflow_rolls_back_with_advice(post_db: str, conn: psycopg.Connection) -> None:
+    before = snapshot(conn)
+    with pytest.raises(InputError, match="learning rate .* too large"):
+        sqlnet.train(post_db, epochs=400, learning_rate=10.0)
+    assert snapshot(conn) == before
+
+
+def test_failure_in_a_later_statement_rolls_back_everything(post_db: str, conn: psycopg.Connection) -> None:
+    """The second statement's write-back fails: the first one's writes and the run record vanish too."""
+    conn.execute("CREATE SEQUENCE writes")
+    conn.execute(
+        "CREATE FUNCTION fail_second() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF nextval('writes') > 6 THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$"
+    )
+    conn.execute("CREATE TRIGGER t BEFORE UPDATE ON weights1 FOR EACH ROW EXECUTE FUNCTION fail_second()")
+    before = snapshot(conn)
+    with pytest.raises(psycopg.errors.RaiseException):
+        sqlnet.train(post_db, epochs=3, learning_rate=0.0001, epochs_per_statement=1)
+    conn.execute("SELECT setval('writes', 1, false)")
+    after = snapshot(conn)
+    after.pop("writes", None), before.pop("writes", None)
+    assert after == before
+    assert conn.execute("SELECT to_regclass('sqlnet.runs')").fetchone()[0] is None
