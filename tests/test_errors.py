@@ -138,7 +138,7 @@ def test_edge_bias_without_bias_columns(post_db: str, conn: psycopg.Connection) 
 
 def test_overflow_rolls_back_with_advice(post_db: str, conn: psycopg.Connection) -> None:
     before = snapshot(conn)
-    with pytest.raises(InputError, match="learning rate .* too large"):
+    with pytest.raises(InputError, match=r"learning rate .* too large"):
         sqlnet.train(post_db, epochs=400, learning_rate=10.0)
     assert snapshot(conn) == before
 
