@@ -212,10 +212,15 @@ def train(
         return
     net = result.network
     out.print(f"run {result.run_id}: trained a {net.describe()}")
+    losses = result.losses
+    trend = (
+        f"loss {_fmt(losses[0])} before the update"
+        if len(losses) == 1
+        else f"loss {_fmt(losses[0])} in epoch 1 -> {_fmt(losses[-1])} in epoch {len(losses)} (before each update)"
+    )
     out.print(
-        f"{result.options.epochs} epoch(s) at learning rate {result.options.learning_rate} in {result.statements} "
-        f"statement(s), {result.seconds:.2f} s; loss {_fmt(result.losses[0])} (epoch 1) -> "
-        f"{_fmt(result.losses[-1])} (epoch {len(result.losses)}), each before its epoch's update"
+        f"{result.options.epochs} epoch(s) at learning rate {result.options.learning_rate} in "
+        f"{result.statements} statement(s), {result.seconds:.2f} s; {trend}"
     )
     if sum(len(w) * len(w[0]) for w in result.params.weights) <= 60:
         out.print(params_table(net, result.params, "trained weights and biases (written back)"))
