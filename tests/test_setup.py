@@ -1,0 +1,54 @@
+"""The project's set-up files and database discovery (no database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sqlnet.db import configured_url, libpq_url, sqlalchemy_url
+from sqlnet.errors import DatabaseError
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_compose_file_serves_the_post_tables() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = compose["services"]["postgres"]
+    assert service["image"].startswith("postgres:")
+    assert "./sql:/docker-entrypoint-initdb.d:ro" in service["volumes"]
+    assert any(v.startswith("pgdata:") for v in service["volumes"])
+    assert "pgdata" in compose["volumes"]
+    assert "pg_isready" in " ".join(service["healthcheck"]["test"])
+    env = service["environment"]
+    assert {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} <= set(env)
+    # the init scripts create, then fill, the post's tables; golden files sit in a subfolder, not run
+    scripts = sorted(p.name for p in (ROOT / "sql").glob("*.sql"))
+    assert scripts == ["01_tables.sql", "02_example_post.sql"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = 'python -m pip install -e ".[test]" && python -m pytest'
+    assert command in readme
+    assert command in (ROOT / ".ci" / "run").read_text()
+    assert "python -m pip install . && sqlnet demo" in readme
+
+
+def test_url_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://b/db")
+    assert configured_url() == "postgresql://b/db"
+    monkeypatch.setenv("SQLNET_DATABASE_URL", "postgresql://a/db")
+    assert configured_url() == "postgresql://a/db"
+    assert configured_url("postgresql://given/db") == "postgresql://given/db"
+    monkeypatch.delenv("SQLNET_DATABASE_URL")
+    monkeypatch.delenv("DATABASE_URL")
+    assert configured_url() is None  # the embedded server
+
+
+def test_url_drivers() -> None:
+    assert libpq_url("postgresql+psycopg://u:p@h:5/d") == "postgresql://u:p@h:5/d"
+    assert sqlalchemy_url("postgresql://u:p@h:5/d") == "postgresql+psycopg://u:p@h:5/d"
+    with pytest.raises(DatabaseError, match="needs a PostgreSQL URL"):
+        libpq_url("mysql://u@h/d")
