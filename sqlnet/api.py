@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -21,11 +22,16 @@ from sqlnet.db import Database, Session
 from sqlnet.errors import CheckFailed, DatabaseError, InputError
 from sqlnet.layouts import DEFAULT_LAYOUT, LAYOUTS
 from sqlnet.network import Network, Params
+from sqlnet.optimizers import Optimizer
 from sqlnet.phases import Phase, plan
-from sqlnet.statement import Training, epoch_blocks, training_statement
+from sqlnet.reference import Arithmetic
+from sqlnet.statement import Training, update_blocks
+from sqlnet.statement import statements as statements_of
 from sqlnet.tables import (
     TableMap,
     check_and_size,
+    check_targets,
+    count_samples,
     discover,
     integer_parameter_columns,
     read_data,
@@ -33,7 +39,7 @@ from sqlnet.tables import (
     write_params,
 )
 
-DEFAULT_EPOCHS_PER_STATEMENT = 100
+DEFAULT_UPDATES_PER_STATEMENT = 100
 DEFAULT_TOLERANCE = 1e-9
 EXAMPLES = {"post": "02_example_post.sql"}
 TABLES_FILE = "01_tables.sql"
@@ -57,22 +63,56 @@ class TrainOptions:
     output_activation: str = "linear"
     loss: str = "half-se"
     bias: str | None = None  # None: node if biases{k} tables exist, else edge if weights have bias columns
-    epochs_per_statement: int = DEFAULT_EPOCHS_PER_STATEMENT
+    batch_size: int = 0  # 0: full batch; N: mini-batches of N consecutive samples; 1: per-sample SGD
+    shuffle: int | None = None  # seed of a deterministic per-epoch sample order
+    optimizer: str = "gd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    l2: float = 0.0
+    numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
+    scale: int = 12
+    updates_per_statement: int = DEFAULT_UPDATES_PER_STATEMENT
     layout: str = DEFAULT_LAYOUT
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise InputError(f"epochs must be a whole number of at least 1, got {self.epochs!r}")
-        if (
-            not isinstance(self.learning_rate, (int, float))
-            or not math.isfinite(self.learning_rate)
-            or (self.learning_rate <= 0)
+        def whole(name: str, value: object, least: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(f"{name} must be a whole number of at least {least}, got {value!r}")
+
+        whole("epochs", self.epochs, 1)
+        whole("the batch size", self.batch_size, 0)
+        whole("updates per statement", self.updates_per_statement, 1)
+        whole("the scale", self.scale, 1)
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not (
+            math.isfinite(self.learning_rate) and self.learning_rate > 0
         ):
             raise InputError(f"the learning rate must be a finite number above 0, got {self.learning_rate!r}")
-        if not isinstance(self.epochs_per_statement, int) or self.epochs_per_statement < 1:
-            raise InputError(f"epochs per statement must be at least 1, got {self.epochs_per_statement!r}")
+        if self.shuffle is not None and (isinstance(self.shuffle, bool) or not isinstance(self.shuffle, int)):
+            raise InputError(f"the shuffle seed must be a whole number, got {self.shuffle!r}")
         if self.layout not in LAYOUTS:
             raise InputError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if self.numeric not in ("float", "exact"):
+            raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
+        opt = self.make_optimizer()  # checks the optimizer's own settings
+        if self.numeric == "exact":
+            if {self.hidden_activation, self.output_activation} - {"relu", "linear"} or self.loss not in ("half-se", "se"):
+                raise InputError("--numeric exact supports relu and linear activations with the half-se or se loss")
+            if opt.name != "gd" or opt.l2:
+                raise InputError("--numeric exact supports plain gradient descent without --l2")
+
+    def make_optimizer(self) -> Optimizer:
+        return Optimizer(self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2, self.epsilon, self.l2)
+
+    @property
+    def scale_or_none(self) -> int | None:
+        return self.scale if self.numeric == "exact" else None
+
+    @property
+    def num(self) -> str:
+        return "numeric" if self.numeric == "exact" else "float8"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -82,38 +122,72 @@ class TrainOptions:
             "output_activation": self.output_activation,
             "loss": self.loss,
             "bias": self.bias,
-            "epochs_per_statement": self.epochs_per_statement,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+            "l2": self.l2,
+            "numeric": self.numeric,
+            "scale": self.scale,
+            "updates_per_statement": self.updates_per_statement,
             "layout": self.layout,
         }
 
 
-def load_network(s: Session, schema: str | None, options: TrainOptions) -> tuple[TableMap, Network]:
+@dataclass(frozen=True)
+class Loaded:
+    """A network found in the tables and checked, ready to compile."""
+
+    tables: TableMap
+    net: Network
+    samples: int
+    options: TrainOptions
+
+    @property
+    def batches(self) -> int:
+        return math.ceil(self.samples / self.options.batch_size) if self.options.batch_size else 1
+
+    def trainings(self, trace_run: int | None = None) -> list[Training]:
+        o = self.options
+        return [
+            Training(
+                self.net, self.tables, float(o.learning_rate), first, last, o.batch_size, o.shuffle,
+                o.make_optimizer(), o.scale_or_none, o.layout, trace_run,
+            )
+            for first, last in update_blocks(o.epochs, self.batches, o.updates_per_statement)
+        ]
+
+
+def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loaded:
     """Discover the tables, check every row, and describe the network they hold."""
     tables = discover(s.sa, schema, options.bias)
     sizes = check_and_size(s.pg, tables)
     net = Network(sizes, options.hidden_activation, options.output_activation, options.loss, tables.bias)
-    return tables, net
+    if net.loss == "cross-entropy":
+        check_targets(s.pg, tables, 0.0, 1.0, "cross-entropy")
+    samples = count_samples(s.pg, tables)
+    if options.batch_size > samples:
+        raise InputError(
+            f"the batch size {options.batch_size} is larger than the data ({samples} samples in "
+            f"{tables.inputs.label()}): use at most {samples}, or 0 for full batch"
+        )
+    return Loaded(tables, net, samples, options)
 
 
-def statements(
-    tables: TableMap, net: Network, options: TrainOptions, trace_run: int | None = None
-) -> list[Training]:
-    return [
-        Training(net, tables, float(options.learning_rate), first, last, options.layout, trace_run)
-        for first, last in epoch_blocks(options.epochs, options.epochs_per_statement)
-    ]
-
-
-def _params_from_rows(net: Network, rows: list[tuple[Any, ...]]) -> tuple[Params, list[tuple[int, float]]]:
-    """Split a training statement's result into the trained parameters and the (epoch, loss) pairs."""
+def _params_from_rows(net: Network, rows: list[tuple[Any, ...]]) -> tuple[Params, dict[int, tuple[float, int]]]:
+    """Split a training statement's result into the trained parameters and epoch -> (loss sum, samples)."""
     params = Params(
         [[[math.nan] * net.sizes[k] for _ in range(net.sizes[k - 1])] for k in range(1, net.depth + 1)],
         [[[math.nan] * net.sizes[k] for _ in range(net.bias_rows(k))] for k in range(1, net.depth + 1)],
     )
-    losses = []
-    for quantity, epoch, layer, i, j, value in rows:
+    losses = {}
+    for quantity, epoch, layer, i, j, value, samples in rows:
         if quantity == "loss":
-            losses.append((epoch, value))
+            losses[epoch] = (float(value), int(samples))
         elif quantity == "weight":
             params.weights[layer - 1][i - 1][j - 1] = value
         else:
@@ -125,21 +199,27 @@ def _run_statements(
     s: Session, trainings: list[Training], on_block: Callable[[int, float], None] | None
 ) -> tuple[Params, list[float]]:
     params: Params | None = None
-    losses: list[float] = []
+    sums: dict[int, list[float]] = {}
     for tr in trainings:
         try:
-            rows = s.pg.execute(training_statement(tr)).fetchall()
+            for statement in statements_of(tr):
+                cur = s.pg.execute(statement)
+            rows = cur.fetchall()
         except psycopg.errors.NumericValueOutOfRange as exc:
             raise InputError(
-                f"the training overflowed in epochs {tr.first_epoch}..{tr.last_epoch} ({exc.diag.message_primary}): "
+                f"the training overflowed between epoch {tr.first[0]} and {tr.last[0]} ({exc.diag.message_primary}): "
                 f"the learning rate {tr.learning_rate} is probably too large; try a smaller one"
             ) from exc
-        params, block_losses = _params_from_rows(tr.net, rows)
-        losses += [loss for _, loss in sorted(block_losses)]
+        params, block = _params_from_rows(tr.net, rows)
+        for epoch, (total, n) in block.items():
+            acc = sums.setdefault(epoch, [0.0, 0])
+            acc[0] += total
+            acc[1] += n
         if on_block:
-            on_block(tr.last_epoch, losses[-1])
+            epoch = tr.last[0]
+            on_block(epoch, sums[epoch][0] / sums[epoch][1])
     assert params is not None
-    return params, losses
+    return params, [total / n for _, (total, n) in sorted(sums.items())]
 
 
 @dataclass
@@ -149,15 +229,14 @@ class TrainResult:
     options: TrainOptions
     initial: Params
     params: Params
-    losses: list[float] = field(default_factory=list)  # mean loss of each epoch, before its update
+    losses: list[float] = field(default_factory=list)  # mean loss of each epoch over its samples
     seconds: float = 0.0
     statements: int = 0
 
     def as_json(self) -> dict[str, Any]:
         def layers(p: Params) -> list[dict[str, Any]]:
             return [
-                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]}
-                for k in range(self.network.depth)
+                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]} for k in range(self.network.depth)
             ]
 
         return {
@@ -168,8 +247,15 @@ class TrainResult:
             "final_loss": self.losses[-1] if self.losses else None,
             "seconds": round(self.seconds, 3),
             "statements": self.statements,
-            "params": layers(self.params),
+            "params": layers(_floats(self.params)),
         }
+
+
+def _floats(p: Params) -> Params:
+    return Params(
+        [[[float(v) for v in row] for row in m] for m in p.weights],
+        [[[float(v) for v in row] for row in m] for m in p.biases],
+    )
 
 
 def train(
@@ -177,55 +263,60 @@ def train(
     *,
     schema: str | None = None,
     trace: bool = False,
+    reset_optimizer: bool = False,
     on_block: Callable[[int, float], None] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train the network in the tables and write the trained weights back, all in one transaction.
 
-    Options are those of ``TrainOptions`` (epochs, learning_rate, ...). The run is recorded in
-    schema `sqlnet`; with ``trace=True`` every phase of every epoch is kept in `sqlnet_trace`.
-    On any error, or Ctrl-C, the transaction rolls back and every table is as it was.
+    Options are those of ``TrainOptions`` (epochs, learning_rate, batch_size, optimizer, ...). The run
+    is recorded in schema `sqlnet`; with ``trace=True`` every phase of every update is kept in
+    `sqlnet_trace`. On any error, or Ctrl-C, the transaction rolls back and every table is as it was.
     """
     opts = TrainOptions(**options)
     db = connect(database)
     started = time.perf_counter()
     with db.transaction() as s:
-        tables, net = load_network(s, schema, opts)
+        loaded = load_network(s, schema, opts)
+        tables, net = loaded.tables, loaded.net
         integer = integer_parameter_columns(tables)
         if integer:
             raise InputError(
                 f"{integer[0]} is an integer column: trained weights are fractional and would be rounded. "
                 f"Change its type first (ALTER TABLE ... ALTER COLUMN ... TYPE numeric)"
             )
-        initial = read_params(s.pg, tables, net)
+        initial = read_params(s.pg, tables, net, opts.num)
         store.ensure_schema(s)
+        if reset_optimizer:
+            store.reset_optimizer_state(s, tables.resolved_schema)
         run_id = store.start_run(s, schema, net, {**opts.as_json(), "trace": trace})
-        store.save_params(s, run_id, "initial", net, initial)
+        store.save_params(s, run_id, "initial", net, _floats(initial))
+        trainings = loaded.trainings(run_id if trace else None)
         if trace:
-            store.ensure_trace_tables(s, plan(net))
-        trainings = statements(tables, net, opts, run_id if trace else None)
+            store.ensure_trace_tables(s, trainings[0].phases)
         params, losses = _run_statements(s, trainings, on_block)
-        store.save_params(s, run_id, "final", net, params)
+        store.save_params(s, run_id, "final", net, _floats(params))
         store.finish_run(s, run_id, losses)
-    return TrainResult(
-        run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings)
-    )
+    return TrainResult(run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings))
 
 
 def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:
-    """The statements `train` runs for these options, as text that runs as is in psql."""
+    """The statements `train` runs for these options, as a script that runs as is in psql."""
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
-        tables, net = load_network(s, schema, opts)
-        trainings = statements(tables, net, opts)
-        texts = [training_statement(tr).as_string(s.pg) for tr in trainings]
-    if len(texts) == 1:
-        return texts[0]
-    return "\n".join(
-        f"-- statement {n} of {len(texts)}: each runs the next block of epochs on the weights the previous one "
-        f"wrote\n{text}"
-        for n, text in enumerate(texts, start=1)
-    )
+        loaded = load_network(s, schema, opts)
+        trainings = loaded.trainings()
+        blocks = [[st.as_string(s.pg) for st in statements_of(tr)] for tr in trainings]
+    if len(blocks) == 1 and len(blocks[0]) == 1:
+        return blocks[0][0]
+    parts = [
+        "-- sqlnet runs these statements in one transaction; each training statement runs the next block\n"
+        "-- of updates on the weights the previous one wrote.\nBEGIN;\n"
+    ]
+    for n, block in enumerate(blocks, start=1):
+        parts.append(f"-- block {n} of {len(blocks)}\n" + "".join(block))
+    parts.append("COMMIT;\n")
+    return "\n".join(parts)
 
 
 # --- the check against the reference ------------------------------------------------------------
@@ -239,6 +330,7 @@ class Difference:
     max_abs: float
     max_rel: float  # relative to max(1, |reference|)
     values: int
+    digit_mismatches: int = 0  # exact mode: values whose decimal digits differ at all
 
 
 def compare(net: Network, tables: TableMap | None, got: Params, want: Params) -> list[Difference]:
@@ -255,9 +347,12 @@ def compare(net: Network, tables: TableMap | None, got: Params, want: Params) ->
     return result
 
 
-def _difference(name: str, got: list[list[float]], want: list[list[float]]) -> Difference:
+def _difference(name: str, got: list[list[Any]], want: list[list[Any]]) -> Difference:
     pairs = [(g, w) for grow, wrow in zip(got, want) for g, w in zip(grow, wrow)]
-    return _pairs_difference(name, pairs)
+    difference = _pairs_difference(name, [(float(g), float(w)) for g, w in pairs])
+    # exact mode: the digits must be the same, not merely close
+    mismatches = sum(1 for g, w in pairs if isinstance(w, Decimal) and g != w)
+    return Difference(difference.table, difference.max_abs, difference.max_rel, difference.values, mismatches)
 
 
 def _pairs_difference(name: str, pairs: list[tuple[float, float]]) -> Difference:
@@ -285,7 +380,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return all(d.max_rel <= self.tolerance for d in self.differences)
+        return all(d.max_rel <= self.tolerance and not d.digit_mismatches for d in self.differences)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -309,11 +404,25 @@ def check(
     """Train with the SQL and with the reference from the same tables, then roll back: nothing changes."""
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
-        tables, net = load_network(s, schema, opts)
-        initial = read_params(s.pg, tables, net)
-        data = read_data(s.pg, tables, net)
-        got, sql_losses = _run_statements(s, statements(tables, net, opts), None)
-    want = reference.train(net, initial, data, float(opts.learning_rate), opts.epochs)
+        loaded = load_network(s, schema, opts)
+        tables, net = loaded.tables, loaded.net
+        initial = read_params(s.pg, tables, net, opts.num)
+        data = read_data(s.pg, tables, net, opts.num)
+        store.ensure_schema(s)  # momentum and Adam read their state from it; all of this rolls back
+        state = store.load_optimizer_state(s, tables.resolved_schema, net)
+        got, sql_losses = _run_statements(s, loaded.trainings(), None)
+    want = reference.train(
+        net,
+        initial,
+        data,
+        float(opts.learning_rate),
+        opts.epochs,
+        batch_size=opts.batch_size,
+        shuffle=opts.shuffle,
+        optimizer=opts.make_optimizer(),
+        state=state,
+        arith=Arithmetic(opts.scale_or_none),
+    )
     differences = [
         *compare(net, tables, got, want.params),
         _pairs_difference("loss per epoch", list(zip(sql_losses, want.losses))),
@@ -449,7 +558,8 @@ def demo(database: DatabaseLike = None, *, schema: str = DEMO_SCHEMA) -> DemoRes
     init(db, schema=schema, example="post", replace=True)
     result = train(db, schema=schema, trace=True, epochs=1, learning_rate=0.1)
     with db.transaction(commit=False) as s:
-        tables, net = load_network(s, schema, TrainOptions())
+        loaded = load_network(s, schema, TrainOptions())
+        tables, net = loaded.tables, loaded.net
         data = read_data(s.pg, tables, net)
     ref = reference.train(net, result.initial, data, 0.1, 1)
     forward = reference.forward(net, result.initial, data.samples[0].x)

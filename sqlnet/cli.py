@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a clear error (bad tables or options, database refused,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -24,11 +25,13 @@ from sqlnet.errors import SqlnetError
 from sqlnet.functions import ACTIVATIONS, LOSSES
 from sqlnet.layouts import LAYOUTS
 from sqlnet.network import BIAS_LAYOUTS, Network, Params
+from sqlnet.optimizers import OPTIMIZERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
+TRACE_FIELDS = ("epoch", "batch", "sample", "layer", "quantity", "input_node", "node", "value")
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -68,11 +71,34 @@ def training_options(f: F) -> F:
             "have bias columns, else none.",
         ),
         click.option(
-            "--epochs-per-statement",
+            "--batch-size",
             type=int,
-            default=api.DEFAULT_EPOCHS_PER_STATEMENT,
+            default=0,
             show_default=True,
-            help="Epochs run by one SQL statement; longer trainings run several, in the same transaction.",
+            help="Samples per update: 0 = all (full batch), N = mini-batches in sampleId order, 1 = per-sample SGD.",
+        ),
+        click.option("--shuffle", type=int, metavar="SEED", help="Shuffle the samples each epoch, deterministically."),
+        click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="gd", show_default=True),
+        click.option("--momentum", type=float, default=0.9, show_default=True, help="For --optimizer momentum."),
+        click.option("--nesterov", is_flag=True, help="Nesterov momentum (with --optimizer momentum)."),
+        click.option("--beta1", type=float, default=0.9, show_default=True, help="Adam's first-moment decay."),
+        click.option("--beta2", type=float, default=0.999, show_default=True, help="Adam's second-moment decay."),
+        click.option("--epsilon", type=float, default=1e-8, show_default=True, help="Adam's epsilon."),
+        click.option("--l2", type=float, default=0.0, show_default=True, help="L2 weight decay (weights, not biases)."),
+        click.option(
+            "--numeric",
+            type=click.Choice(["float", "exact"]),
+            default="float",
+            show_default=True,
+            help="exact: compute in NUMERIC rounded to --scale decimals at every phase (relu/linear, plain GD).",
+        ),
+        click.option("--scale", type=int, default=12, show_default=True, help="Decimals kept with --numeric exact."),
+        click.option(
+            "--updates-per-statement",
+            type=int,
+            default=api.DEFAULT_UPDATES_PER_STATEMENT,
+            show_default=True,
+            help="Updates run by one SQL statement; longer trainings run several, in the same transaction.",
         ),
         click.option(
             "--layout", type=click.Choice(list(LAYOUTS)), default="long", show_default=True, hidden=True
@@ -104,17 +130,8 @@ def handle_errors(f: F) -> F:
 
 
 def _hyper(kwargs: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "epochs",
-        "learning_rate",
-        "hidden_activation",
-        "output_activation",
-        "loss",
-        "bias",
-        "epochs_per_statement",
-        "layout",
-    )
-    return {k: kwargs[k] for k in keys}
+    """The command's options that are TrainOptions."""
+    return {f.name: kwargs[f.name] for f in dataclasses.fields(api.TrainOptions)}
 
 
 def _fmt(v: float) -> str:
@@ -183,9 +200,16 @@ def main() -> None:
     "--json", "as_json", is_flag=True, help="Print one JSON document: run id, losses, trained weights."
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--reset-optimizer", is_flag=True, help="Start momentum/Adam from zero instead of the kept state.")
 @handle_errors
 def train(
-    database_url: str | None, schema: str | None, trace: bool, as_json: bool, quiet: bool, **kwargs: Any
+    database_url: str | None,
+    schema: str | None,
+    trace: bool,
+    as_json: bool,
+    quiet: bool,
+    reset_optimizer: bool,
+    **kwargs: Any,
 ) -> None:
     """Train the network in the tables and write the trained weights back.
 
@@ -197,14 +221,20 @@ def train(
       sqlnet train --epochs 1 --learning-rate 0.1
       sqlnet train --schema mynet --epochs 500 --lr 0.001 --trace
       sqlnet train --epochs 100 --json | jq .final_loss
+      sqlnet train --epochs 20 --batch-size 32 --shuffle 7 --optimizer adam --lr 0.01
     """
     show = not (as_json or quiet)
+    progress: list[int] = []
 
     def on_block(epoch: int, loss: float) -> None:
-        if show and kwargs["epochs"] > kwargs["epochs_per_statement"]:
+        # one line per statement of a training that needs several (until the live progress bar)
+        if show and (progress or epoch < kwargs["epochs"]):
             err.print(f"epoch {epoch}/{kwargs['epochs']}  loss {_fmt(loss)}")
+            progress.append(epoch)
 
-    result = api.train(database_url, schema=schema, trace=trace, on_block=on_block, **_hyper(kwargs))
+    result = api.train(
+        database_url, schema=schema, trace=trace, reset_optimizer=reset_optimizer, on_block=on_block, **_hyper(kwargs)
+    )
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
@@ -216,11 +246,14 @@ def train(
     trend = (
         f"loss {_fmt(losses[0])} before the update"
         if len(losses) == 1
-        else f"loss {_fmt(losses[0])} in epoch 1 -> {_fmt(losses[-1])} in epoch {len(losses)} (before each update)"
+        else f"loss {_fmt(losses[0])} in epoch 1 -> {_fmt(losses[-1])} in epoch {len(losses)} "
+        f"(each sample's loss before its batch's update)"
     )
+    o = result.options
+    batches = "full batch" if not o.batch_size else f"batches of {o.batch_size}"
     out.print(
-        f"{result.options.epochs} epoch(s) at learning rate {result.options.learning_rate} in "
-        f"{result.statements} statement(s), {result.seconds:.2f} s; {trend}"
+        f"{o.epochs} epoch(s), {batches}, {o.make_optimizer().describe()} at learning rate {o.learning_rate}, "
+        f"in {result.statements} statement(s), {result.seconds:.2f} s; {trend}"
     )
     if sum(len(w) * len(w[0]) for w in result.params.weights) <= 60:
         out.print(params_table(net, result.params, "trained weights and biases (written back)"))
@@ -400,44 +433,21 @@ def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool)
     """
     info, traces = api.phases(database_url, run, epoch or None)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "run_id": info.run_id,
-                    "phases": [
-                        {
-                            "phase": t.phase.number,
-                            "name": t.phase.name,
-                            "table": f"sqlnet_trace.{t.phase.table}",
-                            "comment": t.phase.comment,
-                            "rows": [
-                                dict(
-                                    zip(
-                                        (
-                                            "epoch",
-                                            "sample",
-                                            "layer",
-                                            "quantity",
-                                            "input_node",
-                                            "node",
-                                            "value",
-                                        ),
-                                        r,
-                                    )
-                                )
-                                for r in t.rows
-                            ],
-                        }
-                        for t in traces
-                    ],
-                },
-                indent=2,
-            )
-        )
+        phases_json = [
+            {
+                "phase": t.phase.number,
+                "name": t.phase.name,
+                "table": f"sqlnet_trace.{t.phase.table}",
+                "comment": t.phase.comment,
+                "rows": [dict(zip(TRACE_FIELDS, r)) for r in t.rows],
+            }
+            for t in traces
+        ]
+        click.echo(json.dumps({"run_id": info.run_id, "phases": phases_json}, indent=2, default=float))
         return
     for t in traces:
         table = Table(title=escape(f"sqlnet_trace.{t.phase.table} — {t.phase.comment}"), title_justify="left")
-        for name in ("epoch", "sample", "layer", "quantity", "input node", "node", "value"):
+        for name in TRACE_FIELDS:
             table.add_column(name, justify="right")
         for r in t.rows:
             table.add_row(*("" if v is None else _fmt(v) if isinstance(v, float) else str(v) for v in r))
@@ -495,8 +505,8 @@ def demo(database_url: str | None) -> None:
     ):
         ref = d.reference_forward.z[k] if quantity == "input" else d.reference_forward.a[k]
         for row in by_name[phase_name].rows:
-            node = row[5]
-            fwd.add_row(phase_name, str(node), _fmt(row[6]), _fmt(ref[node - 1]))
+            node, value = row[-2], row[-1]
+            fwd.add_row(phase_name, str(node), _fmt(value), _fmt(ref[node - 1]))
     out.print(fwd)
     out.print(f"loss (phase error): SQL {_fmt(d.train.losses[0])}, reference {_fmt(d.reference_loss)}")
     out.print(

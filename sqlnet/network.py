@@ -41,6 +41,22 @@ class Network:
         ):
             if name not in table:
                 raise InputError(f"unknown {what} {name!r}: choose one of {', '.join(table)}")
+        if not ACTIVATIONS[self.hidden_activation].elementwise:
+            raise InputError(f"{self.hidden_activation} can only be the output activation")
+        allowed = LOSSES[self.loss].outputs
+        if allowed is not None and self.output_activation not in allowed:
+            raise InputError(
+                f"loss {self.loss} needs a {' or '.join(allowed)} output, not {self.output_activation}: "
+                f"add --output-activation {allowed[0]}"
+            )
+        if not ACTIVATIONS[self.output_activation].elementwise:
+            if allowed is None or self.output_activation not in allowed:
+                raise InputError(f"a {self.output_activation} output needs --loss cross-entropy")
+            if self.sizes[-1] < 2:
+                raise InputError(
+                    f"a {self.output_activation} output needs at least 2 output nodes, the network has 1: "
+                    f"use a sigmoid output for one node"
+                )
         if self.bias not in BIAS_LAYOUTS:
             raise InputError(f"unknown bias layout {self.bias!r}: choose one of {', '.join(BIAS_LAYOUTS)}")
 

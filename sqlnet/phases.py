@@ -18,6 +18,7 @@ from sqlnet.network import Network
 
 # The quantities a step's rows carry, by the name they have in the SQL's `quantity` column.
 WEIGHT, BIAS, INPUT, ACTIVATION, DELTA, LOSS = "weight", "bias", "input", "activation", "delta", "loss"
+STEP = "step"  # Adam's update count t, one row (layer 0)
 
 
 @dataclass(frozen=True, order=True)
@@ -64,10 +65,15 @@ def _bias_text(net: Network, k: int) -> str:
     }[net.bias]
 
 
-def plan(net: Network) -> list[Phase]:
-    """The phases of one epoch, phase 0 (start) first, with what each step carries."""
+def plan(net: Network, counts_steps: bool = False) -> list[Phase]:
+    """The phases of one update, phase 0 (start) first, with what each step carries.
+
+    `counts_steps`: the optimizer needs the number of updates so far (Adam), carried as a row.
+    """
     K = net.depth
     params = tuple(q for k in range(1, K + 1) for q in (Quantity(WEIGHT, k), Quantity(BIAS, k)))
+    if counts_steps:
+        params += (Quantity(STEP, 0),)
     phases: list[Phase] = [
         Phase(0, "start", "start", None, params, (), "the weights and biases as the tables hold them")
     ]
@@ -102,6 +108,7 @@ def plan(net: Network) -> list[Phase]:
         )
 
     loss = LOSSES[net.loss]
+    paired = loss.outputs is not None  # cross-entropy: delta = y - t, loss from z
     phases.append(
         Phase(
             len(phases),
@@ -109,10 +116,14 @@ def plan(net: Network) -> list[Phase]:
             "error",
             K,
             (Quantity(LOSS), Quantity(DELTA, K)),
-            (Quantity(ACTIVATION, K), *derivative_reads(net, K)),
+            (Quantity(ACTIVATION, K), Quantity(INPUT, K)) if paired else (Quantity(ACTIVATION, K), *derivative_reads(net, K)),
             f"the loss of each sample, {loss.formula} (t from the outputs table), and the output delta "
-            f"d{K}[s, j] = dL/dy * f'(z{K}) = ({loss.sql_gradient.format(y='y', t='t')}) * "
-            f"{net.output_activation}'(z{K})",
+            + (
+                f"d{K}[s, j] = y - t ({net.output_activation} and cross-entropy together)"
+                if paired
+                else f"d{K}[s, j] = dL/dy * f'(z{K}) = ({loss.sql_gradient.format(y='y', t='t')}) * "
+                f"{net.output_activation}'(z{K})"
+            ),
         )
     )
     for k in range(K - 1, 0, -1):
@@ -141,8 +152,8 @@ def plan(net: Network) -> list[Phase]:
                 *(Quantity(DELTA, k) for k in range(1, K + 1)),
                 *(Quantity(ACTIVATION, k) for k in range(1, K)),
             ),
-            "one gradient-descent step on every weight and bias, the gradient being the mean over the samples: "
-            "w[i, j] -= rate * mean over s of a[s, i] * d[s, j];  bias[., j] -= rate * mean over s of d[s, j]",
+            "one optimizer step on every weight and bias, with the gradient of the mean loss over the batch: "
+            "dL/dw[i, j] = mean over s of a[s, i] * d[s, j];  dL/dbias[., j] = mean over s of d[s, j]",
         )
     )
     return _with_carry(phases)

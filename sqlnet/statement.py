@@ -1,87 +1,168 @@
-"""Assembling the phases into the one statement that trains: WITH RECURSIVE, write-back, result.
+"""Assembling the phases into the statements that train: WITH RECURSIVE, write-back, result.
 
-The statement is self-contained and runs as printed in psql: it reads the user's tables, runs
-every phase of every epoch as one step of the recursive CTE, writes the trained weights and
-biases back into the tables (data-modifying CTEs, which see the tables as they were when the
-statement began) and returns the mean loss of each epoch followed by the trained parameters.
-A long training runs the statement several times, each for the next block of epochs.
+A training statement is self-contained and runs as printed in psql: it reads the user's tables,
+runs every phase of every update as one step of the recursive CTE, writes the trained weights
+and biases (and the optimizer's state) back (data-modifying CTEs, which see the tables as they
+were when the statement began) and returns the loss of each epoch and the trained parameters.
+
+A long training runs several statements, each for the next block of updates, in one
+transaction. Mini-batches first copy the samples into indexed temporary tables (the
+"preparation"), so that each update reads its batch through an index instead of scanning
+every sample: nothing per update grows with the number of samples.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import sql
 
 from sqlnet.layouts import DEFAULT_LAYOUT, LAYOUTS
 from sqlnet.network import Network
-from sqlnet.phases import BIAS, WEIGHT, Phase, plan
+from sqlnet.optimizers import Optimizer
+from sqlnet.phases import BIAS, STEP, WEIGHT, Phase, plan
 from sqlnet.tables import Table, TableMap
 
 TRACE_SCHEMA = "sqlnet_trace"
+BATCH_TABLE = sql.Identifier("pg_temp", "sqlnet_batches")
+X_TABLE = sql.Identifier("pg_temp", "sqlnet_x")
+TARGET_TABLE = sql.Identifier("pg_temp", "sqlnet_target")
 
 
 @dataclass(frozen=True)
 class Training:
-    """Everything one statement needs: the network, where it lives, and which epochs to run."""
+    """Everything one statement needs: the network, where it lives, and which updates to run."""
 
     net: Network
     tables: TableMap
     learning_rate: float
-    first_epoch: int = 1
-    last_epoch: int = 1
+    first: tuple[int, int] = (1, 1)  # (epoch, batch) of the statement's first update
+    last: tuple[int, int] = (1, 1)  # (epoch, batch) of its last update
+    batch_size: int = 0  # 0: full batch, one update per epoch
+    shuffle: int | None = None  # seed of the per-epoch sample order; None: ascending sample id
+    optimizer: Optimizer = field(default_factory=Optimizer)
+    scale: int | None = None  # exact NUMERIC rounded at this scale; None: float8
     layout: str = DEFAULT_LAYOUT
     trace_run: int | None = None  # with a run id, every phase's values go to the trace schema
 
     @property
     def phases(self) -> list[Phase]:
-        return plan(self.net)
+        return plan(self.net, counts_steps=self.optimizer.name == "adam")
+
+    @property
+    def mini_batch(self) -> bool:
+        return self.batch_size > 0
+
+    @property
+    def num(self) -> str:
+        return "float8" if self.scale is None else "numeric"
+
+    @property
+    def rate(self) -> object:
+        from decimal import Decimal
+
+        return self.learning_rate if self.scale is None else Decimal(str(self.learning_rate))
+
+    @property
+    def state_key(self) -> str:
+        """Which network the optimizer state belongs to: the schema of its tables."""
+        return self.tables.resolved_schema
+
+    @property
+    def batches_sql(self) -> sql.Composable:
+        return sql.SQL("(SELECT n FROM batches)") if self.mini_batch else sql.SQL("1")
+
+    @property
+    def batch_table(self) -> sql.Composable:
+        return BATCH_TABLE
+
+    @property
+    def x_source(self) -> sql.Composable:
+        return X_TABLE if self.mini_batch else sql.SQL("x")
+
+    @property
+    def target_source(self) -> sql.Composable:
+        return TARGET_TABLE if self.mini_batch else sql.SQL("target")
 
 
-def epoch_blocks(epochs: int, per_statement: int) -> list[tuple[int, int]]:
-    """Split epochs 1..N into blocks (first, last) of at most `per_statement` epochs.
+def update_blocks(epochs: int, batches: int, per_statement: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Split the updates of `epochs` epochs of `batches` batches into blocks of at most `per_statement`.
 
     PostgreSQL keeps every iteration of a recursive CTE until the statement ends, so a block
     bounds the memory and temp files one statement uses, whatever the number of epochs.
     """
-    return [(first, min(first + per_statement - 1, epochs)) for first in range(1, epochs + 1, per_statement)]
+    total = epochs * batches
+
+    def at(u: int) -> tuple[int, int]:  # update number u (1-based) as (epoch, batch)
+        return ((u - 1) // batches + 1, (u - 1) % batches + 1)
+
+    return [(at(u), at(min(u + per_statement - 1, total))) for u in range(1, total + 1, per_statement)]
+
+
+def _sample(table: Table) -> sql.Composable:
+    return sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
+
+
+def _data_select(tr: Training, table: Table) -> sql.Composable:
+    return sql.SQL("SELECT {s} AS sample, {n}::int AS node, {v}::{num} AS value FROM {t}").format(
+        s=_sample(table), n=table.col("node"), v=table.col("value"), num=sql.SQL(tr.num), t=table.ident
+    )
+
+
+def preparation(tr: Training) -> list[sql.Composable]:
+    """For mini-batches: the samples, targets and batch of every sample, in indexed temp tables."""
+    if not tr.mini_batch:
+        return []
+    t = tr.tables
+    if tr.shuffle is None:
+        order = sql.SQL(
+            "-- the batches: consecutive samples in ascending sampleId order\n"
+            "CREATE TEMP TABLE sqlnet_batches AS\n"
+            "SELECT (row_number() OVER (ORDER BY sample) - 1) / {n} + 1 AS batch, sample\n"
+            "FROM (SELECT DISTINCT sample FROM {x}) AS s"
+        ).format(n=sql.Literal(tr.batch_size), x=X_TABLE)
+        index = sql.SQL("CREATE INDEX ON {b} (batch)").format(b=BATCH_TABLE)
+    else:
+        order = sql.SQL(
+            "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
+            "CREATE TEMP TABLE sqlnet_batches AS\n"
+            "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch || ':' "
+            "|| s.sample) COLLATE \"C\", s.sample) - 1) / {n} + 1 AS batch, s.sample\n"
+            "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN (SELECT DISTINCT sample FROM {x}) AS s"
+        ).format(
+            e1=sql.Literal(tr.first[0]), e2=sql.Literal(tr.last[0]), seed=sql.Literal(str(tr.shuffle)),
+            n=sql.Literal(tr.batch_size), x=X_TABLE,
+        )
+        index = sql.SQL("CREATE INDEX ON {b} (epoch, batch)").format(b=BATCH_TABLE)
+    return [
+        sql.SQL("DROP TABLE IF EXISTS {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE),
+        sql.SQL("-- the samples and targets, indexed by sample\nCREATE TEMP TABLE sqlnet_x AS {}").format(
+            _data_select(tr, t.inputs)
+        ),
+        sql.SQL("CREATE TEMP TABLE sqlnet_target AS {}").format(_data_select(tr, t.outputs)),
+        sql.SQL("CREATE INDEX ON {} (sample)").format(X_TABLE),
+        sql.SQL("CREATE INDEX ON {} (sample)").format(TARGET_TABLE),
+        order,
+        index,
+        sql.SQL("ANALYZE {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE),
+    ]
 
 
 def _data_ctes(tr: Training) -> sql.Composable:
+    if tr.mini_batch:
+        return sql.SQL(
+            "-- the number of batches per epoch (the samples and batches are in the temp tables above)\n"
+            "batches AS (\n"
+            "  SELECT max(batch) AS n FROM {b}\n"
+            ")"
+        ).format(b=BATCH_TABLE)
     t = tr.tables
-
-    def sample(table: Table) -> sql.Composable:
-        return (
-            sql.SQL("{c}::bigint").format(c=table.col("sample"))
-            if table.has("sample")
-            else sql.SQL("1::bigint")
-        )
-
     return sql.SQL(
         "-- layer 0: the input value of each sample and input node\n"
-        "x AS (\n"
-        "  SELECT {xs} AS sample, {xn}::int AS node, {xv}::float8 AS value\n"
-        "  FROM {inputs}\n"
-        "),\n"
+        "x AS (\n  {x}\n),\n"
         "-- the target value of each sample and output node\n"
-        "target AS (\n"
-        "  SELECT {ts} AS sample, {tn}::int AS node, {tv}::float8 AS value\n"
-        "  FROM {outputs}\n"
-        "),\n"
-        "-- the number of samples: every gradient is the mean over them\n"
-        "batch AS (\n"
-        "  SELECT count(DISTINCT sample) AS n FROM x\n"
-        ")"
-    ).format(
-        xs=sample(t.inputs),
-        xn=t.inputs.col("node"),
-        xv=t.inputs.col("value"),
-        inputs=t.inputs.ident,
-        ts=sample(t.outputs),
-        tn=t.outputs.col("node"),
-        tv=t.outputs.col("value"),
-        outputs=t.outputs.ident,
-    )
+        "target AS (\n  {t}\n)"
+    ).format(x=_data_select(tr, t.inputs), t=_data_select(tr, t.outputs))
 
 
 def _recursive_cte(tr: Training) -> sql.Composable:
@@ -98,11 +179,9 @@ def _recursive_cte(tr: Training) -> sql.Composable:
                 body=layout.phase(tr, phase),
             )
         )
-    union = sql.SQL("\n    UNION ALL ").join(
-        sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps
-    )
+    union = sql.SQL("\n    UNION ALL ").join(sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps)
     return sql.SQL(
-        "-- the training: each step of the recursion is one phase; `epoch` and `phase` say which\n"
+        "-- the training: each step of the recursion is one phase; `epoch`, `batch` and `phase` say which\n"
         "train ({columns}) AS (\n"
         "  -- phase 0 · start: {start_comment}\n"
         "{start}\n"
@@ -115,7 +194,7 @@ def _recursive_cte(tr: Training) -> sql.Composable:
         "  )\n"
         ")"
     ).format(
-        columns=layout.columns,
+        columns=layout.columns(tr),
         start_comment=sql.SQL(tr.phases[0].comment),
         start=layout.start(tr),
         ctes=sql.SQL(",\n").join(ctes),
@@ -124,49 +203,34 @@ def _recursive_cte(tr: Training) -> sql.Composable:
 
 
 def _write_back(tr: Training) -> list[sql.Composable]:
-    """One UPDATE per parameter table, from the rows of the last update."""
+    """One UPDATE per parameter table, from the rows of the last update; the optimizer's state."""
     ctes: list[sql.Composable] = []
     for k, w in enumerate(tr.tables.weights, start=1):
-        if tr.tables.bias == "edge":
-            ctes.append(
-                sql.SQL(
-                    "write_weights{k} AS (\n"
-                    "  UPDATE {t} AS t SET {v} = w.value, {b} = b.value\n"
-                    "  FROM trained AS w JOIN trained AS b ON b.quantity = {bq} AND b.layer = w.layer "
-                    "AND b.i = w.i AND b.j = w.j\n"
-                    "  WHERE w.quantity = {wq} AND w.layer = {k} AND t.{ic} = w.i AND t.{jc} = w.j\n"
-                    "  RETURNING 1\n"
-                    ")"
-                ).format(
-                    k=sql.SQL(str(k)),
-                    t=w.ident,
-                    v=w.col("value"),
-                    b=w.col("bias"),
-                    bq=sql.Literal(BIAS),
-                    wq=sql.Literal(WEIGHT),
-                    ic=w.col("in"),
-                    jc=w.col("out"),
-                )
+        bias = tr.tables.bias == "edge"
+        ctes.append(
+            sql.SQL(
+                "write_weights{k} AS (\n"
+                "  UPDATE {t} AS t SET {v} = w.value{set_bias}\n"
+                "  FROM trained AS w{join_bias}\n"
+                "  WHERE w.quantity = {wq} AND w.layer = {kl} AND t.{ic} = w.i AND t.{jc} = w.j\n"
+                "  RETURNING 1\n"
+                ")"
+            ).format(
+                k=sql.SQL(str(k)),
+                kl=sql.Literal(k),
+                t=w.ident,
+                v=w.col("value"),
+                set_bias=sql.SQL(", {b} = b.value").format(b=w.col("bias")) if bias else sql.SQL(""),
+                join_bias=sql.SQL(
+                    " JOIN trained AS b ON b.quantity = {bq} AND b.layer = w.layer AND b.i = w.i AND b.j = w.j"
+                ).format(bq=sql.Literal(BIAS))
+                if bias
+                else sql.SQL(""),
+                wq=sql.Literal(WEIGHT),
+                ic=w.col("in"),
+                jc=w.col("out"),
             )
-        else:
-            ctes.append(
-                sql.SQL(
-                    "write_weights{k} AS (\n"
-                    "  UPDATE {t} AS t SET {v} = w.value\n"
-                    "  FROM trained AS w\n"
-                    "  WHERE w.quantity = {wq} AND w.layer = {kl} AND t.{ic} = w.i AND t.{jc} = w.j\n"
-                    "  RETURNING 1\n"
-                    ")"
-                ).format(
-                    k=sql.SQL(str(k)),
-                    kl=sql.Literal(k),
-                    t=w.ident,
-                    v=w.col("value"),
-                    wq=sql.Literal(WEIGHT),
-                    ic=w.col("in"),
-                    jc=w.col("out"),
-                )
-            )
+        )
     for k, b in enumerate(tr.tables.biases, start=1):
         ctes.append(
             sql.SQL(
@@ -177,12 +241,28 @@ def _write_back(tr: Training) -> list[sql.Composable]:
                 "  RETURNING 1\n"
                 ")"
             ).format(
-                k=sql.SQL(str(k)),
-                kl=sql.Literal(k),
-                t=b.ident,
-                v=b.col("value"),
-                bq=sql.Literal(BIAS),
-                n=b.col("node"),
+                k=sql.SQL(str(k)), kl=sql.Literal(k), t=b.ident, v=b.col("value"), bq=sql.Literal(BIAS), n=b.col("node")
+            )
+        )
+    state = tr.optimizer.state
+    if state:
+        v = sql.SQL("v") if "v" in state else sql.SQL("NULL")
+        ctes.append(
+            sql.SQL(
+                "-- the optimizer's state, so that the next run continues it\n"
+                "write_optimizer_state AS (\n"
+                "  INSERT INTO sqlnet.optimizer_state (network, quantity, layer, i, j, m, v)\n"
+                "  SELECT {key}, quantity, layer, coalesce(i, 0), coalesce(j, 0), {m}, {v} FROM trained\n"
+                "  ON CONFLICT (network, quantity, layer, i, j) DO UPDATE SET m = excluded.m, v = excluded.v\n"
+                "  RETURNING 1\n"
+                ")"
+            ).format(
+                key=sql.Literal(tr.state_key),
+                # Adam's update count rides in m of its 'step' row
+                m=sql.SQL("CASE WHEN quantity = {sq} THEN value ELSE m END").format(sq=sql.Literal(STEP))
+                if tr.optimizer.name == "adam"
+                else sql.SQL("m"),
+                v=v,
             )
         )
     return ctes
@@ -193,7 +273,7 @@ def _trace(tr: Training) -> list[sql.Composable]:
     return [
         sql.SQL(
             "trace_{n} AS (\n"
-            "  INSERT INTO {table} (run_id, epoch, sample, layer, quantity, input_node, node, value)\n"
+            "  INSERT INTO {table} (run_id, epoch, batch, sample, layer, quantity, input_node, node, value)\n"
             "  SELECT {run}, t.* FROM (\n    {rows}\n  ) AS t\n"
             "  RETURNING 1\n"
             ")"
@@ -209,43 +289,58 @@ def _trace(tr: Training) -> list[sql.Composable]:
 
 def header(tr: Training) -> str:
     steps = ", ".join(f"{p.number} {p.name}" for p in tr.phases[1:])
+    batches = (
+        "full batch (gradients are means over all samples)"
+        if not tr.mini_batch
+        else f"batches of {tr.batch_size} samples"
+        + (" in ascending sampleId order" if tr.shuffle is None else f" shuffled per epoch (seed {tr.shuffle})")
+    )
+    numbers = "float8" if tr.scale is None else f"exact NUMERIC rounded to {tr.scale} decimals"
     return (
         f"-- sqlnet: train a {tr.net.describe()}\n"
-        f"-- epochs {tr.first_epoch}..{tr.last_epoch}, learning rate {tr.learning_rate}, full batch "
-        f"(gradients are means over all samples), layout {tr.layout}\n"
-        f"-- the phases of each epoch: {steps}\n"
-        f"-- It writes the trained weights back and returns the mean loss of each epoch (before its update),\n"
-        f"-- then the trained weights and biases.\n"
+        f"-- updates from epoch {tr.first[0]} batch {tr.first[1]} to epoch {tr.last[0]} batch {tr.last[1]}, "
+        f"learning rate {tr.learning_rate}, {tr.optimizer.describe()}\n"
+        f"-- {batches}; {numbers}; layout {tr.layout}\n"
+        f"-- the phases of each update: {steps}\n"
+        f"-- It writes the trained weights back and returns each epoch's summed loss and sample count\n"
+        f"-- (each sample's loss taken before its batch's update), then the trained weights and biases.\n"
     )
 
 
 def training_statement(tr: Training) -> sql.Composed:
-    """The statement that trains epochs first_epoch..last_epoch and writes the result back."""
+    """The statement that runs the updates first..last and writes the result back."""
     layout = LAYOUTS[tr.layout]
     ctes: list[sql.Composable] = [_data_ctes(tr), _recursive_cte(tr)]
     ctes.append(
-        sql.SQL(
-            "-- the trained weights and biases: the rows of the last epoch's update\ntrained AS (\n{rows}\n)"
-        ).format(rows=layout.trained(tr))
+        sql.SQL("-- the trained weights and biases: the rows of the last update\ntrained AS (\n{rows}\n)").format(
+            rows=layout.trained(tr)
+        )
     )
-    ctes.append(sql.SQL("-- write them back into the tables\n{first}").format(first=_write_back(tr)[0]))
-    ctes.extend(_write_back(tr)[1:])
+    write = _write_back(tr)
+    ctes.append(sql.SQL("-- write them back into the tables\n{first}").format(first=write[0]))
+    ctes.extend(write[1:])
     if tr.trace_run is not None:
         trace = _trace(tr)
-        ctes.append(
-            sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=trace[0])
-        )
+        ctes.append(sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=trace[0]))
         ctes.extend(trace[1:])
     result = sql.SQL(
-        "-- the result: the mean loss of each epoch, then the trained weights and biases\n"
+        "-- the result: each epoch's loss (summed over its samples) and sample count, then the trained parameters\n"
         "SELECT * FROM (\n"
-        "  SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value\n"
+        "  SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value, "
+        "samples\n"
         "  FROM ({losses}) AS l\n"
         "  UNION ALL\n"
-        "  SELECT quantity, {end}, layer, i, j, value FROM trained\n"
+        "  SELECT quantity, {end}, layer, i, j, value, NULL FROM trained WHERE quantity IN ({wq}, {bq})\n"
         ") AS result\n"
         "ORDER BY quantity <> 'loss', layer, quantity DESC, epoch, i, j;\n"
-    ).format(losses=layout.losses(tr), end=sql.Literal(tr.last_epoch))
+    ).format(
+        losses=layout.losses(tr), end=sql.Literal(tr.last[0]), wq=sql.Literal(WEIGHT), bq=sql.Literal(BIAS)
+    )
     return sql.Composed(
         [sql.SQL(header(tr)), sql.SQL("WITH RECURSIVE\n"), sql.SQL(",\n").join(ctes), sql.SQL("\n"), result]
     )
+
+
+def statements(tr: Training) -> list[sql.Composed]:
+    """Everything one block runs, in order: the preparation (mini-batches), then the training."""
+    return [sql.Composed([p, sql.SQL(";\n")]) for p in preparation(tr)] + [training_statement(tr)]

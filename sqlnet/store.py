@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from psycopg import sql
@@ -21,6 +21,9 @@ from sqlnet.errors import InputError
 from sqlnet.network import Network, Params
 from sqlnet.phases import Phase
 from sqlnet.statement import TRACE_SCHEMA
+
+if TYPE_CHECKING:
+    from sqlnet.reference import OptimizerState
 
 SCHEMA = "sqlnet"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -62,6 +65,20 @@ run_params = sa.Table(
     sa.Column("value", sa.Float(53), nullable=False),
     sa.Index("run_params_run", "run_id", "stage"),
     comment="the weights and biases of every run, before and after",
+)
+
+
+optimizer_state = sa.Table(
+    "optimizer_state",
+    metadata,
+    sa.Column("network", sa.Text, primary_key=True, comment="the schema of the network's tables"),
+    sa.Column("quantity", sa.Text, primary_key=True, comment="'weight', 'bias', or 'step' (Adam's update count)"),
+    sa.Column("layer", sa.Integer, primary_key=True),
+    sa.Column("i", sa.Integer, primary_key=True, comment="input node; 0 for a node bias"),
+    sa.Column("j", sa.Integer, primary_key=True),
+    sa.Column("m", sa.Float(53), comment="momentum's velocity or Adam's first moment (the count, for 'step')"),
+    sa.Column("v", sa.Float(53), comment="Adam's second moment"),
+    comment="optimizer state per parameter, carried from one run to the next",
 )
 
 
@@ -222,8 +239,8 @@ def _run_info(row: sa.Row) -> RunInfo:
     )
 
 
-def has_schema(s: Session) -> bool:
-    return sa.inspect(s.sa).has_table("runs", schema=SCHEMA)
+def has_schema(s: Session, table: str = "runs") -> bool:
+    return sa.inspect(s.sa).has_table(table, schema=SCHEMA)
 
 
 def list_runs(s: Session) -> list[RunInfo]:
@@ -253,7 +270,8 @@ def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
 # --- the trace schema ---------------------------------------------------------------------------
 
 TRACE_COLUMNS = (
-    "run_id integer NOT NULL, epoch integer NOT NULL, sample bigint, layer integer, quantity text NOT NULL, "
+    "run_id integer NOT NULL, epoch integer NOT NULL, batch integer NOT NULL, sample bigint, layer integer, "
+    "quantity text NOT NULL, "
     "input_node integer, node integer, value double precision NOT NULL"
 )
 
@@ -274,7 +292,38 @@ def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
 def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) -> list[tuple[Any, ...]]:
     table = sql.Identifier(TRACE_SCHEMA, phase.table)
     query = sql.SQL(
-        "SELECT epoch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"
-        " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, layer, quantity DESC, sample, input_node, node"
+        "SELECT epoch, batch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"
+        " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, batch, layer, quantity DESC, sample, input_node, node"
     ).format(table)
     return s.pg.execute(query, (run_id, epoch, epoch)).fetchall()
+
+
+def load_optimizer_state(s: Session, key: str, net: Network) -> OptimizerState:
+    """The state a run starts from (zeros where none is kept), as the reference needs it."""
+    from sqlnet.reference import OptimizerState
+
+    state = OptimizerState.zeros(net)
+    if not has_schema(s, "optimizer_state"):
+        return state
+    t = optimizer_state.c
+    for quantity, layer, i, j, m, v in s.sa.execute(
+        sa.select(t.quantity, t.layer, t.i, t.j, t.m, t.v).where(t.network == key)
+    ):
+        if quantity == "step":
+            state.t = int(m)
+            continue
+        if layer > net.depth or j > net.sizes[layer]:
+            continue  # state of a network that had another shape: the SQL ignores it too
+        kind = "weights" if quantity == "weight" else "biases"
+        row = i - 1 if (quantity == "weight" or net.bias == "edge") else 0
+        try:
+            getattr(state.m, kind)[layer - 1][row][j - 1] = m or 0.0
+            getattr(state.v, kind)[layer - 1][row][j - 1] = v or 0.0
+        except IndexError:
+            continue
+    return state
+
+
+def reset_optimizer_state(s: Session, key: str) -> None:
+    if has_schema(s, "optimizer_state"):
+        s.sa.execute(optimizer_state.delete().where(optimizer_state.c.network == key))

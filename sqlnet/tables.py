@@ -56,6 +56,7 @@ class TableMap:
     weights: tuple[Table, ...]
     biases: tuple[Table, ...]  # empty unless the bias layout is "node"
     bias: str
+    resolved_schema: str = "public"  # the schema the tables are in, even when found on the search path
 
     @property
     def depth(self) -> int:
@@ -155,7 +156,7 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
         biases = tuple(table(f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
     elif bias != "none":
         raise InputError(f"unknown bias layout {bias!r}: choose edge, node or none")
-    return TableMap(schema, inputs, outputs, weights, biases, bias)
+    return TableMap(schema, inputs, outputs, weights, biases, bias, schema or inspector.default_schema_name or "public")
 
 
 # --- checking the rows --------------------------------------------------------------------------
@@ -319,10 +320,34 @@ def _check_samples(conn: psycopg.Connection, tables: TableMap, n_in: int, n_out:
             )
 
 
+def count_samples(conn: psycopg.Connection, tables: TableMap) -> int:
+    if not tables.has_samples:
+        return 1
+    (n,) = _one(conn, sql.SQL("SELECT count(DISTINCT {s}) FROM {t}").format(s=tables.inputs.col("sample"), t=tables.inputs.ident))
+    return int(n)
+
+
+def check_targets(conn: psycopg.Connection, tables: TableMap, lo: float, hi: float, why: str) -> None:
+    """Every target in [lo, hi], e.g. probabilities for cross-entropy."""
+    t = tables.outputs
+    sample = t.col("sample") if t.has("sample") else sql.SQL("1")
+    bad = conn.execute(
+        sql.SQL("SELECT {s}::text, {n}::text, {v}::text FROM {t} WHERE {v} < %s OR {v} > %s LIMIT 1").format(
+            s=sample, n=t.col("node"), v=t.col("value"), t=t.ident
+        ),
+        (lo, hi),
+    ).fetchone()
+    if bad:
+        raise InputError(
+            f"{t.label('value')} is {bad[2]} for sample {bad[0]}, output node {bad[1]}: {why} needs targets "
+            f"between {lo:g} and {hi:g}"
+        )
+
+
 # --- reading and writing values -----------------------------------------------------------------
 
 
-def read_params(conn: psycopg.Connection, tables: TableMap, net: Network) -> Params:
+def read_params(conn: psycopg.Connection, tables: TableMap, net: Network, num: str = "float8") -> Params:
     weights, biases = [], []
     for k, w in enumerate(tables.weights, start=1):
         n_in, n_out = net.sizes[k - 1], net.sizes[k]
@@ -330,8 +355,8 @@ def read_params(conn: psycopg.Connection, tables: TableMap, net: Network) -> Par
         bm = [[0.0] * n_out for _ in range(net.bias_rows(k))]
         bias = w.col("bias") if tables.bias == "edge" else sql.SQL("NULL")
         for i, j, v, b in conn.execute(
-            sql.SQL("SELECT {i}::int, {j}::int, {v}::float8, {b}::float8 FROM {t}").format(
-                i=w.col("in"), j=w.col("out"), v=w.col("value"), b=bias, t=w.ident
+            sql.SQL("SELECT {i}::int, {j}::int, {v}::{num}, {b}::{num} FROM {t}").format(
+                i=w.col("in"), j=w.col("out"), v=w.col("value"), b=bias, t=w.ident, num=sql.SQL(num)
             )
         ):
             wm[i - 1][j - 1] = v
@@ -340,8 +365,8 @@ def read_params(conn: psycopg.Connection, tables: TableMap, net: Network) -> Par
         if tables.bias == "node":
             bt = tables.biases[k - 1]
             for j, b in conn.execute(
-                sql.SQL("SELECT {j}::int, {v}::float8 FROM {t}").format(
-                    j=bt.col("node"), v=bt.col("value"), t=bt.ident
+                sql.SQL("SELECT {j}::int, {v}::{num} FROM {t}").format(
+                    j=bt.col("node"), v=bt.col("value"), t=bt.ident, num=sql.SQL(num)
                 )
             ):
                 bm[0][j - 1] = b
@@ -350,15 +375,15 @@ def read_params(conn: psycopg.Connection, tables: TableMap, net: Network) -> Par
     return Params(weights, biases)
 
 
-def read_data(conn: psycopg.Connection, tables: TableMap, net: Network) -> Dataset:
+def read_data(conn: psycopg.Connection, tables: TableMap, net: Network, num: str = "float8") -> Dataset:
     """The samples in ascending sample id order (the post's single sample gets id 1)."""
     columns: dict[str, dict[int, list[float]]] = {}
     for key, t, n in (("x", tables.inputs, net.sizes[0]), ("t", tables.outputs, net.sizes[-1])):
         sample = t.col("sample") if t.has("sample") else sql.SQL("1")
         values: dict[int, list[float]] = {}
         for s, node, v in conn.execute(
-            sql.SQL("SELECT {s}::bigint, {n}::int, {v}::float8 FROM {t}").format(
-                s=sample, n=t.col("node"), v=t.col("value"), t=t.ident
+            sql.SQL("SELECT {s}::bigint, {n}::int, {v}::{num} FROM {t}").format(
+                s=sample, n=t.col("node"), v=t.col("value"), t=t.ident, num=sql.SQL(num)
             )
         ):
             values.setdefault(s, [0.0] * n)[node - 1] = v

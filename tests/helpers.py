@@ -32,10 +32,24 @@ def post_table_map(schema: str | None = None) -> TableMap:
 
 
 def random_network(
-    rng: random.Random, depth: int, bias: str, hidden: str = "relu", output: str = "linear"
+    rng: random.Random, depth: int, bias: str, hidden: str = "relu", output: str = "linear", loss: str | None = None
 ) -> Network:
-    sizes = tuple(rng.randint(1, 4) for _ in range(depth + 1))
-    return Network(sizes, hidden, output, rng.choice(["half-se", "se"]), bias)
+    sizes = [rng.randint(1, 4) for _ in range(depth + 1)]
+    if output == "softmax":
+        sizes[-1] = max(2, sizes[-1])
+        loss = "cross-entropy"
+    return Network(tuple(sizes), hidden, output, loss or rng.choice(["half-se", "se"]), bias)
+
+
+def random_targets(rng: random.Random, net: Network) -> tuple[float, ...]:
+    """Targets the loss accepts: in [0, 1] for cross-entropy (a distribution for softmax)."""
+    n = net.sizes[-1]
+    if net.loss != "cross-entropy":
+        return tuple(rng.uniform(-1, 1) for _ in range(n))
+    if net.output_activation == "softmax":
+        weights = [rng.random() for _ in range(n)]
+        return tuple(w / sum(weights) for w in weights)
+    return tuple(rng.random() for _ in range(n))
 
 
 def random_params(rng: random.Random, net: Network, scale: float = 0.5) -> Params:
@@ -58,7 +72,7 @@ def random_data(rng: random.Random, net: Network, n: int) -> Dataset:
             Sample(
                 i,
                 tuple(rng.uniform(-1, 1) for _ in range(net.sizes[0])),
-                tuple(rng.uniform(-1, 1) for _ in range(net.sizes[-1])),
+                random_targets(rng, net),
             )
             for i in sorted(ids)
         ]

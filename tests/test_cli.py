@@ -137,7 +137,7 @@ def test_ctrl_c_cancels_and_changes_nothing(post_db: str, conn: psycopg.Connecti
             "1000000",
             "--lr",
             "1e-12",
-            "--epochs-per-statement",
+            "--updates-per-statement",
             "1000000",
         ],
         stdout=subprocess.PIPE,

@@ -94,7 +94,7 @@ def test_random_networks_check(db_url: str, conn: psycopg.Connection, seed: int)
         hidden_activation=hidden,
         output_activation=output,
         loss=net.loss,
-        epochs_per_statement=rng.randint(1, 3),
+        updates_per_statement=rng.randint(1, 3),
     )
     assert report.network == net
     assert report.ok, report.differences

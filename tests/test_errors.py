@@ -112,7 +112,7 @@ def test_samples_without_targets(db_url: str, conn: psycopg.Connection) -> None:
         ({"learning_rate": -1}, "learning rate"),
         ({"epochs": 0}, "epochs must be a whole number of at least 1"),
         ({"epochs": 2.5}, "epochs"),
-        ({"epochs_per_statement": 0}, "epochs per statement"),
+        ({"updates_per_statement": 0}, "updates per statement"),
         ({"hidden_activation": "swish"}, "unknown hidden activation 'swish'"),
         ({"loss": "hinge"}, "unknown loss 'hinge'"),
         ({"bias": "row"}, "unknown bias layout 'row'"),
@@ -153,7 +153,7 @@ def test_failure_in_a_later_statement_rolls_back_everything(post_db: str, conn: 
     conn.execute("CREATE TRIGGER t BEFORE UPDATE ON weights1 FOR EACH ROW EXECUTE FUNCTION fail_second()")
     before = snapshot(conn)
     with pytest.raises(psycopg.errors.RaiseException):
-        sqlnet.train(post_db, epochs=3, learning_rate=0.0001, epochs_per_statement=1)
+        sqlnet.train(post_db, epochs=3, learning_rate=0.0001, updates_per_statement=1)
     conn.execute("SELECT setval('writes', 1, false)")
     after = snapshot(conn)
     after.pop("writes", None), before.pop("writes", None)

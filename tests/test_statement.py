@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlnet.statement import Training, epoch_blocks, training_statement
+from sqlnet.statement import Training, training_statement, update_blocks
 from tests.helpers import POST_NET, post_table_map
 
 GOLDEN = Path(__file__).parent.parent / "sql" / "golden"
@@ -49,7 +49,9 @@ def test_hostile_names_are_quoted_identifiers() -> None:
     assert "DROP TABLE" not in re.sub(r'"(?:[^"]|"")*"', '""', text)
 
 
-def test_epoch_blocks() -> None:
-    assert epoch_blocks(1, 100) == [(1, 1)]
-    assert epoch_blocks(250, 100) == [(1, 100), (101, 200), (201, 250)]
-    assert epoch_blocks(3, 1) == [(1, 1), (2, 2), (3, 3)]
+def test_update_blocks() -> None:
+    assert update_blocks(1, 1, 100) == [((1, 1), (1, 1))]
+    assert update_blocks(250, 1, 100) == [((1, 1), (100, 1)), ((101, 1), (200, 1)), ((201, 1), (250, 1))]
+    assert update_blocks(3, 1, 1) == [((1, 1), (1, 1)), ((2, 1), (2, 1)), ((3, 1), (3, 1))]
+    # mini-batches: blocks cut through epochs
+    assert update_blocks(2, 3, 4) == [((1, 1), (2, 1)), ((2, 2), (2, 3))]

@@ -52,8 +52,8 @@ def test_run_is_recorded_and_restore_undoes_and_redoes_it(post_db: str, conn: ps
 
 def test_several_statements_equal_one(post_db: str, server_url: str) -> None:
     """Epochs split over statements (bounded temp files) give the same weights as one statement."""
-    one = sqlnet.check(post_db, epochs=7, learning_rate=0.0001, epochs_per_statement=100)
-    many = sqlnet.check(post_db, epochs=7, learning_rate=0.0001, epochs_per_statement=2)
+    one = sqlnet.check(post_db, epochs=7, learning_rate=0.0001, updates_per_statement=100)
+    many = sqlnet.check(post_db, epochs=7, learning_rate=0.0001, updates_per_statement=2)
     assert one.ok and many.ok
     assert many.sql_losses == pytest.approx(one.sql_losses, rel=1e-12)
 

@@ -1,15 +1,16 @@
 """The long (relational) layout: one row per value, matrix products as JOIN + GROUP BY.
 
-Every row of the recursive CTE is ``(epoch, phase, quantity, layer, sample, i, j, value)``:
+Every row of the recursive CTE is ``(epoch, batch, phase, quantity, layer, sample, i, j, value)``,
+plus the optimizer's state columns ``m`` (and ``v``) where it keeps state:
 
 - a weight or bias: quantity 'weight' or 'bias', the layer, the edge (i, j) and no sample
-  (a node bias has no i);
+  (a node bias has no i); with momentum or Adam, its state in m and v;
 - a node's value: quantity 'input' (z), 'activation' (a) or 'delta' (dL/dz), its layer, the sample
   and the node j;
-- a sample's loss: quantity 'loss', the sample.
+- a sample's loss: quantity 'loss', the sample; Adam's update count: quantity 'step', layer 0.
 
 Rows never span layers or nodes, so no layer width can reach PostgreSQL's 1600-column limit, and
-the size of a step is the sum (never the product) of the layer sizes times the samples.
+the size of a step is the sum (never the product) of the layer sizes times the batch's samples.
 """
 
 from __future__ import annotations
@@ -18,72 +19,42 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from sqlnet.functions import ACTIVATIONS, LOSSES
-from sqlnet.phases import ACTIVATION, BIAS, DELTA, INPUT, LOSS, WEIGHT, Phase, Quantity
+from sqlnet.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
+from sqlnet.phases import ACTIVATION, BIAS, DELTA, INPUT, LOSS, STEP, WEIGHT, Phase, Quantity
 
 if TYPE_CHECKING:
     from sqlnet.statement import Training
 
 Q = sql.Literal  # quantity names and layer numbers are sqlnet's own constants, inlined for readability
-
-
-def _phase_cte(phase: Phase) -> sql.Identifier:
-    return sql.Identifier(phase.table)
+STATE_TABLE = sql.Identifier("sqlnet", "optimizer_state")
 
 
 class LongLayout:
     name = "long"
-    columns = sql.SQL("epoch, phase, quantity, layer, sample, i, j, value")
 
-    # --- phase 0 ---------------------------------------------------------------------------------
+    def columns(self, tr: Training) -> sql.Composable:
+        return sql.SQL("epoch, batch, phase, quantity, layer, sample, i, j, value" + "".join(
+            f", {c}" for c in tr.optimizer.state
+        ))
 
-    def start(self, tr: Training) -> sql.Composable:
-        parts: list[sql.Composable] = []
-        epoch = sql.Literal(tr.first_epoch - 1)
-        for k, w in enumerate(tr.tables.weights, start=1):
-            parts.append(
-                sql.SQL(
-                    "  SELECT {epoch}, 0, {q}::text, {k}, NULL::bigint, {i}::int, {j}::int, {v}::float8\n  FROM {t}"
-                ).format(
-                    epoch=epoch,
-                    q=Q(WEIGHT),
-                    k=Q(k),
-                    i=w.col("in"),
-                    j=w.col("out"),
-                    v=w.col("value"),
-                    t=w.ident,
-                )
-            )
-            if tr.tables.bias == "edge":
-                parts.append(
-                    sql.SQL(
-                        "  SELECT {epoch}, 0, {q}, {k}, NULL, {i}::int, {j}::int, {b}::float8\n  FROM {t}"
-                    ).format(
-                        epoch=epoch,
-                        q=Q(BIAS),
-                        k=Q(k),
-                        i=w.col("in"),
-                        j=w.col("out"),
-                        b=w.col("bias"),
-                        t=w.ident,
-                    )
-                )
-            elif tr.tables.bias == "node":
-                b = tr.tables.biases[k - 1]
-                parts.append(
-                    sql.SQL(
-                        "  SELECT {epoch}, 0, {q}, {k}, NULL, NULL, {j}::int, {v}::float8\n  FROM {t}"
-                    ).format(epoch=epoch, q=Q(BIAS), k=Q(k), j=b.col("node"), v=b.col("value"), t=b.ident)
-                )
-        return sql.SQL("\n  UNION ALL\n").join(parts)
+    # --- small helpers -------------------------------------------------------------------------
 
-    # --- the recursive term --------------------------------------------------------------------
+    def _pad(self, tr: Training) -> sql.Composable:
+        """NULL for the state columns of rows that are not parameters."""
+        return sql.SQL(", NULL" * len(tr.optimizer.state))
 
-    def step_prelude(self, tr: Training) -> sql.Composable:
-        return sql.SQL(
-            "    -- the rows of the previous step: every row of a step has the same epoch and phase\n"
-            "    prev AS (SELECT * FROM train),\n"
-            "    step AS (SELECT epoch, phase FROM prev LIMIT 1)"
+    def _round(self, tr: Training, expr: sql.Composable) -> sql.Composable:
+        """Exact mode rounds every phase's result at the fixed scale, as the reference does."""
+        if tr.scale is None:
+            return expr
+        return sql.SQL("round({e}, {s})").format(e=expr, s=sql.Literal(tr.scale))
+
+    def _mean(self, tr: Training, total: sql.Composable) -> sql.Composable:
+        """total / (samples in the batch); exact mode truncates at the scale: div() is exact."""
+        if tr.scale is None:
+            return sql.SQL("{t} / (SELECT n FROM batch_size)").format(t=total)
+        return sql.SQL("div({t} * 1e{s}, (SELECT n FROM batch_size)) * 1e-{s}").format(
+            t=total, s=sql.SQL(str(tr.scale))
         )
 
     def _gate(self, tr: Training, phase: Phase) -> sql.Composable:
@@ -94,32 +65,111 @@ class LongLayout:
         """
         if phase.number == 1:
             return sql.SQL(
-                "(SELECT phase FROM step) IN (0, {last}) AND (SELECT epoch FROM step) < {end}"
-            ).format(last=sql.Literal(tr.phases[-1].number), end=sql.Literal(tr.last_epoch))
+                "(SELECT phase FROM step) IN (0, {last}) "
+                "AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < ({e}, {b})"
+            ).format(last=sql.Literal(tr.phases[-1].number), e=sql.Literal(tr.last[0]), b=sql.Literal(tr.last[1]))
         return sql.SQL("(SELECT phase FROM step) = {p}").format(p=sql.Literal(phase.number - 1))
 
     def _head(self, phase: Phase) -> sql.Composable:
-        """The epoch and phase every row of this step gets (phase 1 starts the next epoch)."""
-        epoch = "(SELECT epoch FROM step) + 1" if phase.number == 1 else "(SELECT epoch FROM step)"
-        return sql.SQL(epoch + ", {p}").format(p=sql.Literal(phase.number))
+        """The epoch, batch and phase every row of this step gets (phase 1 starts the next update)."""
+        source = "next" if phase.number == 1 else "step"
+        return sql.SQL("(SELECT epoch FROM {s}), (SELECT batch FROM {s}), {p}").format(
+            s=sql.SQL(source), p=sql.Literal(phase.number)
+        )
+
+    def _in(self, quantities: tuple[Quantity, ...]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("({q}, {k})").format(q=Q(q.kind), k=Q(q.layer)) for q in quantities)
+
+    # --- phase 0 ---------------------------------------------------------------------------------
+
+    def _state_join(self, tr: Training, quantity: str, k: int, i: sql.Composable, j: sql.Composable) -> sql.Composable:
+        if not tr.optimizer.state:
+            return sql.SQL("")
+        return sql.SQL(
+            "\n  LEFT JOIN {state} AS s ON s.network = {key} AND s.quantity = {q} AND s.layer = {k} "
+            "AND s.i = {i} AND s.j = {j}"
+        ).format(state=STATE_TABLE, key=sql.Literal(tr.state_key), q=Q(quantity), k=Q(k), i=i, j=j)
+
+    def _state_values(self, tr: Training) -> sql.Composable:
+        return sql.SQL("").join(
+            sql.SQL(", coalesce(s.{c}, 0)::{num}").format(c=sql.SQL(c), num=sql.SQL(tr.num)) for c in tr.optimizer.state
+        )
+
+    def start(self, tr: Training) -> sql.Composable:
+        parts: list[sql.Composable] = []
+        head = sql.SQL("{e}, {b}, 0").format(e=sql.Literal(tr.first[0]), b=sql.Literal(tr.first[1] - 1))
+        num = sql.SQL(tr.num)
+        for k, w in enumerate(tr.tables.weights, start=1):
+            i, j = sql.SQL("w.{}::int").format(w.col("in")), sql.SQL("w.{}::int").format(w.col("out"))
+            parts.append(
+                sql.SQL(
+                    "  SELECT {head}, {q}::text, {k}, NULL::bigint, {i}, {j}, w.{v}::{num}{state}\n  FROM {t} AS w{join}"
+                ).format(
+                    head=head, q=Q(WEIGHT), k=Q(k), i=i, j=j, v=w.col("value"), num=num,
+                    state=self._state_values(tr), t=w.ident, join=self._state_join(tr, WEIGHT, k, i, j),
+                )
+            )
+            if tr.tables.bias == "edge":
+                parts.append(
+                    sql.SQL("  SELECT {head}, {q}, {k}, NULL, {i}, {j}, w.{b}::{num}{state}\n  FROM {t} AS w{join}").format(
+                        head=head, q=Q(BIAS), k=Q(k), i=i, j=j, b=w.col("bias"), num=num,
+                        state=self._state_values(tr), t=w.ident, join=self._state_join(tr, BIAS, k, i, j),
+                    )
+                )
+            elif tr.tables.bias == "node":
+                b = tr.tables.biases[k - 1]
+                jb = sql.SQL("w.{}::int").format(b.col("node"))
+                parts.append(
+                    sql.SQL("  SELECT {head}, {q}, {k}, NULL, NULL, {j}, w.{v}::{num}{state}\n  FROM {t} AS w{join}").format(
+                        head=head, q=Q(BIAS), k=Q(k), j=jb, v=b.col("value"), num=num,
+                        state=self._state_values(tr), t=b.ident, join=self._state_join(tr, BIAS, k, sql.SQL("0"), jb),
+                    )
+                )
+        if tr.optimizer.name == "adam":
+            parts.append(
+                sql.SQL(
+                    "  -- Adam's update count so far (it continues across runs)\n"
+                    "  SELECT {head}, {q}, 0, NULL, NULL, NULL, coalesce((SELECT m FROM {state} "
+                    "WHERE network = {key} AND quantity = {q}), 0){pad}"
+                ).format(head=head, q=Q(STEP), state=STATE_TABLE, key=sql.Literal(tr.state_key), pad=self._pad(tr))
+            )
+        return sql.SQL("\n  UNION ALL\n").join(parts)
+
+    # --- the recursive term --------------------------------------------------------------------
+
+    def step_prelude(self, tr: Training) -> sql.Composable:
+        return sql.SQL(
+            "    -- the rows of the previous step: every row of a step has the same epoch, batch and phase\n"
+            "    prev AS (SELECT * FROM train),\n"
+            "    step AS (SELECT epoch, batch, phase FROM prev LIMIT 1),\n"
+            "    -- the update after this one: the next batch of the epoch, or the first of the next epoch\n"
+            "    next AS (\n"
+            "      SELECT CASE WHEN batch < {nb} THEN epoch ELSE epoch + 1 END AS epoch,\n"
+            "             CASE WHEN batch < {nb} THEN batch + 1 ELSE 1 END AS batch\n"
+            "      FROM step\n"
+            "    ),\n"
+            "    -- the number of samples in this update's batch: gradients are means over them\n"
+            "    batch_size AS (\n"
+            "      SELECT count(DISTINCT sample) AS n FROM prev WHERE quantity = {dq} AND layer = {K}\n"
+            "    )"
+        ).format(nb=tr.batches_sql, dq=Q(DELTA), K=Q(tr.net.depth))
 
     def _carry(self, tr: Training, phase: Phase) -> sql.Composable:
         if not phase.carry:
             return sql.SQL("")
-        keep = sql.SQL(", ").join(
-            sql.SQL("({q}, {k})").format(q=Q(q.kind), k=Q(q.layer)) for q in phase.carry
-        )
+        state = "".join(f", {c}" for c in tr.optimizer.state)
         return sql.SQL(
             "\n      UNION ALL\n"
             "      -- carried forward for later phases: {names}\n"
-            "      SELECT {head}, quantity, layer, sample, i, j, value\n"
+            "      SELECT {head}, quantity, layer, sample, i, j, value{state}\n"
             "      FROM prev\n"
             "      WHERE {gate} AND (quantity, layer) IN ({keep})"
         ).format(
             names=sql.SQL(", ".join(str(q) for q in phase.carry)),
             head=self._head(phase),
+            state=sql.SQL(state),
             gate=self._gate(tr, phase),
-            keep=keep,
+            keep=self._in(phase.carry),
         )
 
     def phase(self, tr: Training, phase: Phase) -> sql.Composable:
@@ -135,28 +185,38 @@ class LongLayout:
     def _input(self, tr: Training, phase: Phase) -> sql.Composable:
         k = phase.layer
         assert k is not None
-        if k == 1:
-            source = sql.SQL("x AS a ON a.node = w.i")
-        else:
+        if k > 1:
             source = sql.SQL("prev AS a ON a.quantity = {q} AND a.layer = {k} AND a.j = w.i").format(
                 q=Q(ACTIVATION), k=Q(k - 1)
+            )
+            where = sql.SQL("")
+        elif not tr.mini_batch:
+            source, where = sql.SQL("x AS a ON a.node = w.i"), sql.SQL("")
+        else:
+            # the samples of the next batch, looked up through the indexes of the batch tables
+            source = sql.SQL("({batches} AS m JOIN {x} AS a ON a.sample = m.sample) ON a.node = w.i").format(
+                batches=tr.batch_table, x=tr.x_source
+            )
+            where = sql.SQL(" AND m.batch = (SELECT batch FROM next){epoch}").format(
+                epoch=sql.SQL(" AND m.epoch = (SELECT epoch FROM next)") if tr.shuffle is not None else sql.SQL("")
             )
         weighted = sql.SQL(
             "        SELECT a.sample, w.j, sum(w.value * a.value) AS value\n"
             "        FROM prev AS w JOIN {source}\n"
-            "        WHERE w.quantity = {w} AND w.layer = {k}\n"
+            "        WHERE w.quantity = {w} AND w.layer = {k}{where}\n"
             "        GROUP BY a.sample, w.j"
-        ).format(source=source, w=Q(WEIGHT), k=Q(k))
+        ).format(source=source, w=Q(WEIGHT), k=Q(k), where=where)
         if tr.net.bias == "none":
             return sql.SQL(
-                "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, s.value\n"
+                "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, {z}{pad}\n"
                 "      FROM (\n{weighted}\n      ) AS s\n"
                 "      WHERE {gate}"
             ).format(
-                head=self._head(phase), q=Q(INPUT), k=Q(k), weighted=weighted, gate=self._gate(tr, phase)
+                head=self._head(phase), q=Q(INPUT), k=Q(k), z=self._round(tr, sql.SQL("s.value")),
+                pad=self._pad(tr), weighted=weighted, gate=self._gate(tr, phase),
             )
         return sql.SQL(
-            "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, s.value + b.value\n"
+            "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, {z}{pad}\n"
             "      FROM (\n{weighted}\n      ) AS s\n"
             "      JOIN (\n"
             "        -- each node's bias: the sum of its bias rows (one per edge, or one per node)\n"
@@ -164,44 +224,51 @@ class LongLayout:
             "      ) AS b ON b.j = s.j\n"
             "      WHERE {gate}"
         ).format(
-            head=self._head(phase),
-            q=Q(INPUT),
-            k=Q(k),
-            weighted=weighted,
-            b=Q(BIAS),
-            gate=self._gate(tr, phase),
+            head=self._head(phase), q=Q(INPUT), k=Q(k), z=self._round(tr, sql.SQL("s.value + b.value")),
+            pad=self._pad(tr), weighted=weighted, b=Q(BIAS), gate=self._gate(tr, phase),
         )
 
     def _activation(self, tr: Training, phase: Phase) -> sql.Composable:
         k = phase.layer
         assert k is not None
         f = ACTIVATIONS[tr.net.activation(k)]
+        if not f.elementwise:
+            # softmax over the layer: shift by the sample's largest input, then normalise
+            return sql.SQL(
+                "      SELECT {head}, {q}, {k}, e.sample, NULL::int, e.j, e.value / sum(e.value) OVER (PARTITION BY e.sample){pad}\n"
+                "      FROM (\n"
+                "        SELECT z.sample, z.j, {numerator} AS value\n"
+                "        FROM prev AS z\n"
+                "        WHERE {gate} AND z.quantity = {zq} AND z.layer = {k}\n"
+                "      ) AS e"
+            ).format(
+                head=self._head(phase), q=Q(ACTIVATION), k=Q(k), pad=self._pad(tr),
+                numerator=sql.SQL(f.sql_value).format(
+                    z=sql.SQL("z.value"), zmax=sql.SQL("max(z.value) OVER (PARTITION BY z.sample)")
+                ),
+                gate=self._gate(tr, phase), zq=Q(INPUT),
+            )
         return sql.SQL(
-            "      SELECT {head}, {q}, {k}, z.sample, NULL::int, z.j, {f}\n"
+            "      SELECT {head}, {q}, {k}, z.sample, NULL::int, z.j, {f}{pad}\n"
             "      FROM prev AS z\n"
             "      WHERE {gate} AND z.quantity = {zq} AND z.layer = {k}"
         ).format(
-            head=self._head(phase),
-            q=Q(ACTIVATION),
-            k=Q(k),
-            f=sql.SQL(f.sql_value).format(z=sql.SQL("z.value")),
-            gate=self._gate(tr, phase),
-            zq=Q(INPUT),
+            head=self._head(phase), q=Q(ACTIVATION), k=Q(k), f=sql.SQL(f.sql_value).format(z=sql.SQL("z.value")),
+            pad=self._pad(tr), gate=self._gate(tr, phase), zq=Q(INPUT),
         )
 
-    def _derivative(
-        self, tr: Training, k: int, node: str, a_alias: str | None
-    ) -> tuple[sql.Composable, sql.Composable]:
+    def _derivative(self, tr: Training, k: int, node: str, a_alias: str | None) -> tuple[sql.Composable, sql.Composable]:
         """f'_k as SQL, and the joins that bring the z (and a) it needs, matched on (sample, node)."""
         f = ACTIVATIONS[tr.net.activation(k)]
         joins: list[sql.Composable] = []
         z = a = sql.SQL("NULL")
+        col = sql.SQL("j" if node == "y" else "i")
         if "{z}" in f.sql_derivative:
             joins.append(
                 sql.SQL(
                     "\n      JOIN prev AS z ON z.quantity = {q} AND z.layer = {k} AND z.sample = {node}.sample "
                     "AND z.j = {node}.{col}"
-                ).format(q=Q(INPUT), k=Q(k), node=sql.SQL(node), col=sql.SQL("j" if node == "y" else "i"))
+                ).format(q=Q(INPUT), k=Q(k), node=sql.SQL(node), col=col)
             )
             z = sql.SQL("z.value")
         if "{a}" in f.sql_derivative:
@@ -209,11 +276,11 @@ class LongLayout:
                 joins.append(
                     sql.SQL(
                         "\n      JOIN prev AS a ON a.quantity = {q} AND a.layer = {k} AND a.sample = {node}.sample "
-                        "AND a.j = {node}.i"
-                    ).format(q=Q(ACTIVATION), k=Q(k), node=sql.SQL(node))
+                        "AND a.j = {node}.{col}"
+                    ).format(q=Q(ACTIVATION), k=Q(k), node=sql.SQL(node), col=col)
                 )
                 a_alias = "a"
-            a = sql.SQL("{a}.value").format(a=sql.Identifier(a_alias))
+            a = sql.SQL("{a}.value").format(a=sql.SQL(a_alias))
         # always parenthesised: "x * 1 - a * a" would multiply before it subtracts
         return sql.SQL("(" + f.sql_derivative + ")").format(z=z, a=a), sql.Composed(joins)
 
@@ -221,29 +288,61 @@ class LongLayout:
         K = tr.net.depth
         loss = LOSSES[tr.net.loss]
         y, t = sql.SQL("y.value"), sql.SQL("t.value")
-        derivative, joins = self._derivative(tr, K, "y", "y")
+        target = sql.SQL("{t} AS t ON t.sample = {s}.sample AND t.node = {s}.j")
+        common = dict(head=self._head(phase), gate=self._gate(tr, phase), K=Q(K), pad=self._pad(tr),
+                      aq=Q(ACTIVATION), zq=Q(INPUT), lq=Q(LOSS), dq=Q(DELTA))
+        if loss.outputs is None:
+            derivative, joins = self._derivative(tr, K, "y", "y")
+            loss_rows = sql.SQL(
+                "      SELECT {head}, {lq}, NULL::int, y.sample, NULL::int, NULL::int, {loss}{pad}\n"
+                "      FROM prev AS y JOIN {target}\n"
+                "      WHERE {gate} AND y.quantity = {aq} AND y.layer = {K}\n"
+                "      GROUP BY y.sample"
+            ).format(
+                loss=self._round(tr, sql.SQL("sum({})").format(sql.SQL(loss.sql_value).format(y=y, t=t))),
+                target=target.format(t=tr.target_source, s=sql.SQL("y")),
+                **common,
+            )
+            delta = self._round(tr, sql.SQL("({grad}) * {d}").format(
+                grad=sql.SQL(loss.sql_gradient).format(y=y, t=t), d=derivative
+            ))
+        else:
+            # cross-entropy with its own output: the loss from z (stable), the delta is y - t
+            joins = sql.SQL("")
+            lse_join = sql.SQL("")
+            if tr.net.output_activation == "softmax":
+                lse_join = sql.SQL(
+                    "\n      JOIN (\n"
+                    "        -- each sample's log-sum-exp of z, shifted by its largest z\n"
+                    "        SELECT zz.sample, top.value + ln(sum(exp(greatest(zz.value - top.value, -700)))) AS value\n"
+                    "        FROM prev AS zz JOIN (\n"
+                    "          SELECT sample, max(value) AS value FROM prev WHERE quantity = {zq} AND layer = {K} GROUP BY sample\n"
+                    "        ) AS top ON top.sample = zz.sample\n"
+                    "        WHERE zz.quantity = {zq} AND zz.layer = {K}\n"
+                    "        GROUP BY zz.sample, top.value\n"
+                    "      ) AS lse ON lse.sample = z.sample"
+                ).format(zq=Q(INPUT), K=Q(K))
+            term = sql.SQL(SQL_CROSS_ENTROPY[tr.net.output_activation]).format(
+                z=sql.SQL("z.value"), t=t, lse=sql.SQL("lse.value")
+            )
+            loss_rows = sql.SQL(
+                "      SELECT {head}, {lq}, NULL::int, z.sample, NULL::int, NULL::int, sum({term}){pad}\n"
+                "      FROM prev AS z JOIN {target}{lse_join}\n"
+                "      WHERE {gate} AND z.quantity = {zq} AND z.layer = {K}\n"
+                "      GROUP BY z.sample"
+            ).format(term=term, target=target.format(t=tr.target_source, s=sql.SQL("z")), lse_join=lse_join, **common)
+            delta = sql.SQL("y.value - t.value")
         return sql.SQL(
             "      -- the loss of each sample\n"
-            "      SELECT {head}, {lq}, NULL::int, y.sample, NULL::int, NULL::int, sum({loss})\n"
-            "      FROM prev AS y JOIN target AS t ON t.sample = y.sample AND t.node = y.j\n"
-            "      WHERE {gate} AND y.quantity = {aq} AND y.layer = {K}\n"
-            "      GROUP BY y.sample\n"
+            "{loss_rows}\n"
             "      UNION ALL\n"
-            "      -- the delta of each output node: dL/dy * f'(z)\n"
-            "      SELECT {head}, {dq}, {K}, y.sample, NULL::int, y.j, ({grad}) * {derivative}\n"
-            "      FROM prev AS y JOIN target AS t ON t.sample = y.sample AND t.node = y.j{joins}\n"
+            "      -- the delta of each output node\n"
+            "      SELECT {head}, {dq}, {K}, y.sample, NULL::int, y.j, {delta}{pad}\n"
+            "      FROM prev AS y JOIN {target}{joins}\n"
             "      WHERE {gate} AND y.quantity = {aq} AND y.layer = {K}"
         ).format(
-            head=self._head(phase),
-            lq=Q(LOSS),
-            loss=sql.SQL(loss.sql_value).format(y=y, t=t),
-            gate=self._gate(tr, phase),
-            aq=Q(ACTIVATION),
-            K=Q(K),
-            dq=Q(DELTA),
-            grad=sql.SQL(loss.sql_gradient).format(y=y, t=t),
-            derivative=derivative,
-            joins=joins,
+            loss_rows=loss_rows, delta=delta, target=target.format(t=tr.target_source, s=sql.SQL("y")), joins=joins,
+            **common,
         )
 
     def _delta(self, tr: Training, phase: Phase) -> sql.Composable:
@@ -251,7 +350,7 @@ class LongLayout:
         assert k is not None
         derivative, joins = self._derivative(tr, k, "back", None)
         return sql.SQL(
-            "      SELECT {head}, {dq}, {k}, back.sample, NULL::int, back.i, back.value * {derivative}\n"
+            "      SELECT {head}, {dq}, {k}, back.sample, NULL::int, back.i, {delta}{pad}\n"
             "      FROM (\n"
             "        -- what each node sent forward, weighted back: sum over j of w[i, j] * d[s, j]\n"
             "        SELECT d.sample, w.i, sum(w.value * d.value) AS value\n"
@@ -261,83 +360,96 @@ class LongLayout:
             "      ) AS back{joins}\n"
             "      WHERE {gate}"
         ).format(
-            head=self._head(phase),
-            dq=Q(DELTA),
-            k=Q(k),
-            k1=Q(k + 1),
-            wq=Q(WEIGHT),
-            derivative=derivative,
-            joins=joins,
-            gate=self._gate(tr, phase),
+            head=self._head(phase), dq=Q(DELTA), k=Q(k), k1=Q(k + 1), wq=Q(WEIGHT),
+            delta=self._round(tr, sql.SQL("back.value * {d}").format(d=derivative)), pad=self._pad(tr),
+            joins=joins, gate=self._gate(tr, phase),
         )
 
     def _update(self, tr: Training, phase: Phase) -> sql.Composable:
-        weights = sql.SQL(
-            "      -- the weights: w[i, j] - rate * mean over samples of a[s, i] * d[s, j]\n"
-            "      SELECT {head}, {wq}, w.layer, NULL::bigint, w.i, w.j, w.value - {rate} * g.value\n"
-            "      FROM prev AS w JOIN (\n"
-            "        SELECT d.layer, a.j AS i, d.j, sum(a.value * d.value) / (SELECT n FROM batch) AS value\n"
-            "        FROM prev AS d JOIN (\n"
-            "          SELECT layer, sample, j, value FROM prev WHERE quantity = {aq}\n"
-            "          UNION ALL\n"
-            "          SELECT 0, sample, node, value FROM x\n"
-            "        ) AS a ON a.layer = d.layer - 1 AND a.sample = d.sample\n"
-            "        WHERE d.quantity = {dq}\n"
-            "        GROUP BY d.layer, a.j, d.j\n"
-            "      ) AS g ON g.layer = w.layer AND g.i = w.i AND g.j = w.j\n"
-            "      WHERE {gate} AND w.quantity = {wq}"
-        ).format(
-            head=self._head(phase),
-            wq=Q(WEIGHT),
-            rate=sql.Literal(tr.learning_rate),
-            aq=Q(ACTIVATION),
-            dq=Q(DELTA),
-            gate=self._gate(tr, phase),
+        opt = tr.optimizer
+        g = sql.SQL("g.value")
+        if opt.l2:
+            g = sql.SQL("(g.value + CASE WHEN p.quantity = {wq} THEN {l2} * p.value ELSE 0 END)").format(
+                wq=Q(WEIGHT), l2=sql.Literal(opt.l2)
+            )
+        t = sql.SQL("(SELECT value FROM prev WHERE quantity = {sq}) + 1").format(sq=Q(STEP))
+        w_new, m_new, v_new = opt.sql_step(
+            sql.SQL("p.value"), g, sql.SQL("p.m"), sql.SQL("p.v"), t, sql.Literal(tr.rate)
         )
-        if tr.net.bias == "none":
-            return weights
-        biases = sql.SQL(
-            "\n      UNION ALL\n"
-            "      -- the biases: every bias row of node j moves by rate * mean over samples of d[s, j]\n"
-            "      SELECT {head}, {bq}, b.layer, NULL::bigint, b.i, b.j, b.value - {rate} * g.value\n"
-            "      FROM prev AS b JOIN (\n"
-            "        SELECT layer, j, sum(value) / (SELECT n FROM batch) AS value\n"
+        state = sql.SQL("").join(sql.SQL(", {}").format(e) for e in (m_new, v_new)[: len(opt.state)])
+        steps = sql.SQL("")
+        if opt.name == "adam":
+            steps = sql.SQL(
+                "\n      UNION ALL\n"
+                "      -- one more update made\n"
+                "      SELECT {head}, {sq}, 0, NULL, NULL, NULL, value + 1{pad}\n"
+                "      FROM prev WHERE {gate} AND quantity = {sq}"
+            ).format(head=self._head(phase), sq=Q(STEP), pad=self._pad(tr), gate=self._gate(tr, phase))
+        x_join = (
+            sql.SQL("{x} AS a ON a.sample = d.sample").format(x=tr.x_source)
+        )
+        return sql.SQL(
+            "      SELECT {head}, p.quantity, p.layer, NULL::bigint, p.i, p.j, {w_new}{state}\n"
+            "      FROM prev AS p JOIN (\n"
+            "        -- the gradient of the mean loss over the batch: a[s, i] * d[s, j] for a weight, d[s, j] for a bias\n"
+            "        SELECT {wq} AS quantity, d.layer, a.j AS i, d.j, {mean_w} AS value\n"
+            "        FROM prev AS d JOIN prev AS a ON a.quantity = {aq} AND a.layer = d.layer - 1 AND a.sample = d.sample\n"
+            "        WHERE d.quantity = {dq} AND d.layer > 1\n"
+            "        GROUP BY d.layer, a.j, d.j\n"
+            "        UNION ALL\n"
+            "        SELECT {wq}, 1, a.node, d.j, {mean_w}\n"
+            "        FROM prev AS d JOIN {x_join}\n"
+            "        WHERE d.quantity = {dq} AND d.layer = 1\n"
+            "        GROUP BY a.node, d.j\n"
+            "        UNION ALL\n"
+            "        SELECT {bq}, layer, NULL, j, {mean_b}\n"
             "        FROM prev WHERE quantity = {dq}\n"
             "        GROUP BY layer, j\n"
-            "      ) AS g ON g.layer = b.layer AND g.j = b.j\n"
-            "      WHERE {gate} AND b.quantity = {bq}"
+            "      ) AS g ON g.quantity = p.quantity AND g.layer = p.layer AND g.j = p.j AND (g.i = p.i OR p.quantity = {bq})\n"
+            "      WHERE {gate}{steps}"
         ).format(
             head=self._head(phase),
+            w_new=self._round(tr, w_new),
+            state=state,
+            wq=Q(WEIGHT),
             bq=Q(BIAS),
-            rate=sql.Literal(tr.learning_rate),
+            aq=Q(ACTIVATION),
             dq=Q(DELTA),
+            mean_w=self._mean(tr, sql.SQL("sum(a.value * d.value)")),
+            mean_b=self._mean(tr, sql.SQL("sum(value)")),
+            x_join=x_join,
             gate=self._gate(tr, phase),
+            steps=steps,
         )
-        return sql.Composed([weights, biases])
 
     # --- reading the result ----------------------------------------------------------------------
 
     def trained(self, tr: Training) -> sql.Composable:
+        state = "".join(f", {c}" for c in tr.optimizer.state)
         return sql.SQL(
-            "  SELECT quantity, layer, i, j, value FROM train WHERE epoch = {end} AND phase = {last}"
-        ).format(end=sql.Literal(tr.last_epoch), last=sql.Literal(tr.phases[-1].number))
+            "  SELECT quantity, layer, i, j, value{state} FROM train\n"
+            "  WHERE (epoch, batch, phase) = ({e}, {b}, {last})"
+        ).format(
+            state=sql.SQL(state), e=sql.Literal(tr.last[0]), b=sql.Literal(tr.last[1]),
+            last=sql.Literal(tr.phases[-1].number),
+        )
 
     def losses(self, tr: Training) -> sql.Composable:
         return sql.SQL(
-            "SELECT epoch, avg(value) AS loss FROM train WHERE quantity = {lq} GROUP BY epoch"
+            "SELECT epoch, sum(value) AS loss, count(*) AS samples FROM train WHERE quantity = {lq} GROUP BY epoch"
         ).format(lq=Q(LOSS))
 
     def trace(self, tr: Training, phase: Phase) -> sql.Composable:
-        produced = sql.SQL(", ").join(
-            sql.SQL("({q}, {k})").format(q=Q(q.kind), k=Q(q.layer)) for q in phase.produces
-        )
+        produced = tuple(q for q in phase.produces if q.layer is not None)
         # the loss has no layer: NULL never matches IN, so it is tested on its own
         produces_loss = Quantity(LOSS) in phase.produces
         return sql.SQL(
-            "SELECT epoch, sample, layer, quantity, i, j, value FROM train\n"
-            "    WHERE phase = {p} AND ((quantity, layer) IN ({produced}){loss})"
+            "SELECT epoch, batch, sample, layer, quantity, i, j, value FROM train\n"
+            "    WHERE phase = {p} AND ({cond})"
         ).format(
             p=sql.Literal(phase.number),
-            produced=produced,
-            loss=sql.SQL(" OR quantity = {lq}").format(lq=Q(LOSS)) if produces_loss else sql.SQL(""),
+            cond=sql.SQL(" OR ").join(
+                ([sql.SQL("(quantity, layer) IN ({})").format(self._in(produced))] if produced else [])
+                + ([sql.SQL("quantity = {}").format(Q(LOSS))] if produces_loss else [])
+            ),
         )

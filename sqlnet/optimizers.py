@@ -1,0 +1,103 @@
+"""Optimizers as data: each update rule in Python and in SQL, side by side.
+
+Every parameter row carries its optimizer state in the columns ``m`` (momentum's velocity, Adam's
+first moment) and ``v`` (Adam's second moment); Adam's step count t is the number of updates
+made so far, kept across runs in ``sqlnet.optimizer_state``. With g the gradient of the mean
+loss over the batch (plus ``l2 * w`` for weights):
+
+- gd:        w' = w - rate * g
+- momentum:  m' = mu * m + g;  w' = w - rate * m'          (Nesterov: w' = w - rate * (g + mu * m'))
+- adam:      m' = b1 m + (1 - b1) g;  v' = b2 v + (1 - b2) g^2;
+             w' = w - rate * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from sqlnet.errors import InputError
+
+OPTIMIZERS = ("gd", "momentum", "adam")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str = "gd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+        for what, value, lo, hi in (
+            ("momentum", self.momentum, 0.0, 1.0),
+            ("beta1", self.beta1, 0.0, 1.0),
+            ("beta2", self.beta2, 0.0, 1.0),
+        ):
+            if not (lo <= value < hi):
+                raise InputError(f"{what} must be in [{lo}, {hi}), got {value!r}")
+        if not (self.epsilon > 0 and math.isfinite(self.epsilon)):
+            raise InputError(f"epsilon must be a positive number, got {self.epsilon!r}")
+        if not (self.l2 >= 0 and math.isfinite(self.l2)):
+            raise InputError(f"--l2 must be a number >= 0, got {self.l2!r}")
+        if self.nesterov and self.name != "momentum":
+            raise InputError("--nesterov needs --optimizer momentum")
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        """The state columns each parameter row carries."""
+        return {"gd": (), "momentum": ("m",), "adam": ("m", "v")}[self.name]
+
+    def describe(self) -> str:
+        text = {
+            "gd": "gradient descent",
+            "momentum": f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum}",
+            "adam": f"Adam (beta1 {self.beta1}, beta2 {self.beta2}, eps {self.epsilon})",
+        }[self.name]
+        return text + (f", L2 {self.l2}" if self.l2 else "")
+
+    # --- Python ------------------------------------------------------------------------------
+
+    def step(self, w: float, g: float, m: float, v: float, t: int, rate: float) -> tuple[float, float, float]:
+        """One update of one parameter: returns (w', m', v'); g already includes any L2 term."""
+        if self.name == "gd":
+            return w - rate * g, m, v
+        if self.name == "momentum":
+            m = self.momentum * m + g
+            return w - rate * ((g + self.momentum * m) if self.nesterov else m), m, v
+        m = self.beta1 * m + (1 - self.beta1) * g
+        v = self.beta2 * v + (1 - self.beta2) * g * g
+        m_hat = m / (1 - self.beta1**t)
+        v_hat = v / (1 - self.beta2**t)
+        return w - rate * m_hat / (math.sqrt(v_hat) + self.epsilon), m, v
+
+    # --- SQL ---------------------------------------------------------------------------------
+
+    def sql_step(
+        self, w: sql.Composable, g: sql.Composable, m: sql.Composable, v: sql.Composable, t: sql.Composable, rate: sql.Composable
+    ) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        """The SQL for (w', m', v') of one parameter row; m' and v' may refer to m and v only."""
+        L = sql.Literal
+        if self.name == "gd":
+            return sql.SQL("{w} - {rate} * {g}").format(w=w, rate=rate, g=g), m, v
+        if self.name == "momentum":
+            m_new = sql.SQL("{mu} * {m} + {g}").format(mu=L(self.momentum), m=m, g=g)
+            step = (
+                sql.SQL("{g} + {mu} * ({m_new})").format(g=g, mu=L(self.momentum), m_new=m_new)
+                if self.nesterov
+                else m_new
+            )
+            return sql.SQL("{w} - {rate} * ({step})").format(w=w, rate=rate, step=step), m_new, v
+        m_new = sql.SQL("{b1} * {m} + {c1} * {g}").format(b1=L(self.beta1), m=m, c1=L(1 - self.beta1), g=g)
+        v_new = sql.SQL("{b2} * {v} + {c2} * {g} * {g}").format(b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g)
+        w_new = sql.SQL(
+            "{w} - {rate} * (({m_new}) / (1 - power({b1}, {t}))) / (sqrt(({v_new}) / (1 - power({b2}, {t}))) + {eps})"
+        ).format(w=w, rate=rate, m_new=m_new, b1=L(self.beta1), t=t, v_new=v_new, b2=L(self.beta2), eps=L(self.epsilon))
+        return w_new, m_new, v_new
