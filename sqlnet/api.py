@@ -86,8 +86,10 @@ class TrainOptions:
         whole("the batch size", self.batch_size, 0)
         whole("updates per statement", self.updates_per_statement, 1)
         whole("the scale", self.scale, 1)
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not (
-            math.isfinite(self.learning_rate) and self.learning_rate > 0
+        if (
+            isinstance(self.learning_rate, bool)
+            or not isinstance(self.learning_rate, (int, float))
+            or not (math.isfinite(self.learning_rate) and self.learning_rate > 0)
         ):
             raise InputError(f"the learning rate must be a finite number above 0, got {self.learning_rate!r}")
         if self.shuffle is not None and (isinstance(self.shuffle, bool) or not isinstance(self.shuffle, int)):
@@ -98,13 +100,20 @@ class TrainOptions:
             raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
         opt = self.make_optimizer()  # checks the optimizer's own settings
         if self.numeric == "exact":
-            if {self.hidden_activation, self.output_activation} - {"relu", "linear"} or self.loss not in ("half-se", "se"):
-                raise InputError("--numeric exact supports relu and linear activations with the half-se or se loss")
+            if {self.hidden_activation, self.output_activation} - {"relu", "linear"} or self.loss not in (
+                "half-se",
+                "se",
+            ):
+                raise InputError(
+                    "--numeric exact supports relu and linear activations with the half-se or se loss"
+                )
             if opt.name != "gd" or opt.l2:
                 raise InputError("--numeric exact supports plain gradient descent without --l2")
 
     def make_optimizer(self) -> Optimizer:
-        return Optimizer(self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2, self.epsilon, self.l2)
+        return Optimizer(
+            self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2, self.epsilon, self.l2
+        )
 
     @property
     def scale_or_none(self) -> int | None:
@@ -155,8 +164,17 @@ class Loaded:
         o = self.options
         return [
             Training(
-                self.net, self.tables, float(o.learning_rate), first, last, o.batch_size, o.shuffle,
-                o.make_optimizer(), o.scale_or_none, o.layout, trace_run,
+                self.net,
+                self.tables,
+                float(o.learning_rate),
+                first,
+                last,
+                o.batch_size,
+                o.shuffle,
+                o.make_optimizer(),
+                o.scale_or_none,
+                o.layout,
+                trace_run,
             )
             for first, last in update_blocks(o.epochs, self.batches, o.updates_per_statement)
         ]
@@ -178,7 +196,9 @@ def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loade
     return Loaded(tables, net, samples, options)
 
 
-def _params_from_rows(net: Network, rows: list[tuple[Any, ...]]) -> tuple[Params, dict[int, tuple[float, int]]]:
+def _params_from_rows(
+    net: Network, rows: list[tuple[Any, ...]]
+) -> tuple[Params, dict[int, tuple[float, int]]]:
     """Split a training statement's result into the trained parameters and epoch -> (loss sum, samples)."""
     params = Params(
         [[[math.nan] * net.sizes[k] for _ in range(net.sizes[k - 1])] for k in range(1, net.depth + 1)],
@@ -236,7 +256,8 @@ class TrainResult:
     def as_json(self) -> dict[str, Any]:
         def layers(p: Params) -> list[dict[str, Any]]:
             return [
-                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]} for k in range(self.network.depth)
+                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]}
+                for k in range(self.network.depth)
             ]
 
         return {
@@ -297,7 +318,9 @@ def train(
         params, losses = _run_statements(s, trainings, on_block)
         store.save_params(s, run_id, "final", net, _floats(params))
         store.finish_run(s, run_id, losses)
-    return TrainResult(run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings))
+    return TrainResult(
+        run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings)
+    )
 
 
 def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:

@@ -77,14 +77,24 @@ def training_options(f: F) -> F:
             show_default=True,
             help="Samples per update: 0 = all (full batch), N = mini-batches in sampleId order, 1 = per-sample SGD.",
         ),
-        click.option("--shuffle", type=int, metavar="SEED", help="Shuffle the samples each epoch, deterministically."),
+        click.option(
+            "--shuffle", type=int, metavar="SEED", help="Shuffle the samples each epoch, deterministically."
+        ),
         click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="gd", show_default=True),
-        click.option("--momentum", type=float, default=0.9, show_default=True, help="For --optimizer momentum."),
+        click.option(
+            "--momentum", type=float, default=0.9, show_default=True, help="For --optimizer momentum."
+        ),
         click.option("--nesterov", is_flag=True, help="Nesterov momentum (with --optimizer momentum)."),
-        click.option("--beta1", type=float, default=0.9, show_default=True, help="Adam's first-moment decay."),
-        click.option("--beta2", type=float, default=0.999, show_default=True, help="Adam's second-moment decay."),
+        click.option(
+            "--beta1", type=float, default=0.9, show_default=True, help="Adam's first-moment decay."
+        ),
+        click.option(
+            "--beta2", type=float, default=0.999, show_default=True, help="Adam's second-moment decay."
+        ),
         click.option("--epsilon", type=float, default=1e-8, show_default=True, help="Adam's epsilon."),
-        click.option("--l2", type=float, default=0.0, show_default=True, help="L2 weight decay (weights, not biases)."),
+        click.option(
+            "--l2", type=float, default=0.0, show_default=True, help="L2 weight decay (weights, not biases)."
+        ),
         click.option(
             "--numeric",
             type=click.Choice(["float", "exact"]),
@@ -92,7 +102,9 @@ def training_options(f: F) -> F:
             show_default=True,
             help="exact: compute in NUMERIC rounded to --scale decimals at every phase (relu/linear, plain GD).",
         ),
-        click.option("--scale", type=int, default=12, show_default=True, help="Decimals kept with --numeric exact."),
+        click.option(
+            "--scale", type=int, default=12, show_default=True, help="Decimals kept with --numeric exact."
+        ),
         click.option(
             "--updates-per-statement",
             type=int,
@@ -200,7 +212,9 @@ def main() -> None:
     "--json", "as_json", is_flag=True, help="Print one JSON document: run id, losses, trained weights."
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--reset-optimizer", is_flag=True, help="Start momentum/Adam from zero instead of the kept state.")
+@click.option(
+    "--reset-optimizer", is_flag=True, help="Start momentum/Adam from zero instead of the kept state."
+)
 @handle_errors
 def train(
     database_url: str | None,
@@ -233,7 +247,12 @@ def train(
             progress.append(epoch)
 
     result = api.train(
-        database_url, schema=schema, trace=trace, reset_optimizer=reset_optimizer, on_block=on_block, **_hyper(kwargs)
+        database_url,
+        schema=schema,
+        trace=trace,
+        reset_optimizer=reset_optimizer,
+        on_block=on_block,
+        **_hyper(kwargs),
     )
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))

@@ -81,7 +81,13 @@ class Optimizer:
     # --- SQL ---------------------------------------------------------------------------------
 
     def sql_step(
-        self, w: sql.Composable, g: sql.Composable, m: sql.Composable, v: sql.Composable, t: sql.Composable, rate: sql.Composable
+        self,
+        w: sql.Composable,
+        g: sql.Composable,
+        m: sql.Composable,
+        v: sql.Composable,
+        t: sql.Composable,
+        rate: sql.Composable,
     ) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
         """The SQL for (w', m', v') of one parameter row; m' and v' may refer to m and v only."""
         L = sql.Literal
@@ -96,8 +102,19 @@ class Optimizer:
             )
             return sql.SQL("{w} - {rate} * ({step})").format(w=w, rate=rate, step=step), m_new, v
         m_new = sql.SQL("{b1} * {m} + {c1} * {g}").format(b1=L(self.beta1), m=m, c1=L(1 - self.beta1), g=g)
-        v_new = sql.SQL("{b2} * {v} + {c2} * {g} * {g}").format(b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g)
+        v_new = sql.SQL("{b2} * {v} + {c2} * {g} * {g}").format(
+            b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g
+        )
         w_new = sql.SQL(
             "{w} - {rate} * (({m_new}) / (1 - power({b1}, {t}))) / (sqrt(({v_new}) / (1 - power({b2}, {t}))) + {eps})"
-        ).format(w=w, rate=rate, m_new=m_new, b1=L(self.beta1), t=t, v_new=v_new, b2=L(self.beta2), eps=L(self.epsilon))
+        ).format(
+            w=w,
+            rate=rate,
+            m_new=m_new,
+            b1=L(self.beta1),
+            t=t,
+            v_new=v_new,
+            b2=L(self.beta2),
+            eps=L(self.epsilon),
+        )
         return w_new, m_new, v_new

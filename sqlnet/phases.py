@@ -116,7 +116,9 @@ def plan(net: Network, counts_steps: bool = False) -> list[Phase]:
             "error",
             K,
             (Quantity(LOSS), Quantity(DELTA, K)),
-            (Quantity(ACTIVATION, K), Quantity(INPUT, K)) if paired else (Quantity(ACTIVATION, K), *derivative_reads(net, K)),
+            (Quantity(ACTIVATION, K), Quantity(INPUT, K))
+            if paired
+            else (Quantity(ACTIVATION, K), *derivative_reads(net, K)),
             f"the loss of each sample, {loss.formula} (t from the outputs table), and the output delta "
             + (
                 f"d{K}[s, j] = y - t ({net.output_activation} and cross-entropy together)"

@@ -60,14 +60,18 @@ class Forward:
         return self.a[-1]
 
 
-def forward(net: Network, params: Params, x: Vector | tuple[float, ...], arith: Arithmetic = FLOAT) -> Forward:
+def forward(
+    net: Network, params: Params, x: Vector | tuple[float, ...], arith: Arithmetic = FLOAT
+) -> Forward:
     z: list[Vector] = [list(x)]
     a: list[Vector] = [list(x)]
     for k in range(1, net.depth + 1):
         f = ACTIVATIONS[net.activation(k)]
         w, b = params.weights[k - 1], params.biases[k - 1]
         zk = [
-            arith.round(sum(w[i][j] * a[k - 1][i] for i in range(net.sizes[k - 1])) + sum(row[j] for row in b))
+            arith.round(
+                sum(w[i][j] * a[k - 1][i] for i in range(net.sizes[k - 1])) + sum(row[j] for row in b)
+            )
             for j in range(net.sizes[k])
         ]
         z.append(zk)
@@ -195,7 +199,9 @@ def batch_order(data: Dataset, epoch: int, shuffle: int | None) -> list[Sample]:
     """The samples in ascending sample id, or shuffled for the epoch: by md5('seed:epoch:sample')."""
     if shuffle is None:
         return sorted(data.samples, key=lambda s: s.id)
-    return sorted(data.samples, key=lambda s: (hashlib.md5(f"{shuffle}:{epoch}:{s.id}".encode()).hexdigest(), s.id))
+    return sorted(
+        data.samples, key=lambda s: (hashlib.md5(f"{shuffle}:{epoch}:{s.id}".encode()).hexdigest(), s.id)
+    )
 
 
 def batches(data: Dataset, epoch: int, batch_size: int, shuffle: int | None) -> list[list[Sample]]:

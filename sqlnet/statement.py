@@ -85,7 +85,9 @@ class Training:
         return TARGET_TABLE if self.mini_batch else sql.SQL("target")
 
 
-def update_blocks(epochs: int, batches: int, per_statement: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+def update_blocks(
+    epochs: int, batches: int, per_statement: int
+) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Split the updates of `epochs` epochs of `batches` batches into blocks of at most `per_statement`.
 
     PostgreSQL keeps every iteration of a recursive CTE until the statement ends, so a block
@@ -100,7 +102,9 @@ def update_blocks(epochs: int, batches: int, per_statement: int) -> list[tuple[t
 
 
 def _sample(table: Table) -> sql.Composable:
-    return sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
+    return (
+        sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
+    )
 
 
 def _data_select(tr: Training, table: Table) -> sql.Composable:
@@ -127,11 +131,14 @@ def preparation(tr: Training) -> list[sql.Composable]:
             "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
             "CREATE TEMP TABLE sqlnet_batches AS\n"
             "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch || ':' "
-            "|| s.sample) COLLATE \"C\", s.sample) - 1) / {n} + 1 AS batch, s.sample\n"
+            '|| s.sample) COLLATE "C", s.sample) - 1) / {n} + 1 AS batch, s.sample\n'
             "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN (SELECT DISTINCT sample FROM {x}) AS s"
         ).format(
-            e1=sql.Literal(tr.first[0]), e2=sql.Literal(tr.last[0]), seed=sql.Literal(str(tr.shuffle)),
-            n=sql.Literal(tr.batch_size), x=X_TABLE,
+            e1=sql.Literal(tr.first[0]),
+            e2=sql.Literal(tr.last[0]),
+            seed=sql.Literal(str(tr.shuffle)),
+            n=sql.Literal(tr.batch_size),
+            x=X_TABLE,
         )
         index = sql.SQL("CREATE INDEX ON {b} (epoch, batch)").format(b=BATCH_TABLE)
     return [
@@ -179,7 +186,9 @@ def _recursive_cte(tr: Training) -> sql.Composable:
                 body=layout.phase(tr, phase),
             )
         )
-    union = sql.SQL("\n    UNION ALL ").join(sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps)
+    union = sql.SQL("\n    UNION ALL ").join(
+        sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps
+    )
     return sql.SQL(
         "-- the training: each step of the recursion is one phase; `epoch`, `batch` and `phase` say which\n"
         "train ({columns}) AS (\n"
@@ -241,7 +250,12 @@ def _write_back(tr: Training) -> list[sql.Composable]:
                 "  RETURNING 1\n"
                 ")"
             ).format(
-                k=sql.SQL(str(k)), kl=sql.Literal(k), t=b.ident, v=b.col("value"), bq=sql.Literal(BIAS), n=b.col("node")
+                k=sql.SQL(str(k)),
+                kl=sql.Literal(k),
+                t=b.ident,
+                v=b.col("value"),
+                bq=sql.Literal(BIAS),
+                n=b.col("node"),
             )
         )
     state = tr.optimizer.state
@@ -293,7 +307,11 @@ def header(tr: Training) -> str:
         "full batch (gradients are means over all samples)"
         if not tr.mini_batch
         else f"batches of {tr.batch_size} samples"
-        + (" in ascending sampleId order" if tr.shuffle is None else f" shuffled per epoch (seed {tr.shuffle})")
+        + (
+            " in ascending sampleId order"
+            if tr.shuffle is None
+            else f" shuffled per epoch (seed {tr.shuffle})"
+        )
     )
     numbers = "float8" if tr.scale is None else f"exact NUMERIC rounded to {tr.scale} decimals"
     return (
@@ -312,16 +330,18 @@ def training_statement(tr: Training) -> sql.Composed:
     layout = LAYOUTS[tr.layout]
     ctes: list[sql.Composable] = [_data_ctes(tr), _recursive_cte(tr)]
     ctes.append(
-        sql.SQL("-- the trained weights and biases: the rows of the last update\ntrained AS (\n{rows}\n)").format(
-            rows=layout.trained(tr)
-        )
+        sql.SQL(
+            "-- the trained weights and biases: the rows of the last update\ntrained AS (\n{rows}\n)"
+        ).format(rows=layout.trained(tr))
     )
     write = _write_back(tr)
     ctes.append(sql.SQL("-- write them back into the tables\n{first}").format(first=write[0]))
     ctes.extend(write[1:])
     if tr.trace_run is not None:
         trace = _trace(tr)
-        ctes.append(sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=trace[0]))
+        ctes.append(
+            sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=trace[0])
+        )
         ctes.extend(trace[1:])
     result = sql.SQL(
         "-- the result: each epoch's loss (summed over its samples) and sample count, then the trained parameters\n"

@@ -72,11 +72,15 @@ optimizer_state = sa.Table(
     "optimizer_state",
     metadata,
     sa.Column("network", sa.Text, primary_key=True, comment="the schema of the network's tables"),
-    sa.Column("quantity", sa.Text, primary_key=True, comment="'weight', 'bias', or 'step' (Adam's update count)"),
+    sa.Column(
+        "quantity", sa.Text, primary_key=True, comment="'weight', 'bias', or 'step' (Adam's update count)"
+    ),
     sa.Column("layer", sa.Integer, primary_key=True),
     sa.Column("i", sa.Integer, primary_key=True, comment="input node; 0 for a node bias"),
     sa.Column("j", sa.Integer, primary_key=True),
-    sa.Column("m", sa.Float(53), comment="momentum's velocity or Adam's first moment (the count, for 'step')"),
+    sa.Column(
+        "m", sa.Float(53), comment="momentum's velocity or Adam's first moment (the count, for 'step')"
+    ),
     sa.Column("v", sa.Float(53), comment="Adam's second moment"),
     comment="optimizer state per parameter, carried from one run to the next",
 )

@@ -156,7 +156,9 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
         biases = tuple(table(f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
     elif bias != "none":
         raise InputError(f"unknown bias layout {bias!r}: choose edge, node or none")
-    return TableMap(schema, inputs, outputs, weights, biases, bias, schema or inspector.default_schema_name or "public")
+    return TableMap(
+        schema, inputs, outputs, weights, biases, bias, schema or inspector.default_schema_name or "public"
+    )
 
 
 # --- checking the rows --------------------------------------------------------------------------
@@ -323,7 +325,12 @@ def _check_samples(conn: psycopg.Connection, tables: TableMap, n_in: int, n_out:
 def count_samples(conn: psycopg.Connection, tables: TableMap) -> int:
     if not tables.has_samples:
         return 1
-    (n,) = _one(conn, sql.SQL("SELECT count(DISTINCT {s}) FROM {t}").format(s=tables.inputs.col("sample"), t=tables.inputs.ident))
+    (n,) = _one(
+        conn,
+        sql.SQL("SELECT count(DISTINCT {s}) FROM {t}").format(
+            s=tables.inputs.col("sample"), t=tables.inputs.ident
+        ),
+    )
     return int(n)
 
 

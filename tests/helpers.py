@@ -32,7 +32,12 @@ def post_table_map(schema: str | None = None) -> TableMap:
 
 
 def random_network(
-    rng: random.Random, depth: int, bias: str, hidden: str = "relu", output: str = "linear", loss: str | None = None
+    rng: random.Random,
+    depth: int,
+    bias: str,
+    hidden: str = "relu",
+    output: str = "linear",
+    loss: str | None = None,
 ) -> Network:
     sizes = [rng.randint(1, 4) for _ in range(depth + 1)]
     if output == "softmax":

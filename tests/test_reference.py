@@ -66,7 +66,13 @@ def _numeric_gradient(
 @pytest.mark.parametrize("hidden", [a for a in ACTIVATIONS if ACTIVATIONS[a].elementwise])
 @pytest.mark.parametrize(
     ("output", "loss"),
-    [("linear", None), ("sigmoid", None), ("tanh", None), ("sigmoid", "cross-entropy"), ("softmax", "cross-entropy")],
+    [
+        ("linear", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("sigmoid", "cross-entropy"),
+        ("softmax", "cross-entropy"),
+    ],
 )
 def test_gradients_match_finite_differences(bias: str, hidden: str, output: str, loss: str | None) -> None:
     rng = random.Random(f"{bias}{hidden}{output}{loss}")

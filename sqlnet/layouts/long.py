@@ -33,15 +33,16 @@ class LongLayout:
     name = "long"
 
     def columns(self, tr: Training) -> sql.Composable:
-        return sql.SQL("epoch, batch, phase, quantity, layer, sample, i, j, value" + "".join(
-            f", {c}" for c in tr.optimizer.state
-        ))
+        return sql.SQL(
+            "epoch, batch, phase, quantity, layer, sample, i, j, value"
+            + "".join(f", {c}" for c in tr.optimizer.state)
+        )
 
     # --- small helpers -------------------------------------------------------------------------
 
     def _pad(self, tr: Training) -> sql.Composable:
-        """NULL for the state columns of rows that are not parameters."""
-        return sql.SQL(", NULL" * len(tr.optimizer.state))
+        """NULL for the state columns of rows that are not parameters (typed: UNION would guess text)."""
+        return sql.SQL(f", NULL::{tr.num}" * len(tr.optimizer.state))
 
     def _round(self, tr: Training, expr: sql.Composable) -> sql.Composable:
         """Exact mode rounds every phase's result at the fixed scale, as the reference does."""
@@ -67,7 +68,9 @@ class LongLayout:
             return sql.SQL(
                 "(SELECT phase FROM step) IN (0, {last}) "
                 "AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < ({e}, {b})"
-            ).format(last=sql.Literal(tr.phases[-1].number), e=sql.Literal(tr.last[0]), b=sql.Literal(tr.last[1]))
+            ).format(
+                last=sql.Literal(tr.phases[-1].number), e=sql.Literal(tr.last[0]), b=sql.Literal(tr.last[1])
+            )
         return sql.SQL("(SELECT phase FROM step) = {p}").format(p=sql.Literal(phase.number - 1))
 
     def _head(self, phase: Phase) -> sql.Composable:
@@ -82,7 +85,9 @@ class LongLayout:
 
     # --- phase 0 ---------------------------------------------------------------------------------
 
-    def _state_join(self, tr: Training, quantity: str, k: int, i: sql.Composable, j: sql.Composable) -> sql.Composable:
+    def _state_join(
+        self, tr: Training, quantity: str, k: int, i: sql.Composable, j: sql.Composable
+    ) -> sql.Composable:
         if not tr.optimizer.state:
             return sql.SQL("")
         return sql.SQL(
@@ -92,7 +97,8 @@ class LongLayout:
 
     def _state_values(self, tr: Training) -> sql.Composable:
         return sql.SQL("").join(
-            sql.SQL(", coalesce(s.{c}, 0)::{num}").format(c=sql.SQL(c), num=sql.SQL(tr.num)) for c in tr.optimizer.state
+            sql.SQL(", coalesce(s.{c}, 0)::{num}").format(c=sql.SQL(c), num=sql.SQL(tr.num))
+            for c in tr.optimizer.state
         )
 
     def start(self, tr: Training) -> sql.Composable:
@@ -105,24 +111,51 @@ class LongLayout:
                 sql.SQL(
                     "  SELECT {head}, {q}::text, {k}, NULL::bigint, {i}, {j}, w.{v}::{num}{state}\n  FROM {t} AS w{join}"
                 ).format(
-                    head=head, q=Q(WEIGHT), k=Q(k), i=i, j=j, v=w.col("value"), num=num,
-                    state=self._state_values(tr), t=w.ident, join=self._state_join(tr, WEIGHT, k, i, j),
+                    head=head,
+                    q=Q(WEIGHT),
+                    k=Q(k),
+                    i=i,
+                    j=j,
+                    v=w.col("value"),
+                    num=num,
+                    state=self._state_values(tr),
+                    t=w.ident,
+                    join=self._state_join(tr, WEIGHT, k, i, j),
                 )
             )
             if tr.tables.bias == "edge":
                 parts.append(
-                    sql.SQL("  SELECT {head}, {q}, {k}, NULL, {i}, {j}, w.{b}::{num}{state}\n  FROM {t} AS w{join}").format(
-                        head=head, q=Q(BIAS), k=Q(k), i=i, j=j, b=w.col("bias"), num=num,
-                        state=self._state_values(tr), t=w.ident, join=self._state_join(tr, BIAS, k, i, j),
+                    sql.SQL(
+                        "  SELECT {head}, {q}, {k}, NULL, {i}, {j}, w.{b}::{num}{state}\n  FROM {t} AS w{join}"
+                    ).format(
+                        head=head,
+                        q=Q(BIAS),
+                        k=Q(k),
+                        i=i,
+                        j=j,
+                        b=w.col("bias"),
+                        num=num,
+                        state=self._state_values(tr),
+                        t=w.ident,
+                        join=self._state_join(tr, BIAS, k, i, j),
                     )
                 )
             elif tr.tables.bias == "node":
                 b = tr.tables.biases[k - 1]
                 jb = sql.SQL("w.{}::int").format(b.col("node"))
                 parts.append(
-                    sql.SQL("  SELECT {head}, {q}, {k}, NULL, NULL, {j}, w.{v}::{num}{state}\n  FROM {t} AS w{join}").format(
-                        head=head, q=Q(BIAS), k=Q(k), j=jb, v=b.col("value"), num=num,
-                        state=self._state_values(tr), t=b.ident, join=self._state_join(tr, BIAS, k, sql.SQL("0"), jb),
+                    sql.SQL(
+                        "  SELECT {head}, {q}, {k}, NULL, NULL, {j}, w.{v}::{num}{state}\n  FROM {t} AS w{join}"
+                    ).format(
+                        head=head,
+                        q=Q(BIAS),
+                        k=Q(k),
+                        j=jb,
+                        v=b.col("value"),
+                        num=num,
+                        state=self._state_values(tr),
+                        t=b.ident,
+                        join=self._state_join(tr, BIAS, k, sql.SQL("0"), jb),
                     )
                 )
         if tr.optimizer.name == "adam":
@@ -131,7 +164,9 @@ class LongLayout:
                     "  -- Adam's update count so far (it continues across runs)\n"
                     "  SELECT {head}, {q}, 0, NULL, NULL, NULL, coalesce((SELECT m FROM {state} "
                     "WHERE network = {key} AND quantity = {q}), 0){pad}"
-                ).format(head=head, q=Q(STEP), state=STATE_TABLE, key=sql.Literal(tr.state_key), pad=self._pad(tr))
+                ).format(
+                    head=head, q=Q(STEP), state=STATE_TABLE, key=sql.Literal(tr.state_key), pad=self._pad(tr)
+                )
             )
         return sql.SQL("\n  UNION ALL\n").join(parts)
 
@@ -198,7 +233,9 @@ class LongLayout:
                 batches=tr.batch_table, x=tr.x_source
             )
             where = sql.SQL(" AND m.batch = (SELECT batch FROM next){epoch}").format(
-                epoch=sql.SQL(" AND m.epoch = (SELECT epoch FROM next)") if tr.shuffle is not None else sql.SQL("")
+                epoch=sql.SQL(" AND m.epoch = (SELECT epoch FROM next)")
+                if tr.shuffle is not None
+                else sql.SQL("")
             )
         weighted = sql.SQL(
             "        SELECT a.sample, w.j, sum(w.value * a.value) AS value\n"
@@ -212,8 +249,13 @@ class LongLayout:
                 "      FROM (\n{weighted}\n      ) AS s\n"
                 "      WHERE {gate}"
             ).format(
-                head=self._head(phase), q=Q(INPUT), k=Q(k), z=self._round(tr, sql.SQL("s.value")),
-                pad=self._pad(tr), weighted=weighted, gate=self._gate(tr, phase),
+                head=self._head(phase),
+                q=Q(INPUT),
+                k=Q(k),
+                z=self._round(tr, sql.SQL("s.value")),
+                pad=self._pad(tr),
+                weighted=weighted,
+                gate=self._gate(tr, phase),
             )
         return sql.SQL(
             "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, {z}{pad}\n"
@@ -224,8 +266,14 @@ class LongLayout:
             "      ) AS b ON b.j = s.j\n"
             "      WHERE {gate}"
         ).format(
-            head=self._head(phase), q=Q(INPUT), k=Q(k), z=self._round(tr, sql.SQL("s.value + b.value")),
-            pad=self._pad(tr), weighted=weighted, b=Q(BIAS), gate=self._gate(tr, phase),
+            head=self._head(phase),
+            q=Q(INPUT),
+            k=Q(k),
+            z=self._round(tr, sql.SQL("s.value + b.value")),
+            pad=self._pad(tr),
+            weighted=weighted,
+            b=Q(BIAS),
+            gate=self._gate(tr, phase),
         )
 
     def _activation(self, tr: Training, phase: Phase) -> sql.Composable:
@@ -242,22 +290,33 @@ class LongLayout:
                 "        WHERE {gate} AND z.quantity = {zq} AND z.layer = {k}\n"
                 "      ) AS e"
             ).format(
-                head=self._head(phase), q=Q(ACTIVATION), k=Q(k), pad=self._pad(tr),
+                head=self._head(phase),
+                q=Q(ACTIVATION),
+                k=Q(k),
+                pad=self._pad(tr),
                 numerator=sql.SQL(f.sql_value).format(
                     z=sql.SQL("z.value"), zmax=sql.SQL("max(z.value) OVER (PARTITION BY z.sample)")
                 ),
-                gate=self._gate(tr, phase), zq=Q(INPUT),
+                gate=self._gate(tr, phase),
+                zq=Q(INPUT),
             )
         return sql.SQL(
             "      SELECT {head}, {q}, {k}, z.sample, NULL::int, z.j, {f}{pad}\n"
             "      FROM prev AS z\n"
             "      WHERE {gate} AND z.quantity = {zq} AND z.layer = {k}"
         ).format(
-            head=self._head(phase), q=Q(ACTIVATION), k=Q(k), f=sql.SQL(f.sql_value).format(z=sql.SQL("z.value")),
-            pad=self._pad(tr), gate=self._gate(tr, phase), zq=Q(INPUT),
+            head=self._head(phase),
+            q=Q(ACTIVATION),
+            k=Q(k),
+            f=sql.SQL(f.sql_value).format(z=sql.SQL("z.value")),
+            pad=self._pad(tr),
+            gate=self._gate(tr, phase),
+            zq=Q(INPUT),
         )
 
-    def _derivative(self, tr: Training, k: int, node: str, a_alias: str | None) -> tuple[sql.Composable, sql.Composable]:
+    def _derivative(
+        self, tr: Training, k: int, node: str, a_alias: str | None
+    ) -> tuple[sql.Composable, sql.Composable]:
         """f'_k as SQL, and the joins that bring the z (and a) it needs, matched on (sample, node)."""
         f = ACTIVATIONS[tr.net.activation(k)]
         joins: list[sql.Composable] = []
@@ -289,8 +348,16 @@ class LongLayout:
         loss = LOSSES[tr.net.loss]
         y, t = sql.SQL("y.value"), sql.SQL("t.value")
         target = sql.SQL("{t} AS t ON t.sample = {s}.sample AND t.node = {s}.j")
-        common = dict(head=self._head(phase), gate=self._gate(tr, phase), K=Q(K), pad=self._pad(tr),
-                      aq=Q(ACTIVATION), zq=Q(INPUT), lq=Q(LOSS), dq=Q(DELTA))
+        common = dict(
+            head=self._head(phase),
+            gate=self._gate(tr, phase),
+            K=Q(K),
+            pad=self._pad(tr),
+            aq=Q(ACTIVATION),
+            zq=Q(INPUT),
+            lq=Q(LOSS),
+            dq=Q(DELTA),
+        )
         if loss.outputs is None:
             derivative, joins = self._derivative(tr, K, "y", "y")
             loss_rows = sql.SQL(
@@ -303,9 +370,12 @@ class LongLayout:
                 target=target.format(t=tr.target_source, s=sql.SQL("y")),
                 **common,
             )
-            delta = self._round(tr, sql.SQL("({grad}) * {d}").format(
-                grad=sql.SQL(loss.sql_gradient).format(y=y, t=t), d=derivative
-            ))
+            delta = self._round(
+                tr,
+                sql.SQL("({grad}) * {d}").format(
+                    grad=sql.SQL(loss.sql_gradient).format(y=y, t=t), d=derivative
+                ),
+            )
         else:
             # cross-entropy with its own output: the loss from z (stable), the delta is y - t
             joins = sql.SQL("")
@@ -330,7 +400,12 @@ class LongLayout:
                 "      FROM prev AS z JOIN {target}{lse_join}\n"
                 "      WHERE {gate} AND z.quantity = {zq} AND z.layer = {K}\n"
                 "      GROUP BY z.sample"
-            ).format(term=term, target=target.format(t=tr.target_source, s=sql.SQL("z")), lse_join=lse_join, **common)
+            ).format(
+                term=term,
+                target=target.format(t=tr.target_source, s=sql.SQL("z")),
+                lse_join=lse_join,
+                **common,
+            )
             delta = sql.SQL("y.value - t.value")
         return sql.SQL(
             "      -- the loss of each sample\n"
@@ -341,7 +416,10 @@ class LongLayout:
             "      FROM prev AS y JOIN {target}{joins}\n"
             "      WHERE {gate} AND y.quantity = {aq} AND y.layer = {K}"
         ).format(
-            loss_rows=loss_rows, delta=delta, target=target.format(t=tr.target_source, s=sql.SQL("y")), joins=joins,
+            loss_rows=loss_rows,
+            delta=delta,
+            target=target.format(t=tr.target_source, s=sql.SQL("y")),
+            joins=joins,
             **common,
         )
 
@@ -360,9 +438,15 @@ class LongLayout:
             "      ) AS back{joins}\n"
             "      WHERE {gate}"
         ).format(
-            head=self._head(phase), dq=Q(DELTA), k=Q(k), k1=Q(k + 1), wq=Q(WEIGHT),
-            delta=self._round(tr, sql.SQL("back.value * {d}").format(d=derivative)), pad=self._pad(tr),
-            joins=joins, gate=self._gate(tr, phase),
+            head=self._head(phase),
+            dq=Q(DELTA),
+            k=Q(k),
+            k1=Q(k + 1),
+            wq=Q(WEIGHT),
+            delta=self._round(tr, sql.SQL("back.value * {d}").format(d=derivative)),
+            pad=self._pad(tr),
+            joins=joins,
+            gate=self._gate(tr, phase),
         )
 
     def _update(self, tr: Training, phase: Phase) -> sql.Composable:
@@ -385,9 +469,7 @@ class LongLayout:
                 "      SELECT {head}, {sq}, 0, NULL, NULL, NULL, value + 1{pad}\n"
                 "      FROM prev WHERE {gate} AND quantity = {sq}"
             ).format(head=self._head(phase), sq=Q(STEP), pad=self._pad(tr), gate=self._gate(tr, phase))
-        x_join = (
-            sql.SQL("{x} AS a ON a.sample = d.sample").format(x=tr.x_source)
-        )
+        x_join = sql.SQL("{x} AS a ON a.sample = d.sample").format(x=tr.x_source)
         return sql.SQL(
             "      SELECT {head}, p.quantity, p.layer, NULL::bigint, p.i, p.j, {w_new}{state}\n"
             "      FROM prev AS p JOIN (\n"
@@ -430,7 +512,9 @@ class LongLayout:
             "  SELECT quantity, layer, i, j, value{state} FROM train\n"
             "  WHERE (epoch, batch, phase) = ({e}, {b}, {last})"
         ).format(
-            state=sql.SQL(state), e=sql.Literal(tr.last[0]), b=sql.Literal(tr.last[1]),
+            state=sql.SQL(state),
+            e=sql.Literal(tr.last[0]),
+            b=sql.Literal(tr.last[1]),
             last=sql.Literal(tr.phases[-1].number),
         )
 
