@@ -25,7 +25,7 @@ from sqlnet.network import Network, Params
 from sqlnet.optimizers import Optimizer
 from sqlnet.phases import Phase, plan
 from sqlnet.reference import Arithmetic
-from sqlnet.statement import Training, update_blocks
+from sqlnet.statement import SETTINGS, Training, script, update_blocks
 from sqlnet.statement import statements as statements_of
 from sqlnet.tables import (
     TableMap,
@@ -220,6 +220,8 @@ def _run_statements(
 ) -> tuple[Params, list[float]]:
     params: Params | None = None
     sums: dict[int, list[float]] = {}
+    for setting in SETTINGS:
+        s.pg.execute(setting)
     for tr in trainings:
         try:
             for statement in statements_of(tr):
@@ -327,19 +329,7 @@ def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **
     """The statements `train` runs for these options, as a script that runs as is in psql."""
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
-        loaded = load_network(s, schema, opts)
-        trainings = loaded.trainings()
-        blocks = [[st.as_string(s.pg) for st in statements_of(tr)] for tr in trainings]
-    if len(blocks) == 1 and len(blocks[0]) == 1:
-        return blocks[0][0]
-    parts = [
-        "-- sqlnet runs these statements in one transaction; each training statement runs the next block\n"
-        "-- of updates on the weights the previous one wrote.\nBEGIN;\n"
-    ]
-    for n, block in enumerate(blocks, start=1):
-        parts.append(f"-- block {n} of {len(blocks)}\n" + "".join(block))
-    parts.append("COMMIT;\n")
-    return "\n".join(parts)
+        return script(load_network(s, schema, opts).trainings())
 
 
 # --- the check against the reference ------------------------------------------------------------

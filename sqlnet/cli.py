@@ -524,8 +524,10 @@ def demo(database_url: str | None) -> None:
     ):
         ref = d.reference_forward.z[k] if quantity == "input" else d.reference_forward.a[k]
         for row in by_name[phase_name].rows:
-            node, value = row[-2], row[-1]
-            fwd.add_row(phase_name, str(node), _fmt(value), _fmt(ref[node - 1]))
+            fields = dict(zip(TRACE_FIELDS, row))
+            if fields["quantity"] == quantity and fields["layer"] == k:
+                node = fields["node"]
+                fwd.add_row(phase_name, str(node), _fmt(fields["value"]), _fmt(ref[node - 1]))
     out.print(fwd)
     out.print(f"loss (phase error): SQL {_fmt(d.train.losses[0])}, reference {_fmt(d.reference_loss)}")
     out.print(

@@ -81,17 +81,19 @@ def plan(net: Network, counts_steps: bool = False) -> list[Phase]:
     for k in range(1, K + 1):
         name = net.layer_name(k)
         prev_act = () if k == 1 else (Quantity(ACTIVATION, k - 1),)
-        source = "the inputs" if k == 1 else f"the {net.layer_name(k - 1)} layer"
+        source = "the batch's input values" if k == 1 else f"the {net.layer_name(k - 1)} layer"
         phases.append(
             Phase(
                 len(phases),
                 f"{name}_input",
                 "input",
                 k,
-                (Quantity(INPUT, k),),
+                # the first layer also brings the batch's input values in, as layer 0's activations
+                (Quantity(INPUT, k), Quantity(ACTIVATION, 0)) if k == 1 else (Quantity(INPUT, k),),
                 (Quantity(WEIGHT, k), Quantity(BIAS, k), *prev_act),
                 f"the input of each {name} node from {source}: "
-                f"z{k}[s, j] = sum over i of w{k}[i, j] * a{k - 1}[s, i]{_bias_text(net, k)}",
+                f"z{k}[s, j] = sum over i of w{k}[i, j] * a{k - 1}[s, i]{_bias_text(net, k)}"
+                + ("; and a0, the batch's input values, kept for the update" if k == 1 else ""),
             )
         )
         act = ACTIVATIONS[net.activation(k)]
@@ -152,7 +154,7 @@ def plan(net: Network, counts_steps: bool = False) -> list[Phase]:
             (
                 *params,
                 *(Quantity(DELTA, k) for k in range(1, K + 1)),
-                *(Quantity(ACTIVATION, k) for k in range(1, K)),
+                *(Quantity(ACTIVATION, k) for k in range(K)),
             ),
             "one optimizer step on every weight and bias, with the gradient of the mean loss over the batch: "
             "dL/dw[i, j] = mean over s of a[s, i] * d[s, j];  dL/dbias[., j] = mean over s of d[s, j]",

@@ -82,7 +82,8 @@ def test_phases_after_trace(post_db: str) -> None:
     code, out, _ = run("phases", "--database-url", post_db, "--json")
     doc = json.loads(out)
     hidden = next(p for p in doc["phases"] if p["name"] == "hidden_input")
-    assert sorted(r["value"] for r in hidden["rows"]) == [50, 59]
+    assert sorted(r["value"] for r in hidden["rows"] if r["quantity"] == "input") == [50, 59]
+    assert sorted(r["value"] for r in hidden["rows"] if r["layer"] == 0) == [1, 3, 5]  # the inputs, a0
 
 
 def test_errors_exit_1_with_a_message(db_url: str) -> None:
@@ -187,7 +188,7 @@ def test_demo_uses_the_embedded_server_by_default(tmp_path: Path) -> None:
                 "-A",
                 "-t",
                 "-c",
-                "SELECT value FROM sqlnet_trace.phase1_hidden_input ORDER BY node",
+                "SELECT value FROM sqlnet_trace.phase1_hidden_input WHERE quantity = 'input' ORDER BY node",
             ],
             env=env,
             capture_output=True,

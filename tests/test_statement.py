@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlnet.statement import Training, training_statement, update_blocks
+from sqlnet.statement import Training, script, training_statement, update_blocks
 from tests.helpers import POST_NET, post_table_map
 
 GOLDEN = Path(__file__).parent.parent / "sql" / "golden"
@@ -18,13 +18,17 @@ def post_statement(**kw: object) -> str:
     return training_statement(Training(POST_NET, post_table_map(), 0.1, **kw)).as_string(None)  # type: ignore[arg-type]
 
 
+def post_script(**kw: object) -> str:
+    return script([Training(POST_NET, post_table_map(), 0.1, **kw)])  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [("post_train.sql", {}), ("post_train_trace.sql", {"trace_run": 1})],
 )
 def test_golden(name: str, kwargs: dict) -> None:
-    """The post's training statement; set SQLNET_UPDATE_GOLDEN=1 to rewrite after a deliberate change."""
-    text = post_statement(**kwargs)
+    """The post's training script; set SQLNET_UPDATE_GOLDEN=1 to rewrite after a deliberate change."""
+    text = post_script(**kwargs)
     path = GOLDEN / name
     if os.environ.get("SQLNET_UPDATE_GOLDEN"):
         path.write_text(text)

@@ -1,3 +1,8 @@
+-- sqlnet runs these statements in one transaction.
+BEGIN;
+-- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair
+SET LOCAL enable_nestloop = off;
+
 -- sqlnet: train a 3-2-3 network, relu hidden layers, linear output, loss half-se, bias per edge
 -- updates from epoch 1 batch 1 to epoch 1 batch 1, learning rate 0.1, gradient descent
 -- full batch (gradients are means over all samples); float8; layout long
@@ -43,12 +48,20 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
     batch_size AS (
       SELECT count(DISTINCT sample) AS n FROM prev WHERE quantity = 'delta' AND layer = 2
     ),
-    -- phase 1 · hidden_input: the input of each hidden node from the inputs: z1[s, j] = sum over i of w1[i, j] * a0[s, i] + sum over i of b1[i, j]
+    -- the input values of the next update's batch (read by phase 1 only)
+    batch_inputs AS (
+      SELECT sample, node, value FROM x
+    ),
+    -- the target values of this update's batch (read by the error phase only)
+    batch_targets AS (
+      SELECT sample, node, value FROM target
+    ),
+    -- phase 1 · hidden_input: the input of each hidden node from the batch's input values: z1[s, j] = sum over i of w1[i, j] * a0[s, i] + sum over i of b1[i, j]; and a0, the batch's input values, kept for the update
     "phase1_hidden_input" AS (
       SELECT (SELECT epoch FROM next), (SELECT batch FROM next), 1, 'input', 1, s.sample, NULL::int, s.j, s.value + b.value
       FROM (
         SELECT a.sample, w.j, sum(w.value * a.value) AS value
-        FROM prev AS w JOIN x AS a ON a.node = w.i
+        FROM prev AS w JOIN batch_inputs AS a ON a.node = w.i
         WHERE w.quantity = 'weight' AND w.layer = 1
         GROUP BY a.sample, w.j
       ) AS s
@@ -56,6 +69,11 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
         -- each node's bias: the sum of its bias rows (one per edge, or one per node)
         SELECT j, sum(value) AS value FROM prev WHERE quantity = 'bias' AND layer = 1 GROUP BY j
       ) AS b ON b.j = s.j
+      WHERE (SELECT phase FROM step) IN (0, 7) AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < (1, 1)
+      UNION ALL
+      -- the batch's input values, kept as layer 0's activations for the update
+      SELECT (SELECT epoch FROM next), (SELECT batch FROM next), 1, 'activation', 0, sample, NULL::int, node, value
+      FROM batch_inputs
       WHERE (SELECT phase FROM step) IN (0, 7) AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < (1, 1)
       UNION ALL
       -- carried forward for later phases: bias1, bias2, weight1, weight2
@@ -69,10 +87,10 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
       FROM prev AS z
       WHERE (SELECT phase FROM step) = 1 AND z.quantity = 'input' AND z.layer = 1
       UNION ALL
-      -- carried forward for later phases: bias1, bias2, input1, weight1, weight2
+      -- carried forward for later phases: activation0, bias1, bias2, input1, weight1, weight2
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 2, quantity, layer, sample, i, j, value
       FROM prev
-      WHERE (SELECT phase FROM step) = 1 AND (quantity, layer) IN (('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+      WHERE (SELECT phase FROM step) = 1 AND (quantity, layer) IN (('activation', 0), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
     ),
     -- phase 3 · output_input: the input of each output node from the hidden layer: z2[s, j] = sum over i of w2[i, j] * a1[s, i] + sum over i of b2[i, j]
     "phase3_output_input" AS (
@@ -89,10 +107,10 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
       ) AS b ON b.j = s.j
       WHERE (SELECT phase FROM step) = 2
       UNION ALL
-      -- carried forward for later phases: activation1, bias1, bias2, input1, weight1, weight2
+      -- carried forward for later phases: activation0, activation1, bias1, bias2, input1, weight1, weight2
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 3, quantity, layer, sample, i, j, value
       FROM prev
-      WHERE (SELECT phase FROM step) = 2 AND (quantity, layer) IN (('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+      WHERE (SELECT phase FROM step) = 2 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
     ),
     -- phase 4 · output: the linear activation of each output node: a2 = z2
     "phase4_output" AS (
@@ -100,28 +118,28 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
       FROM prev AS z
       WHERE (SELECT phase FROM step) = 3 AND z.quantity = 'input' AND z.layer = 2
       UNION ALL
-      -- carried forward for later phases: activation1, bias1, bias2, input1, weight1, weight2
+      -- carried forward for later phases: activation0, activation1, bias1, bias2, input1, weight1, weight2
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 4, quantity, layer, sample, i, j, value
       FROM prev
-      WHERE (SELECT phase FROM step) = 3 AND (quantity, layer) IN (('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+      WHERE (SELECT phase FROM step) = 3 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
     ),
     -- phase 5 · error: the loss of each sample, 1/2 * sum over outputs of (y - t)^2 (t from the outputs table), and the output delta d2[s, j] = dL/dy * f'(z2) = (y - t) * linear'(z2)
     "phase5_error" AS (
       -- the loss of each sample
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 5, 'loss', NULL::int, y.sample, NULL::int, NULL::int, sum(0.5 * (y.value - t.value) * (y.value - t.value))
-      FROM prev AS y JOIN target AS t ON t.sample = y.sample AND t.node = y.j
+      FROM prev AS y JOIN batch_targets AS t ON t.sample = y.sample AND t.node = y.j
       WHERE (SELECT phase FROM step) = 4 AND y.quantity = 'activation' AND y.layer = 2
       GROUP BY y.sample
       UNION ALL
       -- the delta of each output node
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 5, 'delta', 2, y.sample, NULL::int, y.j, (y.value - t.value) * (1)
-      FROM prev AS y JOIN target AS t ON t.sample = y.sample AND t.node = y.j
+      FROM prev AS y JOIN batch_targets AS t ON t.sample = y.sample AND t.node = y.j
       WHERE (SELECT phase FROM step) = 4 AND y.quantity = 'activation' AND y.layer = 2
       UNION ALL
-      -- carried forward for later phases: activation1, bias1, bias2, input1, weight1, weight2
+      -- carried forward for later phases: activation0, activation1, bias1, bias2, input1, weight1, weight2
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 5, quantity, layer, sample, i, j, value
       FROM prev
-      WHERE (SELECT phase FROM step) = 4 AND (quantity, layer) IN (('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+      WHERE (SELECT phase FROM step) = 4 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
     ),
     -- phase 6 · hidden_delta: the delta of each hidden node, backpropagated through the weights before this epoch's update: d1[s, i] = relu'(z1[s, i]) * sum over j of w2[i, j] * d2[s, j]
     "phase6_hidden_delta" AS (
@@ -136,10 +154,10 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
       JOIN prev AS z ON z.quantity = 'input' AND z.layer = 1 AND z.sample = back.sample AND z.j = back.i
       WHERE (SELECT phase FROM step) = 5
       UNION ALL
-      -- carried forward for later phases: activation1, bias1, bias2, delta2, weight1, weight2
+      -- carried forward for later phases: activation0, activation1, bias1, bias2, delta2, weight1, weight2
       SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 6, quantity, layer, sample, i, j, value
       FROM prev
-      WHERE (SELECT phase FROM step) = 5 AND (quantity, layer) IN (('activation', 1), ('bias', 1), ('bias', 2), ('delta', 2), ('weight', 1), ('weight', 2))
+      WHERE (SELECT phase FROM step) = 5 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('delta', 2), ('weight', 1), ('weight', 2))
     ),
     -- phase 7 · update: one optimizer step on every weight and bias, with the gradient of the mean loss over the batch: dL/dw[i, j] = mean over s of a[s, i] * d[s, j];  dL/dbias[., j] = mean over s of d[s, j]
     "phase7_update" AS (
@@ -148,13 +166,8 @@ train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
         -- the gradient of the mean loss over the batch: a[s, i] * d[s, j] for a weight, d[s, j] for a bias
         SELECT 'weight' AS quantity, d.layer, a.j AS i, d.j, sum(a.value * d.value) / (SELECT n FROM batch_size) AS value
         FROM prev AS d JOIN prev AS a ON a.quantity = 'activation' AND a.layer = d.layer - 1 AND a.sample = d.sample
-        WHERE d.quantity = 'delta' AND d.layer > 1
+        WHERE d.quantity = 'delta'
         GROUP BY d.layer, a.j, d.j
-        UNION ALL
-        SELECT 'weight', 1, a.node, d.j, sum(a.value * d.value) / (SELECT n FROM batch_size)
-        FROM prev AS d JOIN x AS a ON a.sample = d.sample
-        WHERE d.quantity = 'delta' AND d.layer = 1
-        GROUP BY a.node, d.j
         UNION ALL
         SELECT 'bias', layer, NULL, j, sum(value) / (SELECT n FROM batch_size)
         FROM prev WHERE quantity = 'delta'
@@ -198,3 +211,5 @@ SELECT * FROM (
   SELECT quantity, 1, layer, i, j, value, NULL FROM trained WHERE quantity IN ('weight', 'bias')
 ) AS result
 ORDER BY quantity <> 'loss', layer, quantity DESC, epoch, i, j;
+
+COMMIT;

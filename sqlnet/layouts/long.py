@@ -186,8 +186,22 @@ class LongLayout:
             "    -- the number of samples in this update's batch: gradients are means over them\n"
             "    batch_size AS (\n"
             "      SELECT count(DISTINCT sample) AS n FROM prev WHERE quantity = {dq} AND layer = {K}\n"
+            "    ),\n"
+            "    -- the input values of the next update's batch (read by phase 1 only)\n"
+            "    batch_inputs AS (\n"
+            "      {inputs}\n"
+            "    ),\n"
+            "    -- the target values of this update's batch (read by the error phase only)\n"
+            "    batch_targets AS (\n"
+            "      {targets}\n"
             "    )"
-        ).format(nb=tr.batches_sql, dq=Q(DELTA), K=Q(tr.net.depth))
+        ).format(
+            nb=tr.batches_sql,
+            dq=Q(DELTA),
+            K=Q(tr.net.depth),
+            inputs=tr.batch_rows("x", "next"),
+            targets=tr.batch_rows("target", "step"),
+        )
 
     def _carry(self, tr: Training, phase: Phase) -> sql.Composable:
         if not phase.carry:
@@ -220,29 +234,31 @@ class LongLayout:
     def _input(self, tr: Training, phase: Phase) -> sql.Composable:
         k = phase.layer
         assert k is not None
+        z = self._layer_input(tr, phase, k)
+        if k > 1:
+            return z
+        return sql.SQL(
+            "{z}\n"
+            "      UNION ALL\n"
+            "      -- the batch's input values, kept as layer 0's activations for the update\n"
+            "      SELECT {head}, {aq}, 0, sample, NULL::int, node, value{pad}\n"
+            "      FROM batch_inputs\n"
+            "      WHERE {gate}"
+        ).format(z=z, head=self._head(phase), aq=Q(ACTIVATION), pad=self._pad(tr), gate=self._gate(tr, phase))
+
+    def _layer_input(self, tr: Training, phase: Phase, k: int) -> sql.Composable:
         if k > 1:
             source = sql.SQL("prev AS a ON a.quantity = {q} AND a.layer = {k} AND a.j = w.i").format(
                 q=Q(ACTIVATION), k=Q(k - 1)
             )
-            where = sql.SQL("")
-        elif not tr.mini_batch:
-            source, where = sql.SQL("x AS a ON a.node = w.i"), sql.SQL("")
         else:
-            # the samples of the next batch, looked up through the indexes of the batch tables
-            source = sql.SQL("({batches} AS m JOIN {x} AS a ON a.sample = m.sample) ON a.node = w.i").format(
-                batches=tr.batch_table, x=tr.x_source
-            )
-            where = sql.SQL(" AND m.batch = (SELECT batch FROM next){epoch}").format(
-                epoch=sql.SQL(" AND m.epoch = (SELECT epoch FROM next)")
-                if tr.shuffle is not None
-                else sql.SQL("")
-            )
+            source = sql.SQL("batch_inputs AS a ON a.node = w.i")
         weighted = sql.SQL(
             "        SELECT a.sample, w.j, sum(w.value * a.value) AS value\n"
             "        FROM prev AS w JOIN {source}\n"
-            "        WHERE w.quantity = {w} AND w.layer = {k}{where}\n"
+            "        WHERE w.quantity = {w} AND w.layer = {k}\n"
             "        GROUP BY a.sample, w.j"
-        ).format(source=source, w=Q(WEIGHT), k=Q(k), where=where)
+        ).format(source=source, w=Q(WEIGHT), k=Q(k))
         if tr.net.bias == "none":
             return sql.SQL(
                 "      SELECT {head}, {q}, {k}, s.sample, NULL::int, s.j, {z}{pad}\n"
@@ -367,7 +383,7 @@ class LongLayout:
                 "      GROUP BY y.sample"
             ).format(
                 loss=self._round(tr, sql.SQL("sum({})").format(sql.SQL(loss.sql_value).format(y=y, t=t))),
-                target=target.format(t=tr.target_source, s=sql.SQL("y")),
+                target=target.format(t=sql.SQL("batch_targets"), s=sql.SQL("y")),
                 **common,
             )
             delta = self._round(
@@ -402,7 +418,7 @@ class LongLayout:
                 "      GROUP BY z.sample"
             ).format(
                 term=term,
-                target=target.format(t=tr.target_source, s=sql.SQL("z")),
+                target=target.format(t=sql.SQL("batch_targets"), s=sql.SQL("z")),
                 lse_join=lse_join,
                 **common,
             )
@@ -418,7 +434,7 @@ class LongLayout:
         ).format(
             loss_rows=loss_rows,
             delta=delta,
-            target=target.format(t=tr.target_source, s=sql.SQL("y")),
+            target=target.format(t=sql.SQL("batch_targets"), s=sql.SQL("y")),
             joins=joins,
             **common,
         )
@@ -469,20 +485,14 @@ class LongLayout:
                 "      SELECT {head}, {sq}, 0, NULL, NULL, NULL, value + 1{pad}\n"
                 "      FROM prev WHERE {gate} AND quantity = {sq}"
             ).format(head=self._head(phase), sq=Q(STEP), pad=self._pad(tr), gate=self._gate(tr, phase))
-        x_join = sql.SQL("{x} AS a ON a.sample = d.sample").format(x=tr.x_source)
         return sql.SQL(
             "      SELECT {head}, p.quantity, p.layer, NULL::bigint, p.i, p.j, {w_new}{state}\n"
             "      FROM prev AS p JOIN (\n"
             "        -- the gradient of the mean loss over the batch: a[s, i] * d[s, j] for a weight, d[s, j] for a bias\n"
             "        SELECT {wq} AS quantity, d.layer, a.j AS i, d.j, {mean_w} AS value\n"
             "        FROM prev AS d JOIN prev AS a ON a.quantity = {aq} AND a.layer = d.layer - 1 AND a.sample = d.sample\n"
-            "        WHERE d.quantity = {dq} AND d.layer > 1\n"
+            "        WHERE d.quantity = {dq}\n"
             "        GROUP BY d.layer, a.j, d.j\n"
-            "        UNION ALL\n"
-            "        SELECT {wq}, 1, a.node, d.j, {mean_w}\n"
-            "        FROM prev AS d JOIN {x_join}\n"
-            "        WHERE d.quantity = {dq} AND d.layer = 1\n"
-            "        GROUP BY a.node, d.j\n"
             "        UNION ALL\n"
             "        SELECT {bq}, layer, NULL, j, {mean_b}\n"
             "        FROM prev WHERE quantity = {dq}\n"
@@ -499,7 +509,6 @@ class LongLayout:
             dq=Q(DELTA),
             mean_w=self._mean(tr, sql.SQL("sum(a.value * d.value)")),
             mean_b=self._mean(tr, sql.SQL("sum(value)")),
-            x_join=x_join,
             gate=self._gate(tr, phase),
             steps=steps,
         )
