@@ -7,8 +7,10 @@ $SQLNET_DATABASE_URL, $DATABASE_URL or the embedded server, in that order.
 from __future__ import annotations
 
 import math
+import random
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
@@ -20,6 +22,7 @@ from psycopg import sql
 from sqlnet import reference, store
 from sqlnet.db import Database, Session
 from sqlnet.errors import CheckFailed, DatabaseError, InputError
+from sqlnet.initialize import initial_params
 from sqlnet.layouts import DEFAULT_LAYOUT, LAYOUTS
 from sqlnet.network import Network, Params
 from sqlnet.optimizers import Optimizer
@@ -30,8 +33,11 @@ from sqlnet.statement import statements as statements_of
 from sqlnet.tables import (
     TableMap,
     check_and_size,
+    check_distributions,
     check_targets,
     count_samples,
+    create_data_tables,
+    create_parameter_tables,
     discover,
     integer_parameter_columns,
     read_data,
@@ -187,6 +193,8 @@ def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loade
     net = Network(sizes, options.hidden_activation, options.output_activation, options.loss, tables.bias)
     if net.loss == "cross-entropy":
         check_targets(s.pg, tables, 0.0, 1.0, "cross-entropy")
+        if net.output_activation == "softmax":
+            check_distributions(s.pg, tables)
     samples = count_samples(s.pg, tables)
     if options.batch_size > samples:
         raise InputError(
@@ -449,6 +457,108 @@ def check(
     return report
 
 
+@dataclass(frozen=True)
+class GradientDifference:
+    table: str
+    checked: int  # parameters compared
+    worst_relative: float  # |sql - fd| / max(|sql|, |fd|, 1e-8)
+    worst_absolute: float
+
+
+@dataclass
+class GradcheckReport:
+    network: Network
+    differences: list[GradientDifference]
+    tolerance: float
+    epsilon: float
+
+    @property
+    def ok(self) -> bool:
+        return all(d.worst_relative <= self.tolerance for d in self.differences)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "tolerance": self.tolerance,
+            "epsilon": self.epsilon,
+            "network": store.network_json(self.network),
+            "differences": [d.__dict__ for d in self.differences],
+        }
+
+
+def gradcheck(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    epsilon: float = 1e-6,
+    tolerance: float = 1e-4,
+    max_params: int = 500,
+    seed: int = 0,
+    **options: Any,
+) -> GradcheckReport:
+    """The gradient the SQL backward phases compute, against central finite differences of the reference.
+
+    The SQL runs one full-batch gradient-descent update at learning rate 1 inside a transaction
+    that rolls back, so its gradient is exactly (weights before) - (weights after). Each
+    parameter's finite difference is (L(p + eps) - L(p - eps)) / 2 eps of the reference's mean
+    loss. Networks with more than `max_params` parameters are checked on a seeded sample of them.
+    ReLU has no derivative at 0: a node input of exactly 0 (say, behind a dead layer with zero
+    biases) shows up as a disagreement although both sides are right about their own definitions.
+    """
+    fixed = {
+        "epochs": 1,
+        "learning_rate": 1.0,
+        "batch_size": 0,
+        "optimizer": "gd",
+        "l2": 0.0,
+        "numeric": "float",
+    }
+    opts = TrainOptions(**{**options, **fixed})
+    with connect(database).transaction(commit=False) as s:
+        loaded = load_network(s, schema, opts)
+        tables, net = loaded.tables, loaded.net
+        initial = read_params(s.pg, tables, net)
+        data = read_data(s.pg, tables, net)
+        after, _ = _run_statements(s, loaded.trainings(), None)
+
+    names = {("weights", k): tables.weights[k].label("value") for k in range(net.depth)}
+    for k in range(net.depth):
+        names[("biases", k)] = (
+            tables.weights[k].label("bias")
+            if net.bias == "edge"
+            else tables.biases[k].label("value")
+            if tables.biases
+            else ""
+        )
+    where = [
+        (kind, k, r, j)
+        for kind in ("weights", "biases")
+        for k, m in enumerate(getattr(initial, kind))
+        for r, row in enumerate(m)
+        for j in range(len(row))
+    ]
+    if len(where) > max_params:
+        where = sorted(random.Random(seed).sample(where, max_params))
+    worst: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
+    for kind, k, r, j in where:
+        sql_gradient = getattr(initial, kind)[k][r][j] - getattr(after, kind)[k][r][j]
+        losses = []
+        for sign in (1, -1):
+            p = initial.copy()
+            getattr(p, kind)[k][r][j] += sign * epsilon
+            losses.append(reference.mean_loss(net, p, data))
+        numeric = (losses[0] - losses[1]) / (2 * epsilon)
+        gap = abs(sql_gradient - numeric)
+        relative = gap / max(abs(sql_gradient), abs(numeric), 1e-8)
+        name = names[(kind, k)]
+        w = worst.setdefault(name, [0.0, 0.0])
+        w[0], w[1] = max(w[0], relative), max(w[1], gap)
+        counts[name] = counts.get(name, 0) + 1
+    differences = [GradientDifference(name, counts[name], w[0], w[1]) for name, w in sorted(worst.items())]
+    return GradcheckReport(net, differences, tolerance, epsilon)
+
+
 # --- tables, runs, restore, trace ---------------------------------------------------------------
 
 
@@ -461,35 +571,69 @@ def init(
     *,
     schema: str | None = None,
     example: str | None = None,
+    layers: Sequence[int] | None = None,
+    init: str = "he",
+    seed: int | None = None,
+    bias: str = "edge",
     replace: bool = False,
 ) -> list[str]:
-    """Create the post's tables (empty, or with an example's values). Returns the tables created."""
+    """Create the network's tables; returns their names.
+
+    Without `layers`: the post's tables, empty or with an example's values (`example="post"`).
+    With `layers` (e.g. [4, 8, 8, 3]): weights1..K (and biases1..K for node biases) with random
+    values (`init` he, xavier or uniform; `seed` makes them repeatable), plus empty inputs and
+    outputs with a sampleId column where those tables do not exist yet.
+    """
     if example is not None and example not in EXAMPLES:
         raise InputError(f"unknown example {example!r}: choose one of {', '.join(EXAMPLES)}")
+    if example and layers:
+        raise InputError("choose either --example or --layers")
+    net = params = None
+    if layers is not None:
+        net = Network(tuple(layers), bias=bias)  # checks the sizes and the bias layout
+        params = initial_params(net, init, seed)
     with connect(database).transaction() as s:
         if schema:
             s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             s.pg.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-        existing = [
-            t
-            for t in POST_TABLES
-            if s.pg.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (sql.Identifier(t).as_string(s.pg),)
-            ).fetchone()[0]
-        ]
-        if existing and not replace:
-            where = f"schema {schema!r}" if schema else "the current schema"
+        (current,) = s.pg.execute("SELECT current_schema()").fetchone()  # type: ignore[misc]
+        present = {
+            name
+            for (name,) in s.pg.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (current,)
+            )
+        }
+        if net is None:
+            ours = [t for t in POST_TABLES if t in present]
+        else:
+            # every weights/biases table: a deeper network left behind would extend the new one
+            ours = sorted(t for t in present if re.fullmatch(r"(weights|biases)[0-9]+", t))
+        if ours and not replace:
             raise InputError(
-                f"{', '.join(existing)} already exist in {where}: use --replace to drop and recreate them "
+                f"{', '.join(ours)} already exist in schema {current!r}: use --replace to drop and recreate them "
                 f"(`sqlnet runs` keeps every trained weight), or --schema for another schema"
             )
-        for t in existing:
-            s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(t)))
-        # the files are sqlnet's own, shipped in the package; docker-compose runs the same files
-        s.pg.execute(_sql_file(TABLES_FILE).encode())
-        if example:
-            s.pg.execute(_sql_file(EXAMPLES[example]).encode())
-    return list(POST_TABLES)
+        for t in ours:
+            s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(current, t)))
+        if net is None:
+            # the files are sqlnet's own, shipped in the package; docker-compose runs the same files
+            s.pg.execute(_sql_file(TABLES_FILE).encode())
+            if example:
+                s.pg.execute(_sql_file(EXAMPLES[example]).encode())
+            return list(POST_TABLES)
+        assert params is not None
+        created = []
+        if not {"inputs", "outputs"} & present:
+            create_data_tables(s.pg, None, current, "double precision", samples=True)
+            created += ["inputs", "outputs"]
+        create_parameter_tables(s.pg, net, params, current, "double precision")
+        created += [
+            f"{kind}{k}"
+            for k in range(1, net.depth + 1)
+            for kind in ("weights", "biases")
+            if kind == "weights" or net.bias == "node"
+        ]
+    return created
 
 
 def runs(database: DatabaseLike = None) -> list[store.RunInfo]:

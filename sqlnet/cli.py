@@ -23,6 +23,7 @@ from sqlnet import api
 from sqlnet.db import Database, psql_binary, redact
 from sqlnet.errors import SqlnetError
 from sqlnet.functions import ACTIVATIONS, LOSSES
+from sqlnet.initialize import INITS
 from sqlnet.layouts import LAYOUTS
 from sqlnet.network import BIAS_LAYOUTS, Network, Params
 from sqlnet.optimizers import OPTIMIZERS
@@ -50,15 +51,14 @@ def schema_option(f: F) -> F:
     )(f)
 
 
-def training_options(f: F) -> F:
-    """The hyperparameters shared by train, sql and check."""
+def network_options(f: F) -> F:
+    """The functions of the network: shared by train, sql, check and gradcheck."""
     options = [
-        click.option("--epochs", type=int, default=1, show_default=True, help="Passes over the samples."),
         click.option(
-            "--learning-rate", "--lr", type=float, default=0.1, show_default=True, help="Gradient step size."
-        ),
-        click.option(
-            "--hidden-activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
+            "--hidden-activation",
+            type=click.Choice([a for a in ACTIVATIONS if ACTIVATIONS[a].elementwise]),
+            default="relu",
+            show_default=True,
         ),
         click.option(
             "--output-activation", type=click.Choice(list(ACTIVATIONS)), default="linear", show_default=True
@@ -69,6 +69,19 @@ def training_options(f: F) -> F:
             type=click.Choice(list(BIAS_LAYOUTS)),
             help="Where biases live. Default: node if biases{k} tables exist, else edge if the weights tables "
             "have bias columns, else none.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def training_options(f: F) -> F:
+    """The hyperparameters shared by train, sql and check."""
+    options = [
+        click.option("--epochs", type=int, default=1, show_default=True, help="Passes over the samples."),
+        click.option(
+            "--learning-rate", "--lr", type=float, default=0.1, show_default=True, help="Gradient step size."
         ),
         click.option(
             "--batch-size",
@@ -118,7 +131,7 @@ def training_options(f: F) -> F:
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return network_options(f)
 
 
 def handle_errors(f: F) -> F:
@@ -349,27 +362,135 @@ def check(
         sys.exit(EXIT_ERROR)
 
 
+def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(n) for n in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected sizes like 4,8,8,3, got {value!r}") from None
+
+
 @main.command()
 @database_option
 @schema_option
 @click.option(
-    "--example", type=click.Choice(list(api.EXAMPLES)), help="Fill the tables with an example's values."
+    "--example", type=click.Choice(list(api.EXAMPLES)), help="Fill the post's tables with its values."
+)
+@click.option(
+    "--layers", callback=_layers, metavar="N,N,...", help="Random weights for these layer sizes, input first."
+)
+@click.option(
+    "--init",
+    "scheme",
+    type=click.Choice(list(INITS)),
+    default="he",
+    show_default=True,
+    help="How --layers draws the weights (biases start at 0).",
+)
+@click.option("--seed", type=int, help="Repeatable random weights.")
+@click.option(
+    "--bias",
+    type=click.Choice(list(BIAS_LAYOUTS)),
+    default="edge",
+    show_default=True,
+    help="With --layers: bias columns per edge, biases{k} tables per node, or none.",
 )
 @click.option("--replace", is_flag=True, help="Drop and recreate the tables if they exist.")
 @handle_errors
-def init(database_url: str | None, schema: str | None, example: str | None, replace: bool) -> None:
-    """Create the tables inputs, weights1, weights2 and outputs (the post's layout).
+def init(
+    database_url: str | None,
+    schema: str | None,
+    example: str | None,
+    layers: list[int] | None,
+    scheme: str,
+    seed: int | None,
+    bias: str,
+    replace: bool,
+) -> None:
+    """Create the network's tables: the post's, or random weights for given layer sizes.
 
     \b
     Examples:
       sqlnet init --example post
       sqlnet init --schema experiment --example post --replace
+      sqlnet init --layers 4,8,8,3 --init he --seed 1 --bias node
     """
-    tables = api.init(database_url, schema=schema, example=example, replace=replace)
-    where = f" in schema {schema}" if schema else ""
-    out.print(
-        f"created {', '.join(tables)}{where}" + (f" with the {example} example's values" if example else "")
+    tables = api.init(
+        database_url,
+        schema=schema,
+        example=example,
+        layers=layers,
+        init=scheme,
+        seed=seed,
+        bias=bias,
+        replace=replace,
     )
+    where = f" in schema {schema}" if schema else ""
+    detail = f" with the {example} example's values" if example else ""
+    if layers:
+        detail = f": a {'-'.join(map(str, layers))} network, {scheme} initialisation" + (
+            f", seed {seed}" if seed is not None else ""
+        )
+    out.print(f"created {', '.join(tables)}{where}{detail}")
+
+
+@main.command()
+@database_option
+@schema_option
+@network_options
+@click.option("--epsilon", type=float, default=1e-6, show_default=True, help="Finite-difference step.")
+@click.option(
+    "--tolerance", type=float, default=1e-4, show_default=True, help="Largest relative error allowed."
+)
+@click.option(
+    "--max-params", type=int, default=500, show_default=True, help="Check a seeded sample beyond this."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def gradcheck(
+    database_url: str | None,
+    schema: str | None,
+    epsilon: float,
+    tolerance: float,
+    max_params: int,
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Compare the SQL's gradients with finite differences of the reference's loss; changes nothing.
+
+    The gradient of every parameter comes from the SQL backward phases (one full-batch update
+    at learning rate 1, rolled back); the finite differences from the pure-Python reference.
+    Exits 1 when the worst relative error exceeds the tolerance.
+
+    \b
+    Examples:
+      sqlnet gradcheck
+      sqlnet gradcheck --hidden-activation tanh --output-activation softmax --loss cross-entropy
+    """
+    report = api.gradcheck(
+        database_url, schema=schema, epsilon=epsilon, tolerance=tolerance, max_params=max_params, **kwargs
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        table = Table(
+            title=f"SQL gradients vs finite differences: {report.network.describe()}", title_justify="left"
+        )
+        for name in ("table", "checked", "worst relative error", "worst absolute error", "within tolerance"):
+            table.add_column(name, justify="left" if name == "table" else "right")
+        for d in report.differences:
+            table.add_row(
+                escape(d.table),
+                str(d.checked),
+                f"{d.worst_relative:.3g}",
+                f"{d.worst_absolute:.3g}",
+                "yes" if d.worst_relative <= tolerance else "[red]NO[/]",
+            )
+        out.print(table)
+        out.print("agree" if report.ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
 
 
 @main.command()

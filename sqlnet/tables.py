@@ -351,6 +351,23 @@ def check_targets(conn: psycopg.Connection, tables: TableMap, lo: float, hi: flo
         )
 
 
+def check_distributions(conn: psycopg.Connection, tables: TableMap) -> None:
+    """Each sample's targets sum to 1: softmax with cross-entropy has delta y - t only then."""
+    t = tables.outputs
+    sample = t.col("sample") if t.has("sample") else sql.SQL("1")
+    bad = conn.execute(
+        sql.SQL(
+            "SELECT {s}::text, sum({v})::text FROM {t} GROUP BY {s} HAVING abs(sum({v}) - 1) > 1e-6 LIMIT 1"
+        ).format(s=sample, v=t.col("value"), t=t.ident)
+    ).fetchone()
+    if bad:
+        raise InputError(
+            f"the targets of sample {bad[0]} in {t.label()} sum to {bad[1]}: a softmax output with cross-entropy "
+            f"needs each sample's targets to sum to 1 (a distribution, e.g. one-hot); use sigmoid outputs for "
+            f"independent labels"
+        )
+
+
 # --- reading and writing values -----------------------------------------------------------------
 
 
@@ -453,41 +470,54 @@ def create_tables(
 
     `samples`: give inputs/outputs a sampleId column (default: when there is more than one sample).
     """
+    create_data_tables(conn, data, schema, column_type, len(data) > 1 if samples is None else samples)
+    create_parameter_tables(conn, net, params, schema, column_type)
+
+
+def _creator(conn: psycopg.Connection, schema: str | None, column_type: str):  # type: ignore[no-untyped-def]
     if column_type not in COLUMN_TYPES.values():
         raise InputError(
             f"column type must be one of {', '.join(COLUMN_TYPES.values())}, got {column_type!r}"
         )
-    params.check_shape(net)
-    samples = len(data) > 1 if samples is None else samples
-    ctype = sql.SQL(column_type)
-
-    def ident(name: str) -> sql.Identifier:
-        return sql.Identifier(schema, name) if schema else sql.Identifier(name)
+    if schema:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
     def create(name: str, columns: list[str], rows: list[tuple[float, ...]]) -> None:
-        cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), ctype) for c in columns)
-        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(name), cols))
+        ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+        cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(column_type)) for c in columns
+        )
+        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident, cols))
         with conn.cursor().copy(
-            sql.SQL("COPY {} ({}) FROM STDIN").format(
-                ident(name), sql.SQL(", ").join(map(sql.Identifier, columns))
-            )
+            sql.SQL("COPY {} ({}) FROM STDIN").format(ident, sql.SQL(", ").join(map(sql.Identifier, columns)))
         ) as copy:
             for row in rows:
                 copy.write_row(row)
 
-    if schema:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    return create
+
+
+def create_data_tables(
+    conn: psycopg.Connection, data: Dataset | None, schema: str | None, column_type: str, samples: bool
+) -> None:
+    """inputs and outputs, with a sampleId column when `samples`; empty when there is no data."""
+    create = _creator(conn, schema, column_type)
     sample_col = ["sampleid"] if samples else []
+    rows = data.samples if data else []
     for prefix, values, name in (("input", lambda s: s.x, "inputs"), ("output", lambda s: s.t, "outputs")):
         create(
             name,
             [*sample_col, f"{prefix}node", f"{prefix}value"],
-            [
-                (*([s.id] if samples else []), n, v)
-                for s in data.samples
-                for n, v in enumerate(values(s), start=1)
-            ],
+            [(*([s.id] if samples else []), n, v) for s in rows for n, v in enumerate(values(s), start=1)],
         )
+
+
+def create_parameter_tables(
+    conn: psycopg.Connection, net: Network, params: Params, schema: str | None, column_type: str
+) -> None:
+    """weights1..K (with bias columns for edge biases) and biases1..K (node biases)."""
+    params.check_shape(net)
+    create = _creator(conn, schema, column_type)
     for k in range(1, net.depth + 1):
         cols = _weight_columns(k)
         columns = [cols["in"], cols["out"], cols["value"]] + ([cols["bias"]] if net.bias == "edge" else [])

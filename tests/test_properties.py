@@ -1,0 +1,78 @@
+"""Property-based: generated networks, data and options train in SQL exactly as the reference says."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sqlnet
+from sqlnet.tables import create_tables
+from tests.helpers import random_data, random_network, random_params
+
+counter = itertools.count()
+
+network_options = st.fixed_dictionaries(
+    {
+        "depth": st.integers(1, 4),
+        "bias": st.sampled_from(["edge", "node", "none"]),
+        "hidden": st.sampled_from(["relu", "sigmoid", "tanh", "linear"]),
+        "head": st.sampled_from(
+            [
+                ("linear", "half-se"),
+                ("linear", "se"),
+                ("sigmoid", "half-se"),
+                ("tanh", "se"),
+                ("sigmoid", "cross-entropy"),
+                ("softmax", "cross-entropy"),
+            ]
+        ),
+        "samples": st.integers(1, 6),
+        "epochs": st.integers(1, 3),
+        "batch_size": st.integers(0, 6),
+        "shuffle": st.none() | st.integers(0, 3),
+        "optimizer": st.sampled_from(["gd", "momentum", "adam"]),
+        "l2": st.sampled_from([0.0, 0.01]),
+        "rate": st.sampled_from([0.01, 0.1, 0.5]),
+        "per_statement": st.integers(1, 5),
+        "seed": st.integers(0, 10**6),
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(o=network_options)
+def test_generated_trainings_match_the_reference(db_url: str, o: dict) -> None:
+    rng = random.Random(o["seed"])
+    output, loss = o["head"]
+    net = random_network(rng, o["depth"], o["bias"], o["hidden"], output, loss)
+    batch = min(o["batch_size"], o["samples"])
+    schema = f"p{next(counter)}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        create_tables(
+            conn,
+            net,
+            random_params(rng, net),
+            random_data(rng, net, o["samples"]),
+            schema=schema,
+            samples=True,
+        )
+    report = sqlnet.check(
+        db_url,
+        schema=schema,
+        epochs=o["epochs"],
+        learning_rate=o["rate"],
+        hidden_activation=o["hidden"],
+        output_activation=output,
+        loss=net.loss,
+        batch_size=batch,
+        shuffle=o["shuffle"],
+        optimizer=o["optimizer"],
+        l2=o["l2"],
+        updates_per_statement=o["per_statement"],
+    )
+    assert report.network == net
+    assert report.ok, report.differences
