@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import psycopg
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,7 +31,7 @@ from sqlnet.optimizers import OPTIMIZERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 TRACE_FIELDS = ("epoch", "batch", "sample", "layer", "quantity", "input_node", "node", "value")
 EXIT_ERROR = 1
@@ -143,6 +144,14 @@ def handle_errors(f: F) -> F:
             return f(*args, **kwargs)
         except SqlnetError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            sys.exit(EXIT_ERROR)
+        except psycopg.Error as exc:
+            # the database refused something sqlnet did not foresee: say what, roll back (done), exit 1
+            detail = exc.diag.message_primary or str(exc)
+            err.print(
+                f"[bold red]database error:[/] {escape(detail)} (SQLSTATE {exc.sqlstate}); the transaction was "
+                f"rolled back and no table changed"
+            )
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             err.print(

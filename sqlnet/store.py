@@ -274,18 +274,36 @@ def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
 # --- the trace schema ---------------------------------------------------------------------------
 
 TRACE_COLUMNS = (
-    "run_id integer NOT NULL, epoch integer NOT NULL, batch integer NOT NULL, sample bigint, layer integer, "
-    "quantity text NOT NULL, "
-    "input_node integer, node integer, value double precision NOT NULL"
+    ("run_id", "integer"),
+    ("epoch", "integer"),
+    ("batch", "integer"),
+    ("sample", "bigint"),
+    ("layer", "integer"),
+    ("quantity", "text"),
+    ("input_node", "integer"),
+    ("node", "integer"),
+    ("value", "double precision"),
 )
 
 
 def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
-    """One table per phase in schema sqlnet_trace, commented with what the phase computes."""
+    """One table per phase in schema sqlnet_trace, commented with what the phase computes.
+
+    Tables an older sqlnet made get the columns they lack, so a new trace never fails on them.
+    """
     s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(TRACE_SCHEMA)))
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in TRACE_COLUMNS
+    )
     for phase in phases:
         table = sql.Identifier(TRACE_SCHEMA, phase.table)
-        s.pg.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(TRACE_COLUMNS)))
+        s.pg.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, columns))
+        for name, type_ in TRACE_COLUMNS:
+            s.pg.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    table, sql.Identifier(name), sql.SQL(type_)
+                )
+            )
         s.pg.execute(
             sql.SQL("COMMENT ON TABLE {} IS {}").format(
                 table, sql.Literal(f"phase {phase.number} · {phase.name}: {phase.comment}")

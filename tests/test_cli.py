@@ -198,3 +198,20 @@ def test_demo_uses_the_embedded_server_by_default(tmp_path: Path) -> None:
         assert psql.stdout.split() == ["50", "59"], psql.stderr
     finally:
         stop_embedded(tmp_path / "home" / "pgdata")
+
+
+def test_trace_tables_of_an_older_version_get_the_new_columns(post_db: str, conn: psycopg.Connection) -> None:
+    conn.execute("CREATE SCHEMA sqlnet_trace")
+    conn.execute("CREATE TABLE sqlnet_trace.phase0_start (run_id int, epoch int, value float8)")
+    code, _, err = run("train", "--database-url", post_db, "--trace")
+    assert code == 0, err
+    (rows,) = conn.execute("SELECT count(*) FROM sqlnet_trace.phase0_start WHERE batch = 0").fetchone()
+    assert rows == 24
+
+
+def test_unforeseen_database_errors_are_reported_not_thrown(post_db: str, conn: psycopg.Connection) -> None:
+    conn.execute("CREATE SCHEMA sqlnet_trace")
+    conn.execute("CREATE VIEW sqlnet_trace.phase0_start AS SELECT 1 AS run_id")
+    code, _, err = run("train", "--database-url", post_db, "--trace")
+    assert code == 1
+    assert "database error" in err and "no table changed" in err
