@@ -23,7 +23,7 @@ from sqlnet import reference, store
 from sqlnet.db import Database, Session
 from sqlnet.errors import CheckFailed, DatabaseError, InputError
 from sqlnet.initialize import initial_params
-from sqlnet.layouts import DEFAULT_LAYOUT, LAYOUTS
+from sqlnet.layouts import LAYOUTS, wide
 from sqlnet.network import Network, Params
 from sqlnet.optimizers import Optimizer
 from sqlnet.phases import Phase, plan
@@ -81,7 +81,7 @@ class TrainOptions:
     numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
     scale: int = 12
     updates_per_statement: int = DEFAULT_UPDATES_PER_STATEMENT
-    layout: str = DEFAULT_LAYOUT
+    layout: str = "auto"  # auto: wide when the network fits and nothing needs long; else long
 
     def __post_init__(self) -> None:
         def whole(name: str, value: object, least: int) -> None:
@@ -100,8 +100,8 @@ class TrainOptions:
             raise InputError(f"the learning rate must be a finite number above 0, got {self.learning_rate!r}")
         if self.shuffle is not None and (isinstance(self.shuffle, bool) or not isinstance(self.shuffle, int)):
             raise InputError(f"the shuffle seed must be a whole number, got {self.shuffle!r}")
-        if self.layout not in LAYOUTS:
-            raise InputError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise InputError(f"unknown layout {self.layout!r}: choose auto, {', '.join(LAYOUTS)}")
         if self.numeric not in ("float", "exact"):
             raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
         opt = self.make_optimizer()  # checks the optimizer's own settings
@@ -166,8 +166,31 @@ class Loaded:
     def batches(self) -> int:
         return math.ceil(self.samples / self.options.batch_size) if self.options.batch_size else 1
 
+    def layout(self, trace: bool) -> str:
+        """auto picks wide (fused, fast) unless the trace, exact decimals or the network's width need long."""
+        o = self.options
+        needs_long = [
+            why
+            for why, needed in (
+                ("--trace keeps every phase as rows of its own", trace),
+                ("--numeric exact", o.numeric == "exact"),
+                (
+                    f"the network needs {wide.sample_columns(self.net)} columns per sample (at most "
+                    f"{wide.MAX_SAMPLE_COLUMNS})",
+                    not wide.fits(self.net),
+                ),
+            )
+            if needed
+        ]
+        if o.layout == "auto":
+            return "long" if needs_long else "wide"
+        if o.layout == "wide" and needs_long:
+            raise InputError(f"the wide layout cannot run this: {needs_long[0]}; use --layout long or auto")
+        return o.layout
+
     def trainings(self, trace_run: int | None = None) -> list[Training]:
         o = self.options
+        layout = self.layout(trace_run is not None)
         return [
             Training(
                 self.net,
@@ -179,7 +202,7 @@ class Loaded:
                 o.shuffle,
                 o.make_optimizer(),
                 o.scale_or_none,
-                o.layout,
+                layout,
                 trace_run,
             )
             for first, last in update_blocks(o.epochs, self.batches, o.updates_per_statement)

@@ -127,7 +127,12 @@ def training_options(f: F) -> F:
             help="Updates run by one SQL statement; longer trainings run several, in the same transaction.",
         ),
         click.option(
-            "--layout", type=click.Choice(list(LAYOUTS)), default="long", show_default=True, hidden=True
+            "--layout",
+            type=click.Choice(["auto", *LAYOUTS]),
+            default="auto",
+            show_default=True,
+            help="How the SQL holds the values: wide (one row per sample, fast) or long (one row per value; "
+            "needed by --trace, --numeric exact and very wide layers). auto chooses.",
         ),
     ]
     for option in reversed(options):

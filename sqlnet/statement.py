@@ -122,7 +122,7 @@ def _data_select(tr: Training, table: Table) -> sql.Composable:
     )
 
 
-def preparation(tr: Training) -> list[sql.Composable]:
+def long_preparation(tr: Training) -> list[sql.Composable]:
     """For mini-batches: the samples and targets in indexed temp tables, with the batch of each."""
     if not tr.mini_batch:
         return []
@@ -172,7 +172,7 @@ def preparation(tr: Training) -> list[sql.Composable]:
     ]
 
 
-def _data_ctes(tr: Training) -> sql.Composable:
+def long_data_ctes(tr: Training) -> sql.Composable:
     if tr.mini_batch:
         return sql.SQL(
             "-- the number of batches per epoch (the samples and batches are in the temp tables above)\n"
@@ -189,7 +189,7 @@ def _data_ctes(tr: Training) -> sql.Composable:
     ).format(x=_data_select(tr, t.inputs), t=_data_select(tr, t.outputs))
 
 
-def _recursive_cte(tr: Training) -> sql.Composable:
+def long_recursive_cte(tr: Training) -> sql.Composable:
     layout = LAYOUTS[tr.layout]
     steps = tr.phases[1:]
     ctes = [layout.step_prelude(tr)]
@@ -345,7 +345,7 @@ def header(tr: Training) -> str:
 def training_statement(tr: Training) -> sql.Composed:
     """The statement that runs the updates first..last and writes the result back."""
     layout = LAYOUTS[tr.layout]
-    ctes: list[sql.Composable] = [_data_ctes(tr), _recursive_cte(tr)]
+    ctes: list[sql.Composable] = [layout.data_ctes(tr), layout.recursive_cte(tr)]
     ctes.append(
         sql.SQL(
             "-- the trained weights and biases: the rows of the last update\ntrained AS (\n{rows}\n)"
@@ -386,7 +386,8 @@ SETTINGS = (sql.SQL("SET LOCAL enable_nestloop = off"),)
 
 def statements(tr: Training) -> list[sql.Composed]:
     """Everything one block runs, in order: the preparation (mini-batches), then the training."""
-    return [sql.Composed([p, sql.SQL(";\n")]) for p in preparation(tr)] + [training_statement(tr)]
+    prepare = LAYOUTS[tr.layout].preparation(tr)
+    return [sql.Composed([p, sql.SQL(";\n")]) for p in prepare] + [training_statement(tr)]
 
 
 def script(trainings: list[Training]) -> str:

@@ -39,11 +39,12 @@ network_options = st.fixed_dictionaries(
         "rate": st.sampled_from([0.01, 0.1, 0.5]),
         "per_statement": st.integers(1, 5),
         "seed": st.integers(0, 10**6),
+        "layout": st.sampled_from(["long", "wide"]),
     }
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(o=network_options)
 def test_generated_trainings_match_the_reference(db_url: str, o: dict) -> None:
     rng = random.Random(o["seed"])

@@ -24,7 +24,11 @@ def post_script(**kw: object) -> str:
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("post_train.sql", {}), ("post_train_trace.sql", {"trace_run": 1})],
+    [
+        ("post_train.sql", {"layout": "wide"}),  # what `sqlnet sql` prints for the post (layout auto)
+        ("post_train_long.sql", {"layout": "long"}),
+        ("post_train_trace.sql", {"layout": "long", "trace_run": 1}),
+    ],
 )
 def test_golden(name: str, kwargs: dict) -> None:
     """The post's training script; set SQLNET_UPDATE_GOLDEN=1 to rewrite after a deliberate change."""
@@ -35,19 +39,21 @@ def test_golden(name: str, kwargs: dict) -> None:
     assert path.read_text() == text, f"generated SQL changed: diff it against {path}"
 
 
-def test_one_named_commented_fragment_per_phase() -> None:
-    text = post_statement()
+@pytest.mark.parametrize("layout", ["long", "wide"])
+def test_one_named_commented_fragment_per_phase(layout: str) -> None:
+    text = post_statement(layout=layout)
     for n, name in enumerate(
         ["hidden_input", "hidden_activation", "output_input", "output", "error", "hidden_delta", "update"],
         start=1,
     ):
         assert f"-- phase {n} · {name}: " in text
-        assert f'"phase{n}_{name}" AS (' in text
+        assert f'"phase{n}_{name}" AS (' in text or f'"phase{n}_{name}" AS MATERIALIZED (' in text
 
 
-def test_hostile_names_are_quoted_identifiers() -> None:
+@pytest.mark.parametrize("layout", ["long", "wide"])
+def test_hostile_names_are_quoted_identifiers(layout: str) -> None:
     hostile = 'x"; DROP TABLE inputs; --'
-    text = training_statement(Training(POST_NET, post_table_map(hostile), 0.1)).as_string(None)
+    text = training_statement(Training(POST_NET, post_table_map(hostile), 0.1, layout=layout)).as_string(None)
     assert '"x""; DROP TABLE inputs; --"."inputs"' in text
     # outside quoted identifiers, the hostile text never appears
     assert "DROP TABLE" not in re.sub(r'"(?:[^"]|"")*"', '""', text)

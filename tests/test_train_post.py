@@ -58,9 +58,12 @@ def test_several_statements_equal_one(post_db: str, server_url: str) -> None:
     assert many.sql_losses == pytest.approx(one.sql_losses, rel=1e-12)
 
 
-def test_golden_statement_runs_as_printed_in_psql(post_db: str, conn: psycopg.Connection) -> None:
+@pytest.mark.parametrize("golden", ["post_train.sql", "post_train_long.sql"])
+def test_golden_statement_runs_as_printed_in_psql(
+    post_db: str, conn: psycopg.Connection, golden: str
+) -> None:
     out = subprocess.run(
-        [str(psql_binary()), post_db, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(GOLDEN / "post_train.sql")],
+        [str(psql_binary()), post_db, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(GOLDEN / golden)],
         capture_output=True,
         text=True,
         check=True,

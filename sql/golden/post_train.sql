@@ -5,190 +5,139 @@ SET LOCAL enable_nestloop = off;
 
 -- sqlnet: train a 3-2-3 network, relu hidden layers, linear output, loss half-se, bias per edge
 -- updates from epoch 1 batch 1 to epoch 1 batch 1, learning rate 0.1, gradient descent
--- full batch (gradients are means over all samples); float8; layout long
+-- full batch (gradients are means over all samples); float8; layout wide
 -- the phases of each update: 1 hidden_input, 2 hidden_activation, 3 output_input, 4 output, 5 error, 6 hidden_delta, 7 update
 -- It writes the trained weights back and returns each epoch's summed loss and sample count
 -- (each sample's loss taken before its batch's update), then the trained weights and biases.
 WITH RECURSIVE
--- layer 0: the input value of each sample and input node
-x AS (
-  SELECT 1::bigint AS sample, "inputnode"::int AS node, "inputvalue"::float8 AS value FROM "inputs"
+-- the samples, one row each: the input values x1.. and the targets t1..
+data AS MATERIALIZED (
+  SELECT * FROM (SELECT sample, max(value) FILTER (WHERE node = 1) AS x1, max(value) FILTER (WHERE node = 2) AS x2, max(value) FILTER (WHERE node = 3) AS x3 FROM (SELECT 1::bigint AS sample, "inputnode"::int AS node, "inputvalue"::float8 AS value FROM "inputs") AS x GROUP BY sample) AS x
+  JOIN (SELECT sample, max(value) FILTER (WHERE node = 1) AS t1, max(value) FILTER (WHERE node = 2) AS t2, max(value) FILTER (WHERE node = 3) AS t3 FROM (SELECT 1::bigint AS sample, "outputnode"::int AS node, "outputvalue"::float8 AS value FROM "outputs") AS t GROUP BY sample) AS t USING (sample)
 ),
--- the target value of each sample and output node
-target AS (
-  SELECT 1::bigint AS sample, "outputnode"::int AS node, "outputvalue"::float8 AS value FROM "outputs"
-),
--- the training: each step of the recursion is one phase; `epoch`, `batch` and `phase` say which
-train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
+-- the training: each step of the recursion is one update, its phases the CTEs inside it;
+-- the row it carries holds the parameters as arrays and the loss of the update just made
+train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
   -- phase 0 · start: the weights and biases as the tables hold them
-  SELECT 1, 0, 0, 'weight'::text, 1, NULL::bigint, w."weight1inputnodenumber"::int, w."weight1outputnodenumber"::int, w."weight1value"::float8
-  FROM "weights1" AS w
-  UNION ALL
-  SELECT 1, 0, 0, 'bias', 1, NULL, w."weight1inputnodenumber"::int, w."weight1outputnodenumber"::int, w."weight1bias"::float8
-  FROM "weights1" AS w
-  UNION ALL
-  SELECT 1, 0, 0, 'weight'::text, 2, NULL::bigint, w."weight2inputnodenumber"::int, w."weight2outputnodenumber"::int, w."weight2value"::float8
-  FROM "weights2" AS w
-  UNION ALL
-  SELECT 1, 0, 0, 'bias', 2, NULL, w."weight2inputnodenumber"::int, w."weight2outputnodenumber"::int, w."weight2bias"::float8
-  FROM "weights2" AS w
+  SELECT 1,
+         0,
+         0,
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight1inputnodenumber"::int AS i, array_agg("weight1value"::float8 ORDER BY "weight1outputnodenumber") AS r FROM "weights1" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight1inputnodenumber"::int AS i, array_agg("weight1bias"::float8 ORDER BY "weight1outputnodenumber") AS r FROM "weights1" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight2inputnodenumber"::int AS i, array_agg("weight2value"::float8 ORDER BY "weight2outputnodenumber") AS r FROM "weights2" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight2inputnodenumber"::int AS i, array_agg("weight2bias"::float8 ORDER BY "weight2outputnodenumber") AS r FROM "weights2" GROUP BY 1) AS rows),
+         NULL::float8,
+         NULL::bigint
   UNION ALL
   (
     WITH
-    -- the rows of the previous step: every row of a step has the same epoch, batch and phase
-    prev AS (SELECT * FROM train),
-    step AS (SELECT epoch, batch, phase FROM prev LIMIT 1),
-    -- the update after this one: the next batch of the epoch, or the first of the next epoch
+    -- the state after the previous update (one row), while updates remain
+    prev AS (
+      SELECT * FROM train WHERE (epoch, batch) < (1, 1)
+    ),
+    -- the update to make: the next batch of the epoch, or the first of the next epoch
     next AS (
       SELECT CASE WHEN batch < 1 THEN epoch ELSE epoch + 1 END AS epoch,
              CASE WHEN batch < 1 THEN batch + 1 ELSE 1 END AS batch
-      FROM step
+      FROM prev
     ),
-    -- the number of samples in this update's batch: gradients are means over them
-    batch_size AS (
-      SELECT count(DISTINCT sample) AS n FROM prev WHERE quantity = 'delta' AND layer = 2
-    ),
-    -- the input values of the next update's batch (read by phase 1 only)
-    batch_inputs AS (
-      SELECT sample, node, value FROM x
-    ),
-    -- the target values of this update's batch (read by the error phase only)
-    batch_targets AS (
-      SELECT sample, node, value FROM target
+    -- the samples of its batch, one row each
+    batch_rows AS MATERIALIZED (
+      SELECT * FROM data
     ),
     -- phase 1 · hidden_input: the input of each hidden node from the batch's input values: z1[s, j] = sum over i of w1[i, j] * a0[s, i] + sum over i of b1[i, j]; and a0, the batch's input values, kept for the update
-    "phase1_hidden_input" AS (
-      SELECT (SELECT epoch FROM next), (SELECT batch FROM next), 1, 'input', 1, s.sample, NULL::int, s.j, s.value + b.value
-      FROM (
-        SELECT a.sample, w.j, sum(w.value * a.value) AS value
-        FROM prev AS w JOIN batch_inputs AS a ON a.node = w.i
-        WHERE w.quantity = 'weight' AND w.layer = 1
-        GROUP BY a.sample, w.j
-      ) AS s
-      JOIN (
-        -- each node's bias: the sum of its bias rows (one per edge, or one per node)
-        SELECT j, sum(value) AS value FROM prev WHERE quantity = 'bias' AND layer = 1 GROUP BY j
-      ) AS b ON b.j = s.j
-      WHERE (SELECT phase FROM step) IN (0, 7) AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < (1, 1)
-      UNION ALL
-      -- the batch's input values, kept as layer 0's activations for the update
-      SELECT (SELECT epoch FROM next), (SELECT batch FROM next), 1, 'activation', 0, sample, NULL::int, node, value
-      FROM batch_inputs
-      WHERE (SELECT phase FROM step) IN (0, 7) AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < (1, 1)
-      UNION ALL
-      -- carried forward for later phases: bias1, bias2, weight1, weight2
-      SELECT (SELECT epoch FROM next), (SELECT batch FROM next), 1, quantity, layer, sample, i, j, value
-      FROM prev
-      WHERE (SELECT phase FROM step) IN (0, 7) AND ((SELECT epoch FROM step), (SELECT batch FROM step)) < (1, 1) AND (quantity, layer) IN (('bias', 1), ('bias', 2), ('weight', 1), ('weight', 2))
+    "phase1_hidden_input" AS MATERIALIZED (
+      SELECT s.*,
+        p.w1[1][1] * s.x1 + p.w1[2][1] * s.x2 + p.w1[3][1] * s.x3 + p.b1[1][1] + p.b1[2][1] + p.b1[3][1] AS z1_1,
+        p.w1[1][2] * s.x1 + p.w1[2][2] * s.x2 + p.w1[3][2] * s.x3 + p.b1[1][2] + p.b1[2][2] + p.b1[3][2] AS z1_2
+      FROM batch_rows AS s CROSS JOIN prev AS p
     ),
     -- phase 2 · hidden_activation: the relu activation of each hidden node: a1 = max(z1, 0)
-    "phase2_hidden_activation" AS (
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 2, 'activation', 1, z.sample, NULL::int, z.j, greatest(z.value, 0)
-      FROM prev AS z
-      WHERE (SELECT phase FROM step) = 1 AND z.quantity = 'input' AND z.layer = 1
-      UNION ALL
-      -- carried forward for later phases: activation0, bias1, bias2, input1, weight1, weight2
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 2, quantity, layer, sample, i, j, value
-      FROM prev
-      WHERE (SELECT phase FROM step) = 1 AND (quantity, layer) IN (('activation', 0), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+    "phase2_hidden_activation" AS MATERIALIZED (
+      SELECT s.*,
+        greatest(z1_1, 0) AS a1_1,
+        greatest(z1_2, 0) AS a1_2
+      FROM phase1_hidden_input AS s
     ),
     -- phase 3 · output_input: the input of each output node from the hidden layer: z2[s, j] = sum over i of w2[i, j] * a1[s, i] + sum over i of b2[i, j]
-    "phase3_output_input" AS (
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 3, 'input', 2, s.sample, NULL::int, s.j, s.value + b.value
-      FROM (
-        SELECT a.sample, w.j, sum(w.value * a.value) AS value
-        FROM prev AS w JOIN prev AS a ON a.quantity = 'activation' AND a.layer = 1 AND a.j = w.i
-        WHERE w.quantity = 'weight' AND w.layer = 2
-        GROUP BY a.sample, w.j
-      ) AS s
-      JOIN (
-        -- each node's bias: the sum of its bias rows (one per edge, or one per node)
-        SELECT j, sum(value) AS value FROM prev WHERE quantity = 'bias' AND layer = 2 GROUP BY j
-      ) AS b ON b.j = s.j
-      WHERE (SELECT phase FROM step) = 2
-      UNION ALL
-      -- carried forward for later phases: activation0, activation1, bias1, bias2, input1, weight1, weight2
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 3, quantity, layer, sample, i, j, value
-      FROM prev
-      WHERE (SELECT phase FROM step) = 2 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+    "phase3_output_input" AS MATERIALIZED (
+      SELECT s.*,
+        p.w2[1][1] * s.a1_1 + p.w2[2][1] * s.a1_2 + p.b2[1][1] + p.b2[2][1] AS z2_1,
+        p.w2[1][2] * s.a1_1 + p.w2[2][2] * s.a1_2 + p.b2[1][2] + p.b2[2][2] AS z2_2,
+        p.w2[1][3] * s.a1_1 + p.w2[2][3] * s.a1_2 + p.b2[1][3] + p.b2[2][3] AS z2_3
+      FROM phase2_hidden_activation AS s CROSS JOIN prev AS p
     ),
     -- phase 4 · output: the linear activation of each output node: a2 = z2
-    "phase4_output" AS (
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 4, 'activation', 2, z.sample, NULL::int, z.j, z.value
-      FROM prev AS z
-      WHERE (SELECT phase FROM step) = 3 AND z.quantity = 'input' AND z.layer = 2
-      UNION ALL
-      -- carried forward for later phases: activation0, activation1, bias1, bias2, input1, weight1, weight2
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 4, quantity, layer, sample, i, j, value
-      FROM prev
-      WHERE (SELECT phase FROM step) = 3 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+    "phase4_output" AS MATERIALIZED (
+      SELECT s.*,
+        z2_1 AS a2_1,
+        z2_2 AS a2_2,
+        z2_3 AS a2_3
+      FROM phase3_output_input AS s
     ),
     -- phase 5 · error: the loss of each sample, 1/2 * sum over outputs of (y - t)^2 (t from the outputs table), and the output delta d2[s, j] = dL/dy * f'(z2) = (y - t) * linear'(z2)
-    "phase5_error" AS (
-      -- the loss of each sample
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 5, 'loss', NULL::int, y.sample, NULL::int, NULL::int, sum(0.5 * (y.value - t.value) * (y.value - t.value))
-      FROM prev AS y JOIN batch_targets AS t ON t.sample = y.sample AND t.node = y.j
-      WHERE (SELECT phase FROM step) = 4 AND y.quantity = 'activation' AND y.layer = 2
-      GROUP BY y.sample
-      UNION ALL
-      -- the delta of each output node
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 5, 'delta', 2, y.sample, NULL::int, y.j, (y.value - t.value) * (1)
-      FROM prev AS y JOIN batch_targets AS t ON t.sample = y.sample AND t.node = y.j
-      WHERE (SELECT phase FROM step) = 4 AND y.quantity = 'activation' AND y.layer = 2
-      UNION ALL
-      -- carried forward for later phases: activation0, activation1, bias1, bias2, input1, weight1, weight2
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 5, quantity, layer, sample, i, j, value
-      FROM prev
-      WHERE (SELECT phase FROM step) = 4 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('input', 1), ('weight', 1), ('weight', 2))
+    "phase5_error" AS MATERIALIZED (
+      SELECT s.*,
+        0.5 * (a2_1 - t1) * (a2_1 - t1) + 0.5 * (a2_2 - t2) * (a2_2 - t2) + 0.5 * (a2_3 - t3) * (a2_3 - t3) AS loss,
+        (a2_1 - t1) * (1) AS d2_1,
+        (a2_2 - t2) * (1) AS d2_2,
+        (a2_3 - t3) * (1) AS d2_3
+      FROM phase4_output AS s
     ),
     -- phase 6 · hidden_delta: the delta of each hidden node, backpropagated through the weights before this epoch's update: d1[s, i] = relu'(z1[s, i]) * sum over j of w2[i, j] * d2[s, j]
-    "phase6_hidden_delta" AS (
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 6, 'delta', 1, back.sample, NULL::int, back.i, back.value * (CASE WHEN z.value > 0 THEN 1 ELSE 0 END)
-      FROM (
-        -- what each node sent forward, weighted back: sum over j of w[i, j] * d[s, j]
-        SELECT d.sample, w.i, sum(w.value * d.value) AS value
-        FROM prev AS w JOIN prev AS d ON d.quantity = 'delta' AND d.layer = 2 AND d.j = w.j
-        WHERE w.quantity = 'weight' AND w.layer = 2
-        GROUP BY d.sample, w.i
-      ) AS back
-      JOIN prev AS z ON z.quantity = 'input' AND z.layer = 1 AND z.sample = back.sample AND z.j = back.i
-      WHERE (SELECT phase FROM step) = 5
-      UNION ALL
-      -- carried forward for later phases: activation0, activation1, bias1, bias2, delta2, weight1, weight2
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 6, quantity, layer, sample, i, j, value
-      FROM prev
-      WHERE (SELECT phase FROM step) = 5 AND (quantity, layer) IN (('activation', 0), ('activation', 1), ('bias', 1), ('bias', 2), ('delta', 2), ('weight', 1), ('weight', 2))
+    "phase6_hidden_delta" AS MATERIALIZED (
+      SELECT s.*,
+        (p.w2[1][1] * s.d2_1 + p.w2[1][2] * s.d2_2 + p.w2[1][3] * s.d2_3) * (CASE WHEN z1_1 > 0 THEN 1 ELSE 0 END) AS d1_1,
+        (p.w2[2][1] * s.d2_1 + p.w2[2][2] * s.d2_2 + p.w2[2][3] * s.d2_3) * (CASE WHEN z1_2 > 0 THEN 1 ELSE 0 END) AS d1_2
+      FROM phase5_error AS s CROSS JOIN prev AS p
+    ),
+    -- the gradient of the loss summed over the batch (the update divides by the batch's size)
+    gradient AS MATERIALIZED (
+      SELECT
+        count(*) AS n,
+        sum(loss) AS loss,
+        ARRAY[[sum(x1 * d1_1), sum(x1 * d1_2)], [sum(x2 * d1_1), sum(x2 * d1_2)], [sum(x3 * d1_1), sum(x3 * d1_2)]] AS gw1,
+        ARRAY[sum(d1_1), sum(d1_2)] AS gb1,
+        ARRAY[[sum(a1_1 * d2_1), sum(a1_1 * d2_2), sum(a1_1 * d2_3)], [sum(a1_2 * d2_1), sum(a1_2 * d2_2), sum(a1_2 * d2_3)]] AS gw2,
+        ARRAY[sum(d2_1), sum(d2_2), sum(d2_3)] AS gb2
+      FROM phase6_hidden_delta
     ),
     -- phase 7 · update: one optimizer step on every weight and bias, with the gradient of the mean loss over the batch: dL/dw[i, j] = mean over s of a[s, i] * d[s, j];  dL/dbias[., j] = mean over s of d[s, j]
     "phase7_update" AS (
-      SELECT (SELECT epoch FROM step), (SELECT batch FROM step), 7, p.quantity, p.layer, NULL::bigint, p.i, p.j, p.value - 0.1 * g.value
-      FROM prev AS p JOIN (
-        -- the gradient of the mean loss over the batch: a[s, i] * d[s, j] for a weight, d[s, j] for a bias
-        SELECT 'weight' AS quantity, d.layer, a.j AS i, d.j, sum(a.value * d.value) / (SELECT n FROM batch_size) AS value
-        FROM prev AS d JOIN prev AS a ON a.quantity = 'activation' AND a.layer = d.layer - 1 AND a.sample = d.sample
-        WHERE d.quantity = 'delta'
-        GROUP BY d.layer, a.j, d.j
-        UNION ALL
-        SELECT 'bias', layer, NULL, j, sum(value) / (SELECT n FROM batch_size)
-        FROM prev WHERE quantity = 'delta'
-        GROUP BY layer, j
-      ) AS g ON g.quantity = p.quantity AND g.layer = p.layer AND g.j = p.j AND (g.i = p.i OR p.quantity = 'bias')
-      WHERE (SELECT phase FROM step) = 6
+      SELECT
+        (SELECT epoch FROM next),
+        (SELECT batch FROM next),
+        7,
+        ARRAY[[p.w1[1][1] - 0.1 * g.gw1[1][1] / g.n, p.w1[1][2] - 0.1 * g.gw1[1][2] / g.n],
+          [p.w1[2][1] - 0.1 * g.gw1[2][1] / g.n, p.w1[2][2] - 0.1 * g.gw1[2][2] / g.n],
+          [p.w1[3][1] - 0.1 * g.gw1[3][1] / g.n, p.w1[3][2] - 0.1 * g.gw1[3][2] / g.n]],
+        ARRAY[[p.b1[1][1] - 0.1 * g.gb1[1] / g.n, p.b1[1][2] - 0.1 * g.gb1[2] / g.n],
+          [p.b1[2][1] - 0.1 * g.gb1[1] / g.n, p.b1[2][2] - 0.1 * g.gb1[2] / g.n],
+          [p.b1[3][1] - 0.1 * g.gb1[1] / g.n, p.b1[3][2] - 0.1 * g.gb1[2] / g.n]],
+        ARRAY[[p.w2[1][1] - 0.1 * g.gw2[1][1] / g.n, p.w2[1][2] - 0.1 * g.gw2[1][2] / g.n, p.w2[1][3] - 0.1 * g.gw2[1][3] / g.n],
+          [p.w2[2][1] - 0.1 * g.gw2[2][1] / g.n, p.w2[2][2] - 0.1 * g.gw2[2][2] / g.n, p.w2[2][3] - 0.1 * g.gw2[2][3] / g.n]],
+        ARRAY[[p.b2[1][1] - 0.1 * g.gb2[1] / g.n, p.b2[1][2] - 0.1 * g.gb2[2] / g.n, p.b2[1][3] - 0.1 * g.gb2[3] / g.n],
+          [p.b2[2][1] - 0.1 * g.gb2[1] / g.n, p.b2[2][2] - 0.1 * g.gb2[2] / g.n, p.b2[2][3] - 0.1 * g.gb2[3] / g.n]],
+        g.loss,
+        g.n
+      FROM prev AS p CROSS JOIN gradient AS g
     )
-    -- only the phase that follows the previous step produces rows
-    SELECT * FROM "phase1_hidden_input"
-    UNION ALL SELECT * FROM "phase2_hidden_activation"
-    UNION ALL SELECT * FROM "phase3_output_input"
-    UNION ALL SELECT * FROM "phase4_output"
-    UNION ALL SELECT * FROM "phase5_error"
-    UNION ALL SELECT * FROM "phase6_hidden_delta"
-    UNION ALL SELECT * FROM "phase7_update"
+    SELECT * FROM "phase7_update"
   )
 ),
 -- the trained weights and biases: the rows of the last update
 trained AS (
-  SELECT quantity, layer, i, j, value FROM train
-  WHERE (epoch, batch, phase) = (1, 1, 7)
+  SELECT 'weight'::text AS quantity, 1 AS layer, i AS i, j, s.w1[i][j] AS value
+  FROM (SELECT * FROM train WHERE (epoch, batch, phase) = (1, 1, 7)) AS s, generate_series(1, 3) AS i, generate_series(1, 2) AS j
+  UNION ALL
+  SELECT 'bias'::text AS quantity, 1 AS layer, i AS i, j, s.b1[i][j] AS value
+  FROM (SELECT * FROM train WHERE (epoch, batch, phase) = (1, 1, 7)) AS s, generate_series(1, 3) AS i, generate_series(1, 2) AS j
+  UNION ALL
+  SELECT 'weight'::text AS quantity, 2 AS layer, i AS i, j, s.w2[i][j] AS value
+  FROM (SELECT * FROM train WHERE (epoch, batch, phase) = (1, 1, 7)) AS s, generate_series(1, 2) AS i, generate_series(1, 3) AS j
+  UNION ALL
+  SELECT 'bias'::text AS quantity, 2 AS layer, i AS i, j, s.b2[i][j] AS value
+  FROM (SELECT * FROM train WHERE (epoch, batch, phase) = (1, 1, 7)) AS s, generate_series(1, 2) AS i, generate_series(1, 3) AS j
 ),
 -- write them back into the tables
 write_weights1 AS (
@@ -206,7 +155,7 @@ write_weights2 AS (
 -- the result: each epoch's loss (summed over its samples) and sample count, then the trained parameters
 SELECT * FROM (
   SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value, samples
-  FROM (SELECT epoch, sum(value) AS loss, count(*) AS samples FROM train WHERE quantity = 'loss' GROUP BY epoch) AS l
+  FROM (SELECT epoch, sum(loss) AS loss, sum(samples) AS samples FROM train WHERE phase = 7 GROUP BY epoch) AS l
   UNION ALL
   SELECT quantity, 1, layer, i, j, value, NULL FROM trained WHERE quantity IN ('weight', 'bias')
 ) AS result

@@ -19,8 +19,9 @@ A layout provides, for a compiled training (``sqlnet.statement.Training``):
 from __future__ import annotations
 
 from sqlnet.layouts.long import LongLayout
+from sqlnet.layouts.wide import WideLayout
 
-LAYOUTS = {"long": LongLayout()}
+LAYOUTS = {"long": LongLayout(), "wide": WideLayout()}
 DEFAULT_LAYOUT = "long"
 
-__all__ = ["DEFAULT_LAYOUT", "LAYOUTS", "LongLayout"]
+__all__ = ["DEFAULT_LAYOUT", "LAYOUTS", "LongLayout", "WideLayout"]

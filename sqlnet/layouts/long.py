@@ -32,6 +32,22 @@ STATE_TABLE = sql.Identifier("sqlnet", "optimizer_state")
 class LongLayout:
     name = "long"
 
+    # the statement's skeleton for a layout whose steps are single phases lives in sqlnet.statement
+    def preparation(self, tr: Training) -> list[sql.Composable]:
+        from sqlnet.statement import long_preparation
+
+        return long_preparation(tr)
+
+    def data_ctes(self, tr: Training) -> sql.Composable:
+        from sqlnet.statement import long_data_ctes
+
+        return long_data_ctes(tr)
+
+    def recursive_cte(self, tr: Training) -> sql.Composable:
+        from sqlnet.statement import long_recursive_cte
+
+        return long_recursive_cte(tr)
+
     def columns(self, tr: Training) -> sql.Composable:
         return sql.SQL(
             "epoch, batch, phase, quantity, layer, sample, i, j, value"

@@ -1,0 +1,623 @@
+"""The wide layout: one row per sample, one column per node; one recursive step per update.
+
+The recursion carries a single row per update: the parameters as arrays (``w1[i][j]``,
+``b1[i][j]`` or ``b1[j]``, and the optimizer's state), plus the loss of the update just made.
+Inside each step every phase is its own materialised CTE over the batch's samples, one row per
+sample with a column per node (``x1``, ``z1_3``, ``a1_3``, ``d1_3``, ``t1``): PostgreSQL does no
+common-subexpression elimination, so each quantity is computed once in its stage and read from
+there. The phases are the same as the long layout's, fused into the step; per-sample values are
+never carried from one update to the next, so a step's work is the batch, not the history.
+
+Limits: a sample row has a column per node and phase, so networks whose widest rows would pass
+~1500 columns (PostgreSQL allows 1600) use the long layout; so do exact NUMERIC and --trace
+(which needs every phase as rows of its own).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from sqlnet.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
+from sqlnet.phases import BIAS, STEP, WEIGHT
+
+if TYPE_CHECKING:
+    from sqlnet.network import Network
+    from sqlnet.statement import Training
+
+MAX_SAMPLE_COLUMNS = 1500
+WIDE_TABLE = sql.Identifier("pg_temp", "sqlnet_wide")
+
+
+def sample_columns(net: Network) -> int:
+    """How many columns the widest per-sample stage has."""
+    return 2 + net.sizes[0] + net.sizes[-1] + 3 * sum(net.sizes[1:]) + 2 * net.sizes[-1] + 3
+
+
+def fits(net: Network) -> bool:
+    return sample_columns(net) <= MAX_SAMPLE_COLUMNS
+
+
+def _c(name: str) -> sql.Composable:
+    """A column sqlnet names itself (x3, z1_2, ...): letters and numbers only, never user text."""
+    return sql.SQL(name)
+
+
+def _sum(terms: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL(" + ").join(terms) if terms else sql.SQL("0")
+
+
+class WideLayout:
+    name = "wide"
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def _pivot(self, tr: Training) -> sql.Composable:
+        """One row per sample: sample, x1..xn, t1..tm, from the user's long tables."""
+        from sqlnet.statement import _data_select
+
+        net, t = tr.net, tr.tables
+        xs = sql.SQL(", ").join(
+            sql.SQL("max(value) FILTER (WHERE node = {i}) AS {x}").format(i=sql.Literal(i), x=_c(f"x{i}"))
+            for i in range(1, net.sizes[0] + 1)
+        )
+        ts = sql.SQL(", ").join(
+            sql.SQL("max(value) FILTER (WHERE node = {j}) AS {t}").format(j=sql.Literal(j), t=_c(f"t{j}"))
+            for j in range(1, net.sizes[-1] + 1)
+        )
+        return sql.SQL(
+            "SELECT * FROM (SELECT sample, {xs} FROM ({x}) AS x GROUP BY sample) AS x\n"
+            "  JOIN (SELECT sample, {ts} FROM ({t}) AS t GROUP BY sample) AS t USING (sample)"
+        ).format(xs=xs, x=_data_select(tr, t.inputs), ts=ts, t=_data_select(tr, t.outputs))
+
+    def preparation(self, tr: Training) -> list[sql.Composable]:
+        """Mini-batches: the samples as wide rows in an indexed temp table (and the shuffled batches)."""
+        if not tr.mini_batch:
+            return []
+        from sqlnet.statement import BATCH_TABLE
+
+        drop = sql.SQL("DROP TABLE IF EXISTS {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE)
+        if tr.shuffle is None:
+            return [
+                drop,
+                sql.SQL(
+                    "-- one row per sample with its batch: {n} consecutive samples by sampleId\n"
+                    "CREATE TEMP TABLE sqlnet_wide AS\n"
+                    "SELECT (dense_rank() OVER (ORDER BY sample) - 1) / {n} + 1 AS batch, * FROM ({pivot}) AS d"
+                ).format(n=sql.Literal(tr.batch_size), pivot=self._pivot(tr)),
+                sql.SQL("CREATE INDEX ON {} (batch)").format(WIDE_TABLE),
+                sql.SQL("ANALYZE {}").format(WIDE_TABLE),
+            ]
+        return [
+            drop,
+            sql.SQL(
+                "-- one row per sample, indexed by sample\nCREATE TEMP TABLE sqlnet_wide AS {pivot}"
+            ).format(pivot=self._pivot(tr)),
+            sql.SQL("CREATE INDEX ON {} (sample)").format(WIDE_TABLE),
+            sql.SQL(
+                "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
+                "CREATE TEMP TABLE sqlnet_batches AS\n"
+                "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch "
+                "|| ':' || s.sample) COLLATE \"C\", s.sample) - 1) / {n} + 1 AS batch, s.sample\n"
+                "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN (SELECT sample FROM {w}) AS s"
+            ).format(
+                e1=sql.Literal(tr.first[0]),
+                e2=sql.Literal(tr.last[0]),
+                seed=sql.Literal(str(tr.shuffle)),
+                n=sql.Literal(tr.batch_size),
+                w=WIDE_TABLE,
+            ),
+            sql.SQL("CREATE INDEX ON {} (epoch, batch)").format(BATCH_TABLE),
+            sql.SQL("ANALYZE {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE),
+        ]
+
+    def data_ctes(self, tr: Training) -> sql.Composable:
+        from sqlnet.statement import BATCH_TABLE
+
+        if tr.mini_batch:
+            return sql.SQL(
+                "-- the number of batches per epoch (the samples are in the temp tables above)\n"
+                "batches AS (\n  SELECT max(batch) AS n FROM {b}\n)"
+            ).format(b=WIDE_TABLE if tr.shuffle is None else BATCH_TABLE)
+        return sql.SQL(
+            "-- the samples, one row each: the input values x1.. and the targets t1..\n"
+            "data AS MATERIALIZED (\n  {pivot}\n)"
+        ).format(pivot=self._pivot(tr))
+
+    def _batch_rows(self, tr: Training) -> sql.Composable:
+        from sqlnet.statement import BATCH_TABLE
+
+        if not tr.mini_batch:
+            return sql.SQL("SELECT * FROM data")
+        if tr.shuffle is None:
+            return sql.SQL("SELECT * FROM {w} WHERE batch = (SELECT batch FROM next)").format(w=WIDE_TABLE)
+        return sql.SQL(
+            "SELECT * FROM {w} WHERE sample = ANY (ARRAY(SELECT sample FROM {b} "
+            "WHERE epoch = (SELECT epoch FROM next) AND batch = (SELECT batch FROM next)))"
+        ).format(w=WIDE_TABLE, b=BATCH_TABLE)
+
+    # --- the state row -------------------------------------------------------------------------
+
+    def _state_names(self, tr: Training) -> list[str]:
+        """The parameter arrays the state row carries, in column order."""
+        names = []
+        for k in range(1, tr.net.depth + 1):
+            names.append(f"w{k}")
+            if tr.net.bias != "none":
+                names.append(f"b{k}")
+        return names
+
+    def _columns(self, tr: Training) -> list[str]:
+        params = self._state_names(tr)
+        state = [f"{c}{p}" for p in params for c in tr.optimizer.state]
+        return [
+            "epoch",
+            "batch",
+            "phase",
+            *params,
+            *state,
+            *(["t"] if tr.optimizer.name == "adam" else []),
+            "loss",
+            "samples",
+        ]
+
+    def _matrix(
+        self, tr: Training, table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable
+    ) -> sql.Composable:
+        """A 2D array [i][j] from a table of (i, j, value) rows (array_agg of arrays is 2D)."""
+        return sql.SQL(
+            "(SELECT array_agg(r ORDER BY i) FROM (SELECT {i}::int AS i, array_agg({v}::float8 ORDER BY {j}) AS r "
+            "FROM {t} GROUP BY 1) AS rows)"
+        ).format(i=i, j=j, v=value, t=table)
+
+    def _state_start(self, tr: Training, quantity: str, k: int, column: str) -> sql.Composable:
+        """The optimizer state of one parameter array, zeros where none is kept."""
+        from sqlnet.layouts.long import STATE_TABLE
+
+        w = tr.tables.weights[k - 1]
+        key = sql.Literal(tr.state_key)
+        if quantity == WEIGHT or tr.net.bias == "edge":
+            return self._matrix(
+                tr,
+                sql.SQL(
+                    "{t} AS w LEFT JOIN {s} AS s ON s.network = {key} AND s.quantity = {q} AND s.layer = {k} "
+                    "AND s.i = w.{i}::int AND s.j = w.{j}::int"
+                ).format(
+                    t=w.ident,
+                    s=STATE_TABLE,
+                    key=key,
+                    q=sql.Literal(quantity),
+                    k=sql.Literal(k),
+                    i=w.col("in"),
+                    j=w.col("out"),
+                ),
+                sql.SQL("w.{}").format(w.col("in")),
+                sql.SQL("w.{}").format(w.col("out")),
+                sql.SQL("coalesce(s.{}, 0)").format(_c(column)),
+            )
+        b = tr.tables.biases[k - 1]
+        return sql.SQL(
+            "(SELECT array_agg(coalesce(s.{c}, 0)::float8 ORDER BY b.{n}) FROM {t} AS b LEFT JOIN {s} AS s "
+            "ON s.network = {key} AND s.quantity = {q} AND s.layer = {k} AND s.i = 0 AND s.j = b.{n}::int)"
+        ).format(
+            c=_c(column),
+            n=b.col("node"),
+            t=b.ident,
+            s=STATE_TABLE,
+            key=key,
+            q=sql.Literal(BIAS),
+            k=sql.Literal(k),
+        )
+
+    def _start(self, tr: Training) -> sql.Composable:
+        from sqlnet.layouts.long import STATE_TABLE
+
+        values: list[sql.Composable] = [sql.Literal(tr.first[0]), sql.Literal(tr.first[1] - 1), sql.SQL("0")]
+        for k, w in enumerate(tr.tables.weights, start=1):
+            values.append(self._matrix(tr, w.ident, w.col("in"), w.col("out"), w.col("value")))
+            if tr.net.bias == "edge":
+                values.append(self._matrix(tr, w.ident, w.col("in"), w.col("out"), w.col("bias")))
+            elif tr.net.bias == "node":
+                b = tr.tables.biases[k - 1]
+                values.append(
+                    sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {n}) FROM {t})").format(
+                        v=b.col("value"), n=b.col("node"), t=b.ident
+                    )
+                )
+        for p in self._state_names(tr):
+            quantity, k = (WEIGHT if p[0] == "w" else BIAS), int(p[1:])
+            values += [self._state_start(tr, quantity, k, c) for c in tr.optimizer.state]
+        if tr.optimizer.name == "adam":
+            values.append(
+                sql.SQL("coalesce((SELECT m FROM {s} WHERE network = {key} AND quantity = {q}), 0)").format(
+                    s=STATE_TABLE, key=sql.Literal(tr.state_key), q=sql.Literal(STEP)
+                )
+            )
+        values += [sql.SQL("NULL::float8"), sql.SQL("NULL::bigint")]
+        return sql.SQL("  SELECT {}").format(sql.SQL(",\n         ").join(values))
+
+    # --- the phases of one update ----------------------------------------------------------------
+
+    def _bias(self, tr: Training, k: int, j: int) -> sql.Composable:
+        net = tr.net
+        if net.bias == "none":
+            return sql.SQL("")
+        if net.bias == "node":
+            return sql.SQL(" + p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j))
+        return sql.SQL(" + ").join(
+            [sql.SQL("")]
+            + [
+                sql.SQL("p.{b}[{i}][{j}]").format(b=_c(f"b{k}"), i=sql.Literal(i), j=sql.Literal(j))
+                for i in range(1, net.sizes[k - 1] + 1)
+            ]
+        )
+
+    def _act(self, k: int, i: int) -> str:
+        return f"x{i}" if k == 0 else f"a{k}_{i}"
+
+    def _input(self, tr: Training, k: int, source: str) -> sql.Composable:
+        net = tr.net
+        cols = [
+            sql.SQL("{s}{b} AS {z}").format(
+                s=_sum(
+                    [
+                        sql.SQL("p.{w}[{i}][{j}] * s.{a}").format(
+                            w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j), a=_c(self._act(k - 1, i))
+                        )
+                        for i in range(1, net.sizes[k - 1] + 1)
+                    ]
+                ),
+                b=self._bias(tr, k, j),
+                z=_c(f"z{k}_{j}"),
+            )
+            for j in range(1, net.sizes[k] + 1)
+        ]
+        return sql.SQL(
+            "      SELECT s.*,\n        {cols}\n      FROM {src} AS s CROSS JOIN prev AS p"
+        ).format(cols=sql.SQL(",\n        ").join(cols), src=_c(source))
+
+    def _activation(self, tr: Training, k: int, source: str) -> sql.Composable:
+        net = tr.net
+        f = ACTIVATIONS[net.activation(k)]
+        n = net.sizes[k]
+        if f.elementwise:
+            cols = [
+                sql.SQL("{f} AS {a}").format(
+                    f=sql.SQL(f.sql_value).format(z=_c(f"z{k}_{j}")), a=_c(f"a{k}_{j}")
+                )
+                for j in range(1, n + 1)
+            ]
+            return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s").format(
+                cols=sql.SQL(",\n        ").join(cols), src=_c(source)
+            )
+        # softmax: shift by the row's largest input, then normalise by the row's sum
+        zmax = sql.SQL("greatest({})").format(sql.SQL(", ").join(_c(f"z{k}_{j}") for j in range(1, n + 1)))
+        exps = sql.SQL(",\n          ").join(
+            sql.SQL("{e} AS {name}").format(
+                e=sql.SQL(f.sql_value).format(z=_c(f"z{k}_{j}"), zmax=_c("zmax")), name=_c(f"e{k}_{j}")
+            )
+            for j in range(1, n + 1)
+        )
+        total = _sum([_c(f"e{k}_{j}") for j in range(1, n + 1)])
+        cols = sql.SQL(",\n        ").join(
+            sql.SQL("{e} / ({total}) AS {a}").format(e=_c(f"e{k}_{j}"), total=total, a=_c(f"a{k}_{j}"))
+            for j in range(1, n + 1)
+        )
+        return sql.SQL(
+            "      SELECT s.*,\n        {cols}\n"
+            "      FROM (\n        SELECT s.*,\n          {exps}\n"
+            "        FROM (SELECT s.*, {zmax} AS zmax FROM {src} AS s) AS s\n      ) AS s"
+        ).format(cols=cols, exps=exps, zmax=zmax, src=_c(source))
+
+    def _derivative(self, tr: Training, k: int, j: int) -> sql.Composable:
+        f = ACTIVATIONS[tr.net.activation(k)]
+        return sql.SQL("(" + f.sql_derivative + ")").format(z=_c(f"z{k}_{j}"), a=_c(f"a{k}_{j}"))
+
+    def _error(self, tr: Training, source: str) -> sql.Composable:
+        net = tr.net
+        K, n = net.depth, net.sizes[-1]
+        loss = LOSSES[net.loss]
+        y = [_c(f"a{K}_{j}") for j in range(1, n + 1)]
+        t = [_c(f"t{j}") for j in range(1, n + 1)]
+        z = [_c(f"z{K}_{j}") for j in range(1, n + 1)]
+        if loss.outputs is None:
+            loss_sql = _sum([sql.SQL(loss.sql_value).format(y=y[j], t=t[j]) for j in range(n)])
+            deltas = [
+                sql.SQL("({g}) * {d}").format(
+                    g=sql.SQL(loss.sql_gradient).format(y=y[j], t=t[j]), d=self._derivative(tr, K, j + 1)
+                )
+                for j in range(n)
+            ]
+        else:
+            if net.output_activation == "softmax":
+                lse = sql.SQL("(zmax + ln({}))").format(_sum([_c(f"e{K}_{j}") for j in range(1, n + 1)]))
+            else:
+                lse = sql.SQL("NULL")
+            loss_sql = _sum(
+                [
+                    sql.SQL(SQL_CROSS_ENTROPY[net.output_activation]).format(z=z[j], t=t[j], lse=lse)
+                    for j in range(n)
+                ]
+            )
+            deltas = [sql.SQL("{y} - {t}").format(y=y[j], t=t[j]) for j in range(n)]
+        cols = [sql.SQL("{l} AS loss").format(l=loss_sql)] + [
+            sql.SQL("{d} AS {name}").format(d=deltas[j], name=_c(f"d{K}_{j + 1}")) for j in range(n)
+        ]
+        return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s").format(
+            cols=sql.SQL(",\n        ").join(cols), src=_c(source)
+        )
+
+    def _delta(self, tr: Training, k: int, source: str) -> sql.Composable:
+        net = tr.net
+        cols = [
+            sql.SQL("({s}) * {d} AS {name}").format(
+                s=_sum(
+                    [
+                        sql.SQL("p.{w}[{i}][{j}] * s.{d}").format(
+                            w=_c(f"w{k + 1}"), i=sql.Literal(i), j=sql.Literal(j), d=_c(f"d{k + 1}_{j}")
+                        )
+                        for j in range(1, net.sizes[k + 1] + 1)
+                    ]
+                ),
+                d=self._derivative(tr, k, i),
+                name=_c(f"d{k}_{i}"),
+            )
+            for i in range(1, net.sizes[k] + 1)
+        ]
+        return sql.SQL(
+            "      SELECT s.*,\n        {cols}\n      FROM {src} AS s CROSS JOIN prev AS p"
+        ).format(cols=sql.SQL(",\n        ").join(cols), src=_c(source))
+
+    def _gradient(self, tr: Training, source: str) -> sql.Composable:
+        """Sums over the batch: a[k-1]_i * d[k]_j per weight, d[k]_j per node (for its biases)."""
+        net = tr.net
+        cols: list[sql.Composable] = [sql.SQL("count(*) AS n"), sql.SQL("sum(loss) AS loss")]
+        for k in range(1, net.depth + 1):
+            rows = [
+                sql.SQL("[{}]").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("sum({a} * {d})").format(a=_c(self._act(k - 1, i)), d=_c(f"d{k}_{j}"))
+                        for j in range(1, net.sizes[k] + 1)
+                    )
+                )
+                for i in range(1, net.sizes[k - 1] + 1)
+            ]
+            cols.append(sql.SQL("ARRAY[{}] AS {}").format(sql.SQL(", ").join(rows), _c(f"gw{k}")))
+            cols.append(
+                sql.SQL("ARRAY[{}] AS {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("sum({d})").format(d=_c(f"d{k}_{j}")) for j in range(1, net.sizes[k] + 1)
+                    ),
+                    _c(f"gb{k}"),
+                )
+            )
+        return sql.SQL("      SELECT\n        {cols}\n      FROM {src}").format(
+            cols=sql.SQL(",\n        ").join(cols), src=_c(source)
+        )
+
+    def _update(self, tr: Training) -> sql.Composable:
+        """The next state row: every parameter (and its optimizer state) after one step."""
+        net, opt = tr.net, tr.optimizer
+        t = sql.SQL("(p.t + 1)")
+        rate = sql.Literal(tr.rate)
+        outputs: dict[str, list[list[tuple[sql.Composable, sql.Composable, sql.Composable]]]] = {}
+
+        def step(param: str, index: sql.Composable, g: sql.Composable, weight: bool) -> tuple:
+            w = sql.SQL("p.{}{}").format(_c(param), index)
+            if weight and opt.l2:
+                g = sql.SQL("({g} + {l2} * {w})").format(g=g, l2=sql.Literal(opt.l2), w=w)
+            m = sql.SQL("p.{}{}").format(_c(f"m{param}"), index)
+            v = sql.SQL("p.{}{}").format(_c(f"v{param}"), index)
+            return opt.sql_step(w, g, m, v, t, rate)
+
+        for k in range(1, net.depth + 1):
+            n_in, n_out = net.sizes[k - 1], net.sizes[k]
+            outputs[f"w{k}"] = [
+                [
+                    step(
+                        f"w{k}",
+                        sql.SQL("[{}][{}]").format(sql.Literal(i), sql.Literal(j)),
+                        sql.SQL("g.{}[{}][{}] / g.n").format(_c(f"gw{k}"), sql.Literal(i), sql.Literal(j)),
+                        True,
+                    )
+                    for j in range(1, n_out + 1)
+                ]
+                for i in range(1, n_in + 1)
+            ]
+            if net.bias == "edge":
+                outputs[f"b{k}"] = [
+                    [
+                        step(
+                            f"b{k}",
+                            sql.SQL("[{}][{}]").format(sql.Literal(i), sql.Literal(j)),
+                            sql.SQL("g.{}[{}] / g.n").format(_c(f"gb{k}"), sql.Literal(j)),
+                            False,
+                        )
+                        for j in range(1, n_out + 1)
+                    ]
+                    for i in range(1, n_in + 1)
+                ]
+            elif net.bias == "node":
+                outputs[f"b{k}"] = [
+                    [
+                        step(
+                            f"b{k}",
+                            sql.SQL("[{}]").format(sql.Literal(j)),
+                            sql.SQL("g.{}[{}] / g.n").format(_c(f"gb{k}"), sql.Literal(j)),
+                            False,
+                        )
+                        for j in range(1, n_out + 1)
+                    ]
+                ]
+
+        def array(name: str, which: int) -> sql.Composable:
+            rows = outputs[name]
+            if name.startswith("b") and net.bias == "node":
+                return sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(e[which] for e in rows[0]))
+            return sql.SQL("ARRAY[{}]").format(
+                sql.SQL(",\n          ").join(
+                    sql.SQL("[{}]").format(sql.SQL(", ").join(e[which] for e in row)) for row in rows
+                )
+            )
+
+        values: list[sql.Composable] = [
+            sql.SQL("(SELECT epoch FROM next)"),
+            sql.SQL("(SELECT batch FROM next)"),
+            sql.Literal(tr.phases[-1].number),
+        ]
+        names = self._state_names(tr)
+        values += [array(p, 0) for p in names]
+        for p in names:
+            for c, which in (("m", 1), ("v", 2)):
+                if c in opt.state:
+                    values.append(array(p, which))
+        if opt.name == "adam":
+            values.append(t)
+        values += [sql.SQL("g.loss"), sql.SQL("g.n")]
+        return sql.SQL("      SELECT\n        {}\n      FROM prev AS p CROSS JOIN gradient AS g").format(
+            sql.SQL(",\n        ").join(values)
+        )
+
+    def recursive_cte(self, tr: Training) -> sql.Composable:
+        net = tr.net
+        phases = tr.phases
+        by_kind = {(p.kind, p.layer): p for p in phases}
+        ctes: list[sql.Composable] = [
+            sql.SQL(
+                "    -- the state after the previous update (one row), while updates remain\n"
+                "    prev AS (\n"
+                "      SELECT * FROM train WHERE (epoch, batch) < ({e}, {b})\n"
+                "    ),\n"
+                "    -- the update to make: the next batch of the epoch, or the first of the next epoch\n"
+                "    next AS (\n"
+                "      SELECT CASE WHEN batch < {nb} THEN epoch ELSE epoch + 1 END AS epoch,\n"
+                "             CASE WHEN batch < {nb} THEN batch + 1 ELSE 1 END AS batch\n"
+                "      FROM prev\n"
+                "    ),\n"
+                "    -- the samples of its batch, one row each\n"
+                "    batch_rows AS MATERIALIZED (\n"
+                "      {rows}\n"
+                "    )"
+            ).format(
+                e=sql.Literal(tr.last[0]),
+                b=sql.Literal(tr.last[1]),
+                nb=tr.batches_sql,
+                rows=self._batch_rows(tr),
+            )
+        ]
+        source = "batch_rows"
+
+        def add(phase_key: tuple[str, int | None], body: sql.Composable) -> None:
+            nonlocal source
+            phase = by_kind[phase_key]
+            ctes.append(
+                sql.SQL(
+                    "    -- phase {n} · {name}: {comment}\n    {cte} AS MATERIALIZED (\n{body}\n    )"
+                ).format(
+                    n=sql.SQL(str(phase.number)),
+                    name=sql.SQL(phase.name),
+                    comment=sql.SQL(phase.comment),
+                    cte=sql.Identifier(phase.table),
+                    body=body,
+                )
+            )
+            source = phase.table
+
+        for k in range(1, net.depth + 1):
+            add(("input", k), self._input(tr, k, source))
+            add(("activation", k), self._activation(tr, k, source))
+        add(("error", net.depth), self._error(tr, source))
+        for k in range(net.depth - 1, 0, -1):
+            add(("delta", k), self._delta(tr, k, source))
+        update = phases[-1]
+        ctes.append(
+            sql.SQL(
+                "    -- the gradient of the loss summed over the batch (the update divides by the batch's size)\n"
+                "    gradient AS MATERIALIZED (\n{body}\n    )"
+            ).format(body=self._gradient(tr, source))
+        )
+        ctes.append(
+            sql.SQL("    -- phase {n} · update: {comment}\n    {cte} AS (\n{body}\n    )").format(
+                n=sql.SQL(str(update.number)),
+                comment=sql.SQL(update.comment),
+                cte=sql.Identifier(update.table),
+                body=self._update(tr),
+            )
+        )
+        return sql.SQL(
+            "-- the training: each step of the recursion is one update, its phases the CTEs inside it;\n"
+            "-- the row it carries holds the parameters as arrays and the loss of the update just made\n"
+            "train ({columns}) AS (\n"
+            "  -- phase 0 · start: the weights and biases as the tables hold them\n"
+            "{start}\n"
+            "  UNION ALL\n"
+            "  (\n"
+            "    WITH\n"
+            "{ctes}\n"
+            "    SELECT * FROM {last}\n"
+            "  )\n"
+            ")"
+        ).format(
+            columns=sql.SQL(", ").join(_c(c) for c in self._columns(tr)),
+            start=self._start(tr),
+            ctes=sql.SQL(",\n").join(ctes),
+            last=sql.Identifier(update.table),
+        )
+
+    # --- reading the result ----------------------------------------------------------------------
+
+    def trained(self, tr: Training) -> sql.Composable:
+        """The last state row's arrays as rows (quantity, layer, i, j, value[, m, v]), like the long layout."""
+        net, opt = tr.net, tr.optimizer
+        parts = []
+        last = sql.SQL("(SELECT * FROM train WHERE (epoch, batch, phase) = ({e}, {b}, {p})) AS s").format(
+            e=sql.Literal(tr.last[0]), b=sql.Literal(tr.last[1]), p=sql.Literal(tr.phases[-1].number)
+        )
+        for k in range(1, net.depth + 1):
+            for quantity, name in ((WEIGHT, f"w{k}"), (BIAS, f"b{k}")):
+                if quantity == BIAS and net.bias == "none":
+                    continue
+                node_bias = quantity == BIAS and net.bias == "node"
+                index = sql.SQL("[j]") if node_bias else sql.SQL("[i][j]")
+                state = sql.SQL("").join(
+                    sql.SQL(", s.{}{} AS {}").format(_c(f"{c}{name}"), index, _c(c)) for c in opt.state
+                )
+                rows = (
+                    sql.SQL("generate_series(1, {}) AS j").format(sql.Literal(net.sizes[k]))
+                    if node_bias
+                    else sql.SQL("generate_series(1, {}) AS i, generate_series(1, {}) AS j").format(
+                        sql.Literal(net.sizes[k - 1]), sql.Literal(net.sizes[k])
+                    )
+                )
+                parts.append(
+                    sql.SQL(
+                        "  SELECT {q}::text AS quantity, {k} AS layer, {i} AS i, j, s.{name}{index} AS value{state}\n"
+                        "  FROM {last}, {rows}"
+                    ).format(
+                        q=sql.Literal(quantity),
+                        k=sql.Literal(k),
+                        i=sql.SQL("NULL::int") if node_bias else sql.SQL("i"),
+                        name=_c(name),
+                        index=index,
+                        state=state,
+                        last=last,
+                        rows=rows,
+                    )
+                )
+        if opt.name == "adam":
+            pad = sql.SQL(", NULL::float8" * len(opt.state))
+            parts.append(
+                sql.SQL("  SELECT {q}, 0, NULL, NULL, s.t{pad}\n  FROM {last}").format(
+                    q=sql.Literal(STEP), pad=pad, last=last
+                )
+            )
+        return sql.SQL("\n  UNION ALL\n").join(parts)
+
+    def losses(self, tr: Training) -> sql.Composable:
+        return sql.SQL(
+            "SELECT epoch, sum(loss) AS loss, sum(samples) AS samples FROM train WHERE phase = {p} GROUP BY epoch"
+        ).format(p=sql.Literal(tr.phases[-1].number))
+
+    def trace(self, tr: Training, phase: object) -> sql.Composable:
+        raise NotImplementedError("the wide layout does not trace: --trace uses the long layout")
