@@ -248,16 +248,20 @@ def _params_from_rows(
 
 def _run_statements(
     s: Session, trainings: list[Training], on_block: Callable[[int, float], None] | None
-) -> tuple[Params, list[float]]:
+) -> tuple[Params, list[float], float]:
+    """Run every block; returns the trained parameters, the loss per epoch and the seconds in SQL."""
     params: Params | None = None
+    in_sql = 0.0
     sums: dict[int, list[float]] = {}
     for setting in SETTINGS:
         s.pg.execute(setting)
     for tr in trainings:
         try:
+            started = time.perf_counter()
             for statement in statements_of(tr):
                 cur = s.pg.execute(statement)
             rows = cur.fetchall()
+            in_sql += time.perf_counter() - started
         except psycopg.errors.NumericValueOutOfRange as exc:
             raise InputError(
                 f"the training overflowed between epoch {tr.first[0]} and {tr.last[0]} ({exc.diag.message_primary}): "
@@ -272,7 +276,7 @@ def _run_statements(
             epoch = tr.last[0]
             on_block(epoch, sums[epoch][0] / sums[epoch][1])
     assert params is not None
-    return params, [total / n for _, (total, n) in sorted(sums.items())]
+    return params, [total / n for _, (total, n) in sorted(sums.items())], in_sql
 
 
 @dataclass
@@ -283,8 +287,10 @@ class TrainResult:
     initial: Params
     params: Params
     losses: list[float] = field(default_factory=list)  # mean loss of each epoch over its samples
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole call: checks, bookkeeping and training
     statements: int = 0
+    sql_seconds: float = 0.0  # running the training statements
+    layout: str = ""
 
     def as_json(self) -> dict[str, Any]:
         def layers(p: Params) -> list[dict[str, Any]]:
@@ -300,7 +306,9 @@ class TrainResult:
             "losses": self.losses,
             "final_loss": self.losses[-1] if self.losses else None,
             "seconds": round(self.seconds, 3),
+            "sql_seconds": round(self.sql_seconds, 3),
             "statements": self.statements,
+            "layout": self.layout,
             "params": layers(_floats(self.params)),
         }
 
@@ -348,11 +356,20 @@ def train(
         trainings = loaded.trainings(run_id if trace else None)
         if trace:
             store.ensure_trace_tables(s, trainings[0].phases)
-        params, losses = _run_statements(s, trainings, on_block)
+        params, losses, in_sql = _run_statements(s, trainings, on_block)
         store.save_params(s, run_id, "final", net, _floats(params))
         store.finish_run(s, run_id, losses)
     return TrainResult(
-        run_id, net, opts, initial, params, losses, time.perf_counter() - started, len(trainings)
+        run_id,
+        net,
+        opts,
+        initial,
+        params,
+        losses,
+        time.perf_counter() - started,
+        len(trainings),
+        in_sql,
+        trainings[0].layout,
     )
 
 
@@ -454,7 +471,7 @@ def check(
         data = read_data(s.pg, tables, net, opts.num)
         store.ensure_schema(s)  # momentum and Adam read their state from it; all of this rolls back
         state = store.load_optimizer_state(s, tables.resolved_schema, net)
-        got, sql_losses = _run_statements(s, loaded.trainings(), None)
+        got, sql_losses, _ = _run_statements(s, loaded.trainings(), None)
     want = reference.train(
         net,
         initial,
@@ -542,7 +559,7 @@ def gradcheck(
         tables, net = loaded.tables, loaded.net
         initial = read_params(s.pg, tables, net)
         data = read_data(s.pg, tables, net)
-        after, _ = _run_statements(s, loaded.trainings(), None)
+        after, _, _ = _run_statements(s, loaded.trainings(), None)
 
     names = {("weights", k): tables.weights[k].label("value") for k in range(net.depth)}
     for k in range(net.depth):

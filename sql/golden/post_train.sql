@@ -45,12 +45,34 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
     batch_rows AS MATERIALIZED (
       SELECT * FROM data
     ),
+    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)
+    params AS MATERIALIZED (
+      SELECT
+        p.w1[1][1] AS w1_1_1,
+        p.w1[1][2] AS w1_1_2,
+        p.w1[2][1] AS w1_2_1,
+        p.w1[2][2] AS w1_2_2,
+        p.w1[3][1] AS w1_3_1,
+        p.w1[3][2] AS w1_3_2,
+        p.b1[1][1] + p.b1[2][1] + p.b1[3][1] AS bias1_1,
+        p.b1[1][2] + p.b1[2][2] + p.b1[3][2] AS bias1_2,
+        p.w2[1][1] AS w2_1_1,
+        p.w2[1][2] AS w2_1_2,
+        p.w2[1][3] AS w2_1_3,
+        p.w2[2][1] AS w2_2_1,
+        p.w2[2][2] AS w2_2_2,
+        p.w2[2][3] AS w2_2_3,
+        p.b2[1][1] + p.b2[2][1] AS bias2_1,
+        p.b2[1][2] + p.b2[2][2] AS bias2_2,
+        p.b2[1][3] + p.b2[2][3] AS bias2_3
+      FROM prev AS p
+    ),
     -- phase 1 · hidden_input: the input of each hidden node from the batch's input values: z1[s, j] = sum over i of w1[i, j] * a0[s, i] + sum over i of b1[i, j]; and a0, the batch's input values, kept for the update
     "phase1_hidden_input" AS MATERIALIZED (
       SELECT s.*,
-        p.w1[1][1] * s.x1 + p.w1[2][1] * s.x2 + p.w1[3][1] * s.x3 + p.b1[1][1] + p.b1[2][1] + p.b1[3][1] AS z1_1,
-        p.w1[1][2] * s.x1 + p.w1[2][2] * s.x2 + p.w1[3][2] * s.x3 + p.b1[1][2] + p.b1[2][2] + p.b1[3][2] AS z1_2
-      FROM batch_rows AS s CROSS JOIN prev AS p
+        c.w1_1_1 * s.x1 + c.w1_2_1 * s.x2 + c.w1_3_1 * s.x3 + c.bias1_1 AS z1_1,
+        c.w1_1_2 * s.x1 + c.w1_2_2 * s.x2 + c.w1_3_2 * s.x3 + c.bias1_2 AS z1_2
+      FROM batch_rows AS s CROSS JOIN params AS c
     ),
     -- phase 2 · hidden_activation: the relu activation of each hidden node: a1 = max(z1, 0)
     "phase2_hidden_activation" AS MATERIALIZED (
@@ -62,10 +84,10 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
     -- phase 3 · output_input: the input of each output node from the hidden layer: z2[s, j] = sum over i of w2[i, j] * a1[s, i] + sum over i of b2[i, j]
     "phase3_output_input" AS MATERIALIZED (
       SELECT s.*,
-        p.w2[1][1] * s.a1_1 + p.w2[2][1] * s.a1_2 + p.b2[1][1] + p.b2[2][1] AS z2_1,
-        p.w2[1][2] * s.a1_1 + p.w2[2][2] * s.a1_2 + p.b2[1][2] + p.b2[2][2] AS z2_2,
-        p.w2[1][3] * s.a1_1 + p.w2[2][3] * s.a1_2 + p.b2[1][3] + p.b2[2][3] AS z2_3
-      FROM phase2_hidden_activation AS s CROSS JOIN prev AS p
+        c.w2_1_1 * s.a1_1 + c.w2_2_1 * s.a1_2 + c.bias2_1 AS z2_1,
+        c.w2_1_2 * s.a1_1 + c.w2_2_2 * s.a1_2 + c.bias2_2 AS z2_2,
+        c.w2_1_3 * s.a1_1 + c.w2_2_3 * s.a1_2 + c.bias2_3 AS z2_3
+      FROM phase2_hidden_activation AS s CROSS JOIN params AS c
     ),
     -- phase 4 · output: the linear activation of each output node: a2 = z2
     "phase4_output" AS MATERIALIZED (
@@ -87,9 +109,9 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
     -- phase 6 · hidden_delta: the delta of each hidden node, backpropagated through the weights before this epoch's update: d1[s, i] = relu'(z1[s, i]) * sum over j of w2[i, j] * d2[s, j]
     "phase6_hidden_delta" AS MATERIALIZED (
       SELECT s.*,
-        (p.w2[1][1] * s.d2_1 + p.w2[1][2] * s.d2_2 + p.w2[1][3] * s.d2_3) * (CASE WHEN z1_1 > 0 THEN 1 ELSE 0 END) AS d1_1,
-        (p.w2[2][1] * s.d2_1 + p.w2[2][2] * s.d2_2 + p.w2[2][3] * s.d2_3) * (CASE WHEN z1_2 > 0 THEN 1 ELSE 0 END) AS d1_2
-      FROM phase5_error AS s CROSS JOIN prev AS p
+        (c.w2_1_1 * s.d2_1 + c.w2_1_2 * s.d2_2 + c.w2_1_3 * s.d2_3) * (CASE WHEN z1_1 > 0 THEN 1 ELSE 0 END) AS d1_1,
+        (c.w2_2_1 * s.d2_1 + c.w2_2_2 * s.d2_2 + c.w2_2_3 * s.d2_3) * (CASE WHEN z1_2 > 0 THEN 1 ELSE 0 END) AS d1_2
+      FROM phase5_error AS s CROSS JOIN params AS c
     ),
     -- the gradient of the loss summed over the batch (the update divides by the batch's size)
     gradient AS MATERIALIZED (

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sqlnet.statement import Training
 
 MAX_SAMPLE_COLUMNS = 1500
+PARAMS_PER_CTE = 1000
 WIDE_TABLE = sql.Identifier("pg_temp", "sqlnet_wide")
 
 
@@ -240,18 +241,68 @@ class WideLayout:
     # --- the phases of one update ----------------------------------------------------------------
 
     def _bias(self, tr: Training, k: int, j: int) -> sql.Composable:
-        net = tr.net
-        if net.bias == "none":
+        if tr.net.bias == "none":
             return sql.SQL("")
-        if net.bias == "node":
-            return sql.SQL(" + p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j))
-        return sql.SQL(" + ").join(
-            [sql.SQL("")]
-            + [
-                sql.SQL("p.{b}[{i}][{j}]").format(b=_c(f"b{k}"), i=sql.Literal(i), j=sql.Literal(j))
-                for i in range(1, net.sizes[k - 1] + 1)
-            ]
-        )
+        return sql.SQL(" + {}").format(self._p(f"bias{k}_{j}"))
+
+    def _p(self, name: str) -> sql.Composable:
+        """A parameter: a column of the params CTE, or (many parameters) its array element in prev."""
+        if self._scalar:
+            return sql.SQL("c.{}").format(_c(name))
+        return self._array_refs[name]
+
+    def _param_columns(self, tr: Training) -> list[tuple[str, sql.Composable]]:
+        """The step's parameters as plain columns: reading a column is much cheaper than subscripting
+        an array, and each per-sample expression reads many (each node's bias is summed once here)."""
+        net = tr.net
+        cols: list[tuple[str, sql.Composable]] = []
+        for k in range(1, net.depth + 1):
+            for i in range(1, net.sizes[k - 1] + 1):
+                for j in range(1, net.sizes[k] + 1):
+                    cols.append(
+                        (
+                            f"w{k}_{i}_{j}",
+                            sql.SQL("p.{w}[{i}][{j}]").format(
+                                w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j)
+                            ),
+                        )
+                    )
+            for j in range(1, net.sizes[k] + 1):
+                if net.bias == "node":
+                    bias = sql.SQL("p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j))
+                elif net.bias == "edge":
+                    bias = _sum(
+                        [
+                            sql.SQL("p.{b}[{i}][{j}]").format(
+                                b=_c(f"b{k}"), i=sql.Literal(i), j=sql.Literal(j)
+                            )
+                            for i in range(1, net.sizes[k - 1] + 1)
+                        ]
+                    )
+                else:
+                    continue
+                cols.append((f"bias{k}_{j}", bias))
+        return cols
+
+    def _params_ctes(self, tr: Training) -> list[sql.Composable]:
+        """One row of plain columns, when there are few enough: a join may carry at most 1664 columns,
+        so a network with more parameters reads its arrays directly (slower, but any size)."""
+        cols = self._param_columns(tr)
+        self._scalar = len(cols) <= PARAMS_PER_CTE
+        self._array_refs = dict(cols)
+        if not self._scalar:
+            return []
+        return [
+            sql.SQL(
+                "    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)\n"
+                "    params AS MATERIALIZED (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
+            ).format(
+                cols=sql.SQL(",\n        ").join(sql.SQL("{} AS {}").format(e, _c(name)) for name, e in cols)
+            )
+        ]
+
+    def _cross_params(self) -> sql.Composable:
+        return sql.SQL(" CROSS JOIN params AS c") if self._scalar else sql.SQL(" CROSS JOIN prev AS p")
 
     def _act(self, k: int, i: int) -> str:
         return f"x{i}" if k == 0 else f"a{k}_{i}"
@@ -262,9 +313,7 @@ class WideLayout:
             sql.SQL("{s}{b} AS {z}").format(
                 s=_sum(
                     [
-                        sql.SQL("p.{w}[{i}][{j}] * s.{a}").format(
-                            w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j), a=_c(self._act(k - 1, i))
-                        )
+                        sql.SQL("{w} * s.{a}").format(w=self._p(f"w{k}_{i}_{j}"), a=_c(self._act(k - 1, i)))
                         for i in range(1, net.sizes[k - 1] + 1)
                     ]
                 ),
@@ -273,9 +322,9 @@ class WideLayout:
             )
             for j in range(1, net.sizes[k] + 1)
         ]
-        return sql.SQL(
-            "      SELECT s.*,\n        {cols}\n      FROM {src} AS s CROSS JOIN prev AS p"
-        ).format(cols=sql.SQL(",\n        ").join(cols), src=_c(source))
+        return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s{params}").format(
+            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=self._cross_params()
+        )
 
     def _activation(self, tr: Training, k: int, source: str) -> sql.Composable:
         net = tr.net
@@ -354,9 +403,7 @@ class WideLayout:
             sql.SQL("({s}) * {d} AS {name}").format(
                 s=_sum(
                     [
-                        sql.SQL("p.{w}[{i}][{j}] * s.{d}").format(
-                            w=_c(f"w{k + 1}"), i=sql.Literal(i), j=sql.Literal(j), d=_c(f"d{k + 1}_{j}")
-                        )
+                        sql.SQL("{w} * s.{d}").format(w=self._p(f"w{k + 1}_{i}_{j}"), d=_c(f"d{k + 1}_{j}"))
                         for j in range(1, net.sizes[k + 1] + 1)
                     ]
                 ),
@@ -365,9 +412,9 @@ class WideLayout:
             )
             for i in range(1, net.sizes[k] + 1)
         ]
-        return sql.SQL(
-            "      SELECT s.*,\n        {cols}\n      FROM {src} AS s CROSS JOIN prev AS p"
-        ).format(cols=sql.SQL(",\n        ").join(cols), src=_c(source))
+        return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s{params}").format(
+            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=self._cross_params()
+        )
 
     def _gradient(self, tr: Training, source: str) -> sql.Composable:
         """Sums over the batch: a[k-1]_i * d[k]_j per weight, d[k]_j per node (for its biases)."""
@@ -506,6 +553,7 @@ class WideLayout:
                 rows=self._batch_rows(tr),
             )
         ]
+        ctes += self._params_ctes(tr)
         source = "batch_rows"
 
         def add(phase_key: tuple[str, int | None], body: sql.Composable) -> None:
