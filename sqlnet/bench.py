@@ -31,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,8 @@ def run_sqlnet(
         "--json",
     ]
     started = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    with PeakMemory() as peak:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     process = time.perf_counter() - started
     doc = json.loads(out.stdout)
     trained = Params(
@@ -240,8 +242,44 @@ def run_sqlnet(
         process,
         doc["sql_seconds"],
         trained,
-        {"temp_bytes": temp_after - temp_before, "layout": doc["layout"], "statements": doc["statements"]},
+        {
+            "temp_bytes": temp_after - temp_before,
+            "layout": doc["layout"],
+            "statements": doc["statements"],
+            "peak_backend_mb": peak.mb,
+        },
     )
+
+
+class PeakMemory:
+    """The largest resident memory of any PostgreSQL backend while a block runs (sampled every 20 ms)."""
+
+    def __enter__(self) -> PeakMemory:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
+                info = proc.info
+                if info["name"] == "postgres" and info["memory_info"] and "-D" not in (info["cmdline"] or []):
+                    self.peak = max(self.peak, info["memory_info"].rss)
+            self._stop.wait(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return round(self.peak / 2**20, 1)
 
 
 def _has_state(conn: psycopg.Connection) -> bool:
@@ -349,13 +387,14 @@ SKLEARN_SCRIPT = textwrap.dedent(
                      alpha=0.0, max_iter=int(d["epochs"]), shuffle=False, tol=0.0, n_iter_no_change=10**9,
                      warm_start=True)
     warnings.simplefilter("ignore")
-    m.partial_fit(x[:1], t if t.shape[1] > 1 else t[:, 0])  # builds the layers; weights replaced next
+    y = t if t.shape[1] > 1 else t[:, 0]
+    m.partial_fit(x[:1], y[:1])  # builds the layers; the weights are replaced next
     m.coefs_ = [d[f"w{k}"].copy() for k in range(depth)]
     m.intercepts_ = [d[f"b{k}"].copy() for k in range(depth)]
     m.n_iter_ = 0
     m._no_improvement_count = 0
     started = time.perf_counter()
-    m.fit(x, t if t.shape[1] > 1 else t[:, 0])
+    m.fit(x, y)
     inner = time.perf_counter() - started
     print(json.dumps({"inner": inner, "w": [c.tolist() for c in m.coefs_], "b": [b.tolist() for b in m.intercepts_]}))
     """
@@ -596,7 +635,72 @@ def markdown(results: dict[str, Any]) -> str:
             notes = ", ".join(f"{k} {v}" for k, v in r["extra"].items())
             lines.append(f"| {name} | {_fmt(proc)} | {_fmt(inner)} | {ratio} | {diff} | {notes} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + targets(results))
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The performance targets of issue 4, checked against this run's numbers."""
+
+    def med(workload: str, competitor: str, which: str) -> float | None:
+        for entry in results["workloads"]:
+            if entry["workload"]["name"] == workload:
+                for r in entry["results"]:
+                    if r["competitor"] == competitor and r[which]:
+                        return statistics.median(r[which])
+        return None
+
+    def check(label: str, value: float | None, limit: float, fmt: str, ok: Callable[[float], bool]) -> str:
+        if value is None:
+            return f"| {label} | not measured | {fmt.format(limit)} | – |"
+        return f"| {label} | {fmt.format(value)} | {fmt.format(limit)} | {'yes' if ok(value) else 'NO'} |"
+
+    rows = ["## Targets", "", "| target | measured | limit | met |", "|---|---|---|---|"]
+    sq, npy = med("tanh-5k", "sqlnet", "process"), med("tanh-5k", "numpy", "process")
+    rows.append(
+        check(
+            "tanh-5k: sqlnet / NumPy, whole processes",
+            sq / npy if sq and npy else None,
+            30,
+            "{:.1f}x",
+            lambda v: v <= 30,
+        )
+    )
+    post, ours = med("post-style-1k", "post-sql", "inner"), med("post-style-1k", "sqlnet", "inner")
+    rows.append(
+        check(
+            "1k samples: post-style SQL / sqlnet, in the database",
+            post / ours if post and ours else None,
+            100,
+            "{:.0f}x",
+            lambda v: v >= 100,
+        )
+    )
+    for small, big in (("samples-1k", "samples-10k"), ("samples-10k", "samples-100k")):
+        a, b = med(small, "sqlnet", "inner"), med(big, "sqlnet", "inner")
+        rows.append(
+            check(
+                f"{big} / {small} time (10x the samples)",
+                b / a if a and b else None,
+                12,
+                "{:.1f}x",
+                lambda v: v <= 12,
+            )
+        )
+    worst = None
+    for entry in results["workloads"]:
+        for r in entry["results"]:
+            if r["competitor"] in ("sqlnet", "long") and r["inner"] and "planning_ms" in r["extra"]:
+                share = (
+                    r["extra"]["planning_ms"]
+                    * r["extra"].get("statements", 1)
+                    / 1000
+                    / statistics.median(r["inner"])
+                )
+                worst = share if worst is None else max(worst, share)
+    rows.append(
+        check("planning share of the training, worst workload", worst, 0.10, "{:.1%}", lambda v: v <= 0.10)
+    )
+    return [*rows, ""]
 
 
 def main(argv: list[str] | None = None) -> None:

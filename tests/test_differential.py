@@ -44,12 +44,13 @@ def test_sql_matches_reference(
     data = random_data(rng, net, samples)
     create_tables(conn, net, params, data, column_type=ctype)
     options = dict(
-        epochs=4, learning_rate=0.05, hidden_activation=hidden, output_activation=output, loss=net.loss
+        epochs=4, learning_rate=0.05, hidden_activation=hidden, output_activation=output, loss=net.loss, layout=layout
     )
 
     result = sqlnet.train(db_url, **options)
     want = reference.train(net, result.initial, data, 0.05, 4)
     assert result.network == net
+    assert result.layout == layout
     assert result.losses == pytest.approx(want.losses, rel=1e-9, abs=1e-12)
     assert_close(result.params.weights, want.params.weights)
     assert_close(result.params.biases, want.params.biases)

@@ -1,0 +1,51 @@
+"""The benchmark's own pieces: its post-style baseline is correct, its report renders."""
+
+from __future__ import annotations
+
+import random
+
+import psycopg
+import pytest
+
+from sqlnet import bench, reference
+from sqlnet.network import Network
+from sqlnet.tables import create_tables
+from tests.helpers import random_data, random_params
+from tests.test_reference import assert_close
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+def test_post_style_baseline_trains_correctly(db_url: str, conn: psycopg.Connection, hidden: str) -> None:
+    """The baseline is only a fair competitor if it computes the same thing."""
+    rng = random.Random(hidden)
+    net = Network((3, 4, 2), hidden, "linear", "half-se", "node")
+    params, data = random_params(rng, net), random_data(rng, net, 6)
+    create_tables(conn, net, params, data, schema="b", samples=True)
+    rows = conn.execute(bench.post_sql(net, 3, 0.1, "b")).fetchall()
+    got = reference.zeros_like(net)
+    for q, i, j, v in rows:
+        target = {"w1": got.weights[0], "w2": got.weights[1], "b1": got.biases[0], "b2": got.biases[1]}[q]
+        target[(i or 1) - 1][j - 1] = v
+    want = reference.train(net, params, data, 0.1, 3)
+    assert_close(got.weights, want.params.weights)
+    assert_close(got.biases, want.params.biases)
+
+
+def test_report_renders() -> None:
+    results = {
+        "machine": {"cpu": "test cpu", "cores": 2, "platform": "linux", "python": "3.11", "numpy": "2"},
+        "postgres": "18",
+        "workloads": [
+            {
+                "workload": {"name": "w", "description": "a workload"},
+                "results": [
+                    {"competitor": "sqlnet", "process": [1.0, 2.0, 3.0], "inner": [0.5], "max_diff": 0.0,
+                     "extra": {"layout": "wide"}},
+                    {"competitor": "numpy", "process": [0.1], "inner": [0.01], "max_diff": 1e-16, "extra": {}},
+                ],
+            }
+        ],
+    }
+    text = bench.markdown(results)
+    assert "| sqlnet | 2.00 s | 500 ms | 20.0x | 0.0e+00 | layout wide |" in text
+    assert "| numpy | 100 ms | 10 ms | 1.0x |" in text

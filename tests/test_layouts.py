@@ -1,0 +1,61 @@
+"""Choosing the layout, and the two layouts against each other and the reference."""
+
+from __future__ import annotations
+
+import random
+
+import psycopg
+import pytest
+
+import sqlnet
+from sqlnet import reference
+from sqlnet.layouts import wide
+from sqlnet.network import Network
+from sqlnet.tables import create_tables
+from tests.helpers import random_data, random_params
+from tests.test_reference import assert_close
+
+
+def make(conn: psycopg.Connection, sizes: tuple[int, ...], samples: int = 5, ctype: str = "double precision") -> Network:
+    rng = random.Random(str(sizes))
+    net = Network(sizes, "relu", "linear", "half-se", "node")
+    create_tables(conn, net, random_params(rng, net), random_data(rng, net, samples), column_type=ctype, samples=True)
+    return net
+
+
+def test_auto_picks_wide_and_long_when_needed(db_url: str, conn: psycopg.Connection) -> None:
+    make(conn, (3, 4, 2), ctype="numeric")
+    assert sqlnet.train(db_url).layout == "wide"
+    assert sqlnet.train(db_url, trace=True).layout == "long"
+    assert sqlnet.train(db_url, numeric="exact").layout == "long"
+    with pytest.raises(sqlnet.InputError, match="wide layout cannot run this: --trace"):
+        sqlnet.train(db_url, trace=True, layout="wide")
+
+
+def test_too_wide_for_the_wide_layout_falls_back_to_long(db_url: str, conn: psycopg.Connection) -> None:
+    net = make(conn, (2, 600, 1), samples=3)
+    assert not wide.fits(net)
+    result = sqlnet.train(db_url, epochs=2, learning_rate=0.01)
+    assert result.layout == "long"
+    with pytest.raises(sqlnet.InputError, match="columns per sample"):
+        sqlnet.train(db_url, layout="wide")
+
+
+def test_many_parameters_read_from_arrays(db_url: str, conn: psycopg.Connection) -> None:
+    """Over 1000 parameters the wide layout reads its arrays (a join may carry 1664 columns)."""
+    net = make(conn, (40, 30, 3), samples=4)
+    result = sqlnet.train(db_url, epochs=2, learning_rate=0.05, batch_size=3, layout="wide")
+    initial = result.initial
+    rng = random.Random(str(net.sizes))
+    random_params(rng, net)
+    data = random_data(rng, net, 4)
+    want = reference.train(net, initial, data, 0.05, 2, batch_size=3)
+    assert_close(result.params.weights, want.params.weights)
+
+
+@pytest.mark.parametrize("layout", ["long", "wide"])
+def test_layouts_agree_with_each_other(db_url: str, conn: psycopg.Connection, layout: str) -> None:
+    make(conn, (4, 5, 5, 2), samples=9)
+    report = sqlnet.check(db_url, epochs=3, learning_rate=0.1, batch_size=4, shuffle=2, optimizer="momentum",
+                          layout=layout)
+    assert report.ok, report.differences
