@@ -45,7 +45,9 @@ from sqlnet.tables import (
     write_params,
 )
 
-DEFAULT_UPDATES_PER_STATEMENT = 100
+# updates per statement: the long layout keeps every phase of every update in the recursion's
+# tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
+DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500}
 DEFAULT_TOLERANCE = 1e-9
 EXAMPLES = {"post": "02_example_post.sql"}
 TABLES_FILE = "01_tables.sql"
@@ -80,7 +82,7 @@ class TrainOptions:
     l2: float = 0.0
     numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
     scale: int = 12
-    updates_per_statement: int = DEFAULT_UPDATES_PER_STATEMENT
+    updates_per_statement: int | None = None  # None: the layout's default
     layout: str = "auto"  # auto: wide when the network fits and nothing needs long; else long
 
     def __post_init__(self) -> None:
@@ -90,7 +92,8 @@ class TrainOptions:
 
         whole("epochs", self.epochs, 1)
         whole("the batch size", self.batch_size, 0)
-        whole("updates per statement", self.updates_per_statement, 1)
+        if self.updates_per_statement is not None:
+            whole("updates per statement", self.updates_per_statement, 1)
         whole("the scale", self.scale, 1)
         if (
             isinstance(self.learning_rate, bool)
@@ -205,7 +208,9 @@ class Loaded:
                 layout,
                 trace_run,
             )
-            for first, last in update_blocks(o.epochs, self.batches, o.updates_per_statement)
+            for first, last in update_blocks(
+                o.epochs, self.batches, o.updates_per_statement or DEFAULT_UPDATES_PER_STATEMENT[layout]
+            )
         ]
 
 

@@ -56,6 +56,9 @@ class Workload:
     description: str
     competitors: tuple[str, ...]
     runs: int = 3
+    output: str = "linear"
+    loss: str = "half-se"
+    batch_size: int = 0  # 0: full batch
 
 
 WORKLOADS = [
@@ -148,12 +151,25 @@ WORKLOADS = [
         ("sqlnet", "numpy"),
         runs=1,
     ),
+    Workload(
+        "digits",
+        1797,
+        (64, 32, 10),
+        "relu",
+        5,
+        0.1,
+        "scikit-learn's digits (8x8 images, 10 classes), 64-32-10 softmax + cross-entropy, batches of 64, 5 epochs",
+        ("sqlnet", "numpy", "sklearn"),
+        output="softmax",
+        loss="cross-entropy",
+        batch_size=64,
+    ),
 ]
 
 
 def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
     rng = random.Random(w.name)
-    net = Network(w.sizes, w.hidden, "linear", "half-se", "node")
+    net = Network(w.sizes, w.hidden, w.output, w.loss, "node")
     params = Params(
         [
             [
@@ -164,6 +180,22 @@ def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
         ],
         [[[0.1] * net.sizes[k]] for k in range(1, net.depth + 1)],
     )
+    if w.name == "digits":  # a data set that ships inside scikit-learn
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return (
+            net,
+            params,
+            Dataset(
+                [
+                    Sample(
+                        s + 1, tuple(float(v) / 16 for v in x), tuple(float(c == label) for c in range(10))
+                    )
+                    for s, (x, label) in enumerate(zip(digits.data, digits.target))
+                ]
+            ),
+        )
     coeffs = [[rng.uniform(-1, 1) for _ in range(w.sizes[0])] for _ in range(w.sizes[-1])]
     samples = []
     for s in range(1, w.samples + 1):
@@ -222,8 +254,12 @@ def run_sqlnet(
         w.hidden,
         "--layout",
         layout,
-        "--updates-per-statement",
-        "100",
+        "--output-activation",
+        w.output,
+        "--loss",
+        w.loss,
+        "--batch-size",
+        str(w.batch_size),
         "--json",
     ]
     started = time.perf_counter()
@@ -289,16 +325,25 @@ def _has_state(conn: psycopg.Connection) -> bool:
 def statement_facts(url: str, schema: str, w: Workload, layout: str) -> dict[str, Any]:
     """Planning time and size of the first training statement (EXPLAIN without running it)."""
     from sqlnet.api import TrainOptions, load_network
+    from sqlnet.layouts import LAYOUTS
     from sqlnet.statement import training_statement
 
     db = Database(url)
     options = TrainOptions(
-        epochs=w.epochs, learning_rate=w.learning_rate, hidden_activation=w.hidden, layout=layout
+        epochs=w.epochs,
+        learning_rate=w.learning_rate,
+        hidden_activation=w.hidden,
+        output_activation=w.output,
+        loss=w.loss,
+        batch_size=w.batch_size,
+        layout=layout,
     )
     with db.transaction(commit=False) as s:
         tr = load_network(s, schema, options).trainings()[0]
         text = training_statement(tr).as_string(s.pg)
         s.pg.execute("SET LOCAL enable_nestloop = off")
+        for statement in LAYOUTS[tr.layout].preparation(tr):  # mini-batches: the temp tables it reads
+            s.pg.execute(statement)
         plan = s.pg.execute(
             sql.SQL("EXPLAIN (SUMMARY, FORMAT JSON) {}").format(sql.SQL(text.rstrip().rstrip(";")))
         )
@@ -317,17 +362,22 @@ NUMPY_SCRIPT = textwrap.dedent(
     ws = [d[f"w{k}"] for k in range(int(d["depth"]))]
     bs = [d[f"b{k}"] for k in range(int(d["depth"]))]
     hidden, rate, epochs = str(d["hidden"]), float(d["rate"]), int(d["epochs"])
+    output, batch = str(d["output"]), int(d["batch"]) or len(x)
     act = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh}[hidden]
     dact = {"relu": lambda z, a: (z > 0).astype(z.dtype), "tanh": lambda z, a: 1 - a * a}[hidden]
+    def softmax(z):
+        e = np.exp(np.maximum(z - z.max(axis=1, keepdims=True), -700))
+        return e / e.sum(axis=1, keepdims=True)
     started = time.perf_counter()
-    n = len(x)
-    for _ in range(epochs):
-        a, zs = [x], []
+    for _, start in ((e, s) for e in range(epochs) for s in range(0, len(x), batch)):
+        xb, tb = x[start:start + batch], t[start:start + batch]
+        n = len(xb)
+        a, zs = [xb], []
         for k, (w, b) in enumerate(zip(ws, bs)):
             z = a[-1] @ w + b
             zs.append(z)
-            a.append(z if k == len(ws) - 1 else act(z))
-        d = a[-1] - t
+            a.append((softmax(z) if output == "softmax" else z) if k == len(ws) - 1 else act(z))
+        d = a[-1] - tb  # half squared error with a linear output, or cross-entropy with softmax
         grads = []
         for k in range(len(ws) - 1, -1, -1):
             grads.append((a[k].T @ d / n, d.sum(axis=0) / n))
@@ -354,6 +404,8 @@ def run_numpy(
             "t": np.array([s.t for s in data.samples]),
             "depth": net.depth,
             "hidden": w.hidden,
+            "output": w.output,
+            "batch": w.batch_size,
             "rate": w.learning_rate,
             "epochs": w.epochs,
         }
@@ -382,13 +434,19 @@ SKLEARN_SCRIPT = textwrap.dedent(
     depth = int(d["depth"])
     # sklearn reports the loss averaged over outputs too, but its gradient is a.T (y - t) / n, as ours
     rate = float(d["rate"])
-    m = MLPRegressor(hidden_layer_sizes=[d[f"w{k}"].shape[1] for k in range(depth - 1)], activation=str(d["hidden"]),
-                     solver="sgd", batch_size=len(x), learning_rate_init=rate, momentum=0.0, nesterovs_momentum=False,
+    from sklearn.neural_network import MLPClassifier
+    classify = str(d["output"]) == "softmax"
+    Model = MLPClassifier if classify else MLPRegressor
+    m = Model(hidden_layer_sizes=[d[f"w{k}"].shape[1] for k in range(depth - 1)], activation=str(d["hidden"]),
+                     solver="sgd", batch_size=int(d["batch"]) or len(x), learning_rate_init=rate, momentum=0.0, nesterovs_momentum=False,
                      alpha=0.0, max_iter=int(d["epochs"]), shuffle=False, tol=0.0, n_iter_no_change=10**9,
                      warm_start=True)
     warnings.simplefilter("ignore")
-    y = t if t.shape[1] > 1 else t[:, 0]
-    m.partial_fit(x[:1], y[:1])  # builds the layers; the weights are replaced next
+    y = t.argmax(axis=1) if classify else t if t.shape[1] > 1 else t[:, 0]
+    if classify:
+        m.partial_fit(x[:20], y[:20], classes=np.arange(t.shape[1]))  # builds the layers; weights replaced next
+    else:
+        m.partial_fit(x[:1], y[:1])  # builds the layers; the weights are replaced next
     m.coefs_ = [d[f"w{k}"].copy() for k in range(depth)]
     m.intercepts_ = [d[f"b{k}"].copy() for k in range(depth)]
     m.n_iter_ = 0

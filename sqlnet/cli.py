@@ -122,9 +122,8 @@ def training_options(f: F) -> F:
         click.option(
             "--updates-per-statement",
             type=int,
-            default=api.DEFAULT_UPDATES_PER_STATEMENT,
-            show_default=True,
-            help="Updates run by one SQL statement; longer trainings run several, in the same transaction.",
+            help="Updates run by one SQL statement (default: 500 wide, 100 long); longer trainings run several, "
+            "in the same transaction.",
         ),
         click.option(
             "--layout",
