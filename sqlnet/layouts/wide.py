@@ -49,6 +49,37 @@ def _sum(terms: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" + ").join(terms) if terms else sql.SQL("0")
 
 
+class ParamColumns:
+    """Where a step's expressions read the parameters: one row of plain columns (reading a column is
+    much cheaper than subscripting an array), or, past PARAMS_PER_CTE parameters, the arrays
+    themselves: a join may carry at most 1664 columns, so such a network reads `prev` directly."""
+
+    def __init__(self, columns: list[tuple[str, sql.Composable]]) -> None:
+        self.columns = columns
+        self.arrays = dict(columns)  # name -> the array element it comes from
+        self.scalar = len(columns) <= PARAMS_PER_CTE
+
+    def ref(self, name: str) -> sql.Composable:
+        return sql.SQL("c.{}").format(_c(name)) if self.scalar else self.arrays[name]
+
+    def ctes(self) -> list[sql.Composable]:
+        if not self.scalar:
+            return []
+        return [
+            sql.SQL(
+                "    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)\n"
+                "    params AS MATERIALIZED (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
+            ).format(
+                cols=sql.SQL(",\n        ").join(
+                    sql.SQL("{} AS {}").format(e, _c(n)) for n, e in self.columns
+                )
+            )
+        ]
+
+    def join(self) -> sql.Composable:
+        return sql.SQL(" CROSS JOIN params AS c") if self.scalar else sql.SQL(" CROSS JOIN prev AS p")
+
+
 class WideLayout:
     name = "wide"
 
@@ -240,20 +271,13 @@ class WideLayout:
 
     # --- the phases of one update ----------------------------------------------------------------
 
-    def _bias(self, tr: Training, k: int, j: int) -> sql.Composable:
+    def _bias(self, tr: Training, pc: ParamColumns, k: int, j: int) -> sql.Composable:
         if tr.net.bias == "none":
             return sql.SQL("")
-        return sql.SQL(" + {}").format(self._p(f"bias{k}_{j}"))
-
-    def _p(self, name: str) -> sql.Composable:
-        """A parameter: a column of the params CTE, or (many parameters) its array element in prev."""
-        if self._scalar:
-            return sql.SQL("c.{}").format(_c(name))
-        return self._array_refs[name]
+        return sql.SQL(" + {}").format(pc.ref(f"bias{k}_{j}"))
 
     def _param_columns(self, tr: Training) -> list[tuple[str, sql.Composable]]:
-        """The step's parameters as plain columns: reading a column is much cheaper than subscripting
-        an array, and each per-sample expression reads many (each node's bias is summed once here)."""
+        """Every weight, and each node's bias (edge biases summed once here), as (column, array element)."""
         net = tr.net
         cols: list[tuple[str, sql.Composable]] = []
         for k in range(1, net.depth + 1):
@@ -284,46 +308,26 @@ class WideLayout:
                 cols.append((f"bias{k}_{j}", bias))
         return cols
 
-    def _params_ctes(self, tr: Training) -> list[sql.Composable]:
-        """One row of plain columns, when there are few enough: a join may carry at most 1664 columns,
-        so a network with more parameters reads its arrays directly (slower, but any size)."""
-        cols = self._param_columns(tr)
-        self._scalar = len(cols) <= PARAMS_PER_CTE
-        self._array_refs = dict(cols)
-        if not self._scalar:
-            return []
-        return [
-            sql.SQL(
-                "    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)\n"
-                "    params AS MATERIALIZED (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
-            ).format(
-                cols=sql.SQL(",\n        ").join(sql.SQL("{} AS {}").format(e, _c(name)) for name, e in cols)
-            )
-        ]
-
-    def _cross_params(self) -> sql.Composable:
-        return sql.SQL(" CROSS JOIN params AS c") if self._scalar else sql.SQL(" CROSS JOIN prev AS p")
-
     def _act(self, k: int, i: int) -> str:
         return f"x{i}" if k == 0 else f"a{k}_{i}"
 
-    def _input(self, tr: Training, k: int, source: str) -> sql.Composable:
+    def _input(self, tr: Training, pc: ParamColumns, k: int, source: str) -> sql.Composable:
         net = tr.net
         cols = [
             sql.SQL("{s}{b} AS {z}").format(
                 s=_sum(
                     [
-                        sql.SQL("{w} * s.{a}").format(w=self._p(f"w{k}_{i}_{j}"), a=_c(self._act(k - 1, i)))
+                        sql.SQL("{w} * s.{a}").format(w=pc.ref(f"w{k}_{i}_{j}"), a=_c(self._act(k - 1, i)))
                         for i in range(1, net.sizes[k - 1] + 1)
                     ]
                 ),
-                b=self._bias(tr, k, j),
+                b=self._bias(tr, pc, k, j),
                 z=_c(f"z{k}_{j}"),
             )
             for j in range(1, net.sizes[k] + 1)
         ]
         return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s{params}").format(
-            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=self._cross_params()
+            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=pc.join()
         )
 
     def _activation(self, tr: Training, k: int, source: str) -> sql.Composable:
@@ -397,13 +401,13 @@ class WideLayout:
             cols=sql.SQL(",\n        ").join(cols), src=_c(source)
         )
 
-    def _delta(self, tr: Training, k: int, source: str) -> sql.Composable:
+    def _delta(self, tr: Training, pc: ParamColumns, k: int, source: str) -> sql.Composable:
         net = tr.net
         cols = [
             sql.SQL("({s}) * {d} AS {name}").format(
                 s=_sum(
                     [
-                        sql.SQL("{w} * s.{d}").format(w=self._p(f"w{k + 1}_{i}_{j}"), d=_c(f"d{k + 1}_{j}"))
+                        sql.SQL("{w} * s.{d}").format(w=pc.ref(f"w{k + 1}_{i}_{j}"), d=_c(f"d{k + 1}_{j}"))
                         for j in range(1, net.sizes[k + 1] + 1)
                     ]
                 ),
@@ -413,7 +417,7 @@ class WideLayout:
             for i in range(1, net.sizes[k] + 1)
         ]
         return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s{params}").format(
-            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=self._cross_params()
+            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=pc.join()
         )
 
     def _gradient(self, tr: Training, source: str) -> sql.Composable:
@@ -553,7 +557,8 @@ class WideLayout:
                 rows=self._batch_rows(tr),
             )
         ]
-        ctes += self._params_ctes(tr)
+        pc = ParamColumns(self._param_columns(tr))
+        ctes += pc.ctes()
         source = "batch_rows"
 
         def add(phase_key: tuple[str, int | None], body: sql.Composable) -> None:
@@ -573,11 +578,11 @@ class WideLayout:
             source = phase.table
 
         for k in range(1, net.depth + 1):
-            add(("input", k), self._input(tr, k, source))
+            add(("input", k), self._input(tr, pc, k, source))
             add(("activation", k), self._activation(tr, k, source))
         add(("error", net.depth), self._error(tr, source))
         for k in range(net.depth - 1, 0, -1):
-            add(("delta", k), self._delta(tr, k, source))
+            add(("delta", k), self._delta(tr, pc, k, source))
         update = phases[-1]
         ctes.append(
             sql.SQL(
