@@ -39,9 +39,20 @@ def test_report_renders() -> None:
             {
                 "workload": {"name": "w", "description": "a workload"},
                 "results": [
-                    {"competitor": "sqlnet", "process": [1.0, 2.0, 3.0], "inner": [0.5], "max_diff": 0.0,
-                     "extra": {"layout": "wide"}},
-                    {"competitor": "numpy", "process": [0.1], "inner": [0.01], "max_diff": 1e-16, "extra": {}},
+                    {
+                        "competitor": "sqlnet",
+                        "process": [1.0, 2.0, 3.0],
+                        "inner": [0.5],
+                        "max_diff": 0.0,
+                        "extra": {"layout": "wide"},
+                    },
+                    {
+                        "competitor": "numpy",
+                        "process": [0.1],
+                        "inner": [0.01],
+                        "max_diff": 1e-16,
+                        "extra": {},
+                    },
                 ],
             }
         ],

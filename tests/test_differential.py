@@ -27,6 +27,7 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("layout", ["long", "wide"])
 @pytest.mark.parametrize(("depth", "bias", "hidden", "output", "samples", "ctype"), CASES)
 def test_sql_matches_reference(
     db_url: str,
@@ -37,6 +38,7 @@ def test_sql_matches_reference(
     output: str,
     samples: int,
     ctype: str,
+    layout: str,
 ) -> None:
     rng = random.Random(f"{depth}{bias}{hidden}{output}{samples}")
     net = random_network(rng, depth, bias, hidden, output)
@@ -44,7 +46,12 @@ def test_sql_matches_reference(
     data = random_data(rng, net, samples)
     create_tables(conn, net, params, data, column_type=ctype)
     options = dict(
-        epochs=4, learning_rate=0.05, hidden_activation=hidden, output_activation=output, loss=net.loss, layout=layout
+        epochs=4,
+        learning_rate=0.05,
+        hidden_activation=hidden,
+        output_activation=output,
+        loss=net.loss,
+        layout=layout,
     )
 
     result = sqlnet.train(db_url, **options)

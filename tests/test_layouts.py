@@ -16,10 +16,14 @@ from tests.helpers import random_data, random_params
 from tests.test_reference import assert_close
 
 
-def make(conn: psycopg.Connection, sizes: tuple[int, ...], samples: int = 5, ctype: str = "double precision") -> Network:
+def make(
+    conn: psycopg.Connection, sizes: tuple[int, ...], samples: int = 5, ctype: str = "double precision"
+) -> Network:
     rng = random.Random(str(sizes))
     net = Network(sizes, "relu", "linear", "half-se", "node")
-    create_tables(conn, net, random_params(rng, net), random_data(rng, net, samples), column_type=ctype, samples=True)
+    create_tables(
+        conn, net, random_params(rng, net), random_data(rng, net, samples), column_type=ctype, samples=True
+    )
     return net
 
 
@@ -56,6 +60,7 @@ def test_many_parameters_read_from_arrays(db_url: str, conn: psycopg.Connection)
 @pytest.mark.parametrize("layout", ["long", "wide"])
 def test_layouts_agree_with_each_other(db_url: str, conn: psycopg.Connection, layout: str) -> None:
     make(conn, (4, 5, 5, 2), samples=9)
-    report = sqlnet.check(db_url, epochs=3, learning_rate=0.1, batch_size=4, shuffle=2, optimizer="momentum",
-                          layout=layout)
+    report = sqlnet.check(
+        db_url, epochs=3, learning_rate=0.1, batch_size=4, shuffle=2, optimizer="momentum", layout=layout
+    )
     assert report.ok, report.differences
