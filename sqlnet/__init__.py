@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlnet.api import (
     CheckReport,
     DemoResult,
+    Progress,
     TrainOptions,
     TrainResult,
     check,
@@ -40,6 +41,7 @@ __all__ = [
     "InputError",
     "Network",
     "Params",
+    "Progress",
     "Sample",
     "SqlnetError",
     "TrainOptions",

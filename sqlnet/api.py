@@ -22,6 +22,7 @@ from psycopg import sql
 from sqlnet import reference, store
 from sqlnet.db import Database, Session
 from sqlnet.errors import CheckFailed, DatabaseError, InputError
+from sqlnet.guard import Deadline, lock_network, name_run
 from sqlnet.initialize import initial_params
 from sqlnet.layouts import LAYOUTS, wide
 from sqlnet.network import Network, Params
@@ -191,7 +192,7 @@ class Loaded:
             raise InputError(f"the wide layout cannot run this: {needs_long[0]}; use --layout long or auto")
         return o.layout
 
-    def trainings(self, trace_run: int | None = None) -> list[Training]:
+    def trainings(self, trace_run: int | None = None, progress_run: int | None = None) -> list[Training]:
         o = self.options
         layout = self.layout(trace_run is not None)
         return [
@@ -207,6 +208,7 @@ class Loaded:
                 o.scale_or_none,
                 layout,
                 trace_run,
+                progress_run,
             )
             for first, last in update_blocks(
                 o.epochs, self.batches, o.updates_per_statement or DEFAULT_UPDATES_PER_STATEMENT[layout]
@@ -252,7 +254,10 @@ def _params_from_rows(
 
 
 def _run_statements(
-    s: Session, trainings: list[Training], on_block: Callable[[int, float], None] | None
+    s: Session,
+    trainings: list[Training],
+    on_block: Callable[[int, float], None] | None,
+    deadline: Deadline | None = None,
 ) -> tuple[Params, list[float], float]:
     """Run every block; returns the trained parameters, the loss per epoch and the seconds in SQL."""
     params: Params | None = None
@@ -264,9 +269,15 @@ def _run_statements(
         try:
             started = time.perf_counter()
             for statement in statements_of(tr):
+                if deadline:
+                    deadline.arm(s.pg)
                 cur = s.pg.execute(statement)
             rows = cur.fetchall()
             in_sql += time.perf_counter() - started
+        except psycopg.errors.QueryCanceled as exc:
+            if deadline and deadline.end is not None:
+                raise deadline.expired() from exc
+            raise
         except psycopg.errors.NumericValueOutOfRange as exc:
             raise InputError(
                 f"the training overflowed between epoch {tr.first[0]} and {tr.last[0]} ({exc.diag.message_primary}): "
@@ -331,7 +342,10 @@ def train(
     schema: str | None = None,
     trace: bool = False,
     reset_optimizer: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
     on_block: Callable[[int, float], None] | None = None,
+    on_update: Callable[[Progress], None] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train the network in the tables and write the trained weights back, all in one transaction.
@@ -339,11 +353,17 @@ def train(
     Options are those of ``TrainOptions`` (epochs, learning_rate, batch_size, optimizer, ...). The run
     is recorded in schema `sqlnet`; with ``trace=True`` every phase of every update is kept in
     `sqlnet_trace`. On any error, or Ctrl-C, the transaction rolls back and every table is as it was.
+    One training per network at a time: a second fails at once naming the first (``NetworkBusy``),
+    or with ``wait=True`` queues behind it. ``timeout`` (seconds) cancels the training on the server
+    past that time (``TrainingTimeout``), rolling everything back. ``on_update`` is called after
+    every update while the SQL runs (the statement raises a NOTICE per update).
     """
     opts = TrainOptions(**options)
+    deadline = Deadline(timeout)
     db = connect(database)
     started = time.perf_counter()
     with db.transaction() as s:
+        lock_network(s.pg, schema or _current_schema(s), wait)
         loaded = load_network(s, schema, opts)
         tables, net = loaded.tables, loaded.net
         integer = integer_parameter_columns(tables)
@@ -357,11 +377,14 @@ def train(
         if reset_optimizer:
             store.reset_optimizer_state(s, tables.resolved_schema)
         run_id = store.start_run(s, schema, net, {**opts.as_json(), "trace": trace})
+        name_run(s.pg, tables.resolved_schema, run_id)
         store.save_params(s, run_id, "initial", net, _floats(initial))
-        trainings = loaded.trainings(run_id if trace else None)
+        trainings = loaded.trainings(run_id if trace else None, run_id if on_update else None)
+        if on_update:
+            s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
         if trace:
             store.ensure_trace_tables(s, trainings[0].phases)
-        params, losses, in_sql = _run_statements(s, trainings, on_block)
+        params, losses, in_sql = _run_statements(s, trainings, on_block, deadline)
         store.save_params(s, run_id, "final", net, _floats(params))
         store.finish_run(s, run_id, losses)
     return TrainResult(
@@ -376,6 +399,41 @@ def train(
         in_sql,
         trainings[0].layout,
     )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One update done, as the training statement reports it while it runs."""
+
+    run_id: int
+    epoch: int
+    batch: int
+    done: int  # updates done so far in this run
+    total: int  # updates the run will make
+    loss: float | None  # the mean loss of the update's batch (None in the long layout)
+
+
+def _progress_handler(
+    on_update: Callable[[Progress], None], run_id: int, loaded: Loaded
+) -> Callable[[Any], None]:
+    total = loaded.options.epochs * loaded.batches
+
+    def handle(diag: Any) -> None:
+        words = (diag.message_primary or "").split()
+        if len(words) != 7 or words[:2] != ["sqlnet", "progress"] or words[2] != str(run_id):
+            return
+        if "<NULL>" in words[3:5]:
+            return  # the recursion's last, empty step: PostgreSQL may still evaluate the call once
+        epoch, batch = int(words[3]), int(words[4])
+        loss = None if words[5] == "<NULL>" else float(words[5])
+        on_update(Progress(run_id, epoch, batch, (epoch - 1) * loaded.batches + batch, total, loss))
+
+    return handle
+
+
+def _current_schema(s: Session) -> str:
+    (schema,) = s.pg.execute("SELECT current_schema()").fetchone()  # type: ignore[misc]
+    return str(schema)
 
 
 def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:

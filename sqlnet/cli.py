@@ -6,12 +6,14 @@ Exit codes: 0 success; 1 a clear error (bad tables or options, database refused,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -241,6 +243,12 @@ def main() -> None:
 @click.option(
     "--reset-optimizer", is_flag=True, help="Start momentum/Adam from zero instead of the kept state."
 )
+@click.option(
+    "--wait", is_flag=True, help="If another training holds this network, wait for it instead of failing."
+)
+@click.option(
+    "--timeout", type=float, metavar="SECONDS", help="Cancel (and roll back) a training that runs longer."
+)
 @handle_errors
 def train(
     database_url: str | None,
@@ -249,12 +257,16 @@ def train(
     as_json: bool,
     quiet: bool,
     reset_optimizer: bool,
+    wait: bool,
+    timeout: float | None,
     **kwargs: Any,
 ) -> None:
     """Train the network in the tables and write the trained weights back.
 
-    Everything runs in one transaction: on an error or Ctrl-C no table changes. The run is
-    recorded (sqlnet runs) with the weights before and after, so `sqlnet restore RUN` undoes it.
+    Everything runs in one transaction: on an error, Ctrl-C (exit 130) or --timeout (exit 1) no
+    table changes. The run is recorded (sqlnet runs) with the weights before and after, so
+    `sqlnet restore RUN` undoes it. One training per network at a time: a second one fails at once
+    naming the first, or waits with --wait.
 
     \b
     Examples:
@@ -264,22 +276,65 @@ def train(
       sqlnet train --epochs 20 --batch-size 32 --shuffle 7 --optimizer adam --lr 0.01
     """
     show = not (as_json or quiet)
-    progress: list[int] = []
+    bar = show and sys.stderr.isatty()
+    printed: list[int] = []
 
     def on_block(epoch: int, loss: float) -> None:
-        # one line per statement of a training that needs several (until the live progress bar)
-        if show and (progress or epoch < kwargs["epochs"]):
+        # without a terminal: one line per statement of a training that needs several
+        if show and not bar and (printed or epoch < kwargs["epochs"]):
             err.print(f"epoch {epoch}/{kwargs['epochs']}  loss {_fmt(loss)}")
-            progress.append(epoch)
+            printed.append(epoch)
 
-    result = api.train(
-        database_url,
-        schema=schema,
-        trace=trace,
-        reset_optimizer=reset_optimizer,
-        on_block=on_block,
-        **_hyper(kwargs),
+    with live_progress(bar) as on_update:
+        result = api.train(
+            database_url,
+            schema=schema,
+            trace=trace,
+            reset_optimizer=reset_optimizer,
+            wait=wait,
+            timeout=timeout,
+            on_block=on_block,
+            on_update=on_update,
+            **_hyper(kwargs),
+        )
+    _report(result, as_json, quiet, trace)
+
+
+@contextlib.contextmanager
+def live_progress(enabled: bool) -> Iterator[Callable[[api.Progress], None] | None]:
+    """A progress bar on stderr, moved by every update while the SQL runs."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("training", total=None, loss="")
+
+        def on_update(p: api.Progress) -> None:
+            loss = "" if p.loss is None else f"loss {p.loss:.6g}"
+            progress.update(task, total=p.total, completed=p.done, description=f"epoch {p.epoch}", loss=loss)
+
+        yield on_update
+
+
+def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
@@ -506,18 +561,23 @@ def gradcheck(
         sys.exit(EXIT_ERROR)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @database_option
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_context
 @handle_errors
-def runs(database_url: str | None, as_json: bool) -> None:
-    """List the recorded training runs.
+def runs(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
+    """List the recorded training runs; `runs show RUN` shows one with its loss curve.
 
     \b
     Examples:
       sqlnet runs
       sqlnet runs --json
+      sqlnet runs show 3
     """
+    ctx.obj = {"database_url": database_url}
+    if ctx.invoked_subcommand is not None:
+        return
     found = api.runs(database_url)
     if as_json:
         click.echo(json.dumps([r.as_json() for r in found], indent=2))
@@ -541,6 +601,65 @@ def runs(database_url: str | None, as_json: bool) -> None:
             "yes" if r.options.get("trace") else "",
         )
     out.print(table)
+
+
+def text_plot(points: list[tuple[int, float]], width: int = 60, height: int = 12) -> list[str]:
+    """The loss per epoch as a terminal plot; a log scale when it spans more than 100x."""
+    if not points:
+        return ["(no losses recorded)"]
+    values = [v for _, v in points]
+    log = min(values) > 0 and max(values) / min(values) > 100
+    ys = [math.log10(v) for v in values] if log else values
+    lo, hi = min(ys), max(ys)
+    span = (hi - lo) or 1.0
+    columns = min(width, len(points))
+    grid = [[" "] * columns for _ in range(height)]
+    for c in range(columns):
+        # each column shows the epochs that fall into it by their mean
+        chunk = ys[c * len(ys) // columns : max((c + 1) * len(ys) // columns, c * len(ys) // columns + 1)]
+        y = sum(chunk) / len(chunk)
+        grid[height - 1 - round((y - lo) / span * (height - 1))][c] = "*"
+    label = (lambda y: f"{10**y:.4g}") if log else (lambda y: f"{y:.4g}")
+    lines = []
+    for r, row in enumerate(grid):
+        y = hi - r * span / (height - 1)
+        lines.append(f"{label(y):>11} |{''.join(row)}")
+    lines.append(" " * 12 + "+" + "-" * columns)
+    lines.append(" " * 13 + f"epoch {points[0][0]}" + " " * max(1, columns - 16) + f"epoch {points[-1][0]}")
+    if log:
+        lines.append(" " * 13 + "(log scale)")
+    return lines
+
+
+@runs.command("show")
+@click.argument("run", type=int)
+@database_option
+@click.pass_context
+@handle_errors
+def runs_show(ctx: click.Context, run: int, database_url: str | None) -> None:
+    """Show a run: its network, its options and its loss per epoch as a plot.
+
+    \b
+    Examples:
+      sqlnet runs show 3
+    """
+    url = database_url or (ctx.obj or {}).get("database_url")
+    info = next((r for r in api.runs(url) if r.run_id == run), None)
+    if info is None:
+        raise SqlnetError(f"run {run} not found: `sqlnet runs` lists the runs")
+    out.print(
+        f"run {info.run_id} ({info.status}): {info.network.describe()}, schema {info.schema_name or '(search path)'}"
+    )
+    out.print(
+        f"started {info.started_at:%Y-%m-%d %H:%M:%S}"
+        + (f", finished {info.finished_at:%H:%M:%S}" if info.finished_at else "")
+    )
+    for key, value in sorted(info.options.items()):
+        out.print(f"  {key}: {value}")
+    curve = api.run_losses(url, run)
+    out.print(f"loss per epoch (mean over each epoch's samples), {len(curve)} epochs:")
+    for line in text_plot(curve):
+        out.print(escape(line))
 
 
 @main.command()

@@ -44,6 +44,20 @@ class Training:
     scale: int | None = None  # exact NUMERIC rounded at this scale; None: float8
     layout: str = DEFAULT_LAYOUT
     trace_run: int | None = None  # with a run id, every phase's values go to the trace schema
+    progress_run: int | None = None  # with a run id, every update reports itself (RAISE NOTICE)
+
+    def progress(
+        self, epoch: sql.Composable, batch: sql.Composable, loss: sql.Composable, samples: sql.Composable
+    ) -> sql.Composable:
+        """A condition that is always true and, when asked for, tells the client an update is done.
+
+        sqlnet.progress() raises a NOTICE, which psycopg hands to sqlnet while the statement runs.
+        """
+        if self.progress_run is None:
+            return sql.SQL("")
+        return sql.SQL(" AND sqlnet.progress({run}, {e}, {b}, {loss}, {n})").format(
+            run=sql.Literal(self.progress_run), e=epoch, b=batch, loss=loss, n=samples
+        )
 
     @property
     def phases(self) -> list[Phase]:

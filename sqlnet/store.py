@@ -86,9 +86,25 @@ optimizer_state = sa.Table(
 )
 
 
+PROGRESS_FUNCTION = """
+CREATE FUNCTION sqlnet.progress(run integer, epoch integer, batch integer, loss double precision, samples bigint)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  -- called once per update by a training statement: the client reads the NOTICE while the statement runs
+  RAISE NOTICE 'sqlnet progress % % % % %', run, epoch, batch, loss, samples;
+  RETURN true;
+END $$
+"""
+
+
 def ensure_schema(s: Session) -> None:
     s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
     metadata.create_all(s.sa)
+    exists = s.pg.execute(
+        "SELECT to_regprocedure('sqlnet.progress(integer, integer, integer, double precision, bigint)')"
+    )
+    if exists.fetchone()[0] is None:  # type: ignore[index]
+        s.pg.execute(PROGRESS_FUNCTION)
 
 
 def network_json(net: Network) -> dict[str, Any]:

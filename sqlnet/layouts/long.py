@@ -514,9 +514,19 @@ class LongLayout:
             "        FROM prev WHERE quantity = {dq}\n"
             "        GROUP BY layer, j\n"
             "      ) AS g ON g.quantity = p.quantity AND g.layer = p.layer AND g.j = p.j AND (g.i = p.i OR p.quantity = {bq})\n"
-            "      WHERE {gate}{steps}"
+            "      WHERE {gate}{progress}{steps}"
         ).format(
             head=self._head(phase),
+            progress=sql.SQL(" AND (SELECT true{} FROM step)").format(
+                tr.progress(
+                    sql.SQL("epoch"),
+                    sql.SQL("batch"),
+                    sql.SQL("NULL::float8"),
+                    sql.SQL("(SELECT n FROM batch_size)"),
+                )
+            )
+            if tr.progress_run is not None
+            else sql.SQL(""),
             w_new=self._round(tr, w_new),
             state=state,
             wq=Q(WEIGHT),

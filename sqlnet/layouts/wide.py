@@ -526,8 +526,19 @@ class WideLayout:
         if opt.name == "adam":
             values.append(t)
         values += [sql.SQL("g.loss"), sql.SQL("g.n")]
-        return sql.SQL("      SELECT\n        {}\n      FROM prev AS p CROSS JOIN gradient AS g").format(
-            sql.SQL(",\n        ").join(values)
+        progress = tr.progress(
+            sql.SQL("(SELECT epoch FROM next)"),
+            sql.SQL("(SELECT batch FROM next)"),
+            sql.SQL("g.loss / g.n"),
+            sql.SQL("g.n"),
+        )
+        return sql.SQL(
+            "      SELECT\n        {}\n      FROM prev AS p CROSS JOIN gradient AS g{where}"
+        ).format(
+            sql.SQL(",\n        ").join(values),
+            where=sql.SQL("\n      WHERE true{}").format(progress)
+            if tr.progress_run is not None
+            else sql.SQL(""),
         )
 
     def recursive_cte(self, tr: Training) -> sql.Composable:

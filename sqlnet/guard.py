@@ -1,0 +1,81 @@
+"""One trainer per network, and a deadline: the guards around a training transaction.
+
+The lock is a transaction-level advisory lock keyed by the network's schema, so it is released
+by commit, rollback, a crash or a killed client alike. The trainer names itself in
+`application_name`, which is how a second trainer can say who holds the lock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import psycopg
+
+from sqlnet.errors import SqlnetError
+
+
+class NetworkBusy(SqlnetError):
+    """Another training holds this network's lock."""
+
+
+class TrainingTimeout(SqlnetError):
+    """The training ran past its --timeout and was cancelled; the transaction rolled back."""
+
+
+def lock_key(schema: str) -> str:
+    return f"sqlnet train {schema}"
+
+
+def lock_network(conn: psycopg.Connection, schema: str, wait: bool) -> None:
+    """Take the network's lock for this transaction, or fail at once naming who holds it."""
+    key = lock_key(schema)
+    conn.execute("SELECT set_config('application_name', %s, true)", (f"{key}: starting",))
+    if wait:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        return
+    (acquired,) = conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)).fetchone()  # type: ignore[misc]
+    if acquired:
+        return
+    holder = conn.execute(
+        "WITH k AS (SELECT hashtextextended(%s, 0) AS key) "
+        "SELECT a.application_name, a.pid, to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS') "
+        "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid, k "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+        "AND l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid",
+        (key,),
+    ).fetchone()
+    who = f"{holder[0]} (backend pid {holder[1]}, started {holder[2]})" if holder else "another training"
+    raise NetworkBusy(
+        f"the network in schema {schema!r} is being trained: {who}. Wait for it to finish, "
+        f"or use --wait to queue behind it"
+    )
+
+
+def name_run(conn: psycopg.Connection, schema: str, run_id: int) -> None:
+    conn.execute("SELECT set_config('application_name', %s, true)", (f"{lock_key(schema)}: run {run_id}",))
+
+
+class Deadline:
+    """Gives each statement what is left of the time as its statement_timeout."""
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+            raise SqlnetError(f"--timeout must be a number of seconds above 0, got {seconds!r}")
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def arm(self, conn: psycopg.Connection) -> None:
+        """Before a statement: it may run for the time that is left, and no longer."""
+        if self.end is None:
+            return
+        left_ms = int((self.end - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            raise self.expired()
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{left_ms}ms",))
+
+    def expired(self) -> TrainingTimeout:
+        return TrainingTimeout(
+            f"the training ran longer than --timeout {self.seconds:g} s and was cancelled on the server; "
+            f"the transaction rolled back, so every table is as it was before"
+        )
