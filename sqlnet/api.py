@@ -6,6 +6,8 @@ $SQLNET_DATABASE_URL, $DATABASE_URL or the embedded server, in that order.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import random
 import re
@@ -22,7 +24,14 @@ from psycopg import sql
 from sqlnet import reference, store
 from sqlnet.db import Database, Session
 from sqlnet.errors import CheckFailed, DatabaseError, InputError
-from sqlnet.guard import Deadline, lock_network, name_run
+from sqlnet.guard import (
+    Deadline,
+    TrainingTimeout,
+    lock_network,
+    lock_network_for_session,
+    name_run,
+    unlock_network,
+)
 from sqlnet.initialize import initial_params
 from sqlnet.layouts import LAYOUTS, wide
 from sqlnet.network import Network, Params
@@ -192,7 +201,14 @@ class Loaded:
             raise InputError(f"the wide layout cannot run this: {needs_long[0]}; use --layout long or auto")
         return o.layout
 
-    def trainings(self, trace_run: int | None = None, progress_run: int | None = None) -> list[Training]:
+    def trainings(
+        self,
+        trace_run: int | None = None,
+        progress_run: int | None = None,
+        first_epoch: int = 1,
+        last_epoch: int | None = None,
+    ) -> list[Training]:
+        """The statements for epochs first_epoch..last_epoch (default: all of them)."""
         o = self.options
         layout = self.layout(trace_run is not None)
         return [
@@ -211,7 +227,10 @@ class Loaded:
                 progress_run,
             )
             for first, last in update_blocks(
-                o.epochs, self.batches, o.updates_per_statement or DEFAULT_UPDATES_PER_STATEMENT[layout]
+                last_epoch or o.epochs,
+                self.batches,
+                o.updates_per_statement or DEFAULT_UPDATES_PER_STATEMENT[layout],
+                first_epoch,
             )
         ]
 
@@ -346,6 +365,8 @@ def train(
     timeout: float | None = None,
     on_block: Callable[[int, float], None] | None = None,
     on_update: Callable[[Progress], None] | None = None,
+    checkpoint_every: int | None = None,
+    resume: int | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train the network in the tables and write the trained weights back, all in one transaction.
@@ -357,10 +378,28 @@ def train(
     or with ``wait=True`` queues behind it. ``timeout`` (seconds) cancels the training on the server
     past that time (``TrainingTimeout``), rolling everything back. ``on_update`` is called after
     every update while the SQL runs (the statement raises a NOTICE per update).
+
+    ``checkpoint_every=K`` commits the weights, the optimizer state and the losses every K epochs
+    instead (a cancel or a crash loses at most K epochs); ``resume=RUN`` continues such a run from
+    its last checkpoint with its own options, ending where the uninterrupted run would have.
     """
-    opts = TrainOptions(**options)
     deadline = Deadline(timeout)
     db = connect(database)
+    if checkpoint_every is not None or resume is not None:
+        return _train_with_checkpoints(
+            db,
+            schema,
+            trace,
+            reset_optimizer,
+            wait,
+            deadline,
+            on_block,
+            on_update,
+            checkpoint_every,
+            resume,
+            options,
+        )
+    opts = TrainOptions(**options)
     started = time.perf_counter()
     with db.transaction() as s:
         lock_network(s.pg, schema or _current_schema(s), wait)
@@ -398,6 +437,134 @@ def train(
         len(trainings),
         in_sql,
         trainings[0].layout,
+    )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a checkpointed training: the message says which checkpoint the tables hold."""
+
+
+def _train_with_checkpoints(
+    db: Database,
+    schema: str | None,
+    trace: bool,
+    reset_optimizer: bool,
+    wait: bool,
+    deadline: Deadline,
+    on_block: Callable[[int, float], None] | None,
+    on_update: Callable[[Progress], None] | None,
+    checkpoint_every: int | None,
+    resume: int | None,
+    options: dict[str, Any],
+) -> TrainResult:
+    """A training in several transactions, one per checkpoint, under a session-level lock."""
+    started = time.perf_counter()
+    with db.connection() as s:
+        if resume is not None:
+            run = store.get_run(s, resume)  # the run says where and how
+            if run.status == "finished":
+                raise InputError(f"run {resume} finished: there is nothing to resume")
+            if not run.options.get("checkpoint_every"):
+                raise InputError(f"run {resume} had no checkpoints: only a --checkpoint-every run can resume")
+            schema = run.schema_name
+            known = {f.name for f in dataclasses.fields(TrainOptions)}
+            options = {k: v for k, v in run.options.items() if k in known}
+            checkpoint_every, trace = int(run.options["checkpoint_every"]), bool(run.options.get("trace"))
+        if (
+            not isinstance(checkpoint_every, int)
+            or isinstance(checkpoint_every, bool)
+            or checkpoint_every < 1
+        ):
+            raise InputError(
+                f"--checkpoint-every must be a whole number of epochs >= 1, got {checkpoint_every!r}"
+            )
+        opts = TrainOptions(**options)
+        key = schema or _current_schema(s)
+        s.rollback()
+        lock_network_for_session(s.pg, key, wait)
+        run_id: int | None = None
+        last_checkpoint = 0
+        try:
+            loaded = load_network(s, schema, opts)
+            tables, net = loaded.tables, loaded.net
+            if integer_parameter_columns(tables):
+                raise InputError(
+                    f"{integer_parameter_columns(tables)[0]} is an integer column: change its type first"
+                )
+            store.ensure_schema(s)
+            if resume is not None:
+                if net.sizes != run.network.sizes or net.bias != run.network.bias:
+                    raise InputError(
+                        f"run {resume} trained a {run.network.describe()}; the tables now hold a {net.describe()}"
+                    )
+                run_id = resume
+                initial = store.load_params(s, run_id, "initial", net)
+                last_checkpoint = store.last_epoch(s, run_id)
+                store.set_status(s, run_id, "running")
+            else:
+                if reset_optimizer:
+                    store.reset_optimizer_state(s, tables.resolved_schema)
+                initial = read_params(s.pg, tables, net, opts.num)
+                run_id = store.start_run(
+                    s, schema, net, {**opts.as_json(), "trace": trace, "checkpoint_every": checkpoint_every}
+                )
+                store.save_params(s, run_id, "initial", net, _floats(initial))
+            if trace:
+                store.ensure_trace_tables(s, loaded.trainings(run_id)[0].phases)
+            s.commit()  # the run is on record before the first update
+            name_run(s.pg, tables.resolved_schema, run_id)
+            if on_update:
+                s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
+            statements, in_sql, params = 0, 0.0, initial
+            for first in range(last_checkpoint + 1, opts.epochs + 1, checkpoint_every):
+                last = min(first + checkpoint_every - 1, opts.epochs)
+                trainings = loaded.trainings(
+                    run_id if trace else None, run_id if on_update else None, first, last
+                )
+                params, losses, seconds = _run_statements(s, trainings, on_block, deadline)
+                store.record_losses(s, run_id, losses, first)
+                s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
+                last_checkpoint, statements, in_sql = last, statements + len(trainings), in_sql + seconds
+            store.save_params(s, run_id, "final", net, _floats(params))
+            store.finish_run(s, run_id, [])
+            curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
+            s.commit()
+        except BaseException as exc:
+            s.rollback()
+            status = "cancelled" if isinstance(exc, (KeyboardInterrupt, TrainingTimeout)) else "failed"
+            where = (
+                f"the tables hold the checkpoint after epoch {last_checkpoint} of run {run_id}; "
+                f"`sqlnet train --resume {run_id}` continues it"
+                if run_id is not None and last_checkpoint
+                else "no checkpoint was made, so every table is as it was before"
+            )
+            if run_id is not None:
+                with contextlib.suppress(psycopg.Error):
+                    store.set_status(s, run_id, status)
+                    s.commit()
+            if isinstance(exc, KeyboardInterrupt):
+                raise TrainingInterrupted(f"the training was cancelled; {where}") from exc
+            if isinstance(exc, TrainingTimeout):
+                raise TrainingTimeout(
+                    f"the training ran longer than --timeout {deadline.seconds:g} s and was "
+                    f"cancelled; {where}"
+                ) from exc
+            raise
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                s.rollback()
+                unlock_network(s.pg, key)
+    return TrainResult(
+        run_id,
+        net,
+        opts,
+        initial,
+        params,
+        curve,
+        time.perf_counter() - started,
+        statements,
+        in_sql,
+        loaded.layout(trace),
     )
 
 

@@ -159,7 +159,10 @@ def handle_errors(f: F) -> F:
                 f"rolled back and no table changed"
             )
             sys.exit(EXIT_ERROR)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if str(exc):  # a checkpointed training says where its tables are
+                err.print(f"[yellow]interrupted:[/] {escape(str(exc))}")
+                sys.exit(EXIT_INTERRUPTED)
             err.print(
                 "[yellow]interrupted:[/] the statement was cancelled and the transaction rolled back; "
                 "every table is as it was before."
@@ -247,6 +250,18 @@ def main() -> None:
     "--wait", is_flag=True, help="If another training holds this network, wait for it instead of failing."
 )
 @click.option(
+    "--checkpoint-every",
+    type=int,
+    metavar="K",
+    help="Commit the weights, optimizer state and losses every K epochs: a cancel or crash loses at most K.",
+)
+@click.option(
+    "--resume",
+    type=int,
+    metavar="RUN",
+    help="Continue a checkpointed run from its last checkpoint, with its own options.",
+)
+@click.option(
     "--timeout", type=float, metavar="SECONDS", help="Cancel (and roll back) a training that runs longer."
 )
 @handle_errors
@@ -258,6 +273,8 @@ def train(
     quiet: bool,
     reset_optimizer: bool,
     wait: bool,
+    checkpoint_every: int | None,
+    resume: int | None,
     timeout: float | None,
     **kwargs: Any,
 ) -> None:
@@ -274,6 +291,7 @@ def train(
       sqlnet train --schema mynet --epochs 500 --lr 0.001 --trace
       sqlnet train --epochs 100 --json | jq .final_loss
       sqlnet train --epochs 20 --batch-size 32 --shuffle 7 --optimizer adam --lr 0.01
+      sqlnet train --epochs 5000 --checkpoint-every 100    (after a crash: sqlnet train --resume RUN)
     """
     show = not (as_json or quiet)
     bar = show and sys.stderr.isatty()
@@ -295,6 +313,8 @@ def train(
             timeout=timeout,
             on_block=on_block,
             on_update=on_update,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
             **_hyper(kwargs),
         )
     _report(result, as_json, quiet, trace)

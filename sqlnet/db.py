@@ -115,6 +115,18 @@ class Session:
     sa: sa.Connection
     pg: psycopg.Connection
 
+    def commit(self) -> None:
+        """End the transaction so far (a checkpoint); the next statement begins another.
+
+        Both handles: SQLAlchemy only commits a transaction it began itself, and the training
+        statements run on the psycopg connection underneath."""
+        self.sa.commit()
+        self.pg.commit()
+
+    def rollback(self) -> None:
+        self.pg.rollback()
+        self.sa.rollback()
+
 
 class Database:
     def __init__(self, url: str | None = None) -> None:
@@ -141,6 +153,21 @@ class Database:
                 trans.commit()
             else:
                 trans.rollback()
+
+    @contextmanager
+    def connection(self) -> Iterator[Session]:
+        """One connection for several transactions (checkpoints): the caller commits; what it has
+        not committed when it leaves, by an error or not, rolls back."""
+        try:
+            conn = self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc.orig}") from exc
+        with conn:
+            try:
+                yield Session(conn, conn.connection.driver_connection)  # type: ignore[arg-type]
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -52,8 +52,23 @@ def lock_network(conn: psycopg.Connection, schema: str, wait: bool) -> None:
     )
 
 
+def lock_network_for_session(conn: psycopg.Connection, schema: str, wait: bool) -> None:
+    """The same lock held across transactions (checkpointed runs); released by unlock or disconnect."""
+    key = lock_key(schema)
+    if wait:
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        return
+    (acquired,) = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()  # type: ignore[misc]
+    if not acquired:
+        lock_network(conn, schema, wait=False)  # fails, naming the holder
+
+
+def unlock_network(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key(schema),))
+
+
 def name_run(conn: psycopg.Connection, schema: str, run_id: int) -> None:
-    conn.execute("SELECT set_config('application_name', %s, true)", (f"{lock_key(schema)}: run {run_id}",))
+    conn.execute("SELECT set_config('application_name', %s, false)", (f"{lock_key(schema)}: run {run_id}",))
 
 
 class Deadline:

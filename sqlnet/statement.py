@@ -109,9 +109,10 @@ class Training:
 
 
 def update_blocks(
-    epochs: int, batches: int, per_statement: int
+    epochs: int, batches: int, per_statement: int, first_epoch: int = 1
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Split the updates of `epochs` epochs of `batches` batches into blocks of at most `per_statement`.
+    """Split the updates of epochs first_epoch..epochs (of `batches` batches each) into blocks of at
+    most `per_statement` updates.
 
     PostgreSQL keeps every iteration of a recursive CTE until the statement ends, so a block
     bounds the memory and temp files one statement uses, whatever the number of epochs.
@@ -121,7 +122,8 @@ def update_blocks(
     def at(u: int) -> tuple[int, int]:  # update number u (1-based) as (epoch, batch)
         return ((u - 1) // batches + 1, (u - 1) % batches + 1)
 
-    return [(at(u), at(min(u + per_statement - 1, total))) for u in range(1, total + 1, per_statement)]
+    start = (first_epoch - 1) * batches + 1
+    return [(at(u), at(min(u + per_statement - 1, total))) for u in range(start, total + 1, per_statement)]
 
 
 def _sample(table: Table) -> sql.Composable:

@@ -139,21 +139,40 @@ def start_run(s: Session, schema: str | None, net: Network, options: dict[str, A
     return int(run_id)
 
 
-def finish_run(s: Session, run_id: int, losses: list[float], first_epoch: int = 1) -> None:
+def record_losses(s: Session, run_id: int, losses: list[float], first_epoch: int = 1) -> None:
     if losses:
         s.sa.execute(
             run_losses.insert(),
             [{"run_id": run_id, "epoch": first_epoch + e, "loss": loss} for e, loss in enumerate(losses)],
         )
+
+
+def set_status(s: Session, run_id: int, status: str) -> None:
+    s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
+
+
+def finish_run(s: Session, run_id: int, losses: list[float], first_epoch: int = 1) -> None:
+    """Record the losses of epochs first_epoch.. and mark the run finished."""
+    record_losses(s, run_id, losses, first_epoch)
+    final = s.sa.execute(
+        sa.select(run_losses.c.loss)
+        .where(run_losses.c.run_id == run_id)
+        .order_by(run_losses.c.epoch.desc())
+        .limit(1)
+    ).scalar_one_or_none()
     s.sa.execute(
         runs.update()
         .where(runs.c.run_id == run_id)
-        .values(
-            status="finished",
-            finished_at=sa.func.clock_timestamp(),
-            final_loss=losses[-1] if losses else None,
-        )
+        .values(status="finished", finished_at=sa.func.clock_timestamp(), final_loss=final)
     )
+
+
+def last_epoch(s: Session, run_id: int) -> int:
+    """The last epoch a run committed (its last checkpoint); 0 when none."""
+    epoch = s.sa.execute(
+        sa.select(sa.func.coalesce(sa.func.max(run_losses.c.epoch), 0)).where(run_losses.c.run_id == run_id)
+    ).scalar_one()
+    return int(epoch)
 
 
 def save_params(s: Session, run_id: int, stage: str, net: Network, params: Params) -> None:

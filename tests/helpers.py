@@ -71,7 +71,7 @@ def random_params(rng: random.Random, net: Network, scale: float = 0.5) -> Param
 
 
 def random_data(rng: random.Random, net: Network, n: int) -> Dataset:
-    ids = rng.sample(range(1, 1000), n)
+    ids = rng.sample(range(1, max(1000, 10 * n)), n)
     return Dataset(
         [
             Sample(

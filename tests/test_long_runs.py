@@ -16,55 +16,49 @@ from tests.helpers import snapshot
 from tests.test_reference import assert_close
 
 
-def wait_for_training(conn: psycopg.Connection) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        (active,) = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'sqlnet train %%: run %%' "
-            "AND state = 'active'"
-        ).fetchone()
-        if active:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the first training never started")
+class Background:
+    """A training in a thread, with an event set by its first update (reported while the SQL runs)."""
 
+    def __init__(self, **kwargs: object) -> None:
+        self.started = threading.Event()
+        self.result: sqlnet.TrainResult | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, kwargs=kwargs)
+        self.thread.start()
+        assert self.started.wait(30), f"the first training never started: {self.error!r}"
 
-def test_a_second_trainer_fails_at_once_naming_the_first(post_db: str, conn: psycopg.Connection) -> None:
-    first_error: list[BaseException] = []
-
-    def first() -> None:
+    def _run(self, **kwargs: object) -> None:
         try:
-            sqlnet.train(post_db, epochs=10_000_000, learning_rate=1e-12, timeout=4)
-        except BaseException as exc:  # the timeout ends it; anything else is a failure
-            first_error.append(exc)
+            self.result = sqlnet.train(on_update=lambda p: self.started.set(), **kwargs)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self.error = exc
+            self.started.set()
 
-    thread = threading.Thread(target=first)
-    thread.start()
+    def join(self) -> None:
+        self.thread.join()
+
+
+def test_a_second_trainer_fails_at_once_naming_the_first(post_db: str) -> None:
+    first = Background(database=post_db, epochs=10_000_000, learning_rate=1e-12, timeout=4)
     try:
-        wait_for_training(conn)
         started = time.monotonic()
         with pytest.raises(
             NetworkBusy, match=r"schema 'public' is being trained: sqlnet train public: run \d+"
         ):
             sqlnet.train(post_db)
-        assert time.monotonic() - started < 5  # at once, not after the first
+        assert time.monotonic() - started < 3  # at once, not after the first
     finally:
-        thread.join()
-    assert len(first_error) == 1 and isinstance(first_error[0], TrainingTimeout)
+        first.join()
+    assert isinstance(first.error, TrainingTimeout)
 
 
-def test_wait_queues_behind_the_first(post_db: str, conn: psycopg.Connection) -> None:
-    results: list[sqlnet.TrainResult] = []
-    thread = threading.Thread(
-        target=lambda: results.append(sqlnet.train(post_db, epochs=400, learning_rate=1e-9))
-    )
-    thread.start()
-    wait_for_training(conn)
+def test_wait_queues_behind_the_first(post_db: str) -> None:
+    first = Background(database=post_db, epochs=30_000, learning_rate=1e-9)
     second = sqlnet.train(post_db, epochs=1, learning_rate=1e-9, wait=True)
-    thread.join()
-    first = results[0]
+    first.join()
+    assert first.error is None and first.result is not None
     # the second started from the weights the first wrote: it waited for the commit
-    assert_close(second.initial.weights, first.params.weights)  # NUMERIC keeps 15 digits
+    assert_close(second.initial.weights, first.result.params.weights)  # NUMERIC keeps 15 digits
 
 
 def test_timeout_cancels_and_changes_nothing(post_db: str, conn: psycopg.Connection) -> None:
@@ -134,3 +128,132 @@ def test_progress_arrives_while_the_statement_runs(
     assert (seen[-1].epoch, seen[-1].batch) == (6, 3)
     if layout == "wide":
         assert all(p.loss is not None and p.loss >= 0 for p in seen)
+
+
+def _twin_networks(conn: psycopg.Connection, samples: int = 40) -> None:
+    """The same network and data in schemas a and b, in float8 columns (exact when written back)."""
+    import random
+
+    from sqlnet.tables import create_tables
+    from tests.helpers import random_data, random_network, random_params
+
+    rng = random.Random(11)
+    net = random_network(rng, 2, "node", "tanh", "linear", "half-se")
+    params, data = random_params(rng, net), random_data(rng, net, samples)
+    for schema in ("a", "b"):
+        create_tables(conn, net, params, data, schema=schema, samples=True)
+
+
+def _weights(conn: psycopg.Connection, schema: str) -> list[tuple]:
+    return conn.execute(
+        f"SELECT weight1inputnodenumber, weight1outputnodenumber, weight1value FROM {schema}.weights1 ORDER BY 1, 2"
+    ).fetchall()
+
+
+def test_checkpoints_give_the_same_weights_as_one_transaction(db_url: str, conn: psycopg.Connection) -> None:
+    _twin_networks(conn)
+    options = dict(
+        epochs=7, learning_rate=0.05, hidden_activation="tanh", batch_size=8, shuffle=3, optimizer="adam"
+    )
+    plain = sqlnet.train(db_url, schema="a", **options)
+    checkpointed = sqlnet.train(db_url, schema="b", checkpoint_every=3, **options)
+    assert _weights(conn, "a") == _weights(conn, "b")
+    assert checkpointed.losses == plain.losses
+    (status,) = conn.execute(
+        "SELECT status FROM sqlnet.runs WHERE run_id = %s", (checkpointed.run_id,)
+    ).fetchone()
+    assert status == "finished"
+
+
+def test_timeout_keeps_the_last_checkpoint(db_url: str, conn: psycopg.Connection) -> None:
+    _twin_networks(conn, samples=200)
+    options = dict(learning_rate=0.05, hidden_activation="tanh", layout="long")
+    with pytest.raises(TrainingTimeout, match=r"checkpoint after epoch (\d+) of run (\d+)") as info:
+        sqlnet.train(db_url, schema="a", epochs=100_000, checkpoint_every=1, timeout=3, **options)
+    import re
+
+    epoch, run_id = map(int, re.search(r"epoch (\d+) of run (\d+)", str(info.value)).groups())
+    assert epoch >= 1
+    (status,) = conn.execute("SELECT status FROM sqlnet.runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert status == "cancelled"
+    # schema b trained exactly `epoch` epochs in one go holds a's checkpoint (the long layout's hash
+    # aggregates may add in another order: equal to the last bits or so)
+    sqlnet.train(db_url, schema="b", epochs=epoch, **options)
+    for (i, j, got), (_, _, want) in zip(_weights(conn, "a"), _weights(conn, "b")):
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-15), (i, j)
+
+
+def test_killed_client_resumes_to_the_uninterrupted_result(db_url: str, conn: psycopg.Connection) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _twin_networks(conn, samples=5000)
+    # the wide layout adds in a fixed order, so the resumed weights can equal the others to the bit
+    args = [
+        "--epochs",
+        "30",
+        "--lr",
+        "0.05",
+        "--hidden-activation",
+        "tanh",
+        "--batch-size",
+        "10",
+        "--checkpoint-every",
+        "2",
+        "--layout",
+        "wide",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlnet.cli", "train", "--database-url", db_url, "--schema", "a", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < 4:
+        time.sleep(0.1)
+        if conn.execute("SELECT to_regclass('sqlnet.run_losses')").fetchone()[0]:
+            (done,) = conn.execute("SELECT count(*) FROM sqlnet.run_losses").fetchone()
+    assert done >= 4, "no checkpoint within a minute"
+    os.kill(proc.pid, signal.SIGKILL)  # a crash: nobody rolls back or marks the run
+    proc.wait()
+    (run_id, status) = conn.execute("SELECT run_id, status FROM sqlnet.runs").fetchone()
+    assert status == "running"
+    resumed = sqlnet.train(db_url, resume=run_id, wait=True)  # waits for the dead client's backend to go
+    assert resumed.run_id == run_id and len(resumed.losses) == 30
+    uninterrupted = subprocess.run(
+        [sys.executable, "-m", "sqlnet.cli", "train", "--database-url", db_url, "--schema", "b", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert _weights(conn, "a") == _weights(conn, "b")
+    losses = conn.execute(
+        "SELECT run_id, epoch, loss FROM sqlnet.run_losses ORDER BY epoch, run_id"
+    ).fetchall()
+    by_run: dict[int, list[float]] = {}
+    for r, _, loss in losses:
+        by_run.setdefault(r, []).append(loss)
+    first_run, second_run = by_run.values()
+    assert first_run == second_run
+
+
+def test_resume_refuses_finished_or_uncheckpointed_runs(post_db: str) -> None:
+    done = sqlnet.train(post_db, checkpoint_every=1)
+    with pytest.raises(sqlnet.InputError, match="finished: there is nothing to resume"):
+        sqlnet.train(post_db, resume=done.run_id)
+
+
+def test_five_thousand_epochs_with_bounded_temp_files(post_db: str, conn: psycopg.Connection) -> None:
+    def temp_bytes() -> int:
+        (n,) = conn.execute(
+            "SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        return int(n)
+
+    before = temp_bytes()
+    result = sqlnet.train(post_db, epochs=5000, learning_rate=1e-6, checkpoint_every=1000)
+    assert len(result.losses) == 5000
+    assert temp_bytes() - before < 1_000_000
