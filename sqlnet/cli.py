@@ -654,14 +654,21 @@ def text_plot(points: list[tuple[int, float]], width: int = 60, height: int = 12
 @runs.command("show")
 @click.argument("run", type=int)
 @database_option
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE.png",
+    help="Also draw the loss curve into a PNG (needs matplotlib: pip install 'sqlnet[plot]').",
+)
 @click.pass_context
 @handle_errors
-def runs_show(ctx: click.Context, run: int, database_url: str | None) -> None:
+def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str | None) -> None:
     """Show a run: its network, its options and its loss per epoch as a plot.
 
     \b
     Examples:
       sqlnet runs show 3
+      sqlnet runs show 3 --plot loss.png
     """
     url = database_url or (ctx.obj or {}).get("database_url")
     info = next((r for r in api.runs(url) if r.run_id == run), None)
@@ -680,6 +687,31 @@ def runs_show(ctx: click.Context, run: int, database_url: str | None) -> None:
     out.print(f"loss per epoch (mean over each epoch's samples), {len(curve)} epochs:")
     for line in text_plot(curve):
         out.print(escape(line))
+    if plot:
+        draw_loss(curve, plot, f"run {info.run_id}: {info.network.describe()}")
+        out.print(f"wrote {plot}")
+
+
+def draw_loss(curve: list[tuple[int, float]], path: str, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise SqlnetError("--plot needs matplotlib: pip install 'sqlnet[plot]' (or matplotlib)") from exc
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot([e for e, _ in curve], [v for _, v in curve], color="#1f77b4")
+    values = [v for _, v in curve]
+    if values and min(values) > 0 and max(values) / min(values) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss over the epoch's samples")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 @main.command()

@@ -257,3 +257,13 @@ def test_five_thousand_epochs_with_bounded_temp_files(post_db: str, conn: psycop
     result = sqlnet.train(post_db, epochs=5000, learning_rate=1e-6, checkpoint_every=1000)
     assert len(result.losses) == 5000
     assert temp_bytes() - before < 1_000_000
+
+
+def test_runs_show_draws_a_png(post_db: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    run = sqlnet.train(post_db, epochs=20, learning_rate=0.00001)
+    target = tmp_path / "loss.png"
+    result = CliRunner().invoke(
+        main, ["runs", "show", str(run.run_id), "--database-url", post_db, "--plot", str(target)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 5000
