@@ -19,8 +19,10 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 
+from sqlnet import predict as predict_sql
 from sqlnet import reference, store
 from sqlnet.db import Database, Session
 from sqlnet.errors import CheckFailed, DatabaseError, InputError
@@ -1022,3 +1024,179 @@ __all__ = [
     "train",
     "training_sql",
 ]
+
+
+# --- predictions and export ---------------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    network: Network
+    source: str  # where the activations came from: "run N" or "options"
+    rows: int  # rows written (predict) or 0 (export)
+    created: str  # the table, view or function made
+
+
+def _trained_network(
+    s: Session,
+    schema: str | None,
+    hidden_activation: str | None,
+    output_activation: str | None,
+    loss: str | None,
+) -> tuple[TableMap, Network, str]:
+    """The network in the tables, with the functions of its latest finished run (or the ones given)."""
+    tables = discover(s.sa, schema)
+    sizes = check_and_size(s.pg, tables)
+    latest = next(
+        (
+            r
+            for r in reversed(store.list_runs(s))
+            if r.status == "finished" and r.schema_name == schema and r.network.sizes == sizes
+        ),
+        None,
+    )
+    base = latest.network if latest else Network(sizes, bias=tables.bias)
+    net = Network(
+        sizes,
+        hidden_activation or base.hidden_activation,
+        output_activation or base.output_activation,
+        loss or base.loss,
+        tables.bias,
+    )
+    return (
+        tables,
+        net,
+        f"run {latest.run_id}" if latest and not (hidden_activation or output_activation) else "options",
+    )
+
+
+def _samples_sql(
+    s: Session, net: Network, table: str, table_schema: str | None, id_column: str, features: list[str] | None
+) -> sql.Composable:
+    """The rows to predict, one per sample: from a long (sampleId, inputNode, inputValue) table or a
+    wide one (an id column and one column per feature, in input-node order)."""
+    ident = sql.Identifier(table_schema, table) if table_schema else sql.Identifier(table)
+    inspector = sa.inspect(s.sa)
+    if not inspector.has_table(table, schema=table_schema) and table not in inspector.get_view_names(
+        schema=table_schema
+    ):
+        raise InputError(f"table {table!r} not found: name the table of samples to predict with --table")
+    columns = {c["name"].lower(): c["name"] for c in inspector.get_columns(table, schema=table_schema)}
+    if features is None and {"sampleid", "inputnode", "inputvalue"} <= set(columns):
+        (lo, hi, n) = s.pg.execute(
+            sql.SQL("SELECT min({n}), max({n}), count(DISTINCT {n}) FROM {t}").format(
+                n=sql.Identifier(columns["inputnode"]), t=ident
+            )
+        ).fetchone()  # type: ignore[misc]
+        if n and (lo != 1 or hi != net.sizes[0] or n != net.sizes[0]):
+            raise InputError(
+                f"{table}.{columns['inputnode']} has nodes {lo}..{hi}, but the network has input nodes 1..{net.sizes[0]}"
+            )
+        return predict_sql.long_samples(
+            ident, columns["sampleid"], columns["inputnode"], columns["inputvalue"], net.sizes[0]
+        )
+    if features is None:
+        raise InputError(
+            f"{table} is not in the long layout (sampleId, inputNode, inputValue): name its feature columns "
+            f"with --features, in the order of the input nodes"
+        )
+    if len(features) != net.sizes[0]:
+        raise InputError(f"{len(features)} features given, but the network has {net.sizes[0]} input nodes")
+    missing = [f for f in [id_column, *features] if f.lower() not in columns]
+    if missing:
+        raise InputError(f"table {table} has no column {missing[0]!r} (it has {', '.join(columns.values())})")
+    return predict_sql.wide_samples(ident, columns[id_column.lower()], [columns[f.lower()] for f in features])
+
+
+def predict(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    table: str,
+    into: str,
+    table_schema: str | None = None,
+    id_column: str = "id",
+    features: list[str] | None = None,
+    replace: bool = False,
+    hidden_activation: str | None = None,
+    output_activation: str | None = None,
+) -> Prediction:
+    """Compute the network's outputs in SQL for the samples of `table` and write
+    `into(sampleId, outputNode, outputValue)`; the weights come from the weights tables."""
+    with connect(database).transaction() as s:
+        tables, net, source = _trained_network(s, schema, hidden_activation, output_activation, None)
+        samples = _samples_sql(s, net, table, table_schema, id_column, features)
+        params, weight, bias = predict_sql.table_params(net, tables.weights, tables.biases)
+        forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(" CROSS JOIN params AS p"))
+        target = sql.Identifier(table_schema, into) if table_schema else sql.Identifier(into)
+        exists = s.pg.execute("SELECT to_regclass(%s) IS NOT NULL", (target.as_string(s.pg),)).fetchone()[0]  # type: ignore[index]
+        if exists and not replace:
+            raise InputError(
+                f"table {into!r} already exists: use --replace to overwrite it, or another --into"
+            )
+        if exists:
+            s.pg.execute(sql.SQL("DROP TABLE {}").format(target))
+        s.pg.execute(
+            sql.SQL(
+                "CREATE TABLE {target} AS\nWITH params AS (\n  {params}\n)\n"
+                "SELECT sample AS sampleid, node AS outputnode, value AS outputvalue FROM ({forward}) AS f"
+            ).format(target=target, params=params, forward=forward)
+        )
+        (rows,) = s.pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()  # type: ignore[misc]
+    return Prediction(net, source, int(rows), into)
+
+
+def export(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    view: str | None = None,
+    function: str | None = None,
+    table: str | None = None,
+    table_schema: str | None = None,
+    id_column: str = "id",
+    features: list[str] | None = None,
+    replace: bool = False,
+    hidden_activation: str | None = None,
+    output_activation: str | None = None,
+) -> Prediction:
+    """A view over `table` (or a function of a float8[] of inputs) computing the predictions with the
+    trained weights written into it as constants: it needs neither sqlnet nor the weights tables."""
+    if (view is None) == (function is None):
+        raise InputError("export needs exactly one of --view NAME (with --table) or --function NAME")
+    with connect(database).transaction() as s:
+        tables, net, source = _trained_network(s, schema, hidden_activation, output_activation, None)
+        params = read_params(s.pg, tables, net)
+        weight, bias = predict_sql.constant_params(net, params)
+        create = sql.SQL("CREATE OR REPLACE" if replace else "CREATE")
+        if view is not None:
+            if table is None:
+                raise InputError("--view needs --table: the samples the view predicts")
+            samples = _samples_sql(s, net, table, table_schema, id_column, features)
+            forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(""))
+            name = sql.Identifier(table_schema, view) if table_schema else sql.Identifier(view)
+            s.pg.execute(
+                sql.SQL(
+                    "{create} VIEW {name} AS\n"
+                    "SELECT sample AS sampleid, node AS outputnode, value AS outputvalue FROM ({forward}) AS f"
+                ).format(create=create, name=name, forward=forward)
+            )
+            made = view
+        else:
+            assert function is not None
+            xs = sql.SQL(", ").join(
+                sql.SQL("x[{i}] AS {c}").format(i=sql.Literal(i), c=sql.SQL(f"x{i}"))
+                for i in range(1, net.sizes[0] + 1)
+            )
+            samples = sql.SQL("SELECT 1::bigint AS sample, {xs}").format(xs=xs)
+            forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(""))
+            name = sql.Identifier(table_schema, function) if table_schema else sql.Identifier(function)
+            s.pg.execute(
+                sql.SQL(
+                    "{create} FUNCTION {name}(x double precision[]) RETURNS double precision[]\n"
+                    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $sqlnet$\n"
+                    "SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f\n$sqlnet$"
+                ).format(create=create, name=name, forward=forward)
+            )
+            made = function
+    return Prediction(net, source, 0, made)

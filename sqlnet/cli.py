@@ -778,6 +778,86 @@ def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool)
         out.print(table)
 
 
+def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    return [f.strip() for f in value.split(",")] if value else None
+
+
+def prediction_options(f: F) -> F:
+    options = [
+        click.option("--table-schema", metavar="NAME", help="Schema of --table (and of what is created)."),
+        click.option(
+            "--id", "id_column", default="id", show_default=True, help="Id column of a wide --table."
+        ),
+        click.option(
+            "--features",
+            callback=_features,
+            metavar="A,B,...",
+            help="Feature columns of a wide --table, in input-node order (default: a long table with "
+            "sampleId, inputNode, inputValue).",
+        ),
+        click.option("--replace", is_flag=True, help="Replace what exists under that name."),
+        click.option(
+            "--hidden-activation",
+            type=click.Choice([a for a in ACTIVATIONS if ACTIVATIONS[a].elementwise]),
+            help="Default: the network's latest finished run.",
+        ),
+        click.option(
+            "--output-activation",
+            type=click.Choice(list(ACTIVATIONS)),
+            help="Default: the network's latest finished run.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@database_option
+@schema_option
+@click.option("--table", required=True, metavar="T", help="The samples to predict.")
+@click.option(
+    "--into", required=True, metavar="P", help="The table to create: P(sampleId, outputNode, outputValue)."
+)
+@prediction_options
+@handle_errors
+def predict(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
+    """Compute the network's outputs in SQL for the samples of a table.
+
+    The weights come from the weights tables, the activations from the network's latest
+    finished run (or --hidden-activation/--output-activation).
+
+    \b
+    Examples:
+      sqlnet predict --table new_inputs --into predictions
+      sqlnet predict --table customers --id customer_id --features age,income --into scores
+    """
+    p = api.predict(database_url, schema=schema, **kwargs)
+    out.print(f"wrote {p.rows} rows into {p.created} ({p.network.describe()}; functions from {p.source})")
+
+
+@main.command()
+@database_option
+@schema_option
+@click.option("--view", metavar="NAME", help="Create a view of the predictions for --table.")
+@click.option("--function", metavar="NAME", help="Create a SQL function: double precision[] in, outputs out.")
+@click.option("--table", metavar="T", help="The samples the view predicts.")
+@prediction_options
+@handle_errors
+def export(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
+    """Write the trained network into a plain SQL view or function, weights as constants.
+
+    The result needs neither sqlnet nor the weights tables: any client can query it.
+
+    \b
+    Examples:
+      sqlnet export --view predictions --table new_inputs
+      sqlnet export --function net_predict      then: SELECT net_predict(ARRAY[0.1, 0.7])
+    """
+    p = api.export(database_url, schema=schema, **kwargs)
+    out.print(f"created {p.created} ({p.network.describe()}; functions from {p.source})")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @database_option
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)

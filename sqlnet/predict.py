@@ -1,0 +1,161 @@
+"""Predictions in SQL: the forward pass over a table of samples, with the trained weights read from
+the weights tables (`predict`) or written into the SQL as constants (`export`: a view or a function
+that works for any client, without sqlnet and without the weights tables).
+
+The forward pass is the phases 1..2K of training, one nested SELECT per layer, one row per sample
+and a column per node (a0_1.., a1_1.., ...), with each activation's SQL from sqlnet.functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from psycopg import sql
+
+from sqlnet.functions import ACTIVATIONS
+from sqlnet.network import Network, Params
+from sqlnet.tables import Table
+
+Ref = Callable[[int, int, int], sql.Composable]  # (layer, i, j) -> the weight's SQL
+BiasRef = Callable[[int, int], sql.Composable]  # (layer, j) -> the node's bias SQL (or 0)
+
+
+def _c(name: str) -> sql.Composable:
+    return sql.SQL(name)  # sqlnet's own column names: letters, digits and underscores
+
+
+def forward_sql(
+    net: Network, samples: sql.Composable, weight: Ref, bias: BiasRef, params_join: sql.Composable
+) -> sql.Composable:
+    """SELECT sample, node, value: the output of every sample of `samples` (sample, x1, x2, ...)."""
+    stage = sql.SQL("SELECT sample, {cols} FROM ({src}) AS x").format(
+        cols=sql.SQL(", ").join(
+            sql.SQL("{x} AS {a}").format(x=_c(f"x{i}"), a=_c(f"a0_{i}")) for i in range(1, net.sizes[0] + 1)
+        ),
+        src=samples,
+    )
+    for k in range(1, net.depth + 1):
+        f = ACTIVATIONS[net.activation(k)]
+        z = {
+            j: sql.SQL("{s}{b}").format(
+                s=sql.SQL(" + ").join(
+                    sql.SQL("{w} * s.{a}").format(w=weight(k, i, j), a=_c(f"a{k - 1}_{i}"))
+                    for i in range(1, net.sizes[k - 1] + 1)
+                ),
+                b=bias(k, j),
+            )
+            for j in range(1, net.sizes[k] + 1)
+        }
+        if f.elementwise:
+            cols = sql.SQL(", ").join(
+                sql.SQL("{f} AS {a}").format(
+                    f=sql.SQL(f.sql_value).format(z=sql.SQL("({})").format(z[j])), a=_c(f"a{k}_{j}")
+                )
+                for j in z
+            )
+            stage = sql.SQL("SELECT s.sample, {cols} FROM ({prev}) AS s{join}").format(
+                cols=cols, prev=stage, join=params_join
+            )
+        else:  # softmax: the inputs first, then shift by the largest and normalise
+            zs = sql.SQL(", ").join(sql.SQL("{e} AS {name}").format(e=z[j], name=_c(f"z{j}")) for j in z)
+            top = sql.SQL("greatest({})").format(sql.SQL(", ").join(_c(f"z{j}") for j in z))
+            exps = sql.SQL(", ").join(
+                sql.SQL("{e} AS {name}").format(
+                    e=sql.SQL(f.sql_value).format(z=_c(f"z{j}"), zmax=top), name=_c(f"e{j}")
+                )
+                for j in z
+            )
+            total = sql.SQL(" + ").join(_c(f"e{j}") for j in z)
+            cols = sql.SQL(", ").join(
+                sql.SQL("{e} / ({t}) AS {a}").format(e=_c(f"e{j}"), t=total, a=_c(f"a{k}_{j}")) for j in z
+            )
+            stage = sql.SQL(
+                "SELECT sample, {cols} FROM (SELECT sample, {exps} FROM "
+                "(SELECT s.sample, {zs} FROM ({prev}) AS s{join}) AS z) AS e"
+            ).format(cols=cols, exps=exps, zs=zs, prev=stage, join=params_join)
+    K = net.depth
+    values = sql.SQL(", ").join(
+        sql.SQL("({j}, {a})").format(j=sql.Literal(j), a=_c(f"a{K}_{j}")) for j in range(1, net.sizes[-1] + 1)
+    )
+    return sql.SQL(
+        "SELECT y.sample, o.node, o.value FROM ({stage}) AS y CROSS JOIN LATERAL (VALUES {values}) AS o (node, value)"
+    ).format(stage=stage, values=values)
+
+
+def long_samples(table: sql.Composable, sample: str, node: str, value: str, n: int) -> sql.Composable:
+    """A long table (sample, node, value) pivoted to one row per sample: sample, x1..xn."""
+    return sql.SQL("SELECT {s}::bigint AS sample, {xs} FROM {t} GROUP BY {s}").format(
+        s=sql.Identifier(sample),
+        xs=sql.SQL(", ").join(
+            sql.SQL("max({v}::float8) FILTER (WHERE {n} = {i}) AS {x}").format(
+                v=sql.Identifier(value), n=sql.Identifier(node), i=sql.Literal(i), x=_c(f"x{i}")
+            )
+            for i in range(1, n + 1)
+        ),
+        t=table,
+    )
+
+
+def wide_samples(table: sql.Composable, id_column: str, features: list[str]) -> sql.Composable:
+    """A wide table: its id column and the feature columns, in the order of the input nodes."""
+    return sql.SQL("SELECT {id} AS sample, {xs} FROM {t}").format(
+        id=sql.Identifier(id_column),
+        xs=sql.SQL(", ").join(
+            sql.SQL("{f}::float8 AS {x}").format(f=sql.Identifier(f), x=_c(f"x{i}"))
+            for i, f in enumerate(features, start=1)
+        ),
+        t=table,
+    )
+
+
+def table_params(
+    net: Network, weights: tuple[Table, ...], biases: tuple[Table, ...]
+) -> tuple[sql.Composable, Ref, BiasRef]:
+    """Weights read from the weights tables at query time: a one-row CTE of arrays."""
+    cols = []
+    for k, w in enumerate(weights, start=1):
+        cols.append(
+            sql.SQL(
+                "(SELECT array_agg(r ORDER BY i) FROM (SELECT {i}::int AS i, array_agg({v}::float8 ORDER BY {j}) AS r "
+                "FROM {t} GROUP BY 1) AS rows) AS {name}"
+            ).format(i=w.col("in"), v=w.col("value"), j=w.col("out"), t=w.ident, name=_c(f"w{k}"))
+        )
+        if net.bias == "edge":
+            cols.append(
+                sql.SQL(
+                    "(SELECT array_agg(b ORDER BY j) FROM (SELECT {j}::int AS j, sum({b}::float8) AS b FROM {t} GROUP BY 1) "
+                    "AS nodes) AS {name}"
+                ).format(j=w.col("out"), b=w.col("bias"), t=w.ident, name=_c(f"b{k}"))
+            )
+        elif net.bias == "node":
+            b = biases[k - 1]
+            cols.append(
+                sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {n}) FROM {t}) AS {name}").format(
+                    v=b.col("value"), n=b.col("node"), t=b.ident, name=_c(f"b{k}")
+                )
+            )
+    params = sql.SQL("SELECT {}").format(sql.SQL(", ").join(cols))
+
+    def weight(k: int, i: int, j: int) -> sql.Composable:
+        return sql.SQL("p.{w}[{i}][{j}]").format(w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j))
+
+    def bias(k: int, j: int) -> sql.Composable:
+        if net.bias == "none":
+            return sql.SQL("")
+        return sql.SQL(" + p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j))
+
+    return params, weight, bias
+
+
+def constant_params(net: Network, params: Params) -> tuple[Ref, BiasRef]:
+    """Weights written into the SQL as literals, for a view or function that needs no tables."""
+
+    def weight(k: int, i: int, j: int) -> sql.Composable:
+        return sql.Literal(float(params.weights[k - 1][i - 1][j - 1]))
+
+    def bias(k: int, j: int) -> sql.Composable:
+        if net.bias == "none":
+            return sql.SQL("")
+        return sql.SQL(" + {}").format(sql.Literal(float(sum(row[j - 1] for row in params.biases[k - 1]))))
+
+    return weight, bias
