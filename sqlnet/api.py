@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from sqlnet import loading as loader
 from sqlnet import predict as predict_sql
 from sqlnet import reference, store
 from sqlnet.db import Database, Session
@@ -1070,8 +1072,46 @@ def _trained_network(
     )
 
 
+def load(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    file: str | None = None,
+    from_table: str | None = None,
+    from_schema: str | None = None,
+    targets: list[str],
+    features: list[str] | None = None,
+    classes: bool = False,
+    standardize: bool = False,
+) -> loader.Loaded:
+    """Fill inputs/outputs (with sampleId) from a CSV file or a table: one row per example."""
+    if (file is None) == (from_table is None):
+        raise InputError("load needs exactly one of FILE.csv or --from-table T")
+    with connect(database).transaction() as s:
+        target_schema = schema or _current_schema(s)
+        if file is not None:
+            header, rows = loader.rows_from_csv(Path(file))
+            return loader.load(s, target_schema, header, rows, file, targets, features, classes, standardize)
+        assert from_table is not None
+        ident = sql.Identifier(from_schema, from_table) if from_schema else sql.Identifier(from_table)
+        if not sa.inspect(s.sa).has_table(from_table, schema=from_schema):
+            raise InputError(f"table {from_table!r} not found")
+        cur = s.pg.execute(sql.SQL("SELECT * FROM {}").format(ident))
+        header = [d.name for d in cur.description or []]
+        rows = ((n, dict(zip(header, r))) for n, r in enumerate(cur.fetchall(), start=1))
+        return loader.load(
+            s, target_schema, header, rows, f"table {from_table}", targets, features, classes, standardize
+        )
+
+
 def _samples_sql(
-    s: Session, net: Network, table: str, table_schema: str | None, id_column: str, features: list[str] | None
+    s: Session,
+    net: Network,
+    table: str,
+    table_schema: str | None,
+    id_column: str,
+    features: list[str] | None,
+    scaling: tuple[list[float], list[float]] | None = None,
 ) -> sql.Composable:
     """The rows to predict, one per sample: from a long (sampleId, inputNode, inputValue) table or a
     wide one (an id column and one column per feature, in input-node order)."""
@@ -1092,8 +1132,11 @@ def _samples_sql(
             raise InputError(
                 f"{table}.{columns['inputnode']} has nodes {lo}..{hi}, but the network has input nodes 1..{net.sizes[0]}"
             )
-        return predict_sql.long_samples(
-            ident, columns["sampleid"], columns["inputnode"], columns["inputvalue"], net.sizes[0]
+        return predict_sql.standardized(
+            predict_sql.long_samples(
+                ident, columns["sampleid"], columns["inputnode"], columns["inputvalue"], net.sizes[0]
+            ),
+            scaling,
         )
     if features is None:
         raise InputError(
@@ -1105,7 +1148,10 @@ def _samples_sql(
     missing = [f for f in [id_column, *features] if f.lower() not in columns]
     if missing:
         raise InputError(f"table {table} has no column {missing[0]!r} (it has {', '.join(columns.values())})")
-    return predict_sql.wide_samples(ident, columns[id_column.lower()], [columns[f.lower()] for f in features])
+    return predict_sql.standardized(
+        predict_sql.wide_samples(ident, columns[id_column.lower()], [columns[f.lower()] for f in features]),
+        scaling,
+    )
 
 
 def predict(
@@ -1125,7 +1171,9 @@ def predict(
     `into(sampleId, outputNode, outputValue)`; the weights come from the weights tables."""
     with connect(database).transaction() as s:
         tables, net, source = _trained_network(s, schema, hidden_activation, output_activation, None)
-        samples = _samples_sql(s, net, table, table_schema, id_column, features)
+        data = loader.dataset(s, tables.resolved_schema) or {}
+        scaling = (data["means"], data["stds"]) if data.get("means") else None
+        samples = _samples_sql(s, net, table, table_schema, id_column, features, scaling)
         params, weight, bias = predict_sql.table_params(net, tables.weights, tables.biases)
         forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(" CROSS JOIN params AS p"))
         target = sql.Identifier(table_schema, into) if table_schema else sql.Identifier(into)
@@ -1142,6 +1190,18 @@ def predict(
                 "SELECT sample AS sampleid, node AS outputnode, value AS outputvalue FROM ({forward}) AS f"
             ).format(target=target, params=params, forward=forward)
         )
+        if data.get("classes"):
+            # the class of each sample: the name of its largest output
+            s.pg.execute(sql.SQL("ALTER TABLE {} ADD COLUMN predictedclass text").format(target))
+            s.pg.execute(
+                sql.SQL(
+                    "UPDATE {t} AS p SET predictedclass = c.name FROM (SELECT DISTINCT ON (sampleid) sampleid, "
+                    "outputnode FROM {t} ORDER BY sampleid, outputvalue DESC) AS best "
+                    "JOIN unnest(%s::text[]) WITH ORDINALITY AS c (name, node) ON c.node = best.outputnode "
+                    "WHERE p.sampleid = best.sampleid"
+                ).format(t=target),
+                (data["classes"],),
+            )
         (rows,) = s.pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()  # type: ignore[misc]
     return Prediction(net, source, int(rows), into)
 

@@ -782,6 +782,49 @@ def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return [f.strip() for f in value.split(",")] if value else None
 
 
+@main.command()
+@database_option
+@schema_option
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--from-table", metavar="T", help="Load from a table or view instead of a CSV file.")
+@click.option("--from-schema", metavar="NAME", help="Schema of --from-table.")
+@click.option(
+    "--target", "targets", multiple=True, required=True, metavar="COL", help="A target column (repeatable)."
+)
+@click.option(
+    "--features",
+    callback=_features,
+    metavar="A,B,...",
+    help="Feature columns (default: all but the targets).",
+)
+@click.option(
+    "--classes", is_flag=True, help="The target is a label: one-hot outputs, class names remembered."
+)
+@click.option(
+    "--standardize", is_flag=True, help="Scale each feature to mean 0, std 1 (predict does it again)."
+)
+@handle_errors
+def load(database_url: str | None, schema: str | None, file: str | None, **kwargs: Any) -> None:
+    """Fill inputs and outputs (with sampleId) from a CSV file or a table, one row per example.
+
+    Input node k is the k-th feature. What was there before is replaced (and said so).
+
+    \b
+    Examples:
+      sqlnet load digits.csv --target label --classes --standardize --schema digits
+      sqlnet load --from-table houses --target price --features rooms,area
+    """
+    kwargs["targets"] = list(kwargs["targets"])
+    loaded = api.load(database_url, schema=schema, file=file, **kwargs)
+    if loaded.replaced:
+        out.print(f"replaced the {loaded.replaced} samples that were in {loaded.schema}.inputs/outputs")
+    classes = f", {len(loaded.classes)} classes" if loaded.classes else ""
+    out.print(
+        f"loaded {loaded.samples} samples into {loaded.schema}.inputs/outputs: {len(loaded.features)} features"
+        f"{classes}, targets {', '.join(loaded.targets)}"
+    )
+
+
 def prediction_options(f: F) -> F:
     options = [
         click.option("--table-schema", metavar="NAME", help="Schema of --table (and of what is created)."),

@@ -4,6 +4,9 @@ that works for any client, without sqlnet and without the weights tables).
 
 The forward pass is the phases 1..2K of training, one nested SELECT per layer, one row per sample
 and a column per node (a0_1.., a1_1.., ...), with each activation's SQL from sqlnet.functions.
+Every layer ends in OFFSET 0: without that fence PostgreSQL pulls the subqueries up and substitutes
+each layer's expressions into the next, a tree that grows with the product of the widths (a
+64-32-10 network's plan exhausted the machine's memory before it did).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def forward_sql(
                 )
                 for j in z
             )
-            stage = sql.SQL("SELECT s.sample, {cols} FROM ({prev}) AS s{join}").format(
+            stage = sql.SQL("SELECT s.sample, {cols} FROM ({prev}) AS s{join} OFFSET 0").format(
                 cols=cols, prev=stage, join=params_join
             )
         else:  # softmax: the inputs first, then shift by the largest and normalise
@@ -71,7 +74,7 @@ def forward_sql(
             )
             stage = sql.SQL(
                 "SELECT sample, {cols} FROM (SELECT sample, {exps} FROM "
-                "(SELECT s.sample, {zs} FROM ({prev}) AS s{join}) AS z) AS e"
+                "(SELECT s.sample, {zs} FROM ({prev}) AS s{join} OFFSET 0) AS z OFFSET 0) AS e OFFSET 0"
             ).format(cols=cols, exps=exps, zs=zs, prev=stage, join=params_join)
     K = net.depth
     values = sql.SQL(", ").join(
@@ -105,6 +108,22 @@ def wide_samples(table: sql.Composable, id_column: str, features: list[str]) -> 
             for i, f in enumerate(features, start=1)
         ),
         t=table,
+    )
+
+
+def standardized(samples: sql.Composable, scaling: tuple[list[float], list[float]] | None) -> sql.Composable:
+    """Raw values standardised as at load: (x - mean) / std per feature."""
+    if scaling is None:
+        return samples
+    means, stds = scaling
+    return sql.SQL("SELECT sample, {xs} FROM ({src}) AS raw").format(
+        xs=sql.SQL(", ").join(
+            sql.SQL("({x} - {m}) / {s} AS {x}").format(
+                x=_c(f"x{k}"), m=sql.Literal(float(m)), s=sql.Literal(float(sd))
+            )
+            for k, (m, sd) in enumerate(zip(means, stds), start=1)
+        ),
+        src=samples,
     )
 
 

@@ -1,0 +1,105 @@
+"""load: CSV files and tables into inputs/outputs, classes, standardisation, and predict on raw values."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+import sqlnet
+from sqlnet.cli import main
+from tests.helpers import snapshot
+
+CSV = """size,weight,label
+1,10,small
+2,20,small
+8,70,large
+9,90,large
+5,50,medium
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "data.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_load_csv_with_classes_and_standardisation(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    loaded = sqlnet.load(db_url, file=write(tmp_path, CSV), targets=["label"], classes=True, standardize=True)
+    assert (loaded.samples, loaded.features, loaded.classes) == (
+        5,
+        ["size", "weight"],
+        ["large", "medium", "small"],
+    )
+    rows = conn.execute("SELECT sampleid, outputnode, outputvalue FROM outputs ORDER BY 1, 2").fetchall()
+    assert [v for s, _, v in rows if s == 1] == [0, 0, 1]  # sample 1 is "small", the third class
+    sizes = [
+        v for (v,) in conn.execute("SELECT inputvalue FROM inputs WHERE inputnode = 1 ORDER BY sampleid")
+    ]
+    assert sum(sizes) == pytest.approx(0, abs=1e-12)
+    assert math.sqrt(sum(v * v for v in sizes) / 5) == pytest.approx(1)
+    # train, then predict raw values: sqlnet standardises them as at load and names the class
+    sqlnet.init(db_url, layers=[2, 6, 3], seed=2, bias="node")
+    sqlnet.train(
+        db_url,
+        epochs=300,
+        learning_rate=0.5,
+        hidden_activation="tanh",
+        output_activation="softmax",
+        loss="cross-entropy",
+    )
+    conn.execute("CREATE TABLE fresh (id int, size float8, weight float8)")
+    conn.execute("INSERT INTO fresh VALUES (1, 1.5, 15), (2, 8.5, 80)")
+    sqlnet.predict(db_url, table="fresh", into="guess", features=["size", "weight"])
+    guesses = dict(conn.execute("SELECT DISTINCT sampleid, predictedclass FROM guess"))
+    assert guesses == {1: "small", 2: "large"}
+
+
+def test_load_from_table_with_numeric_targets(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE houses (rooms int, area float8, age int, price float8)")
+    conn.execute("INSERT INTO houses VALUES (3, 70, 10, 300), (4, 95, 5, 420)")
+    loaded = sqlnet.load(db_url, from_table="houses", targets=["price"], features=["area", "rooms"])
+    assert loaded.features == ["area", "rooms"] and loaded.classes is None
+    assert conn.execute("SELECT inputvalue FROM inputs WHERE sampleid = 2 ORDER BY inputnode").fetchall() == [
+        (95,),
+        (4,),
+    ]
+    assert conn.execute("SELECT outputvalue FROM outputs ORDER BY sampleid").fetchall() == [(300,), (420,)]
+
+
+def test_load_replaces_and_says_so(db_url: str, tmp_path: Path) -> None:
+    sqlnet.init(db_url, example="post")  # the post's inputs, without sampleId
+    result = CliRunner().invoke(
+        main,
+        ["load", write(tmp_path, CSV), "--database-url", db_url, "--target", "weight", "--features", "size"],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "replaced" in result.stdout and "loaded 5 samples" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "words"),
+    [
+        ("", {"targets": ["y"]}, "is empty"),
+        ("a,y\n", {"targets": ["y"]}, "no rows"),
+        ("a,b\n1,2\n", {"targets": ["y"]}, "has no column 'y'"),
+        ("a,y\n1,2\nx,3\n", {"targets": ["y"]}, "line 3, column 'a': 'x' is not a number"),
+        ("a,y\n1,2\n,3\n", {"targets": ["y"]}, "line 3, column 'a': the value is missing"),
+        ("a,y\n1,inf\n", {"targets": ["y"]}, "not a finite number"),
+        ("a,y,z\n1,2,3\n", {"targets": ["y", "z"], "classes": True}, "one label column"),
+    ],
+)
+def test_bad_files_change_nothing(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path, text: str, options: dict, words: str
+) -> None:
+    sqlnet.init(db_url, example="post")
+    before = snapshot(conn)
+    with pytest.raises(sqlnet.InputError, match=words):
+        sqlnet.load(db_url, file=write(tmp_path, text), **options)
+    assert snapshot(conn) == before
