@@ -16,6 +16,7 @@ from collections.abc import Callable
 from psycopg import sql
 
 from sqlnet.functions import ACTIVATIONS
+from sqlnet.layouts.wide import matrix_sql
 from sqlnet.network import Network, Params
 from sqlnet.tables import Table
 
@@ -134,10 +135,9 @@ def table_params(
     cols = []
     for k, w in enumerate(weights, start=1):
         cols.append(
-            sql.SQL(
-                "(SELECT array_agg(r ORDER BY i) FROM (SELECT {i}::int AS i, array_agg({v}::float8 ORDER BY {j}) AS r "
-                "FROM {t} GROUP BY 1) AS rows) AS {name}"
-            ).format(i=w.col("in"), v=w.col("value"), j=w.col("out"), t=w.ident, name=_c(f"w{k}"))
+            sql.SQL("{m} AS {name}").format(
+                m=matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("value")), name=_c(f"w{k}")
+            )
         )
         if net.bias == "edge":
             cols.append(

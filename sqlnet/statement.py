@@ -170,21 +170,29 @@ def long_preparation(tr: Training) -> list[sql.Composable]:
         sql.SQL("CREATE TEMP TABLE sqlnet_target AS {}").format(_data_select(tr, t.outputs)),
         sql.SQL("CREATE INDEX ON {} (sample)").format(X_TABLE),
         sql.SQL("CREATE INDEX ON {} (sample)").format(TARGET_TABLE),
+        *shuffled_batches(tr, sql.SQL("SELECT DISTINCT sample FROM {}").format(X_TABLE)),
+        sql.SQL("ANALYZE {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE),
+    ]
+
+
+def shuffled_batches(tr: Training, samples: sql.Composable) -> list[sql.Composable]:
+    """The batch of every sample in each epoch of the block: the samples ordered by
+    md5('seed:epoch:sampleId') (byte order, whatever the collation), then cut into batches."""
+    return [
         sql.SQL(
             "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
             "CREATE TEMP TABLE sqlnet_batches AS\n"
             "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch || ':' "
             '|| s.sample) COLLATE "C", s.sample) - 1) / {n} + 1 AS batch, s.sample\n'
-            "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN (SELECT DISTINCT sample FROM {x}) AS s"
+            "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN ({samples}) AS s"
         ).format(
             e1=sql.Literal(tr.first[0]),
             e2=sql.Literal(tr.last[0]),
             seed=sql.Literal(str(tr.shuffle)),
             n=sql.Literal(tr.batch_size),
-            x=X_TABLE,
+            samples=samples,
         ),
         sql.SQL("CREATE INDEX ON {b} (epoch, batch)").format(b=BATCH_TABLE),
-        sql.SQL("ANALYZE {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE),
     ]
 
 

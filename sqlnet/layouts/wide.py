@@ -36,6 +36,16 @@ def sample_columns(net: Network) -> int:
     return 2 + net.sizes[0] + net.sizes[-1] + 3 * sum(net.sizes[1:]) + 2 * net.sizes[-1] + 3
 
 
+def matrix_sql(
+    table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable
+) -> sql.Composable:
+    """A 2D array [i][j] from a table of (i, j, value) rows (array_agg of arrays is 2D)."""
+    return sql.SQL(
+        "(SELECT array_agg(r ORDER BY i) FROM (SELECT {i}::int AS i, array_agg({v}::float8 ORDER BY {j}) AS r "
+        "FROM {t} GROUP BY 1) AS rows)"
+    ).format(i=i, j=j, v=value, t=table)
+
+
 def fits(net: Network) -> bool:
     return sample_columns(net) <= MAX_SAMPLE_COLUMNS
 
@@ -107,7 +117,7 @@ class WideLayout:
         """Mini-batches: the samples as wide rows in an indexed temp table (and the shuffled batches)."""
         if not tr.mini_batch:
             return []
-        from sqlnet.statement import BATCH_TABLE
+        from sqlnet.statement import BATCH_TABLE, shuffled_batches
 
         drop = sql.SQL("DROP TABLE IF EXISTS {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE)
         if tr.shuffle is None:
@@ -127,20 +137,7 @@ class WideLayout:
                 "-- one row per sample, indexed by sample\nCREATE TEMP TABLE sqlnet_wide AS {pivot}"
             ).format(pivot=self._pivot(tr)),
             sql.SQL("CREATE INDEX ON {} (sample)").format(WIDE_TABLE),
-            sql.SQL(
-                "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
-                "CREATE TEMP TABLE sqlnet_batches AS\n"
-                "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch "
-                "|| ':' || s.sample) COLLATE \"C\", s.sample) - 1) / {n} + 1 AS batch, s.sample\n"
-                "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN (SELECT sample FROM {w}) AS s"
-            ).format(
-                e1=sql.Literal(tr.first[0]),
-                e2=sql.Literal(tr.last[0]),
-                seed=sql.Literal(str(tr.shuffle)),
-                n=sql.Literal(tr.batch_size),
-                w=WIDE_TABLE,
-            ),
-            sql.SQL("CREATE INDEX ON {} (epoch, batch)").format(BATCH_TABLE),
+            *shuffled_batches(tr, sql.SQL("SELECT sample FROM {}").format(WIDE_TABLE)),
             sql.SQL("ANALYZE {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE),
         ]
 
@@ -194,15 +191,6 @@ class WideLayout:
             "samples",
         ]
 
-    def _matrix(
-        self, tr: Training, table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable
-    ) -> sql.Composable:
-        """A 2D array [i][j] from a table of (i, j, value) rows (array_agg of arrays is 2D)."""
-        return sql.SQL(
-            "(SELECT array_agg(r ORDER BY i) FROM (SELECT {i}::int AS i, array_agg({v}::float8 ORDER BY {j}) AS r "
-            "FROM {t} GROUP BY 1) AS rows)"
-        ).format(i=i, j=j, v=value, t=table)
-
     def _state_start(self, tr: Training, quantity: str, k: int, column: str) -> sql.Composable:
         """The optimizer state of one parameter array, zeros where none is kept."""
         from sqlnet.layouts.long import STATE_TABLE
@@ -210,8 +198,7 @@ class WideLayout:
         w = tr.tables.weights[k - 1]
         key = sql.Literal(tr.state_key)
         if quantity == WEIGHT or tr.net.bias == "edge":
-            return self._matrix(
-                tr,
+            return matrix_sql(
                 sql.SQL(
                     "{t} AS w LEFT JOIN {s} AS s ON s.network = {key} AND s.quantity = {q} AND s.layer = {k} "
                     "AND s.i = w.{i}::int AND s.j = w.{j}::int"
@@ -247,9 +234,9 @@ class WideLayout:
 
         values: list[sql.Composable] = [sql.Literal(tr.first[0]), sql.Literal(tr.first[1] - 1), sql.SQL("0")]
         for k, w in enumerate(tr.tables.weights, start=1):
-            values.append(self._matrix(tr, w.ident, w.col("in"), w.col("out"), w.col("value")))
+            values.append(matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("value")))
             if tr.net.bias == "edge":
-                values.append(self._matrix(tr, w.ident, w.col("in"), w.col("out"), w.col("bias")))
+                values.append(matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("bias")))
             elif tr.net.bias == "node":
                 b = tr.tables.biases[k - 1]
                 values.append(
