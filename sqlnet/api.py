@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,8 @@ class TrainOptions:
     numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
     scale: int = 12
     updates_per_statement: int | None = None  # None: the layout's default
+    validation_fraction: float = 0.0  # held out of training, evaluated after every epoch
+    seed: int = 0  # which samples are held out: the first by md5('seed:sampleId')
     layout: str = "auto"  # auto: wide when the network fits and nothing needs long; else long
 
     def __post_init__(self) -> None:
@@ -119,6 +121,14 @@ class TrainOptions:
             raise InputError(f"the shuffle seed must be a whole number, got {self.shuffle!r}")
         if self.layout not in ("auto", *LAYOUTS):
             raise InputError(f"unknown layout {self.layout!r}: choose auto, {', '.join(LAYOUTS)}")
+        if (
+            isinstance(self.validation_fraction, bool)
+            or not isinstance(self.validation_fraction, (int, float))
+            or not (0 <= self.validation_fraction < 1)
+        ):
+            raise InputError(
+                f"--validation-fraction must be at least 0 and below 1, got {self.validation_fraction!r}"
+            )
         if self.numeric not in ("float", "exact"):
             raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
         opt = self.make_optimizer()  # checks the optimizer's own settings
@@ -166,6 +176,8 @@ class TrainOptions:
             "numeric": self.numeric,
             "scale": self.scale,
             "updates_per_statement": self.updates_per_statement,
+            "validation_fraction": self.validation_fraction,
+            "seed": self.seed,
             "layout": self.layout,
         }
 
@@ -199,11 +211,15 @@ class Loaded:
             )
             if needed
         ]
-        if o.layout == "auto":
-            return "long" if needs_long else "wide"
         if o.layout == "wide" and needs_long:
             raise InputError(f"the wide layout cannot run this: {needs_long[0]}; use --layout long or auto")
-        return o.layout
+        layout = ("long" if needs_long else "wide") if o.layout == "auto" else o.layout
+        if o.validation_fraction and layout == "long":
+            why = needs_long[0] if needs_long else "--layout long"
+            raise InputError(
+                f"--validation-fraction is evaluated by the wide layout only, and {why} needs the long one"
+            )
+        return layout
 
     def trainings(
         self,
@@ -229,6 +245,7 @@ class Loaded:
                 layout,
                 trace_run,
                 progress_run,
+                (float(o.validation_fraction), int(o.seed)) if o.validation_fraction else None,
             )
             for first, last in update_blocks(
                 last_epoch or o.epochs,
@@ -249,6 +266,20 @@ def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loade
         if net.output_activation == "softmax":
             check_distributions(s.pg, tables)
     samples = count_samples(s.pg, tables)
+    if options.validation_fraction:
+        if not tables.has_samples:
+            raise InputError(
+                "--validation-fraction needs many samples: add a sampleId column to inputs and outputs"
+            )
+        held = int(
+            (Decimal(str(options.validation_fraction)) * samples).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        )
+        if held < 1 or held >= samples:
+            raise InputError(
+                f"--validation-fraction {options.validation_fraction} holds out {held} of {samples} samples: "
+                f"it must leave at least one for validation and one for training"
+            )
+        samples -= held  # the batches are cut from the training samples
     if options.batch_size > samples:
         raise InputError(
             f"the batch size {options.batch_size} is larger than the data ({samples} samples in "
@@ -269,6 +300,8 @@ def _params_from_rows(
     for quantity, epoch, layer, i, j, value, samples in rows:
         if quantity == "loss":
             losses[epoch] = (float(value), int(samples))
+        elif quantity.startswith("val_"):
+            continue  # read by _validation_from_rows
         elif quantity == "weight":
             params.weights[layer - 1][i - 1][j - 1] = value
         else:
@@ -276,11 +309,21 @@ def _params_from_rows(
     return params, losses
 
 
+def _validation_from_rows(rows: list[tuple[Any, ...]], into: dict[int, list[float | None]]) -> None:
+    """epoch -> [validation loss, validation accuracy (None unless classifying)]."""
+    for quantity, epoch, _, _, _, value, _ in rows:
+        if quantity in ("val_loss", "val_accuracy"):
+            into.setdefault(epoch, [None, None])[quantity == "val_accuracy"] = (
+                None if value is None else float(value)
+            )
+
+
 def _run_statements(
     s: Session,
     trainings: list[Training],
     on_block: Callable[[int, float], None] | None,
     deadline: Deadline | None = None,
+    validation: dict[int, list[float | None]] | None = None,
 ) -> tuple[Params, list[float], float]:
     """Run every block; returns the trained parameters, the loss per epoch and the seconds in SQL."""
     params: Params | None = None
@@ -307,6 +350,8 @@ def _run_statements(
                 f"the learning rate {tr.learning_rate} is probably too large; try a smaller one"
             ) from exc
         params, block = _params_from_rows(tr.net, rows)
+        if validation is not None:
+            _validation_from_rows(rows, validation)
         for epoch, (total, n) in block.items():
             acc = sums.setdefault(epoch, [0.0, 0])
             acc[0] += total
@@ -330,6 +375,9 @@ class TrainResult:
     statements: int = 0
     sql_seconds: float = 0.0  # running the training statements
     layout: str = ""
+    validation: list[tuple[float | None, float | None]] = field(
+        default_factory=list
+    )  # per epoch: loss, accuracy
 
     def as_json(self) -> dict[str, Any]:
         def layers(p: Params) -> list[dict[str, Any]]:
@@ -348,6 +396,8 @@ class TrainResult:
             "sql_seconds": round(self.sql_seconds, 3),
             "statements": self.statements,
             "layout": self.layout,
+            "validation_losses": [v[0] for v in self.validation],
+            "validation_accuracy": [v[1] for v in self.validation],
             "params": layers(_floats(self.params)),
         }
 
@@ -427,9 +477,10 @@ def train(
             s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
         if trace:
             store.ensure_trace_tables(s, trainings[0].phases)
-        params, losses, in_sql = _run_statements(s, trainings, on_block, deadline)
+        validation: dict[int, list[float | None]] = {}
+        params, losses, in_sql = _run_statements(s, trainings, on_block, deadline, validation)
         store.save_params(s, run_id, "final", net, _floats(params))
-        store.finish_run(s, run_id, losses)
+        store.finish_run(s, run_id, losses, 1, validation)
     return TrainResult(
         run_id,
         net,
@@ -441,6 +492,7 @@ def train(
         len(trainings),
         in_sql,
         trainings[0].layout,
+        [tuple(validation[e]) for e in sorted(validation)],  # type: ignore[misc]
     )
 
 
@@ -525,8 +577,9 @@ def _train_with_checkpoints(
                 trainings = loaded.trainings(
                     run_id if trace else None, run_id if on_update else None, first, last
                 )
-                params, losses, seconds = _run_statements(s, trainings, on_block, deadline)
-                store.record_losses(s, run_id, losses, first)
+                validation: dict[int, list[float | None]] = {}
+                params, losses, seconds = _run_statements(s, trainings, on_block, deadline, validation)
+                store.record_losses(s, run_id, losses, first, validation)
                 s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
                 last_checkpoint, statements, in_sql = last, statements + len(trainings), in_sql + seconds
             store.save_params(s, run_id, "final", net, _floats(params))

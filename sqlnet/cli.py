@@ -122,6 +122,20 @@ def training_options(f: F) -> F:
             "--scale", type=int, default=12, show_default=True, help="Decimals kept with --numeric exact."
         ),
         click.option(
+            "--validation-fraction",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Hold out this share of the samples (by md5 of --seed and sampleId) and score it after every epoch.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Which samples --validation-fraction holds out.",
+        ),
+        click.option(
             "--updates-per-statement",
             type=int,
             help="Updates run by one SQL statement (default: 500 wide, 100 long); longer trainings run several, "
@@ -375,6 +389,12 @@ def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool) ->
         f"{o.epochs} epoch(s), {batches}, {o.make_optimizer().describe()} at learning rate {o.learning_rate}, "
         f"in {result.statements} statement(s), {result.seconds:.2f} s; {trend}"
     )
+    if result.validation:
+        loss, accuracy = result.validation[-1]
+        out.print(
+            f"validation after epoch {len(result.validation)}: loss {_fmt(loss) if loss is not None else '-'}"
+            + (f", accuracy {accuracy:.2%}" if accuracy is not None else "")
+        )
     if sum(len(w) * len(w[0]) for w in result.params.weights) <= 60:
         out.print(params_table(net, result.params, "trained weights and biases (written back)"))
     if trace:

@@ -14,6 +14,7 @@ every sample: nothing per update grows with the number of samples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from psycopg import sql
 
@@ -45,6 +46,7 @@ class Training:
     layout: str = DEFAULT_LAYOUT
     trace_run: int | None = None  # with a run id, every phase's values go to the trace schema
     progress_run: int | None = None  # with a run id, every update reports itself (RAISE NOTICE)
+    validation: tuple[float, int] | None = None  # (fraction, seed): samples held out of training
 
     def progress(
         self, epoch: sql.Composable, batch: sql.Composable, loss: sql.Composable, samples: sql.Composable
@@ -132,9 +134,28 @@ def _sample(table: Table) -> sql.Composable:
     )
 
 
-def _data_select(tr: Training, table: Table) -> sql.Composable:
-    return sql.SQL("SELECT {s} AS sample, {n}::int AS node, {v}::{num} AS value FROM {t}").format(
+def held_out(tr: Training) -> sql.Composable:
+    """The validation samples: the first round(fraction * n) by md5('seed:sampleId') (byte order)."""
+    assert tr.validation is not None
+    fraction, seed = tr.validation
+    inputs = tr.tables.inputs
+    return sql.SQL(
+        "SELECT s FROM (SELECT DISTINCT {s} AS s FROM {t}) AS v ORDER BY md5({seed} || ':' || s) COLLATE \"C\", s "
+        "LIMIT (SELECT round({f} * count(DISTINCT {s}))::bigint FROM {t})"
+    ).format(
+        s=_sample(inputs), t=inputs.ident, seed=sql.Literal(str(seed)), f=sql.Literal(Decimal(str(fraction)))
+    )
+
+
+def _data_select(tr: Training, table: Table, validation: bool = False) -> sql.Composable:
+    """A table's (sample, node, value) rows: the training samples, or (validation) the held-out ones."""
+    rows = sql.SQL("SELECT {s} AS sample, {n}::int AS node, {v}::{num} AS value FROM {t}").format(
         s=_sample(table), n=table.col("node"), v=table.col("value"), num=sql.SQL(tr.num), t=table.ident
+    )
+    if tr.validation is None:
+        return rows
+    return sql.SQL("{rows} WHERE {s} {op} IN ({held})").format(
+        rows=rows, s=_sample(table), op=sql.SQL("" if validation else "NOT"), held=held_out(tr)
     )
 
 
@@ -378,6 +399,8 @@ def training_statement(tr: Training) -> sql.Composed:
     write = _write_back(tr)
     ctes.append(sql.SQL("-- write them back into the tables\n{first}").format(first=write[0]))
     ctes.extend(write[1:])
+    if tr.validation is not None:
+        ctes.extend(layout.validation_ctes(tr))
     if tr.trace_run is not None:
         trace = _trace(tr)
         ctes.append(
@@ -391,11 +414,21 @@ def training_statement(tr: Training) -> sql.Composed:
         "samples\n"
         "  FROM ({losses}) AS l\n"
         "  UNION ALL\n"
+        "{validation}"
         "  SELECT quantity, {end}, layer, i, j, value, NULL FROM trained WHERE quantity IN ({wq}, {bq})\n"
         ") AS result\n"
         "ORDER BY quantity <> 'loss', layer, quantity DESC, epoch, i, j;\n"
     ).format(
-        losses=layout.losses(tr), end=sql.Literal(tr.last[0]), wq=sql.Literal(WEIGHT), bq=sql.Literal(BIAS)
+        losses=layout.losses(tr),
+        end=sql.Literal(tr.last[0]),
+        wq=sql.Literal(WEIGHT),
+        bq=sql.Literal(BIAS),
+        validation=sql.SQL(
+            "  SELECT 'val_loss', epoch, NULL, NULL, NULL, loss, samples FROM validation\n  UNION ALL\n"
+            "  SELECT 'val_accuracy', epoch, NULL, NULL, NULL, accuracy, samples FROM validation\n  UNION ALL\n"
+        )
+        if tr.validation is not None
+        else sql.SQL(""),
     )
     return sql.Composed(
         [sql.SQL(header(tr)), sql.SQL("WITH RECURSIVE\n"), sql.SQL(",\n").join(ctes), sql.SQL("\n"), result]

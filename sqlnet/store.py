@@ -50,6 +50,8 @@ run_losses = sa.Table(
     sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), primary_key=True),
     sa.Column("epoch", sa.Integer, primary_key=True),
     sa.Column("loss", sa.Float(53), nullable=False),
+    sa.Column("val_loss", sa.Float(53), comment="the mean loss over the held-out samples after the epoch"),
+    sa.Column("val_accuracy", sa.Float(53), comment="the share of held-out samples classified right"),
     comment="the mean loss over the samples of each epoch of each run, before the epoch's update",
 )
 
@@ -100,6 +102,11 @@ END $$
 def ensure_schema(s: Session) -> None:
     s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
     metadata.create_all(s.sa)
+    # tables an older sqlnet made get the columns they lack
+    s.pg.execute(
+        "ALTER TABLE sqlnet.run_losses ADD COLUMN IF NOT EXISTS val_loss double precision, "
+        "ADD COLUMN IF NOT EXISTS val_accuracy double precision"
+    )
     exists = s.pg.execute(
         "SELECT to_regprocedure('sqlnet.progress(integer, integer, integer, double precision, bigint)')"
     )
@@ -139,11 +146,27 @@ def start_run(s: Session, schema: str | None, net: Network, options: dict[str, A
     return int(run_id)
 
 
-def record_losses(s: Session, run_id: int, losses: list[float], first_epoch: int = 1) -> None:
+def record_losses(
+    s: Session,
+    run_id: int,
+    losses: list[float],
+    first_epoch: int = 1,
+    validation: dict[int, list[float | None]] | None = None,
+) -> None:
+    validation = validation or {}
     if losses:
         s.sa.execute(
             run_losses.insert(),
-            [{"run_id": run_id, "epoch": first_epoch + e, "loss": loss} for e, loss in enumerate(losses)],
+            [
+                {
+                    "run_id": run_id,
+                    "epoch": first_epoch + e,
+                    "loss": loss,
+                    "val_loss": validation.get(first_epoch + e, [None, None])[0],
+                    "val_accuracy": validation.get(first_epoch + e, [None, None])[1],
+                }
+                for e, loss in enumerate(losses)
+            ],
         )
 
 
@@ -151,9 +174,15 @@ def set_status(s: Session, run_id: int, status: str) -> None:
     s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
 
 
-def finish_run(s: Session, run_id: int, losses: list[float], first_epoch: int = 1) -> None:
+def finish_run(
+    s: Session,
+    run_id: int,
+    losses: list[float],
+    first_epoch: int = 1,
+    validation: dict[int, list[float | None]] | None = None,
+) -> None:
     """Record the losses of epochs first_epoch.. and mark the run finished."""
-    record_losses(s, run_id, losses, first_epoch)
+    record_losses(s, run_id, losses, first_epoch, validation)
     final = s.sa.execute(
         sa.select(run_losses.c.loss)
         .where(run_losses.c.run_id == run_id)

@@ -95,8 +95,9 @@ class WideLayout:
 
     # --- data ----------------------------------------------------------------------------------
 
-    def _pivot(self, tr: Training) -> sql.Composable:
-        """One row per sample: sample, x1..xn, t1..tm, from the user's long tables."""
+    def _pivot(self, tr: Training, validation: bool = False) -> sql.Composable:
+        """One row per sample: sample, x1..xn, t1..tm, from the user's long tables (training samples,
+        or with `validation` the held-out ones)."""
         from sqlnet.statement import _data_select
 
         net, t = tr.net, tr.tables
@@ -111,7 +112,9 @@ class WideLayout:
         return sql.SQL(
             "SELECT * FROM (SELECT sample, {xs} FROM ({x}) AS x GROUP BY sample) AS x\n"
             "  JOIN (SELECT sample, {ts} FROM ({t}) AS t GROUP BY sample) AS t USING (sample)"
-        ).format(xs=xs, x=_data_select(tr, t.inputs), ts=ts, t=_data_select(tr, t.outputs))
+        ).format(
+            xs=xs, x=_data_select(tr, t.inputs, validation), ts=ts, t=_data_select(tr, t.outputs, validation)
+        )
 
     def preparation(self, tr: Training) -> list[sql.Composable]:
         """Mini-batches: the samples as wide rows in an indexed temp table (and the shuffled batches)."""
@@ -615,6 +618,112 @@ class WideLayout:
             ctes=sql.SQL(",\n").join(ctes),
             last=sql.Identifier(update.table),
         )
+
+    # --- validation ----------------------------------------------------------------------------
+
+    def validation_ctes(self, tr: Training) -> list[sql.Composable]:
+        """The held-out samples through the network as each epoch left it: loss and accuracy per epoch.
+
+        The recursion's rows at the end of every epoch hold that epoch's parameters, so the forward
+        pass runs once per (epoch, held-out sample) after the training, not inside it."""
+        net = tr.net
+        K = net.depth
+        n_out = net.sizes[-1]
+        ctes = [
+            sql.SQL(
+                "-- the held-out samples, one row each\nvalidation_rows AS MATERIALIZED (\n  {}\n)"
+            ).format(self._pivot(tr, validation=True)),
+            sql.SQL(
+                "-- the parameters at the end of every epoch\n"
+                "epoch_ends AS MATERIALIZED (\n  SELECT * FROM train WHERE phase = {p} AND batch = {nb}\n)"
+            ).format(p=sql.Literal(tr.phases[-1].number), nb=tr.batches_sql),
+        ]
+        ts = [_c(f"t{j}") for j in range(1, n_out + 1)]
+        keep = sql.SQL(", ").join(
+            [sql.SQL("s.epoch"), sql.SQL("s.sample"), *(sql.SQL("s.{}").format(t) for t in ts)]
+        )
+        xs = sql.SQL(", ").join(
+            sql.SQL("v.x{i} AS {a}").format(i=sql.SQL(str(i)), a=_c(f"a0_{i}"))
+            for i in range(1, net.sizes[0] + 1)
+        )
+        ctes.append(
+            sql.SQL(
+                "validation_0 AS MATERIALIZED (\n  SELECT e.epoch, v.sample, {ts}, {xs}\n"
+                "  FROM validation_rows AS v CROSS JOIN (SELECT epoch FROM epoch_ends) AS e\n)"
+            ).format(ts=sql.SQL(", ").join(sql.SQL("v.{}").format(t) for t in ts), xs=xs)
+        )
+        for k in range(1, K + 1):
+            f = ACTIVATIONS[net.activation(k)]
+            zs = []
+            for j in range(1, net.sizes[k] + 1):
+                terms = [
+                    sql.SQL("p.{w}[{i}][{j}] * s.{a}").format(
+                        w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j), a=_c(f"a{k - 1}_{i}")
+                    )
+                    for i in range(1, net.sizes[k - 1] + 1)
+                ]
+                if net.bias == "node":
+                    terms.append(sql.SQL("p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j)))
+                elif net.bias == "edge":
+                    terms += [
+                        sql.SQL("p.{b}[{i}][{j}]").format(b=_c(f"b{k}"), i=sql.Literal(i), j=sql.Literal(j))
+                        for i in range(1, net.sizes[k - 1] + 1)
+                    ]
+                zs.append(_sum(terms))
+            if k < K:
+                cols = sql.SQL(", ").join(
+                    sql.SQL("{f} AS {a}").format(
+                        f=sql.SQL(f.sql_value).format(z=sql.SQL("({})").format(z)), a=_c(f"a{k}_{j}")
+                    )
+                    for j, z in enumerate(zs, start=1)
+                )
+            else:  # the output layer keeps z too: the loss uses it
+                cols = sql.SQL(", ").join(
+                    sql.SQL("{z} AS {name}").format(z=z, name=_c(f"z{j}")) for j, z in enumerate(zs, start=1)
+                )
+            ctes.append(
+                sql.SQL(
+                    "validation_{k} AS MATERIALIZED (\n  SELECT {keep}, {cols}\n"
+                    "  FROM validation_{prev} AS s JOIN epoch_ends AS p ON p.epoch = s.epoch\n)"
+                ).format(k=sql.SQL(str(k)), keep=keep, cols=cols, prev=sql.SQL(str(k - 1)))
+            )
+        z = [_c(f"z{j}") for j in range(1, n_out + 1)]
+        zmax = sql.SQL("greatest({})").format(sql.SQL(", ").join(z))
+        out = ACTIVATIONS[net.output_activation]
+        if out.elementwise:
+            ys = [sql.SQL(out.sql_value).format(z=zj) for zj in z]
+        else:
+            exps = [sql.SQL(out.sql_value).format(z=zj, zmax=zmax) for zj in z]
+            ys = [sql.SQL("({e}) / ({total})").format(e=e, total=_sum(exps)) for e in exps]
+        loss = LOSSES[net.loss]
+        if loss.outputs is None:
+            loss_sql = _sum(
+                [sql.SQL(loss.sql_value).format(y=sql.SQL("({})").format(y), t=t) for y, t in zip(ys, ts)]
+            )
+        else:
+            lse = sql.SQL("({m} + ln({s}))").format(
+                m=zmax, s=_sum([sql.SQL("exp(greatest({z} - {m}, -700))").format(z=zj, m=zmax) for zj in z])
+            )
+            loss_sql = _sum(
+                [
+                    sql.SQL(SQL_CROSS_ENTROPY[net.output_activation]).format(z=zj, t=t, lse=lse)
+                    for zj, t in zip(z, ts)
+                ]
+            )
+        if net.output_activation == "softmax":  # classification: the largest output is the class
+            correct = sql.SQL(
+                "(array_position(ARRAY[{z}], {zmax}) = array_position(ARRAY[{t}], greatest({t})))::int"
+            ).format(z=sql.SQL(", ").join(z), zmax=zmax, t=sql.SQL(", ").join(ts))
+        else:
+            correct = sql.SQL("NULL::int")
+        ctes.append(
+            sql.SQL(
+                "-- the mean loss (and, for a softmax output, the accuracy) over the held-out samples, per epoch\n"
+                "validation AS (\n  SELECT epoch, avg({loss}) AS loss, avg({correct}) AS accuracy, count(*) AS samples\n"
+                "  FROM validation_{K}\n  GROUP BY epoch\n)"
+            ).format(loss=loss_sql, correct=correct, K=sql.SQL(str(K)))
+        )
+        return ctes
 
     # --- reading the result ----------------------------------------------------------------------
 
