@@ -12,7 +12,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
@@ -1136,6 +1136,7 @@ def load(
     features: list[str] | None = None,
     classes: bool = False,
     standardize: bool = False,
+    on_rows: Callable[[int], None] | None = None,
 ) -> loader.Loaded:
     """Fill inputs/outputs (with sampleId) from a CSV file or a table: one row per example."""
     if (file is None) == (from_table is None):
@@ -1143,17 +1144,35 @@ def load(
     with connect(database).transaction() as s:
         target_schema = schema or _current_schema(s)
         if file is not None:
-            header, rows = loader.rows_from_csv(Path(file))
-            return loader.load(s, target_schema, header, rows, file, targets, features, classes, standardize)
+            header, rows = loader.csv_rows(Path(file))
+            return loader.load(
+                s, target_schema, header, rows, file, targets, features, classes, standardize, on_rows
+            )
         assert from_table is not None
         ident = sql.Identifier(from_schema, from_table) if from_schema else sql.Identifier(from_table)
         if not sa.inspect(s.sa).has_table(from_table, schema=from_schema):
             raise InputError(f"table {from_table!r} not found")
+        header = [c["name"] for c in sa.inspect(s.sa).get_columns(from_table, schema=from_schema)]
+
+        # read once: the passes cannot query this connection while it is busy copying into the tables
         cur = s.pg.execute(sql.SQL("SELECT * FROM {}").format(ident))
-        header = [d.name for d in cur.description or []]
-        rows = ((n, dict(zip(header, r))) for n, r in enumerate(cur.fetchall(), start=1))
+        names = [d.name for d in cur.description or []]
+        fetched = [(n, dict(zip(names, r))) for n, r in enumerate(cur.fetchall(), start=1)]
+
+        def table_rows() -> Iterator[tuple[int, dict[str, Any]]]:
+            return iter(fetched)
+
         return loader.load(
-            s, target_schema, header, rows, f"table {from_table}", targets, features, classes, standardize
+            s,
+            target_schema,
+            header,
+            table_rows,
+            f"table {from_table}",
+            targets,
+            features,
+            classes,
+            standardize,
+            on_rows,
         )
 
 

@@ -58,28 +58,39 @@ def _number(value: str, where: Callable[[], str]) -> float:
     return x
 
 
-def rows_from_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+def csv_rows(path: Path) -> tuple[list[str], Callable[[], Iterator[tuple[int, dict[str, str]]]]]:
+    """The header, and a way to read the rows from the start (loading reads the file in passes)."""
     if not path.exists():
         raise InputError(f"{path} does not exist")
-    handle = path.open(newline="")
-    reader = csv.DictReader(handle)
-    if not reader.fieldnames:
-        handle.close()
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
         raise InputError(f"{path} is empty: it needs a header line and at least one row")
-    return list(reader.fieldnames), ((reader.line_num, row) for row in reader)
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                yield reader.line_num, row
+
+    return header, rows
 
 
 def load(
     s: Session,
     schema: str,
     header: list[str],
-    rows: Iterable[tuple[int, dict[str, Any]]],
+    rows: Callable[[], Iterable[tuple[int, dict[str, Any]]]],
     source: str,
     targets: list[str],
     features: list[str] | None,
     classes: bool,
     standardize: bool,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Loaded:
+    """Check every row, then stream inputs and outputs into the tables with COPY.
+
+    The data is read in passes (check and statistics; inputs; outputs), never held in memory."""
     if not targets:
         raise InputError("name the target column(s) with --target")
     missing = [c for c in [*targets, *(features or [])] if c not in header]
@@ -90,48 +101,70 @@ def load(
     features = features or [c for c in header if c not in targets]
     if not features:
         raise InputError(f"{source} has no feature columns besides the targets")
-    xs: list[list[float]] = []
-    ts: list[list[float] | str] = []
-    for line, row in rows:
 
-        def where(column: str, line: int = line) -> Callable[[], str]:
-            return lambda: f"{source}, line {line}, column {column!r}"
+    def numbers(line: int, row: dict[str, Any], columns: list[str]) -> list[float]:
+        values = []
+        for c in columns:
+            where = f"{source}, line {line}, column {c!r}"
+            if row[c] in (None, ""):
+                raise InputError(f"{where}: the value is missing")
+            values.append(_number(str(row[c]), lambda where=where: where))
+        return values
 
-        xs.append(
-            [
-                _number(str(row[f]), where(f)) if row[f] not in (None, "") else _missing(where(f))
-                for f in features
-            ]
-        )
+    def label(line: int, row: dict[str, Any]) -> str:
+        if row[targets[0]] in (None, ""):
+            raise InputError(f"{source}, line {line}, column {targets[0]!r}: the value is missing")
+        return str(row[targets[0]])
+
+    # pass 1: every value checked; each feature's mean and spread (Welford); the class names
+    count, means, m2, names = 0, [0.0] * len(features), [0.0] * len(features), set()
+    for line, row in rows():
+        x = numbers(line, row, features)
         if classes:
-            label = row[targets[0]]
-            if label in (None, ""):
-                _missing(where(targets[0]))
-            ts.append(str(label))
+            names.add(label(line, row))
         else:
-            ts.append(
-                [
-                    _number(str(row[t]), where(t)) if row[t] not in (None, "") else _missing(where(t))
-                    for t in targets
-                ]
-            )
-    if not xs:
+            numbers(line, row, targets)
+        count += 1
+        for k, v in enumerate(x):
+            delta = v - means[k]
+            means[k] += delta / count
+            m2[k] += delta * (v - means[k])
+    if not count:
         raise InputError(f"{source} has a header but no rows")
-    names = sorted({str(t) for t in ts}) if classes else None
-    means = stds = None
-    if standardize:
-        n = len(xs)
-        means = [sum(x[k] for x in xs) / n for k in range(len(features))]
-        stds = [math.sqrt(sum((x[k] - means[k]) ** 2 for x in xs) / n) or 1.0 for k in range(len(features))]
-        xs = [[(v - means[k]) / stds[k] for k, v in enumerate(x)] for x in xs]
-    outputs = (
-        [[float(t == c) for c in names] for t in ts] if names is not None else ts  # type: ignore[misc]
+    stds = [math.sqrt(m / count) or 1.0 for m in m2]
+    class_names = sorted(names) if classes else None
+
+    def inputs() -> Iterator[tuple[int, list[float]]]:
+        for sample, (line, row) in enumerate(rows(), start=1):
+            x = numbers(line, row, features)
+            yield sample, [(v - means[k]) / stds[k] for k, v in enumerate(x)] if standardize else x
+            if on_rows and sample % 10_000 == 0:
+                on_rows(sample)
+
+    def outputs() -> Iterator[tuple[int, list[float]]]:
+        for sample, (line, row) in enumerate(rows(), start=1):
+            if class_names is not None:
+                name = label(line, row)
+                yield sample, [float(name == c) for c in class_names]
+            else:
+                yield sample, numbers(line, row, targets)
+
+    loaded = _write(
+        s,
+        schema,
+        source,
+        features,
+        targets,
+        class_names,
+        means if standardize else None,
+        stds if standardize else None,
+        count,
+        inputs(),
+        outputs(),
     )
-    return _write(s, schema, source, features, targets, names, means, stds, xs, outputs)  # type: ignore[arg-type]
-
-
-def _missing(where: Callable[[], str]) -> float:
-    raise InputError(f"{where()}: the value is missing")
+    if on_rows:
+        on_rows(count)
+    return loaded
 
 
 def _write(
@@ -143,8 +176,9 @@ def _write(
     classes: list[str] | None,
     means: list[float] | None,
     stds: list[float] | None,
-    xs: list[list[float]],
-    ts: list[list[float]],
+    count: int,
+    xs: Iterator[tuple[int, list[float]]],
+    ts: Iterator[tuple[int, list[float]]],
 ) -> Loaded:
     s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     replaced = 0
@@ -174,7 +208,7 @@ def _write(
             ).format(t=ident, n=sql.Identifier(f"{prefix}node"), v=sql.Identifier(f"{prefix}value"))
         )
         with s.pg.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(ident)) as copy:
-            for sample, row in enumerate(values, start=1):
+            for sample, row in values:
                 for node, v in enumerate(row, start=1):
                     copy.write_row((sample, node, v))
     s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
@@ -189,10 +223,10 @@ def _write(
             classes=classes,
             means=means,
             stds=stds,
-            samples=len(xs),
+            samples=count,
         )
     )
-    return Loaded(schema, len(xs), features, targets, classes, int(replaced))
+    return Loaded(schema, count, features, targets, classes, int(replaced))
 
 
 def dataset(s: Session, schema: str) -> dict[str, Any] | None:
