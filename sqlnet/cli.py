@@ -835,7 +835,20 @@ def load(database_url: str | None, schema: str | None, file: str | None, **kwarg
       sqlnet load --from-table houses --target price --features rooms,area
     """
     kwargs["targets"] = list(kwargs["targets"])
-    loaded = api.load(database_url, schema=schema, file=file, **kwargs)
+    if sys.stderr.isatty():
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+        ) as progress:
+            task = progress.add_task("loading", total=None)
+
+            def on_rows(n: int) -> None:
+                progress.update(task, description=f"loading: {n} rows copied")
+
+            loaded = api.load(database_url, schema=schema, file=file, on_rows=on_rows, **kwargs)
+    else:
+        loaded = api.load(database_url, schema=schema, file=file, **kwargs)
     if loaded.replaced:
         out.print(f"replaced the {loaded.replaced} samples that were in {loaded.schema}.inputs/outputs")
     classes = f", {len(loaded.classes)} classes" if loaded.classes else ""
