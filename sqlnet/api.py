@@ -923,7 +923,7 @@ def init(
         if schema:
             s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             s.pg.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-        (current,) = s.pg.execute("SELECT current_schema()").fetchone()  # type: ignore[misc]
+        current = _current_schema(s)
         present = {
             name
             for (name,) in s.pg.execute(

@@ -435,9 +435,14 @@ def run_numpy(
             arrays[f"w{k}"] = np.array(params.weights[k])
             arrays[f"b{k}"] = np.array(params.biases[k][0])
         np.savez(path, **arrays)
+    return run_script(NUMPY_SCRIPT, path)
+
+
+def run_script(script: str, data: Path) -> tuple[float, float, Params]:
+    """A competitor as a whole process: its wall time, the training time it reports, its weights."""
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", NUMPY_SCRIPT, str(path)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(data)], capture_output=True, text=True, check=True
     )
     process = time.perf_counter() - started
     doc = json.loads(out.stdout)
@@ -484,18 +489,9 @@ SKLEARN_SCRIPT = textwrap.dedent(
 def run_sklearn(
     w: Workload, net: Network, params: Params, data: Dataset, folder: Path
 ) -> tuple[float, float, Params]:
-    run_numpy_file = folder / f"{w.name}.npz"
-    assert run_numpy_file.exists()
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", SKLEARN_SCRIPT, str(run_numpy_file)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    process = time.perf_counter() - started
-    doc = json.loads(out.stdout)
-    return process, doc["inner"], Params(doc["w"], [[b] for b in doc["b"]])
+    data_file = folder / f"{w.name}.npz"  # written by run_numpy
+    assert data_file.exists()
+    return run_script(SKLEARN_SCRIPT, data_file)
 
 
 # --- the post's approach, generalised -------------------------------------------------------------

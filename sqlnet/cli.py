@@ -454,20 +454,30 @@ def check(
             title=f"SQL vs reference: {report.network.describe()}, {report.options.epochs} epoch(s)",
             title_justify="left",
         )
-        for name in ("table", "values", "largest difference", "relative", "within tolerance"):
-            table.add_column(name, justify="right" if name != "table" else "left")
-        for d in report.differences:
-            table.add_row(
-                escape(d.table),
-                str(d.values),
-                f"{d.max_abs:.3g}",
-                f"{d.max_rel:.3g}",
-                "yes" if d.max_rel <= tolerance else "[red]NO[/]",
-            )
-        out.print(table)
-        out.print("agree" if report.ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
+        rows = [
+            (d.table, str(d.values), f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", d.max_rel <= tolerance)
+            for d in report.differences
+        ]
+        print_comparison(table, ("values", "largest difference", "relative"), rows, report.ok, tolerance)
     if not report.ok:
         sys.exit(EXIT_ERROR)
+
+
+def print_comparison(
+    table: Table,
+    columns: tuple[str, ...],
+    rows: list[tuple[str, str, str, str, bool]],
+    ok: bool,
+    tolerance: float,
+) -> None:
+    """check and gradcheck: one row per table column compared, then the verdict."""
+    table.add_column("table", justify="left")
+    for name in (*columns, "within tolerance"):
+        table.add_column(name, justify="right")
+    for name, *values, within in rows:
+        table.add_row(escape(name), *values, "yes" if within else "[red]NO[/]")
+    out.print(table)
+    out.print("agree" if ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
 
 
 def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -585,18 +595,19 @@ def gradcheck(
         table = Table(
             title=f"SQL gradients vs finite differences: {report.network.describe()}", title_justify="left"
         )
-        for name in ("table", "checked", "worst relative error", "worst absolute error", "within tolerance"):
-            table.add_column(name, justify="left" if name == "table" else "right")
-        for d in report.differences:
-            table.add_row(
-                escape(d.table),
+        rows = [
+            (
+                d.table,
                 str(d.checked),
                 f"{d.worst_relative:.3g}",
                 f"{d.worst_absolute:.3g}",
-                "yes" if d.worst_relative <= tolerance else "[red]NO[/]",
+                d.worst_relative <= tolerance,
             )
-        out.print(table)
-        out.print("agree" if report.ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
+            for d in report.differences
+        ]
+        print_comparison(
+            table, ("checked", "worst relative error", "worst absolute error"), rows, report.ok, tolerance
+        )
     if not report.ok:
         sys.exit(EXIT_ERROR)
 
