@@ -56,6 +56,8 @@ from sqlnet.tables import (
     integer_parameter_columns,
     read_data,
     read_params,
+    require_schema,
+    where_table,
     write_params,
 )
 
@@ -1150,8 +1152,9 @@ def load(
             )
         assert from_table is not None
         ident = sql.Identifier(from_schema, from_table) if from_schema else sql.Identifier(from_table)
+        require_schema(sa.inspect(s.sa), from_schema, "--from-schema")
         if not sa.inspect(s.sa).has_table(from_table, schema=from_schema):
-            raise InputError(f"table {from_table!r} not found")
+            raise InputError(f"table {where_table(from_table, from_schema)} not found: check --from-table")
         header = [c["name"] for c in sa.inspect(s.sa).get_columns(from_table, schema=from_schema)]
 
         # read once: the passes cannot query this connection while it is busy copying into the tables
@@ -1189,10 +1192,14 @@ def _samples_sql(
     wide one (an id column and one column per feature, in input-node order)."""
     ident = sql.Identifier(table_schema, table) if table_schema else sql.Identifier(table)
     inspector = sa.inspect(s.sa)
+    require_schema(inspector, table_schema, "--table-schema")
     if not inspector.has_table(table, schema=table_schema) and table not in inspector.get_view_names(
         schema=table_schema
     ):
-        raise InputError(f"table {table!r} not found: name the table of samples to predict with --table")
+        raise InputError(
+            f"table {where_table(table, table_schema)} not found: name the table of samples to predict "
+            f"with --table"
+        )
     columns = {c["name"].lower(): c["name"] for c in inspector.get_columns(table, schema=table_schema)}
     if features is None and {"sampleid", "inputnode", "inputvalue"} <= set(columns):
         (lo, hi, n) = s.pg.execute(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -23,6 +24,44 @@ from sqlalchemy.pool import NullPool
 from sqlnet.errors import DatabaseError
 
 URL_VARIABLES = ("SQLNET_DATABASE_URL", "DATABASE_URL")
+
+
+class _Doubled(sql.Composable):
+    """An identifier or literal whose '%' signs are doubled, so placeholders cannot be read into them."""
+
+    def __init__(self, inner: sql.Composable) -> None:
+        super().__init__(inner)
+        self.inner = inner
+
+    def as_bytes(self, context: Any = None) -> bytes:
+        return self.inner.as_bytes(context).replace(b"%", b"%%")
+
+
+def percent_safe(query: sql.Composable) -> sql.Composable:
+    """The query with every '%' inside its identifiers and literals doubled.
+
+    psycopg reads placeholders out of the whole text of a query that takes parameters, names
+    included (psycopg/psycopg2#825, still so in psycopg 3): a schema named 'a%sb' would turn
+    into a placeholder. Doubled, it is a '%' again once psycopg has looked for placeholders."""
+    if isinstance(query, sql.Composed):
+        return sql.Composed([percent_safe(part) for part in query])
+    if isinstance(query, (sql.Identifier, sql.Literal)):
+        return _Doubled(query)
+    return query
+
+
+class Cursor(psycopg.Cursor[Any]):
+    """psycopg's cursor, made safe for names with '%' in queries with parameters (see percent_safe)."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Cursor:
+        if params is not None and isinstance(query, sql.Composable):
+            query = percent_safe(query)
+        return super().execute(query, params, **kwargs)
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        if isinstance(query, sql.Composable):
+            query = percent_safe(query)
+        super().executemany(query, params_seq, **kwargs)
 EMBEDDED_DATABASE = "sqlnet"
 
 
@@ -133,7 +172,9 @@ class Database:
         resolved = configured_url(url)
         self.embedded = resolved is None
         self.url = libpq_url(resolved) if resolved else embedded_url()
-        self.engine = sa.create_engine(sqlalchemy_url(self.url), poolclass=NullPool)
+        self.engine = sa.create_engine(
+            sqlalchemy_url(self.url), poolclass=NullPool, connect_args={"cursor_factory": Cursor}
+        )
 
     @contextmanager
     def transaction(self, commit: bool = True) -> Iterator[Session]:

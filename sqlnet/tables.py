@@ -88,11 +88,20 @@ def _bias_columns(k: int) -> dict[str, str]:
     return {"node": f"bias{k}nodenumber", "value": f"bias{k}value"}
 
 
+def require_schema(inspector: sa.Inspector, schema: str | None, option: str = "--schema") -> None:
+    if schema is not None and schema not in inspector.get_schema_names():
+        raise InputError(f"schema {schema!r} does not exist: create it, or leave out {option}")
+
+
+def where_table(table: str, schema: str | None) -> str:
+    """How messages name a table a user gave: 'inputs' or 'inputs' in schema 'x'."""
+    return f"{table!r} in schema {schema!r}" if schema else repr(table)
+
+
 def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = None) -> TableMap:
     """Reflect the network's tables in `schema` (default: the current schema) and map their columns."""
     inspector = sa.inspect(conn)
-    if schema is not None and schema not in inspector.get_schema_names():
-        raise InputError(f"schema {schema!r} does not exist: create it, or leave out --schema")
+    require_schema(inspector, schema)
     # inputs and outputs may be views; the parameter tables must be tables, as training updates them
     names = {n.lower(): n for n in inspector.get_view_names(schema=schema)}
     names.update({n.lower(): n for n in inspector.get_table_names(schema=schema)})

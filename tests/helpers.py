@@ -143,3 +143,34 @@ def table_params(conn, net: Network, schema: str | None = None) -> Params:  # ty
         weights.append(w)
         biases.append(b)
     return Params(weights, biases)
+
+
+def database_snapshot(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A checksum of every table and view in every schema, and of every function's definition: proves
+    that a command changed nothing anywhere, including sqlnet's own schemas."""
+    from psycopg import sql
+
+    result: dict[str, str] = {}
+    relations = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type <> 'LOCAL TEMPORARY' "
+        "ORDER BY 1, 2"
+    ).fetchall()
+    for schema, table in relations:
+        (digest,) = conn.execute(
+            sql.SQL(
+                "SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {} AS t"
+            ).format(sql.Identifier(schema, table))
+        ).fetchone()
+        result[f"{schema}.{table}"] = digest
+    for schema, name, digest in conn.execute(
+        "SELECT n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', "
+        "md5(pg_get_functiondef(p.oid)) FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prokind = 'f'"
+    ):
+        result[f"{schema}.{name}"] = digest
+    for (schema,) in conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
+    ):
+        result.setdefault(f"{schema}.", "schema")
+    return result
