@@ -91,6 +91,13 @@ def test_a_network_in_a_hostile_schema_trains_and_nothing_else_changes(
     assert json.loads(out)["losses"] == pytest.approx(ref.losses, rel=1e-12)
     got = table_params(conn, POST_NET, schema=name)
     assert_close(got.weights + got.biases, want.weights + want.biases, 1e-12)
+    # the statement `sqlnet sql` prints runs as printed and trains the same tables one epoch further
+    code, script, err = run("sql", "--database-url", bait, "--schema", name, "--learning-rate", "0.001")
+    assert code == 0, err
+    conn.execute(script)
+    want = reference_train(POST_NET, POST_PARAMS, POST_DATA, 0.001, 4).params
+    got = table_params(conn, POST_NET, schema=name)
+    assert_close(got.weights + got.biases, want.weights + want.biases, 1e-12)
     # the public tables are the bait: not one row of them changed
     after = database_snapshot(conn)
     assert {k: v for k, v in after.items() if k.startswith("public.")} == public_before
