@@ -45,15 +45,21 @@ from sqlnet.reference import Arithmetic
 from sqlnet.statement import SETTINGS, Training, script, update_blocks
 from sqlnet.statement import statements as statements_of
 from sqlnet.tables import (
+    NUMBER_TYPES,
+    Table,
     TableMap,
     check_and_size,
     check_distributions,
+    check_sample_rows,
     check_targets,
+    check_values,
+    check_wide_samples,
     count_samples,
     create_data_tables,
     create_parameter_tables,
     discover,
     integer_parameter_columns,
+    not_a_number,
     read_data,
     read_params,
     require_schema,
@@ -261,6 +267,14 @@ class Loaded:
 def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loaded:
     """Discover the tables, check every row, and describe the network they hold."""
     tables = discover(s.sa, schema, options.bias)
+    integer = integer_parameter_columns(tables)
+    if integer:
+        table, role = integer[0]
+        raise InputError(
+            f"{table.label(role)} is an integer column: trained weights are fractional and would be rounded. "
+            f"Change its type first: ALTER TABLE {table.label()} ALTER COLUMN {table.columns[role]} TYPE "
+            f"double precision"
+        )
     sizes = check_and_size(s.pg, tables)
     net = Network(sizes, options.hidden_activation, options.output_activation, options.loss, tables.bias)
     if net.loss == "cross-entropy":
@@ -461,12 +475,6 @@ def train(
         lock_network(s.pg, schema or _current_schema(s), wait)
         loaded = load_network(s, schema, opts)
         tables, net = loaded.tables, loaded.net
-        integer = integer_parameter_columns(tables)
-        if integer:
-            raise InputError(
-                f"{integer[0]} is an integer column: trained weights are fractional and would be rounded. "
-                f"Change its type first (ALTER TABLE ... ALTER COLUMN ... TYPE numeric)"
-            )
         initial = read_params(s.pg, tables, net, opts.num)
         store.ensure_schema(s)
         if reset_optimizer:
@@ -545,10 +553,6 @@ def _train_with_checkpoints(
         try:
             loaded = load_network(s, schema, opts)
             tables, net = loaded.tables, loaded.net
-            if integer_parameter_columns(tables):
-                raise InputError(
-                    f"{integer_parameter_columns(tables)[0]} is an integer column: change its type first"
-                )
             store.ensure_schema(s)
             if resume is not None:
                 if net.sizes != run.network.sizes or net.bias != run.network.bias:
@@ -1200,17 +1204,32 @@ def _samples_sql(
             f"table {where_table(table, table_schema)} not found: name the table of samples to predict "
             f"with --table"
         )
-    columns = {c["name"].lower(): c["name"] for c in inspector.get_columns(table, schema=table_schema)}
+    found = inspector.get_columns(table, schema=table_schema)
+    columns = {c["name"].lower(): c["name"] for c in found}
+    # the type of each column that is not a number, by lower-case name ('' for numbers)
+    types = {
+        c["name"].lower(): "" if isinstance(c["type"], NUMBER_TYPES) else str(c["type"]).lower()
+        for c in found
+    }
     if features is None and {"sampleid", "inputnode", "inputvalue"} <= set(columns):
-        (lo, hi, n) = s.pg.execute(
-            sql.SQL("SELECT min({n}), max({n}), count(DISTINCT {n}) FROM {t}").format(
-                n=sql.Identifier(columns["inputnode"]), t=ident
-            )
+        long = Table(
+            table_schema,
+            table,
+            {"sample": columns["sampleid"], "node": columns["inputnode"], "value": columns["inputvalue"]},
+        )
+        for column in long.columns.values():
+            if types[column.lower()]:
+                raise InputError(not_a_number(s.pg, long, column, types[column.lower()]))
+        check_values(s.pg, long)
+        n = net.sizes[0]
+        (lo, hi) = s.pg.execute(
+            sql.SQL("SELECT min({n}), max({n}) FROM {t}").format(n=long.col("node"), t=ident)
         ).fetchone()  # type: ignore[misc]
-        if n and (lo != 1 or hi != net.sizes[0] or n != net.sizes[0]):
+        if lo is not None and (lo < 1 or hi > n):
             raise InputError(
-                f"{table}.{columns['inputnode']} has nodes {lo}..{hi}, but the network has input nodes 1..{net.sizes[0]}"
+                f"{long.label('node')} has nodes {lo}..{hi}, but the network has input nodes 1..{n}"
             )
+        check_sample_rows(s.pg, long, n, "input")
         return predict_sql.standardized(
             predict_sql.long_samples(
                 ident, columns["sampleid"], columns["inputnode"], columns["inputvalue"], net.sizes[0]
@@ -1227,6 +1246,15 @@ def _samples_sql(
     missing = [f for f in [id_column, *features] if f.lower() not in columns]
     if missing:
         raise InputError(f"table {table} has no column {missing[0]!r} (it has {', '.join(columns.values())})")
+    wide = Table(
+        table_schema,
+        table,
+        {
+            "sample": columns[id_column.lower()],
+            **{f"x{i}": columns[f.lower()] for i, f in enumerate(features, 1)},
+        },
+    )
+    check_wide_samples(s.pg, wide, {r: types[c.lower()] for r, c in wide.columns.items()})
     return predict_sql.standardized(
         predict_sql.wide_samples(ident, columns[id_column.lower()], [columns[f.lower()] for f in features]),
         scaling,

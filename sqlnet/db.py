@@ -62,6 +62,8 @@ class Cursor(psycopg.Cursor[Any]):
         if isinstance(query, sql.Composable):
             query = percent_safe(query)
         super().executemany(query, params_seq, **kwargs)
+
+
 EMBEDDED_DATABASE = "sqlnet"
 
 

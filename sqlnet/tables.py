@@ -116,6 +116,7 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
         columns = {c["name"].lower(): c for c in inspector.get_columns(actual, schema=schema)}
         mapped: dict[str, str] = {}
         integers: set[str] = set()
+        wrong: list[tuple[str, str]] = []  # (column, type) of columns that are not numbers
         for role, column in roles.items():
             if column not in columns:
                 if role in optional:
@@ -125,14 +126,16 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
                 )
             col = columns[column]
             if not isinstance(col["type"], NUMBER_TYPES):
-                raise InputError(
-                    f"column {actual}.{col['name']} is {col['type']}, not a number: change its type to numeric or "
-                    f"double precision (ALTER TABLE ... ALTER COLUMN ... TYPE numeric USING ...)"
-                )
+                wrong.append((col["name"], str(col["type"]).lower()))
+                continue
             mapped[role] = col["name"]
             if isinstance(col["type"], sa.Integer):
                 integers.add(role)
-        return Table(schema, actual, mapped, frozenset(integers))
+        found = Table(schema, actual, mapped, frozenset(integers))
+        if wrong:
+            pg = conn.connection.driver_connection
+            raise InputError(not_a_number(pg, found, *wrong[0]))  # type: ignore[arg-type]
+        return found
 
     inputs = table("inputs", {"sample": "sampleid", **_input_columns("input")}, optional=("sample",))
     outputs = table("outputs", {"sample": "sampleid", **_input_columns("output")}, optional=("sample",))
@@ -179,33 +182,73 @@ def _one(conn: psycopg.Connection, query: sql.Composable, params: Sequence[objec
     return row
 
 
-def _check_values(conn: psycopg.Connection, t: Table) -> None:
+KEY_ROLES = ("sample", "node", "in", "out")  # the columns that say which row is which
+
+
+def row_key(t: Table, prefix: str = "") -> sql.Composable:
+    """SQL text naming a row by its key columns, e.g. `weight1inputnodenumber = 2, weight1outputnodenumber = 1`."""
+    parts = [
+        sql.SQL("{name} || ' = ' || coalesce({prefix}{col}::text, 'NULL')").format(
+            name=sql.Literal(t.columns[role]), prefix=sql.SQL(prefix), col=t.col(role)
+        )
+        for role in KEY_ROLES
+        if t.has(role)
+    ]
+    if not parts:
+        return sql.SQL("''")
+    return sql.SQL("concat_ws(', ', {})").format(sql.SQL(", ").join(parts))
+
+
+def check_values(conn: psycopg.Connection, t: Table) -> None:
     """No NULL, NaN or infinite value in any column sqlnet reads."""
     for role in t.columns:
         col = t.col(role)
         bad = conn.execute(
             sql.SQL(
-                "SELECT ctid::text, {col}::text FROM {table} "
+                "SELECT {key}, {col}::text FROM {table} "
                 "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
-            ).format(col=col, table=t.ident)
+            ).format(key=row_key(t), col=col, table=t.ident)
         ).fetchone()
         if bad:
             what = "NULL" if bad[1] is None else bad[1]
             raise InputError(
-                f"{t.label(role)} is {what} in the row at {bad[0]}: every value must be a finite number "
-                f"(UPDATE or DELETE that row)"
+                f"{t.label(role)} is {what} in the row {bad[0]} of {t.label()}: every value must be a finite "
+                f"number (UPDATE or DELETE that row)"
             )
-    for role in ("sample", "node", "in", "out"):
+    for role in KEY_ROLES:
         if t.has(role):
             bad = conn.execute(
-                sql.SQL("SELECT {col}::text FROM {table} WHERE {col} <> trunc({col}) LIMIT 1").format(
-                    col=t.col(role), table=t.ident
+                sql.SQL("SELECT {key}, {col}::text FROM {table} WHERE {col} <> trunc({col}) LIMIT 1").format(
+                    key=row_key(t), col=t.col(role), table=t.ident
                 )
             ).fetchone()
             if bad:
                 raise InputError(
-                    f"{t.label(role)} holds {bad[0]}: node numbers and sample ids must be whole numbers"
+                    f"{t.label(role)} holds {bad[1]} in the row {bad[0]} of {t.label()}: node numbers and "
+                    f"sample ids must be whole numbers"
                 )
+
+
+NUMBER_PATTERN = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+
+
+def not_a_number(conn: psycopg.Connection, t: Table, column: str, type_name: str) -> str:
+    """The message for a column of text (or another non-numeric type) where numbers belong: which
+    row holds something that is not a number, or, if every row holds one, how to convert it."""
+    fix = f"ALTER TABLE {t.label()} ALTER COLUMN {column} TYPE double precision USING {column}::double precision"
+    bad = conn.execute(
+        sql.SQL("SELECT {key}, {col}::text FROM {table} WHERE {col}::text !~ {pattern} LIMIT 1").format(
+            key=row_key(t),
+            col=sql.Identifier(column),
+            table=t.ident,
+            pattern=sql.Literal(NUMBER_PATTERN),
+        )
+    ).fetchone()
+    head = f"{t.label()}.{column} is {type_name}, not a number"
+    if bad:
+        where = f" in the row {bad[0]}" if bad[0] else ""
+        return f"{head}: it holds {bad[1]!r}{where}. Fix that value, then change the column's type: {fix}"
+    return f"{head}, though every row holds one: change its type ({fix})"
 
 
 def _node_range(conn: psycopg.Connection, t: Table, role: str) -> int:
@@ -230,6 +273,7 @@ def _check_grid(
     conn: psycopg.Connection, t: Table, row_role: str, col_role: str, rows: int, cols: int, what: str
 ) -> None:
     """Every (row, col) pair appears exactly once: no duplicates, none missing."""
+    a, b = t.columns[row_role], t.columns[col_role]
     dup = conn.execute(
         sql.SQL(
             "SELECT {a}::text, {b}::text, count(*) FROM {t} GROUP BY {a}, {b} HAVING count(*) > 1 LIMIT 1"
@@ -237,8 +281,8 @@ def _check_grid(
     ).fetchone()
     if dup:
         raise InputError(
-            f"{t.label()} has {dup[2]} rows for {what} ({dup[0]}, {dup[1]}) "
-            f"({t.columns[row_role]}, {t.columns[col_role]}): keep exactly one"
+            f"{t.label()} has {dup[2]} rows for {what} {a} = {dup[0]}, {b} = {dup[1]}: keep exactly one "
+            f"(DELETE the others)"
         )
     (count,) = _one(conn, sql.SQL("SELECT count(*) FROM {t}").format(t=t.ident))
     if count != rows * cols:
@@ -251,15 +295,15 @@ def _check_grid(
         ).fetchone()
         raise InputError(
             f"{t.label()} has {count} rows but needs {rows} x {cols} = {rows * cols}"
-            + (f"; the row for {what} {missing} is missing" if missing else "")
-            + ": every node must have a weight to every node of the next layer"
+            + (f"; the row for {what} {a} = {missing[0]}, {b} = {missing[1]} is missing" if missing else "")
+            + ": every node must have a weight to every node of the next layer (INSERT it)"
         )
 
 
 def check_and_size(conn: psycopg.Connection, tables: TableMap) -> tuple[int, ...]:
     """Validate every table's rows and return the layer sizes; raises InputError naming the problem."""
     for t in (tables.inputs, tables.outputs, *tables.weights, *tables.biases):
-        _check_values(conn, t)
+        check_values(conn, t)
     sizes = [_node_range(conn, tables.inputs, "node")]
     for k, w in enumerate(tables.weights, start=1):
         n_in = _node_range(conn, w, "in")
@@ -295,20 +339,7 @@ def _check_grid_single(conn: psycopg.Connection, t: Table, n: int) -> None:
 def _check_samples(conn: psycopg.Connection, tables: TableMap, n_in: int, n_out: int) -> None:
     """Each sample has every input node once and every output node once, in both tables."""
     for t, n, what in ((tables.inputs, n_in, "input"), (tables.outputs, n_out, "output")):
-        sample = t.col("sample") if t.has("sample") else sql.SQL("1")
-        bad = conn.execute(
-            sql.SQL(
-                "SELECT {s}::text, count(*), count(DISTINCT {node}) FROM {t} GROUP BY {s} "
-                "HAVING count(*) <> %s OR count(DISTINCT {node}) <> %s LIMIT 1"
-            ).format(s=sample, node=t.col("node"), t=t.ident),
-            (n, n),
-        ).fetchone()
-        if bad:
-            where = f"sample {bad[0]}" if t.has("sample") else "the sample"
-            raise InputError(
-                f"{t.label()} has {bad[1]} rows ({bad[2]} distinct nodes) for {where}, but the network has {n} "
-                f"{what} nodes: give every {what} node exactly one row"
-            )
+        check_sample_rows(conn, t, n, what)
     if tables.has_samples:
         orphan = conn.execute(
             sql.SQL(
@@ -328,6 +359,59 @@ def _check_samples(conn: psycopg.Connection, tables: TableMap, n_in: int, n_out:
             raise InputError(
                 f"sample {orphan[1]} is in {has.label()} but not in {lacks.label()}: every sample needs both "
                 f"its inputs and its targets"
+            )
+
+
+def check_sample_rows(conn: psycopg.Connection, t: Table, n: int, what: str) -> None:
+    """Each sample of a long table has every node 1..n exactly once."""
+    sample = t.col("sample") if t.has("sample") else sql.SQL("1")
+    bad = conn.execute(
+        sql.SQL(
+            "SELECT {s}::text, count(*), count(DISTINCT {node}) FROM {t} GROUP BY {s} "
+            "HAVING count(*) <> %s OR count(DISTINCT {node}) <> %s LIMIT 1"
+        ).format(s=sample, node=t.col("node"), t=t.ident),
+        (n, n),
+    ).fetchone()
+    if bad:
+        where = f"sample {bad[0]}" if t.has("sample") else "the sample"
+        raise InputError(
+            f"{t.label()} has {bad[1]} rows ({bad[2]} distinct nodes) for {where}, but the network has {n} "
+            f"{what} nodes: give every {what} node exactly one row"
+        )
+
+
+def check_wide_samples(conn: psycopg.Connection, t: Table, types: dict[str, str]) -> None:
+    """A wide table of samples to predict (role "sample" = its id, the other roles its features):
+    each id once and not NULL, every feature a finite number."""
+    wrong = [(t.columns[r], types[r]) for r in t.columns if r != "sample" and types[r]]
+    if wrong:
+        raise InputError(
+            not_a_number(conn, Table(t.schema, t.name, {"sample": t.columns["sample"]}), *wrong[0])
+        )
+    dup = conn.execute(
+        sql.SQL(
+            "SELECT {s}::text, count(*) FROM {t} GROUP BY {s} HAVING count(*) > 1 OR {s} IS NULL LIMIT 1"
+        ).format(s=t.col("sample"), t=t.ident)
+    ).fetchone()
+    if dup:
+        raise InputError(
+            f"{t.label('sample')} is NULL in {dup[1]} rows: every sample needs an id (--id names the column)"
+            if dup[0] is None
+            else f"{t.label('sample')} = {dup[0]} in {dup[1]} rows: each sample's id must be unique "
+            f"(--id names the column)"
+        )
+    features = Table(t.schema, t.name, {r: c for r, c in t.columns.items() if r != "sample"})
+    for role in features.columns:
+        bad = conn.execute(
+            sql.SQL(
+                "SELECT {id}::text, {col}::text FROM {table} "
+                "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
+            ).format(id=t.col("sample"), col=t.col(role), table=t.ident)
+        ).fetchone()
+        if bad:
+            raise InputError(
+                f"{t.label(role)} is {bad[1] or 'NULL'} in the row {t.columns['sample']} = {bad[0]} of "
+                f"{t.label()}: every feature must be a finite number (UPDATE or DELETE that row)"
             )
 
 
@@ -451,13 +535,13 @@ def write_params(conn: psycopg.Connection, tables: TableMap, params: Params) -> 
             )
 
 
-def integer_parameter_columns(tables: TableMap) -> list[str]:
-    """Parameter columns of an integer type: trained values are fractional and would be rounded."""
+def integer_parameter_columns(tables: TableMap) -> list[tuple[Table, str]]:
+    """Parameter columns (table, role) of an integer type: trained values are fractional and would be rounded."""
     found = []
     for t in tables.parameter_tables():
         for role in ("value", "bias"):
             if t.has(role) and role in t.integer_columns and (role == "value" or tables.bias == "edge"):
-                found.append(t.label(role))
+                found.append((t, role))
     return found
 
 
