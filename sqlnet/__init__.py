@@ -30,7 +30,7 @@ from sqlnet.api import (
     train,
     training_sql,
 )
-from sqlnet.errors import CheckFailed, DatabaseError, InputError, SqlnetError
+from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, SqlnetError
 from sqlnet.network import Dataset, Network, Params, Sample
 
 __version__ = "0.1.0"
@@ -41,6 +41,7 @@ __all__ = [
     "DatabaseError",
     "Dataset",
     "DemoResult",
+    "Diverged",
     "InputError",
     "Network",
     "Params",

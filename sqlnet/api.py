@@ -27,7 +27,7 @@ from sqlnet import loading as loader
 from sqlnet import predict as predict_sql
 from sqlnet import reference, store
 from sqlnet.db import Database, Session
-from sqlnet.errors import CheckFailed, DatabaseError, InputError
+from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, SqlnetError
 from sqlnet.guard import (
     Deadline,
     TrainingTimeout,
@@ -59,6 +59,7 @@ from sqlnet.tables import (
     create_parameter_tables,
     discover,
     integer_parameter_columns,
+    largest_values,
     not_a_number,
     read_data,
     read_params,
@@ -198,6 +199,7 @@ class Loaded:
     net: Network
     samples: int
     options: TrainOptions
+    largest: dict[str, float] = field(default_factory=dict)  # table label -> largest |value| it holds
 
     @property
     def batches(self) -> int:
@@ -301,7 +303,7 @@ def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loade
             f"the batch size {options.batch_size} is larger than the data ({samples} samples in "
             f"{tables.inputs.label()}): use at most {samples}, or 0 for full batch"
         )
-    return Loaded(tables, net, samples, options)
+    return Loaded(tables, net, samples, options, largest_values(s.pg, tables))
 
 
 def _params_from_rows(
@@ -340,6 +342,7 @@ def _run_statements(
     on_block: Callable[[int, float], None] | None,
     deadline: Deadline | None = None,
     validation: dict[int, list[float | None]] | None = None,
+    largest: dict[str, float] | None = None,
 ) -> tuple[Params, list[float], float]:
     """Run every block; returns the trained parameters, the loss per epoch and the seconds in SQL."""
     params: Params | None = None
@@ -360,12 +363,11 @@ def _run_statements(
             if deadline and deadline.end is not None:
                 raise deadline.expired() from exc
             raise
-        except psycopg.errors.NumericValueOutOfRange as exc:
-            raise InputError(
-                f"the training overflowed between epoch {tr.first[0]} and {tr.last[0]} ({exc.diag.message_primary}): "
-                f"the learning rate {tr.learning_rate} is probably too large; try a smaller one"
-            ) from exc
+        except OUT_OF_RANGE as exc:
+            raise Diverged(divergence_message(tr, exc.diag.message_primary or str(exc), largest)) from exc
         params, block = _params_from_rows(tr.net, rows)
+        if not all(math.isfinite(total) for total, _ in block.values()):
+            raise Diverged(divergence_message(tr, "the loss is not a finite number", largest))
         if validation is not None:
             _validation_from_rows(rows, validation)
         for epoch, (total, n) in block.items():
@@ -377,6 +379,41 @@ def _run_statements(
             on_block(epoch, sums[epoch][0] / sums[epoch][1])
     assert params is not None
     return params, [total / n for _, (total, n) in sorted(sums.items())], in_sql
+
+
+# what PostgreSQL raises when float8 (or numeric) arithmetic leaves its range: the training diverged
+OUT_OF_RANGE = (
+    psycopg.errors.NumericValueOutOfRange,  # overflow, and underflow (PostgreSQL will not round to 0)
+    psycopg.errors.FloatingPointException,
+    psycopg.errors.DivisionByZero,
+    psycopg.errors.InvalidArgumentForLogarithm,
+    psycopg.errors.InvalidArgumentForPowerFunction,
+)
+
+
+def divergence_message(tr: Training, what: str, largest: dict[str, float] | None) -> str:
+    """What went out of range, between which epochs, and what to change."""
+    advice = [f"a smaller learning rate (this run: {tr.learning_rate:g}; try {tr.learning_rate / 10:g})"]
+    big = {k: v for k, v in (largest or {}).items() if v > LARGE_VALUE}
+    for label, value in big.items():
+        advice.append(
+            f"scaling {label} (it holds values up to {value:.3g}; `sqlnet load --standardize` does)"
+        )
+    if tr.optimizer.name == "gd":
+        advice.append("--optimizer adam, whose steps do not grow with the gradient")
+    when = (
+        f"in epoch {tr.first[0]}"
+        if tr.first[0] == tr.last[0]
+        else f"between epoch {tr.first[0]} and {tr.last[0]}"
+    )
+    return f"the training diverged {when} ({what}). Try " + ", or ".join(advice)
+
+
+# a last epoch's loss this many times the first's: the training diverges (warned, not refused)
+DIVERGING = 10.0
+
+# values beyond this in the data or the weights are worth a word when a training diverges
+LARGE_VALUE = 1e3
 
 
 @dataclass
@@ -394,6 +431,16 @@ class TrainResult:
     validation: list[tuple[float | None, float | None]] = field(
         default_factory=list
     )  # per epoch: loss, accuracy
+
+    def divergence_warning(self) -> str | None:
+        """A run whose loss grew tenfold without leaving float8's range is diverging all the same."""
+        losses = self.losses
+        if len(losses) < 2 or not losses[-1] > DIVERGING * max(losses[0], 1e-300):
+            return None
+        return (
+            f"the loss grew from {losses[0]:.4g} in epoch 1 to {losses[-1]:.4g} in epoch {len(losses)}: the "
+            f"training is diverging; try a smaller learning rate than {self.options.learning_rate:g}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         def layers(p: Params) -> list[dict[str, Any]]:
@@ -414,6 +461,7 @@ class TrainResult:
             "layout": self.layout,
             "validation_losses": [v[0] for v in self.validation],
             "validation_accuracy": [v[1] for v in self.validation],
+            "warning": self.divergence_warning(),
             "params": layers(_floats(self.params)),
         }
 
@@ -488,7 +536,12 @@ def train(
         if trace:
             store.ensure_trace_tables(s, trainings[0].phases)
         validation: dict[int, list[float | None]] = {}
-        params, losses, in_sql = _run_statements(s, trainings, on_block, deadline, validation)
+        try:
+            params, losses, in_sql = _run_statements(
+                s, trainings, on_block, deadline, validation, loaded.largest
+            )
+        except Diverged as exc:
+            raise Diverged(f"{exc}; the transaction rolled back, so every table is as it was before") from exc
         store.save_params(s, run_id, "final", net, _floats(params))
         store.finish_run(s, run_id, losses, 1, validation)
     return TrainResult(
@@ -504,6 +557,12 @@ def train(
         trainings[0].layout,
         [tuple(validation[e]) for e in sorted(validation)],  # type: ignore[misc]
     )
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -584,7 +643,9 @@ def _train_with_checkpoints(
                     run_id if trace else None, run_id if on_update else None, first, last
                 )
                 validation: dict[int, list[float | None]] = {}
-                params, losses, seconds = _run_statements(s, trainings, on_block, deadline, validation)
+                params, losses, seconds = _run_statements(
+                    s, trainings, on_block, deadline, validation, loaded.largest
+                )
                 store.record_losses(s, run_id, losses, first, validation)
                 s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
                 last_checkpoint, statements, in_sql = last, statements + len(trainings), in_sql + seconds
@@ -593,17 +654,20 @@ def _train_with_checkpoints(
             curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
             s.commit()
         except BaseException as exc:
-            s.rollback()
+            with contextlib.suppress(psycopg.Error):  # the connection may be gone (a server restart)
+                s.rollback()
             status = "cancelled" if isinstance(exc, (KeyboardInterrupt, TrainingTimeout)) else "failed"
-            where = (
-                f"the tables hold the checkpoint after epoch {last_checkpoint} of run {run_id}; "
-                f"`sqlnet train --resume {run_id}` continues it"
-                if run_id is not None and last_checkpoint
-                else "no checkpoint was made, so every table is as it was before"
-            )
+            if run_id is not None and last_checkpoint:
+                where = f"the tables hold the checkpoint after epoch {last_checkpoint} of run {run_id}"
+                if isinstance(exc, Diverged):  # resuming would diverge again
+                    where += f" (`sqlnet restore {run_id}` puts back the weights from before the run)"
+                else:
+                    where += f"; `sqlnet train --resume {run_id}` continues it"
+            else:
+                where = "no checkpoint was made, so every table is as it was before"
             if run_id is not None:
                 with contextlib.suppress(psycopg.Error):
-                    store.set_status(s, run_id, status)
+                    store.set_status(s, run_id, status, _error_text(exc))
                     s.commit()
             if isinstance(exc, KeyboardInterrupt):
                 raise TrainingInterrupted(f"the training was cancelled; {where}") from exc
@@ -611,6 +675,12 @@ def _train_with_checkpoints(
                 raise TrainingTimeout(
                     f"the training ran longer than --timeout {deadline.seconds:g} s and was "
                     f"cancelled; {where}"
+                ) from exc
+            if run_id is not None and isinstance(exc, SqlnetError):
+                raise type(exc)(f"{exc}; {where}") from exc
+            if run_id is not None and isinstance(exc, psycopg.OperationalError):
+                raise DatabaseError(
+                    f"the connection to the server was lost ({_error_text(exc)}); {where}"
                 ) from exc
             raise
         finally:
@@ -764,7 +834,7 @@ def check(
         data = read_data(s.pg, tables, net, opts.num)
         store.ensure_schema(s)  # momentum and Adam read their state from it; all of this rolls back
         state = store.load_optimizer_state(s, tables.resolved_schema, net)
-        got, sql_losses, _ = _run_statements(s, loaded.trainings(), None)
+        got, sql_losses, _ = _run_statements(s, loaded.trainings(), None, largest=loaded.largest)
     want = reference.train(
         net,
         initial,

@@ -369,6 +369,9 @@ def live_progress(enabled: bool) -> Iterator[Callable[[api.Progress], None] | No
 
 
 def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool) -> None:
+    warning = result.divergence_warning()
+    if warning and not as_json:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
@@ -712,6 +715,8 @@ def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str 
         f"started {info.started_at:%Y-%m-%d %H:%M:%S}"
         + (f", finished {info.finished_at:%H:%M:%S}" if info.finished_at else "")
     )
+    if info.error:
+        out.print(f"stopped by: {escape(info.error)}")
     for key, value in sorted(info.options.items()):
         out.print(f"  {key}: {value}")
     curve = api.run_losses(url, run)

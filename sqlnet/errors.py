@@ -17,3 +17,8 @@ class DatabaseError(SqlnetError):
 
 class CheckFailed(SqlnetError):
     """The SQL training and the reference disagree beyond the tolerance."""
+
+
+class Diverged(SqlnetError):
+    """The training's numbers left the range of double precision (overflow, underflow, NaN):
+    nothing of it was kept beyond the last checkpoint."""

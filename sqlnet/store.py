@@ -41,6 +41,7 @@ runs = sa.Table(
     sa.Column("epochs", sa.Integer, nullable=False),
     sa.Column("learning_rate", sa.Float(53), nullable=False),
     sa.Column("final_loss", sa.Float(53), comment="the mean loss of the last epoch, before its update"),
+    sa.Column("error", sa.Text, comment="why a failed or cancelled run stopped"),
     comment="one row per sqlnet training run",
 )
 
@@ -99,14 +100,30 @@ END $$
 """
 
 
+# columns added after the first release: tables an older sqlnet made get them (by their owner)
+ADDED_COLUMNS = {
+    "run_losses": ("val_loss double precision", "val_accuracy double precision"),
+    "runs": ("error text",),
+}
+
+
 def ensure_schema(s: Session) -> None:
-    s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
-    metadata.create_all(s.sa)
-    # tables an older sqlnet made get the columns they lack
-    s.pg.execute(
-        "ALTER TABLE sqlnet.run_losses ADD COLUMN IF NOT EXISTS val_loss double precision, "
-        "ADD COLUMN IF NOT EXISTS val_accuracy double precision"
-    )
+    """Create what is missing of schema sqlnet. Nothing is created (or needs the privilege to be)
+    when everything exists, so a role with only the grants `sqlnet grants` prints can train."""
+    inspector = sa.inspect(s.sa)
+    if SCHEMA not in inspector.get_schema_names():
+        s.sa.execute(sa.schema.CreateSchema(SCHEMA))
+    existing = set(inspector.get_table_names(schema=SCHEMA))
+    missing = [t for t in metadata.sorted_tables if t.name not in existing]
+    if missing:
+        metadata.create_all(s.sa, tables=missing)
+    for table, columns in ADDED_COLUMNS.items():
+        if table in existing:
+            have = {c["name"] for c in inspector.get_columns(table, schema=SCHEMA)}
+            for column in columns:
+                name = column.split()[0]
+                if name not in have:
+                    s.pg.execute(f"ALTER TABLE sqlnet.{table} ADD COLUMN {column}")
     exists = s.pg.execute(
         "SELECT to_regprocedure('sqlnet.progress(integer, integer, integer, double precision, bigint)')"
     )
@@ -170,8 +187,8 @@ def record_losses(
         )
 
 
-def set_status(s: Session, run_id: int, status: str) -> None:
-    s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
+def set_status(s: Session, run_id: int, status: str, error: str | None = None) -> None:
+    s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(status=status, error=error))
 
 
 def finish_run(
@@ -276,6 +293,7 @@ class RunInfo:
     epochs: int
     learning_rate: float
     final_loss: float | None
+    error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -289,6 +307,7 @@ class RunInfo:
             "epochs": self.epochs,
             "learning_rate": self.learning_rate,
             "final_loss": self.final_loss,
+            "error": self.error,
         }
 
 
@@ -304,6 +323,7 @@ def _run_info(row: sa.Row) -> RunInfo:
         row.epochs,
         row.learning_rate,
         row.final_loss,
+        getattr(row, "error", None),
     )
 
 
@@ -311,14 +331,25 @@ def has_schema(s: Session, table: str = "runs") -> bool:
     return sa.inspect(s.sa).has_table(table, schema=SCHEMA)
 
 
+def _runs_columns(s: Session) -> list[sa.Column]:
+    """The columns of sqlnet.runs that exist: a table an older sqlnet made may lack the newer ones
+    until a training (by the table's owner) adds them."""
+    have = {c["name"] for c in sa.inspect(s.sa).get_columns("runs", schema=SCHEMA)}
+    return [c for c in runs.columns if c.name in have]
+
+
 def list_runs(s: Session) -> list[RunInfo]:
     if not has_schema(s):
         return []
-    return [_run_info(r) for r in s.sa.execute(sa.select(runs).order_by(runs.c.run_id))]
+    return [_run_info(r) for r in s.sa.execute(sa.select(*_runs_columns(s)).order_by(runs.c.run_id))]
 
 
 def get_run(s: Session, run_id: int) -> RunInfo:
-    row = s.sa.execute(sa.select(runs).where(runs.c.run_id == run_id)).first() if has_schema(s) else None
+    row = (
+        s.sa.execute(sa.select(*_runs_columns(s)).where(runs.c.run_id == run_id)).first()
+        if has_schema(s)
+        else None
+    )
     if row is None:
         raise InputError(f"run {run_id} not found: `sqlnet runs` lists the runs")
     return _run_info(row)

@@ -1,0 +1,97 @@
+"""Divergence: a training whose numbers leave double precision's range stops with advice and keeps
+the tables at their state before it, or at its last checkpoint; one that merely grows is warned about."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+import sqlnet
+from sqlnet.cli import main
+from sqlnet.reference import train as reference_train
+from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params
+from tests.test_reference import assert_close
+
+
+def test_overflow_rolls_everything_back_with_advice(post_db: str, conn: psycopg.Connection) -> None:
+    before = database_snapshot(conn)
+    result = CliRunner().invoke(
+        main, ["train", "--epochs", "400", "--learning-rate", "10", "--database-url", post_db]
+    )
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())
+    assert re.search(r"the training diverged (in|between) epoch", message), message
+    assert "value out of range: overflow" in message
+    assert "smaller learning rate (this run: 10; try 1)" in message
+    assert "--optimizer adam" in message
+    assert "every table is as it was before" in message
+    assert database_snapshot(conn) == before
+
+
+def test_large_data_is_named_in_the_advice(post_db: str, conn: psycopg.Connection) -> None:
+    conn.execute("UPDATE inputs SET inputvalue = inputvalue * 1e150")
+    before = database_snapshot(conn)
+    with pytest.raises(
+        sqlnet.Diverged, match=r"scaling inputs \(it holds values up to 5e\+150; `sqlnet load --standardize`"
+    ):
+        sqlnet.train(post_db, epochs=5, learning_rate=0.1)
+    assert database_snapshot(conn) == before
+
+
+def test_divergence_keeps_the_last_checkpoint(post_db: str, conn: psycopg.Connection) -> None:
+    with pytest.raises(sqlnet.Diverged) as info:
+        sqlnet.train(post_db, epochs=400, learning_rate=10, checkpoint_every=1)
+    message = str(info.value)
+    kept = int(re.search(r"the tables hold the checkpoint after epoch (\d+) of run (\d+)", message).group(1))
+    assert 1 <= kept < 400 and "sqlnet restore" in message and "--resume" not in message
+    # the tables are exactly the reference after the checkpointed epochs
+    want = reference_train(POST_NET, POST_PARAMS, POST_DATA, 10, kept).params
+    got = table_params(conn, POST_NET)
+    assert_close(got.weights + got.biases, want.weights + want.biases, 1e-9)
+    (run,) = sqlnet.runs(post_db)
+    assert run.status == "failed" and "overflow" in run.error
+    assert len(sqlnet.run_losses(post_db, run.run_id)) == kept
+    # and the run's weights from before it can be put back
+    sqlnet.restore(post_db, run.run_id)
+    got = table_params(conn, POST_NET)
+    assert_close(got.weights + got.biases, POST_PARAMS.weights + POST_PARAMS.biases, 0)
+
+
+def test_underflow_of_a_saturated_network_is_reported_as_divergence(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """PostgreSQL raises on float8 underflow where Python rounds to 0: a saturated sigmoid gets there."""
+    sqlnet.init(db_url, layers=[3, 4, 2], seed=1)
+    conn.execute("DROP TABLE inputs, outputs")
+    conn.execute("CREATE TABLE inputs (sampleId int, inputNode int, inputValue float8)")
+    conn.execute("CREATE TABLE outputs (sampleId int, outputNode int, outputValue float8)")
+    conn.execute(
+        "INSERT INTO inputs SELECT s, n, (s * n) % 7 FROM generate_series(1, 5) s, generate_series(1, 3) n"
+    )
+    conn.execute(
+        "INSERT INTO outputs SELECT s, n, CASE WHEN n = 1 + s % 2 THEN 1 ELSE 0 END "
+        "FROM generate_series(1, 5) s, generate_series(1, 2) n"
+    )
+    before = database_snapshot(conn)
+    with pytest.raises(sqlnet.Diverged, match="underflow"):
+        sqlnet.train(
+            db_url, epochs=100, learning_rate=1000, hidden_activation="sigmoid", output_activation="softmax",
+            loss="cross-entropy", optimizer="momentum", layout="long",
+        )  # fmt: skip
+    assert database_snapshot(conn) == before
+
+
+def test_a_growing_loss_is_warned_about(post_db: str) -> None:
+    result = CliRunner().invoke(
+        main, ["train", "--epochs", "5", "--learning-rate", "1", "--database-url", post_db]
+    )
+    assert result.exit_code == 0
+    assert "warning: the loss grew from 9 in epoch 1 to" in " ".join(result.stderr.split())
+    assert "diverging; try a smaller learning rate than 1" in " ".join(result.stderr.split())
+    quiet = CliRunner().invoke(
+        main, ["train", "--epochs", "5", "--learning-rate", "0.001", "--database-url", post_db]
+    )
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
