@@ -41,6 +41,7 @@ from sqlnet.layouts import LAYOUTS, wide
 from sqlnet.network import Network, Params
 from sqlnet.optimizers import Optimizer
 from sqlnet.phases import Phase, plan
+from sqlnet.privileges import check_privileges, grant_script, training_needs
 from sqlnet.reference import Arithmetic
 from sqlnet.statement import SETTINGS, Training, script, update_blocks
 from sqlnet.statement import statements as statements_of
@@ -266,9 +267,14 @@ class Loaded:
         ]
 
 
-def load_network(s: Session, schema: str | None, options: TrainOptions) -> Loaded:
-    """Discover the tables, check every row, and describe the network they hold."""
+def load_network(s: Session, schema: str | None, options: TrainOptions, trace: bool | None = False) -> Loaded:
+    """Discover the tables, check every row, and describe the network they hold.
+
+    Unless trace is None (only reading), first check that the role may train them (with trace:
+    keep its phases), so that a missing grant is named before anything runs."""
     tables = discover(s.sa, schema, options.bias)
+    if trace is not None:
+        check_privileges(s.pg, tables, trace)
     integer = integer_parameter_columns(tables)
     if integer:
         table, role = integer[0]
@@ -521,7 +527,7 @@ def train(
     started = time.perf_counter()
     with db.transaction() as s:
         lock_network(s.pg, schema or _current_schema(s), wait)
-        loaded = load_network(s, schema, opts)
+        loaded = load_network(s, schema, opts, trace)
         tables, net = loaded.tables, loaded.net
         initial = read_params(s.pg, tables, net, opts.num)
         store.ensure_schema(s)
@@ -610,7 +616,7 @@ def _train_with_checkpoints(
         run_id: int | None = None
         last_checkpoint = 0
         try:
-            loaded = load_network(s, schema, opts)
+            loaded = load_network(s, schema, opts, trace)
             tables, net = loaded.tables, loaded.net
             store.ensure_schema(s)
             if resume is not None:
@@ -740,7 +746,7 @@ def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **
     """The statements `train` runs for these options, as a script that runs as is in psql."""
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
-        return script(load_network(s, schema, opts).trainings())
+        return script(load_network(s, schema, opts, None).trainings())
 
 
 # --- the check against the reference ------------------------------------------------------------
@@ -1039,6 +1045,42 @@ def init(
     return created
 
 
+@dataclass
+class Grants:
+    role: str
+    statements: list[str]  # the GRANT statements, as they run
+    applied: bool
+    store_exists: bool  # whether schema sqlnet existed (the grants on it need it)
+
+
+def grants(
+    database: DatabaseLike = None,
+    *,
+    role: str,
+    schema: str | None = None,
+    trace: bool = False,
+    bias: str | None = None,
+    apply: bool = False,
+) -> Grants:
+    """The GRANT statements that let `role` train the network in `schema` and nothing more: read
+    inputs and outputs, read and update the parameter tables, record runs in schema `sqlnet`.
+    ``apply=True`` (run as the tables' owner) creates sqlnet's schema and runs them."""
+    with connect(database).transaction(commit=apply) as s:
+        if s.pg.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            raise InputError(f"role {role!r} does not exist: create it first (CREATE ROLE ... LOGIN)")
+        tables = discover(s.sa, schema, bias)
+        existed = store.has_schema(s)
+        if apply:
+            store.ensure_schema(s)
+            if trace:
+                store.ensure_trace_schema(s)
+        script = grant_script(training_needs(s.pg, tables, trace, for_script=True), role)
+        if apply:
+            for statement in script:
+                s.pg.execute(statement)
+        return Grants(role, [g.as_string(s.pg) for g in script], apply, existed or apply)
+
+
 def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
     with connect(database).transaction(commit=False) as s:
         return store.list_runs(s)
@@ -1118,7 +1160,7 @@ def demo(database: DatabaseLike = None, *, schema: str = DEMO_SCHEMA) -> DemoRes
     init(db, schema=schema, example="post", replace=True)
     result = train(db, schema=schema, trace=True, epochs=1, learning_rate=0.1)
     with db.transaction(commit=False) as s:
-        loaded = load_network(s, schema, TrainOptions())
+        loaded = load_network(s, schema, TrainOptions(), None)
         tables, net = loaded.tables, loaded.net
         data = read_data(s.pg, tables, net)
     ref = reference.train(net, result.initial, data, 0.1, 1)

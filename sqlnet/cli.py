@@ -168,6 +168,8 @@ def handle_errors(f: F) -> F:
         except psycopg.Error as exc:
             # the database refused something sqlnet did not foresee: say what, roll back (done), exit 1
             detail = exc.diag.message_primary or str(exc)
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                detail += " (`sqlnet grants ROLE` prints the grants a training needs; run them as the owner)"
             err.print(
                 f"[bold red]database error:[/] {escape(detail)} (SQLSTATE {exc.sqlstate}); the transaction was "
                 f"rolled back and no table changed"
@@ -748,6 +750,39 @@ def draw_loss(curve: list[tuple[int, float]], path: str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+@main.command()
+@database_option
+@schema_option
+@click.argument("role")
+@click.option("--trace", is_flag=True, help="Also let the role keep phase traces (schema sqlnet_trace).")
+@click.option("--apply", is_flag=True, help="Create sqlnet's schema and run the grants (as the owner).")
+@handle_errors
+def grants(database_url: str | None, schema: str | None, role: str, trace: bool, apply: bool) -> None:
+    """Print (or --apply) the grants that let ROLE train the network and do nothing more.
+
+    The role reads inputs and outputs, reads and updates the weights (and biases) tables, and
+    records its runs in schema sqlnet; mini-batches use temporary tables. Run this as the owner
+    of the tables. init, load, predict and export create tables: they need CREATE on the schema.
+
+    \b
+    Examples:
+      sqlnet grants trainer                     print the GRANT statements
+      sqlnet grants trainer --apply             create schema sqlnet and grant them
+      sqlnet grants trainer --schema digits --trace --apply
+    """
+    g = api.grants(database_url, role=role, schema=schema, trace=trace, apply=apply)
+    click.echo(f"-- let role {role} train the network and do nothing more; run as the owner of the tables")
+    if not g.store_exists:
+        click.echo(
+            "-- schema sqlnet does not exist yet: `sqlnet grants ROLE --apply` creates it first, or run"
+            "\n-- these after the owner's first training"
+        )
+    for statement in g.statements:
+        click.echo(statement + ";")
+    if apply:
+        click.echo(f"-- applied: role {role} may now train the network")
 
 
 @main.command()

@@ -381,29 +381,40 @@ TRACE_COLUMNS = (
 )
 
 
+def ensure_trace_schema(s: Session) -> None:
+    if TRACE_SCHEMA not in sa.inspect(s.sa).get_schema_names():
+        s.pg.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(TRACE_SCHEMA)))
+
+
 def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
     """One table per phase in schema sqlnet_trace, commented with what the phase computes.
 
     Tables an older sqlnet made get the columns they lack, so a new trace never fails on them.
     """
-    s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(TRACE_SCHEMA)))
+    ensure_trace_schema(s)
+    inspector = sa.inspect(s.sa)
+    existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in TRACE_COLUMNS
     )
     for phase in phases:
         table = sql.Identifier(TRACE_SCHEMA, phase.table)
-        s.pg.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, columns))
-        for name, type_ in TRACE_COLUMNS:
+        if phase.table not in existing:
+            s.pg.execute(sql.SQL("CREATE TABLE {} ({})").format(table, columns))
             s.pg.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    table, sql.Identifier(name), sql.SQL(type_)
+                sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                    table, sql.Literal(f"phase {phase.number} · {phase.name}: {phase.comment}")
                 )
             )
-        s.pg.execute(
-            sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                table, sql.Literal(f"phase {phase.number} · {phase.name}: {phase.comment}")
-            )
-        )
+            continue
+        have = {c["name"] for c in inspector.get_columns(phase.table, schema=TRACE_SCHEMA)}
+        for name, type_ in TRACE_COLUMNS:
+            if name not in have:
+                s.pg.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        table, sql.Identifier(name), sql.SQL(type_)
+                    )
+                )
 
 
 def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) -> list[tuple[Any, ...]]:

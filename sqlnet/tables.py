@@ -102,6 +102,13 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
     """Reflect the network's tables in `schema` (default: the current schema) and map their columns."""
     inspector = sa.inspect(conn)
     require_schema(inspector, schema)
+    if schema is None and conn.exec_driver_sql("SELECT current_schema()").scalar() is None:
+        path, role = conn.exec_driver_sql("SELECT current_setting('search_path'), current_user").one()
+        raise InputError(
+            f"role {role} may use no schema on its search_path ({path}), so no table can be found: the owner "
+            f"can GRANT USAGE ON SCHEMA public TO {role} (`sqlnet grants {role}` prints every grant), or "
+            f"name the schema with --schema"
+        )
     # inputs and outputs may be views; the parameter tables must be tables, as training updates them
     names = {n.lower(): n for n in inspector.get_view_names(schema=schema)}
     names.update({n.lower(): n for n in inspector.get_table_names(schema=schema)})
