@@ -100,6 +100,26 @@ END $$
 """
 
 
+def lock_for_ddl(s: Session) -> None:
+    """Trainings that start together on a new database would each create schema sqlnet and fail
+    on the others' (duplicate key in pg_namespace): whoever creates waits for whoever is creating.
+    Only the first trainings take this lock; it is released when their transaction ends."""
+    s.pg.execute("SELECT pg_advisory_xact_lock(hashtextextended('sqlnet schema', 0))")
+
+
+def _complete(s: Session) -> bool:
+    """Whether schema sqlnet has every table, column and function this sqlnet uses (one query)."""
+    wanted = [(t.name, c.name) for t in metadata.sorted_tables for c in t.columns]
+    row = s.pg.execute(
+        "SELECT count(*) = %s AND to_regprocedure("
+        "'sqlnet.progress(integer, integer, integer, double precision, bigint)') IS NOT NULL "
+        "FROM information_schema.columns WHERE table_schema = 'sqlnet' "
+        "AND (table_name, column_name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        (len(wanted), [t for t, _ in wanted], [c for _, c in wanted]),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 # columns added after the first release: tables an older sqlnet made get them (by their owner)
 ADDED_COLUMNS = {
     "run_losses": ("val_loss double precision", "val_accuracy double precision"),
@@ -110,7 +130,10 @@ ADDED_COLUMNS = {
 def ensure_schema(s: Session) -> None:
     """Create what is missing of schema sqlnet. Nothing is created (or needs the privilege to be)
     when everything exists, so a role with only the grants `sqlnet grants` prints can train."""
-    inspector = sa.inspect(s.sa)
+    if _complete(s):
+        return
+    lock_for_ddl(s)
+    inspector = sa.inspect(s.sa)  # a fresh look: another training may have made it meanwhile
     if SCHEMA not in inspector.get_schema_names():
         s.sa.execute(sa.schema.CreateSchema(SCHEMA))
     existing = set(inspector.get_table_names(schema=SCHEMA))
@@ -383,7 +406,8 @@ TRACE_COLUMNS = (
 
 def ensure_trace_schema(s: Session) -> None:
     if TRACE_SCHEMA not in sa.inspect(s.sa).get_schema_names():
-        s.pg.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(TRACE_SCHEMA)))
+        lock_for_ddl(s)
+        s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(TRACE_SCHEMA)))
 
 
 def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
@@ -394,6 +418,10 @@ def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
     ensure_trace_schema(s)
     inspector = sa.inspect(s.sa)
     existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
+    if any(phase.table not in existing for phase in phases):
+        lock_for_ddl(s)
+        inspector = sa.inspect(s.sa)
+        existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in TRACE_COLUMNS
     )
