@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from sqlnet.db import Session
 from sqlnet.errors import InputError
-from sqlnet.store import SCHEMA, metadata
+from sqlnet.store import SCHEMA, lock_for_ddl, metadata
 
 datasets = sa.Table(
     "datasets",
@@ -211,8 +211,10 @@ def _write(
             for sample, row in values:
                 for node, v in enumerate(row, start=1):
                     copy.write_row((sample, node, v))
-    s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
-    metadata.create_all(s.sa, tables=[datasets])
+    if not sa.inspect(s.sa).has_table("datasets", schema=SCHEMA):
+        lock_for_ddl(s)  # loads that start together would race to create it
+        s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
+        metadata.create_all(s.sa, tables=[datasets])
     s.sa.execute(datasets.delete().where(datasets.c.network == schema))
     s.sa.execute(
         datasets.insert().values(
