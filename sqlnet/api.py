@@ -51,6 +51,7 @@ from sqlnet.tables import (
     TableMap,
     check_and_size,
     check_distributions,
+    check_names,
     check_sample_rows,
     check_targets,
     check_values,
@@ -993,6 +994,7 @@ def init(
     values (`init` he, xavier or uniform; `seed` makes them repeatable), plus empty inputs and
     outputs with a sampleId column where those tables do not exist yet.
     """
+    check_names(schema=schema)
     if example is not None and example not in EXAMPLES:
         raise InputError(f"unknown example {example!r}: choose one of {', '.join(EXAMPLES)}")
     if example and layers:
@@ -1065,6 +1067,7 @@ def grants(
     """The GRANT statements that let `role` train the network in `schema` and nothing more: read
     inputs and outputs, read and update the parameter tables, record runs in schema `sqlnet`.
     ``apply=True`` (run as the tables' owner) creates sqlnet's schema and runs them."""
+    check_names(schema=schema, role=role)
     with connect(database).transaction(commit=apply) as s:
         if s.pg.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
             raise InputError(f"role {role!r} does not exist: create it first (CREATE ROLE ... LOGIN)")
@@ -1257,6 +1260,7 @@ def load(
     on_rows: Callable[[int], None] | None = None,
 ) -> loader.Loaded:
     """Fill inputs/outputs (with sampleId) from a CSV file or a table: one row per example."""
+    check_names(schema=schema, from_table=from_table, from_schema=from_schema)
     if (file is None) == (from_table is None):
         raise InputError("load needs exactly one of FILE.csv or --from-table T")
     with connect(database).transaction() as s:
@@ -1388,6 +1392,9 @@ def predict(
 ) -> Prediction:
     """Compute the network's outputs in SQL for the samples of `table` and write
     `into(sampleId, outputNode, outputValue)`; the weights come from the weights tables."""
+    check_names(
+        schema=schema, table=table, into=into, table_schema=table_schema, id=id_column, features=features
+    )
     with connect(database).transaction() as s:
         tables, net, source = _trained_network(s, schema, hidden_activation, output_activation, None)
         data = loader.dataset(s, tables.resolved_schema) or {}
@@ -1441,6 +1448,15 @@ def export(
 ) -> Prediction:
     """A view over `table` (or a function of a float8[] of inputs) computing the predictions with the
     trained weights written into it as constants: it needs neither sqlnet nor the weights tables."""
+    check_names(
+        schema=schema,
+        view=view,
+        function=function,
+        table=table,
+        table_schema=table_schema,
+        id=id_column,
+        features=features,
+    )
     if (view is None) == (function is None):
         raise InputError("export needs exactly one of --view NAME (with --table) or --function NAME")
     with connect(database).transaction() as s:

@@ -86,7 +86,9 @@ def training_needs(
                 Need("USAGE", "SCHEMA", None, TRACE_SCHEMA),
                 Need("CREATE", "SCHEMA", None, TRACE_SCHEMA),
             ]
-            for table in sorted(_tables_in(conn, TRACE_SCHEMA)):  # none if it does not exist  # made by another role: written, read
+            for table in sorted(
+                _tables_in(conn, TRACE_SCHEMA)
+            ):  # none if it does not exist  # made by another role: written, read
                 needs += [Need(p, "TABLE", TRACE_SCHEMA, table) for p in ("SELECT", "INSERT")]
         else:
             needs.append(Need("CREATE", "DATABASE", None, database))

@@ -88,6 +88,27 @@ def _bias_columns(k: int) -> dict[str, str]:
     return {"node": f"bias{k}nodenumber", "value": f"bias{k}value"}
 
 
+# PostgreSQL keeps at most 63 bytes of a name (NAMEDATALEN - 1) and cuts the rest without an error:
+# a longer name would create one object and then look for another
+MAX_NAME_BYTES = 63
+
+
+def check_names(**names: str | Sequence[str] | None) -> None:
+    """Names given by a person (option -> name): each must be one PostgreSQL can hold as it is."""
+    for option, value in names.items():
+        for name in [value] if isinstance(value, str) else value or []:
+            flag = "--" + option.replace("_", "-")
+            if not name or "\x00" in name:
+                raise InputError(
+                    f"{flag} {name!r} is not a name PostgreSQL can hold (empty, or a NUL character)"
+                )
+            if len(name.encode()) > MAX_NAME_BYTES:
+                raise InputError(
+                    f"{flag} {name!r} is {len(name.encode())} bytes long: PostgreSQL cuts names at "
+                    f"{MAX_NAME_BYTES} bytes; choose a shorter one"
+                )
+
+
 def require_schema(inspector: sa.Inspector, schema: str | None, option: str = "--schema") -> None:
     if schema is not None and schema not in inspector.get_schema_names():
         raise InputError(f"schema {schema!r} does not exist: create it, or leave out {option}")
@@ -100,6 +121,7 @@ def where_table(table: str, schema: str | None) -> str:
 
 def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = None) -> TableMap:
     """Reflect the network's tables in `schema` (default: the current schema) and map their columns."""
+    check_names(schema=schema)
     inspector = sa.inspect(conn)
     require_schema(inspector, schema)
     if schema is None and conn.exec_driver_sql("SELECT current_schema()").scalar() is None:

@@ -145,17 +145,21 @@ def table_params(conn, net: Network, schema: str | None = None) -> Params:  # ty
     return Params(weights, biases)
 
 
-def database_snapshot(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """A checksum of every table and view in every schema, and of every function's definition: proves
-    that a command changed nothing anywhere, including sqlnet's own schemas."""
+def database_snapshot(conn, schemas: list[str] | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A checksum of every table and view in every schema (or in `schemas`), and of every function's
+    definition: proves that a command changed nothing anywhere, including sqlnet's own schemas."""
     from psycopg import sql
 
     result: dict[str, str] = {}
-    relations = conn.execute(
-        "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type <> 'LOCAL TEMPORARY' "
-        "ORDER BY 1, 2"
-    ).fetchall()
+    relations = [
+        (schema, table)
+        for schema, table in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "AND table_type <> 'LOCAL TEMPORARY' ORDER BY 1, 2"
+        ).fetchall()
+        if schemas is None or schema in schemas
+    ]
     for schema, table in relations:
         (digest,) = conn.execute(
             sql.SQL(
@@ -173,4 +177,6 @@ def database_snapshot(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
         "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
     ):
         result.setdefault(f"{schema}.", "schema")
-    return result
+    if schemas is None:
+        return result
+    return {k: v for k, v in result.items() if k.split(".")[0] in schemas}
