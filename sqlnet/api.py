@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlnet import loading as loader
 from sqlnet import predict as predict_sql
 from sqlnet import reference, store
-from sqlnet.db import Database, Session
+from sqlnet.db import DB_ERRORS, Database, Session, connection_lost
 from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, SqlnetError
 from sqlnet.guard import (
     Deadline,
@@ -661,7 +661,7 @@ def _train_with_checkpoints(
             curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
             s.commit()
         except BaseException as exc:
-            with contextlib.suppress(psycopg.Error):  # the connection may be gone (a server restart)
+            with contextlib.suppress(*DB_ERRORS):  # the connection may be gone (a server restart)
                 s.rollback()
             status = "cancelled" if isinstance(exc, (KeyboardInterrupt, TrainingTimeout)) else "failed"
             if run_id is not None and last_checkpoint:
@@ -672,8 +672,8 @@ def _train_with_checkpoints(
                     where += f"; `sqlnet train --resume {run_id}` continues it"
             else:
                 where = "no checkpoint was made, so every table is as it was before"
-            if run_id is not None:
-                with contextlib.suppress(psycopg.Error):
+            if run_id is not None and not connection_lost(exc):
+                with contextlib.suppress(*DB_ERRORS):
                     store.set_status(s, run_id, status, _error_text(exc))
                     s.commit()
             if isinstance(exc, KeyboardInterrupt):
@@ -691,7 +691,7 @@ def _train_with_checkpoints(
                 ) from exc
             raise
         finally:
-            with contextlib.suppress(psycopg.Error):
+            with contextlib.suppress(*DB_ERRORS):
                 s.rollback()
                 unlock_network(s.pg, key)
     return TrainResult(

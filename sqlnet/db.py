@@ -7,6 +7,7 @@ database that `sqlnet train` wrote. Its psql binary serves every URL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -24,6 +25,25 @@ from sqlalchemy.pool import NullPool
 from sqlnet.errors import DatabaseError
 
 URL_VARIABLES = ("SQLNET_DATABASE_URL", "DATABASE_URL")
+
+# what the database side can raise, through psycopg or through SQLAlchemy (which wraps psycopg's)
+DB_ERRORS = (psycopg.Error, sa.exc.SQLAlchemyError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether an error means the server went away (shut down, crashed, restarted, network gone)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or connection_lost(exc.orig)
+    if isinstance(exc, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown):
+        return True
+    # psycopg raises a bare OperationalError for a closed or broken connection (no SQLSTATE)
+    return type(exc) is psycopg.OperationalError
+
+
+def lost_detail(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    text = (orig.diag.message_primary if isinstance(orig, psycopg.Error) else None) or str(orig)
+    return text.strip().splitlines()[0] if text.strip() else type(orig).__name__
 
 
 class _Doubled(sql.Composable):
@@ -189,13 +209,28 @@ class Database:
             trans = conn.begin()
             try:
                 yield Session(conn, conn.connection.driver_connection)  # type: ignore[arg-type]
-            except BaseException:
-                trans.rollback()
+            except BaseException as exc:
+                with contextlib.suppress(*DB_ERRORS):  # a lost connection cannot roll back: the server did
+                    trans.rollback()
+                if connection_lost(exc):
+                    raise DatabaseError(
+                        f"the connection to the server was lost ({lost_detail(exc)}): the transaction did not "
+                        f"commit, so every table is as it was before. Run the command again once the server "
+                        f"is up"
+                    ) from exc
                 raise
-            if commit:
-                trans.commit()
-            else:
+            if not commit:
                 trans.rollback()
+                return
+            try:
+                trans.commit()
+            except DB_ERRORS as exc:
+                if connection_lost(exc):
+                    raise DatabaseError(
+                        f"the connection to the server was lost while committing ({lost_detail(exc)}): "
+                        f"whether the work was saved is unknown. `sqlnet runs` shows the runs that were"
+                    ) from exc
+                raise
 
     @contextmanager
     def connection(self) -> Iterator[Session]:
@@ -210,7 +245,8 @@ class Database:
                 yield Session(conn, conn.connection.driver_connection)  # type: ignore[arg-type]
             finally:
                 if conn.in_transaction():
-                    conn.rollback()
+                    with contextlib.suppress(*DB_ERRORS):  # the server may be gone: then it rolled back
+                        conn.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()
