@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlnet import loading as loader
 from sqlnet import predict as predict_sql
 from sqlnet import reference, store
-from sqlnet.db import DB_ERRORS, Database, Session, connection_lost
+from sqlnet.db import DB_ERRORS, Database, Session, connection_lost, lost_detail
 from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, SqlnetError
 from sqlnet.guard import (
     Deadline,
@@ -615,7 +615,7 @@ def _train_with_checkpoints(
         s.rollback()
         lock_network_for_session(s.pg, key, wait)
         run_id: int | None = None
-        last_checkpoint = 0
+        last_checkpoint = committing = 0
         try:
             loaded = load_network(s, schema, opts, trace)
             tables, net = loaded.tables, loaded.net
@@ -654,7 +654,9 @@ def _train_with_checkpoints(
                     s, trainings, on_block, deadline, validation, loaded.largest
                 )
                 store.record_losses(s, run_id, losses, first, validation)
+                committing = last
                 s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
+                committing = 0
                 last_checkpoint, statements, in_sql = last, statements + len(trainings), in_sql + seconds
             store.save_params(s, run_id, "final", net, _floats(params))
             store.finish_run(s, run_id, [])
@@ -685,9 +687,15 @@ def _train_with_checkpoints(
                 ) from exc
             if run_id is not None and isinstance(exc, SqlnetError):
                 raise type(exc)(f"{exc}; {where}") from exc
-            if run_id is not None and isinstance(exc, psycopg.OperationalError):
+            if connection_lost(exc):
+                if committing:  # whether the server saved the checkpoint it was committing is unknown
+                    where = where.replace(
+                        f"after epoch {last_checkpoint}",
+                        f"after epoch {last_checkpoint} or, if the server saved the one it was committing, "
+                        f"after epoch {committing}",
+                    )
                 raise DatabaseError(
-                    f"the connection to the server was lost ({_error_text(exc)}); {where}"
+                    f"the connection to the server was lost ({lost_detail(exc)}); {where}"
                 ) from exc
             raise
         finally:
