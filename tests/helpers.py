@@ -180,3 +180,20 @@ def database_snapshot(conn, schemas: list[str] | None = None) -> dict[str, str]:
     if schemas is None:
         return result
     return {k: v for k, v in result.items() if k.split(".")[0] in schemas}
+
+
+def table_data(conn, net: Network, schema: str = "public") -> Dataset:  # type: ignore[no-untyped-def]
+    """The samples (with sampleId) as the tables hold them, read without sqlnet."""
+    import math
+
+    from psycopg import sql
+
+    xs: dict[int, list[float]] = {}
+    ts: dict[int, list[float]] = {}
+    for name, into, n in (("input", xs, net.sizes[0]), ("output", ts, net.sizes[-1])):
+        query = sql.SQL("SELECT sampleid, {}, {} FROM {}").format(
+            sql.Identifier(f"{name}node"), sql.Identifier(f"{name}value"), sql.Identifier(schema, f"{name}s")
+        )
+        for sample, node, value in conn.execute(query):
+            into.setdefault(int(sample), [math.nan] * n)[int(node) - 1] = float(value)
+    return Dataset([Sample(i, tuple(xs[i]), tuple(ts[i])) for i in sorted(xs)])

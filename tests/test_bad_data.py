@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 import sqlnet
+from sqlnet import reference
 from sqlnet.cli import main
-from tests.helpers import database_snapshot
+from tests.helpers import database_snapshot, table_data
 
 SAMPLES_TABLES = [
     "CREATE TABLE inputs (sampleId bigint, inputNode int, inputValue float8)",
@@ -423,3 +424,22 @@ def test_the_unbroken_samples_predict(db_url: str, conn: psycopg.Connection) -> 
     long = conn.execute("SELECT outputvalue FROM p1 ORDER BY sampleid").fetchall()
     wide = conn.execute("SELECT outputvalue FROM p2 ORDER BY sampleid").fetchall()
     assert long == wide and len(long) == 2
+
+
+def test_absurd_but_valid_values_train_like_any_other(db_url: str, conn: psycopg.Connection) -> None:
+    """Sample ids far beyond int4 and negative ones are data, not errors: the same training, and with
+    --shuffle the reference's order for those ids."""
+    build(conn, db_url, "samples")
+    first = sqlnet.train(db_url, epochs=3, learning_rate=0.1, batch_size=2)
+    sqlnet.restore(db_url, first.run_id)
+    ids = {1: -9_000_000_000_000_000, 2: 0, 3: 9_000_000_000_000_000}  # the same order
+    for table in ("inputs", "outputs"):
+        for old, new in ids.items():
+            conn.execute(f"UPDATE {table} SET sampleid = %s WHERE sampleid = %s", (new, old))
+    again = sqlnet.train(db_url, epochs=3, learning_rate=0.1, batch_size=2)
+    assert again.losses == first.losses and again.params == first.params
+    sqlnet.restore(db_url, again.run_id)
+    shuffled = sqlnet.train(db_url, epochs=3, learning_rate=0.1, batch_size=2, shuffle=5)
+    data = table_data(conn, shuffled.network)
+    want = reference.train(shuffled.network, shuffled.initial, data, 0.1, 3, batch_size=2, shuffle=5)
+    assert shuffled.losses == pytest.approx(want.losses, rel=1e-12)

@@ -21,7 +21,6 @@ from psycopg import sql
 import sqlnet
 from sqlnet import reference
 from sqlnet.api import TrainOptions
-from sqlnet.network import Dataset, Network, Sample
 from sqlnet.tables import create_tables
 from tests.helpers import (
     POST_DATA,
@@ -31,6 +30,7 @@ from tests.helpers import (
     random_data,
     random_network,
     random_params,
+    table_data,
     table_params,
 )
 from tests.test_reference import assert_close
@@ -128,19 +128,6 @@ def mutate(conn: psycopg.Connection, schema: str, table: str, mutation: str, rng
     else:
         return False
     return True
-
-
-def table_data(conn: psycopg.Connection, net: Network, schema: str) -> Dataset:
-    """The samples as the tables hold them, read without sqlnet."""
-    xs: dict[int, list[float]] = {}
-    ts: dict[int, list[float]] = {}
-    for name, into, n in (("input", xs, net.sizes[0]), ("output", ts, net.sizes[-1])):
-        query = sql.SQL("SELECT sampleid, {}, {} FROM {}").format(
-            sql.Identifier(f"{name}node"), sql.Identifier(f"{name}value"), sql.Identifier(schema, f"{name}s")
-        )
-        for sample, node, value in conn.execute(query):
-            into.setdefault(int(sample), [math.nan] * n)[int(node) - 1] = float(value)
-    return Dataset([Sample(i, tuple(xs[i]), tuple(ts[i])) for i in sorted(xs)])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
