@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import sqlalchemy as sa
 from psycopg import sql
@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlnet.db import Session
 from sqlnet.errors import InputError
 from sqlnet.store import SCHEMA, lock_for_ddl, metadata
+
+T = TypeVar("T")
 
 datasets = sa.Table(
     "datasets",
@@ -59,21 +61,53 @@ def _number(value: str, where: Callable[[], str]) -> float:
 
 
 def csv_rows(path: Path) -> tuple[list[str], Callable[[], Iterator[tuple[int, dict[str, str]]]]]:
-    """The header, and a way to read the rows from the start (loading reads the file in passes)."""
+    """The header, and a way to read the rows from the start (loading reads the file in passes).
+
+    UTF-8 text (a byte-order mark is skipped); every row has as many fields as the header, whose
+    names are unique."""
     if not path.exists():
         raise InputError(f"{path} does not exist")
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), None)
+    with _open(path) as handle:
+        header = _decoded(path, lambda: next(csv.reader(handle), None))
     if not header:
         raise InputError(f"{path} is empty: it needs a header line and at least one row")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InputError(
+            f"{path}: the header names column {repeated[0]!r} more than once: rename one of them"
+        )
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, row
+        with _open(path) as handle:
+            reader = csv.reader(handle)
+            _decoded(path, lambda: next(reader, None))  # the header
+            while (fields := _decoded(path, lambda: next(reader, None))) is not None:
+                if not fields:
+                    continue  # a blank line
+                if len(fields) != len(header):
+                    raise InputError(
+                        f"{path}, line {reader.line_num}: {len(fields)} fields where the header has "
+                        f"{len(header)}: check the commas and quotes of that line"
+                    )
+                yield reader.line_num, dict(zip(header, fields))
 
     return header, rows
+
+
+def _open(path: Path) -> TextIO:
+    return path.open(newline="", encoding="utf-8-sig")
+
+
+def _decoded(path: Path, read: Callable[[], T]) -> T:
+    """Read, turning what is not UTF-8 into a message that says where."""
+    try:
+        return read()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}): save it as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def load(

@@ -9,6 +9,7 @@ database: sqlnet's own schemas included (a checksum of every table, view and fun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -443,3 +444,58 @@ def test_absurd_but_valid_values_train_like_any_other(db_url: str, conn: psycopg
     data = table_data(conn, shuffled.network)
     want = reference.train(shuffled.network, shuffled.initial, data, 0.1, 3, batch_size=2, shuffle=5)
     assert shuffled.losses == pytest.approx(want.losses, rel=1e-12)
+
+
+# --- the files `load` reads -------------------------------------------------------------------------
+
+# (what is wrong, the file's bytes, extra options, what the message must say)
+CSV_CASES = [
+    ("empty file", b"", [], ["is empty", "a header line"]),
+    ("header only", b"a,y\n", [], ["no rows"]),
+    ("no such target", b"a,b\n1,2\n", [], ["has no column 'y' (it has a, b)"]),
+    ("text value", b"a,y\n1,2\nx,3\n", [], ["line 3, column 'a': 'x' is not a number"]),
+    ("missing value", b"a,y\n1,2\n,3\n", [], ["line 3, column 'a': the value is missing"]),
+    ("infinite target", b"a,y\n1,inf\n", [], ["line 2, column 'y': 'inf' is not a finite number"]),
+    ("NaN target", b"a,y\n1,2\n2,nan\n", [], ["line 3, column 'y': 'nan' is not a finite number"]),
+    ("overflowing number", b"a,y\n1e400,2\n", [], ["line 2, column 'a': '1e400' is not a finite number"]),
+    ("short row", b"a,y\n1,2\n3\n", [], ["line 3: 1 fields where the header has 2"]),
+    ("long row", b"a,y\n1,2,5\n", [], ["line 2: 3 fields where the header has 2"]),
+    ("unclosed quote", b'a,y\n"1,2\n', [], ["line 2: 1 fields where the header has 2", "quotes"]),
+    ("repeated header", b"a,a,y\n1,2,3\n", [], ["names column 'a' more than once"]),
+    ("not UTF-8", b"a,y\n\xff\xfe,2\n", [], ["is not UTF-8 text", "0xff"]),
+    ("several labels", b"a,y,z\n1,2,3\n", ["--target", "z", "--classes"], ["one label column"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "words"), [c[1:] for c in CSV_CASES], ids=[c[0] for c in CSV_CASES]
+)
+def test_bad_files_are_refused_and_nothing_changes(
+    db_url: str,
+    conn: psycopg.Connection,
+    tmp_path: Path,
+    content: bytes,
+    options: list[str],
+    words: list[str],
+) -> None:
+    build(conn, db_url, "samples")  # a network whose inputs and outputs a load would replace
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    before = database_snapshot(conn)
+    result = CliRunner().invoke(
+        main, ["load", str(path), "--target", "y", *options, "--database-url", db_url]
+    )
+    assert result.exit_code == 1, (result.output, result.exception)
+    message = " ".join(result.stderr.split())
+    if not options:  # a problem of the file: the message names it
+        assert str(path) in message
+    for word in words:
+        assert word in message, (word, message)
+    assert database_snapshot(conn) == before
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffa,y\n1,2\n".encode())
+    loaded = sqlnet.load(db_url, file=str(path), targets=["y"])
+    assert loaded.features == ["a"]

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 import sqlnet
 from sqlnet.cli import main
-from tests.helpers import snapshot
 
 CSV = """size,weight,label
 1,10,small
@@ -81,25 +80,3 @@ def test_load_replaces_and_says_so(db_url: str, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert "replaced" in result.stdout and "loaded 5 samples" in result.stdout
-
-
-@pytest.mark.parametrize(
-    ("text", "options", "words"),
-    [
-        ("", {"targets": ["y"]}, "is empty"),
-        ("a,y\n", {"targets": ["y"]}, "no rows"),
-        ("a,b\n1,2\n", {"targets": ["y"]}, "has no column 'y'"),
-        ("a,y\n1,2\nx,3\n", {"targets": ["y"]}, "line 3, column 'a': 'x' is not a number"),
-        ("a,y\n1,2\n,3\n", {"targets": ["y"]}, "line 3, column 'a': the value is missing"),
-        ("a,y\n1,inf\n", {"targets": ["y"]}, "not a finite number"),
-        ("a,y,z\n1,2,3\n", {"targets": ["y", "z"], "classes": True}, "one label column"),
-    ],
-)
-def test_bad_files_change_nothing(
-    db_url: str, conn: psycopg.Connection, tmp_path: Path, text: str, options: dict, words: str
-) -> None:
-    sqlnet.init(db_url, example="post")
-    before = snapshot(conn)
-    with pytest.raises(sqlnet.InputError, match=words):
-        sqlnet.load(db_url, file=write(tmp_path, text), **options)
-    assert snapshot(conn) == before
