@@ -1271,7 +1271,8 @@ def load(
     check_names(schema=schema, from_table=from_table, from_schema=from_schema)
     if (file is None) == (from_table is None):
         raise InputError("load needs exactly one of FILE.csv or --from-table T")
-    with connect(database).transaction() as s:
+    db = connect(database)
+    with db.transaction() as s:
         target_schema = schema or _current_schema(s)
         if file is not None:
             header, rows = loader.csv_rows(Path(file))
@@ -1280,31 +1281,36 @@ def load(
             )
         assert from_table is not None
         ident = sql.Identifier(from_schema, from_table) if from_schema else sql.Identifier(from_table)
-        require_schema(sa.inspect(s.sa), from_schema, "--from-schema")
-        if not sa.inspect(s.sa).has_table(from_table, schema=from_schema):
+        inspector = sa.inspect(s.sa)
+        require_schema(inspector, from_schema, "--from-schema")
+        if from_table not in inspector.get_table_names(schema=from_schema) + inspector.get_view_names(
+            schema=from_schema
+        ):
             raise InputError(f"table {where_table(from_table, from_schema)} not found: check --from-table")
-        header = [c["name"] for c in sa.inspect(s.sa).get_columns(from_table, schema=from_schema)]
+        header = [c["name"] for c in inspector.get_columns(from_table, schema=from_schema)]
+        # the passes stream the table from a second connection, in one snapshot, while this one copies
+        with db.snapshot_reader() as reader:
 
-        # read once: the passes cannot query this connection while it is busy copying into the tables
-        cur = s.pg.execute(sql.SQL("SELECT * FROM {}").format(ident))
-        names = [d.name for d in cur.description or []]
-        fetched = [(n, dict(zip(names, r))) for n, r in enumerate(cur.fetchall(), start=1)]
+            def table_rows() -> Iterator[tuple[int, dict[str, Any]]]:
+                with reader.cursor(name="sqlnet_load") as cur:  # server-side: rows arrive in batches
+                    cur.itersize = 5000
+                    cur.execute(sql.SQL("SELECT * FROM {}").format(ident))
+                    names = [d.name for d in cur.description or []]
+                    for n, r in enumerate(cur, start=1):
+                        yield n, dict(zip(names, r))
 
-        def table_rows() -> Iterator[tuple[int, dict[str, Any]]]:
-            return iter(fetched)
-
-        return loader.load(
-            s,
-            target_schema,
-            header,
-            table_rows,
-            f"table {from_table}",
-            targets,
-            features,
-            classes,
-            standardize,
-            on_rows,
-        )
+            return loader.load(
+                s,
+                target_schema,
+                header,
+                table_rows,
+                f"table {from_table}",
+                targets,
+                features,
+                classes,
+                standardize,
+                on_rows,
+            )
 
 
 def _samples_sql(

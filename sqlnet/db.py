@@ -257,5 +257,19 @@ class Database:
                     with contextlib.suppress(*DB_ERRORS):  # the server may be gone: then it rolled back
                         conn.rollback()
 
+    @contextmanager
+    def snapshot_reader(self) -> Iterator[psycopg.Connection]:
+        """A second connection that only reads, every query of it in one snapshot (REPEATABLE READ):
+        rows streamed from it several times are the same rows each time."""
+        try:
+            conn = psycopg.connect(self.url, cursor_factory=Cursor)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc}") from exc
+        with conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            yield conn
+            conn.rollback()
+
     def dispose(self) -> None:
         self.engine.dispose()

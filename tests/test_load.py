@@ -72,6 +72,24 @@ def test_load_from_table_with_numeric_targets(db_url: str, conn: psycopg.Connect
     assert conn.execute("SELECT outputvalue FROM outputs ORDER BY sampleid").fetchall() == [(300,), (420,)]
 
 
+def test_load_streams_a_large_view(db_url: str, conn: psycopg.Connection) -> None:
+    """More rows than one fetch (the passes stream the source from a second connection, in one
+    snapshot): every row arrives, and the standardisation equals the one SQL computes."""
+    conn.execute(
+        "CREATE VIEW measurements AS SELECT g AS id, (g % 97)::float8 AS a, sqrt(g)::float8 AS b, "
+        "(g % 7 = 0)::int::float8 AS y FROM generate_series(1, 12000) AS g"
+    )
+    loaded = sqlnet.load(
+        db_url, from_table="measurements", targets=["y"], features=["a", "b"], standardize=True
+    )
+    assert loaded.samples == 12000
+    (n, mean_a, std_b) = conn.execute("SELECT count(*), avg(a), stddev_pop(b) FROM measurements").fetchone()
+    (means, stds) = conn.execute("SELECT means, stds FROM sqlnet.datasets").fetchone()
+    assert means[0] == pytest.approx(mean_a, rel=1e-12) and stds[1] == pytest.approx(std_b, rel=1e-12)
+    assert conn.execute("SELECT count(*) FROM inputs").fetchone() == (2 * n,)
+    assert conn.execute("SELECT sum(outputvalue) FROM outputs").fetchone() == (12000 // 7,)
+
+
 def test_load_replaces_and_says_so(db_url: str, tmp_path: Path) -> None:
     sqlnet.init(db_url, example="post")  # the post's inputs, without sampleId
     result = CliRunner().invoke(
