@@ -357,6 +357,7 @@ def _run_statements(
     sums: dict[int, list[float]] = {}
     for setting in SETTINGS:
         s.pg.execute(setting)
+    (limit,) = s.pg.execute("SELECT current_setting('statement_timeout')").fetchone()  # type: ignore[misc]
     for tr in trainings:
         try:
             started = time.perf_counter()
@@ -369,6 +370,12 @@ def _run_statements(
         except psycopg.errors.QueryCanceled as exc:
             if deadline and deadline.end is not None:
                 raise deadline.expired() from exc
+            if limit not in ("0", "0ms"):  # the role's or the database's own limit, not --timeout
+                raise DatabaseError(
+                    f"the server cancelled a training statement after statement_timeout = {limit} (a setting "
+                    f"of this role or database): lower --updates-per-statement "
+                    f"so that each statement ends sooner, or raise the limit (SET statement_timeout)"
+                ) from exc
             raise
         except OUT_OF_RANGE as exc:
             raise Diverged(divergence_message(tr, exc.diag.message_primary or str(exc), largest)) from exc

@@ -71,3 +71,16 @@ def test_failure_in_a_later_statement_rolls_back_everything(post_db: str, conn: 
     after.pop("writes", None), before.pop("writes", None)
     assert after == before
     assert conn.execute("SELECT to_regclass('sqlnet.runs')").fetchone()[0] is None
+
+
+def test_a_servers_own_statement_timeout_is_named(post_db: str, conn: psycopg.Connection) -> None:
+    """The role or database may limit statements: the error says so and what to change."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(post_db).update_query_dict({"options": "-c statement_timeout=50"}).render_as_string(False)
+    before = snapshot(conn)
+    with pytest.raises(
+        sqlnet.DatabaseError, match=r"statement_timeout = 50ms .* lower --updates-per-statement"
+    ):
+        sqlnet.train(url, epochs=200_000, learning_rate=1e-6, updates_per_statement=100_000)
+    assert snapshot(conn) == before
