@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -214,18 +215,18 @@ def _one(conn: psycopg.Connection, query: sql.Composable, params: Sequence[objec
 KEY_ROLES = ("sample", "node", "in", "out")  # the columns that say which row is which
 
 
-def row_key(t: Table, prefix: str = "") -> sql.Composable:
-    """SQL text naming a row by its key columns, e.g. `weight1inputnodenumber = 2, weight1outputnodenumber = 1`."""
-    parts = [
-        sql.SQL("{name} || ' = ' || coalesce({prefix}{col}::text, 'NULL')").format(
-            name=sql.Literal(t.columns[role]), prefix=sql.SQL(prefix), col=t.col(role)
-        )
-        for role in KEY_ROLES
-        if t.has(role)
-    ]
-    if not parts:
-        return sql.SQL("''")
-    return sql.SQL("concat_ws(', ', {})").format(sql.SQL(", ").join(parts))
+def key_columns(t: Table) -> sql.Composable:
+    """The key columns of a table as text, selected first so that a message can name the row."""
+    keys = [sql.SQL("{}::text").format(t.col(r)) for r in KEY_ROLES if t.has(r)]
+    return sql.SQL(", ").join(keys) if keys else sql.SQL("NULL")
+
+
+def describe_row(t: Table, row: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    """A row selected as (key_columns(t), rest...): its description, e.g. `weight1inputnodenumber = 2,
+    weight1outputnodenumber = 1`, and the rest of its values."""
+    roles = [r for r in KEY_ROLES if t.has(r)]
+    described = ", ".join(f"{t.columns[r]} = {'NULL' if v is None else v}" for r, v in zip(roles, row))
+    return described, row[max(1, len(roles)) :]
 
 
 def check_values(conn: psycopg.Connection, t: Table) -> None:
@@ -234,26 +235,27 @@ def check_values(conn: psycopg.Connection, t: Table) -> None:
         col = t.col(role)
         bad = conn.execute(
             sql.SQL(
-                "SELECT {key}, {col}::text FROM {table} "
+                "SELECT {keys}, {col}::text FROM {table} "
                 "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
-            ).format(key=row_key(t), col=col, table=t.ident)
+            ).format(keys=key_columns(t), col=col, table=t.ident)
         ).fetchone()
         if bad:
-            what = "NULL" if bad[1] is None else bad[1]
+            row, (value,) = describe_row(t, bad)
             raise InputError(
-                f"{t.label(role)} is {what} in the row {bad[0]} of {t.label()}: every value must be a finite "
-                f"number (UPDATE or DELETE that row)"
+                f"{t.label(role)} is {'NULL' if value is None else value} in the row {row} of {t.label()}: "
+                f"every value must be a finite number (UPDATE or DELETE that row)"
             )
     for role in KEY_ROLES:
         if t.has(role):
             bad = conn.execute(
-                sql.SQL("SELECT {key}, {col}::text FROM {table} WHERE {col} <> trunc({col}) LIMIT 1").format(
-                    key=row_key(t), col=t.col(role), table=t.ident
+                sql.SQL("SELECT {keys}, {col}::text FROM {table} WHERE {col} <> trunc({col}) LIMIT 1").format(
+                    keys=key_columns(t), col=t.col(role), table=t.ident
                 )
             ).fetchone()
             if bad:
+                row, (value,) = describe_row(t, bad)
                 raise InputError(
-                    f"{t.label(role)} holds {bad[1]} in the row {bad[0]} of {t.label()}: node numbers and "
+                    f"{t.label(role)} holds {value} in the row {row} of {t.label()}: node numbers and "
                     f"sample ids must be whole numbers"
                 )
 
@@ -266,8 +268,8 @@ def not_a_number(conn: psycopg.Connection, t: Table, column: str, type_name: str
     row holds something that is not a number, or, if every row holds one, how to convert it."""
     fix = f"ALTER TABLE {t.label()} ALTER COLUMN {column} TYPE double precision USING {column}::double precision"
     bad = conn.execute(
-        sql.SQL("SELECT {key}, {col}::text FROM {table} WHERE {col}::text !~ {pattern} LIMIT 1").format(
-            key=row_key(t),
+        sql.SQL("SELECT {keys}, {col}::text FROM {table} WHERE {col}::text !~ {pattern} LIMIT 1").format(
+            keys=key_columns(t),
             col=sql.Identifier(column),
             table=t.ident,
             pattern=sql.Literal(NUMBER_PATTERN),
@@ -275,8 +277,9 @@ def not_a_number(conn: psycopg.Connection, t: Table, column: str, type_name: str
     ).fetchone()
     head = f"{t.label()}.{column} is {type_name}, not a number"
     if bad:
-        where = f" in the row {bad[0]}" if bad[0] else ""
-        return f"{head}: it holds {bad[1]!r}{where}. Fix that value, then change the column's type: {fix}"
+        row, (value,) = describe_row(t, bad)
+        where = f" in the row {row}" if row else ""
+        return f"{head}: it holds {value!r}{where}. Fix that value, then change the column's type: {fix}"
     return f"{head}, though every row holds one: change its type ({fix})"
 
 
