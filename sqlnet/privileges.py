@@ -120,40 +120,46 @@ def _tables_in(conn: psycopg.Connection, schema: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def has(conn: psycopg.Connection, need: Need) -> bool:
-    """Whether the current role holds the privilege (directly, through a role, or as owner)."""
+def _held_sql(need: Need) -> tuple[str, tuple[str, ...]]:
+    """The SQL that says whether the current role holds one privilege (directly, through a role, or
+    as owner), and its parameters."""
     if need.kind == "TABLE":
-        row = conn.execute(
-            "SELECT has_table_privilege(c.oid, %s) FROM pg_class AS c "
-            "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (need.privilege, need.schema, need.name),
-        ).fetchone()
-        return bool(row and row[0])
+        return (
+            "has_table_privilege((SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s), %s)",
+            (need.schema or "", need.name, need.privilege),
+        )
     if need.kind == "SCHEMA":
-        row = conn.execute("SELECT has_schema_privilege(%s, %s)", (need.name, need.privilege)).fetchone()
-    elif need.kind == "DATABASE":
-        row = conn.execute("SELECT has_database_privilege(%s, %s)", (need.name, need.privilege)).fetchone()
-    else:
-        row = conn.execute(
-            f"SELECT has_function_privilege(({PROGRESS_OID}), %s)", (need.privilege,)
-        ).fetchone()
-    return bool(row and row[0])
+        return "has_schema_privilege(%s, %s)", (need.name, need.privilege)
+    if need.kind == "DATABASE":
+        return "has_database_privilege(%s, %s)", (need.name, need.privilege)
+    return f"has_function_privilege(({PROGRESS_OID}), %s)", (need.privilege,)
+
+
+def lacking(conn: psycopg.Connection, needs: list[Need]) -> list[Need]:
+    """The needs the current role does not hold, asked in one query."""
+    checks = [_held_sql(n) for n in needs]
+    row = conn.execute(
+        "SELECT " + ", ".join(text for text, _ in checks), [p for _, params in checks for p in params]
+    ).fetchone()
+    return [n for n, held in zip(needs, row or ()) if not held]
 
 
 def check_privileges(conn: psycopg.Connection, tables: TableMap, trace: bool = False) -> None:
     """Fail before anything runs when the role lacks a privilege the training needs."""
-    lacking = [n for n in training_needs(conn, tables, trace) if not has(conn, n)]
-    if not lacking:
+    missing = lacking(conn, training_needs(conn, tables, trace))
+    if not missing:
         return
     (role,) = conn.execute("SELECT current_user").fetchone()  # type: ignore[misc]
-    what = ", ".join(f"{n.privilege} on {n.kind.lower()} {n.label()}" for n in lacking)
-    grants = "; ".join(n.grant(role).as_string(conn) for n in lacking)
+    what = ", ".join(f"{n.privilege} on {n.kind.lower()} {n.label()}" for n in missing)
+    grants = "; ".join(n.grant(role).as_string(conn) for n in missing)
     extra = ""
-    if any(n.kind == "DATABASE" and n.privilege == "CREATE" for n in lacking):
-        missing = STORE_SCHEMA if not _schema_exists(conn, STORE_SCHEMA) else TRACE_SCHEMA
+    if any(n.kind == "DATABASE" and n.privilege == "CREATE" for n in missing):
+        absent = STORE_SCHEMA if not _schema_exists(conn, STORE_SCHEMA) else TRACE_SCHEMA
+        apply = f"sqlnet grants {role} --apply" + (" --trace" if absent == TRACE_SCHEMA else "")
         extra = (
-            f" (schema {missing} does not exist yet and role {role} may not create it: "
-            f"`sqlnet grants {role} --apply{' --trace' if missing == TRACE_SCHEMA else ''}`, run by the owner, creates it and grants the rest)"
+            f" (schema {absent} does not exist yet and role {role} may not create it: `{apply}`, run by "
+            f"the owner, creates it and grants the rest)"
         )
     raise MissingPrivilege(
         f"role {role} may not train this network: it lacks {what}{extra}. As the owner of the tables "

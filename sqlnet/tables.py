@@ -448,19 +448,16 @@ def check_wide_samples(conn: psycopg.Connection, t: Table, types: dict[str, str]
 
 
 def largest_values(conn: psycopg.Connection, tables: TableMap) -> dict[str, float]:
-    """The largest |value| in each table sqlnet reads (by label): a training that diverges says which
-    of them may need scaling."""
-    found = {}
-    for t in (tables.inputs, tables.outputs, *tables.weights, *tables.biases):
+    """The largest |value| in each table sqlnet reads (by label), in one query: a training that
+    diverges says which of them may need scaling."""
+    read = [tables.inputs, tables.outputs, *tables.weights, *tables.biases]
+    tops = []
+    for t in read:
         roles = [r for r in ("value", "bias") if t.has(r) and (r == "value" or tables.bias == "edge")]
-        (top,) = _one(
-            conn,
-            sql.SQL("SELECT greatest({}) FROM {}").format(
-                sql.SQL(", ").join(sql.SQL("max(abs({}::float8))").format(t.col(r)) for r in roles), t.ident
-            ),
-        )
-        found[t.label()] = float(top or 0.0)
-    return found
+        largest = sql.SQL(", ").join(sql.SQL("max(abs({}::float8))").format(t.col(r)) for r in roles)
+        tops.append(sql.SQL("(SELECT greatest({}) FROM {})").format(largest, t.ident))
+    row = _one(conn, sql.SQL("SELECT {}").format(sql.SQL(", ").join(tops)))
+    return {t.label(): float(top or 0.0) for t, top in zip(read, row)}
 
 
 def count_samples(conn: psycopg.Connection, tables: TableMap) -> int:
