@@ -3,6 +3,7 @@ BEGIN;
 -- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair
 SET LOCAL enable_nestloop = off;
 SET LOCAL work_mem = '64MB';
+SET LOCAL jit = off;
 
 -- sqlnet: train a 3-2-3 network, relu hidden layers, linear output, loss half-se, bias per edge
 -- updates from epoch 1 batch 1 to epoch 1 batch 1, learning rate 0.1, gradient descent
