@@ -14,13 +14,15 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from sqlnet import store
 from sqlnet.errors import SqlnetError
 from sqlnet.statement import TRACE_SCHEMA
 from sqlnet.tables import TableMap
 
-STORE_SCHEMA = "sqlnet"
-STORE_TABLES = ("runs", "run_losses", "run_params", "optimizer_state")
-PROGRESS = "progress(integer, integer, integer, double precision, bigint)"
+STORE_SCHEMA = store.SCHEMA
+# the tables a training writes (datasets is load's)
+STORE_TABLES = tuple(t.name for t in (store.runs, store.run_losses, store.run_params, store.optimizer_state))
+PROGRESS = store.PROGRESS_SIGNATURE
 
 
 class MissingPrivilege(SqlnetError):
@@ -66,17 +68,17 @@ def training_needs(
     (database,) = conn.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
     needs.append(Need("CONNECT", "DATABASE", None, database))
     needs.append(Need("TEMPORARY", "DATABASE", None, database))  # mini-batches, in pg_temp
-    store_exists = for_script or _schema_exists(conn, STORE_SCHEMA)
-    if not store_exists:
+    present = _schema_exists(conn, STORE_SCHEMA)
+    if not (for_script or present):
         needs.append(Need("CREATE", "DATABASE", None, database))  # to create schema sqlnet
     else:
         needs.append(Need("USAGE", "SCHEMA", None, STORE_SCHEMA))
-        existing = _tables_in(conn, STORE_SCHEMA) if _schema_exists(conn, STORE_SCHEMA) else set(STORE_TABLES)
+        existing = _tables_in(conn, STORE_SCHEMA) if present else set(STORE_TABLES)
         if set(STORE_TABLES) - existing:
             needs.append(Need("CREATE", "SCHEMA", None, STORE_SCHEMA))
         for table in sorted(set(STORE_TABLES) & existing):
             needs += [Need(p, "TABLE", STORE_SCHEMA, table) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")]
-        if _schema_exists(conn, STORE_SCHEMA) and not _progress_exists(conn):
+        if present and not _progress_exists(conn):
             needs.append(Need("CREATE", "SCHEMA", None, STORE_SCHEMA))
         else:
             needs.append(Need("EXECUTE", "FUNCTION", STORE_SCHEMA, PROGRESS))
@@ -86,9 +88,8 @@ def training_needs(
                 Need("USAGE", "SCHEMA", None, TRACE_SCHEMA),
                 Need("CREATE", "SCHEMA", None, TRACE_SCHEMA),
             ]
-            for table in sorted(
-                _tables_in(conn, TRACE_SCHEMA)
-            ):  # none if it does not exist  # made by another role: written, read
+            # trace tables another role made: this one writes and reads them (none if no schema yet)
+            for table in sorted(_tables_in(conn, TRACE_SCHEMA)):
                 needs += [Need(p, "TABLE", TRACE_SCHEMA, table) for p in ("SELECT", "INSERT")]
         else:
             needs.append(Need("CREATE", "DATABASE", None, database))

@@ -89,6 +89,9 @@ optimizer_state = sa.Table(
 )
 
 
+# the function's signature, by which it is found (to_regprocedure) and granted
+PROGRESS_SIGNATURE = "progress(integer, integer, integer, double precision, bigint)"
+
 PROGRESS_FUNCTION = """
 CREATE FUNCTION sqlnet.progress(run integer, epoch integer, batch integer, loss double precision, samples bigint)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
@@ -111,11 +114,10 @@ def _complete(s: Session) -> bool:
     """Whether schema sqlnet has every table, column and function this sqlnet uses (one query)."""
     wanted = [(t.name, c.name) for t in metadata.sorted_tables for c in t.columns]
     row = s.pg.execute(
-        "SELECT count(*) = %s AND to_regprocedure("
-        "'sqlnet.progress(integer, integer, integer, double precision, bigint)') IS NOT NULL "
+        "SELECT count(*) = %s AND to_regprocedure(%s) IS NOT NULL "
         "FROM information_schema.columns WHERE table_schema = 'sqlnet' "
         "AND (table_name, column_name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        (len(wanted), [t for t, _ in wanted], [c for _, c in wanted]),
+        (len(wanted), f"{SCHEMA}.{PROGRESS_SIGNATURE}", [t for t, _ in wanted], [c for _, c in wanted]),
     ).fetchone()
     return bool(row and row[0])
 
@@ -147,9 +149,7 @@ def ensure_schema(s: Session) -> None:
                 name = column.split()[0]
                 if name not in have:
                     s.pg.execute(f"ALTER TABLE sqlnet.{table} ADD COLUMN {column}")
-    exists = s.pg.execute(
-        "SELECT to_regprocedure('sqlnet.progress(integer, integer, integer, double precision, bigint)')"
-    )
+    exists = s.pg.execute("SELECT to_regprocedure(%s)", (f"{SCHEMA}.{PROGRESS_SIGNATURE}",))
     if exists.fetchone()[0] is None:  # type: ignore[index]
         s.pg.execute(PROGRESS_FUNCTION)
 
