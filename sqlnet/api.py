@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlnet import loading as loader
 from sqlnet import predict as predict_sql
 from sqlnet import reference, store
-from sqlnet.db import DB_ERRORS, Database, Session, connection_lost, lost_detail
+from sqlnet.db import DB_ERRORS, Database, Session, connection_lost, error_text
 from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, SqlnetError
 from sqlnet.guard import (
     Deadline,
@@ -573,12 +573,6 @@ def train(
     )
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during a checkpointed training: the message says which checkpoint the tables hold."""
 
@@ -683,7 +677,7 @@ def _train_with_checkpoints(
                 where = "no checkpoint was made, so every table is as it was before"
             if run_id is not None and not connection_lost(exc):
                 with contextlib.suppress(*DB_ERRORS):
-                    store.set_status(s, run_id, status, _error_text(exc))
+                    store.set_status(s, run_id, status, error_text(exc))
                     s.commit()
             if isinstance(exc, KeyboardInterrupt):
                 raise TrainingInterrupted(f"the training was cancelled; {where}") from exc
@@ -702,7 +696,7 @@ def _train_with_checkpoints(
                         f"after epoch {committing}",
                     )
                 raise DatabaseError(
-                    f"the connection to the server was lost ({lost_detail(exc)}); {where}"
+                    f"the connection to the server was lost ({error_text(exc)}); {where}"
                 ) from exc
             raise
         finally:

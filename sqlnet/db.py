@@ -40,7 +40,8 @@ def connection_lost(exc: BaseException) -> bool:
     return type(exc) is psycopg.OperationalError
 
 
-def lost_detail(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """An error in one line: the server's primary message, through SQLAlchemy's wrapper if need be."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     text = (orig.diag.message_primary if isinstance(orig, psycopg.Error) else None) or str(orig)
     return text.strip().splitlines()[0] if text.strip() else type(orig).__name__
@@ -223,7 +224,7 @@ class Database:
                     trans.rollback()
                 if connection_lost(exc):
                     raise DatabaseError(
-                        f"the connection to the server was lost ({lost_detail(exc)}): the transaction did not "
+                        f"the connection to the server was lost ({error_text(exc)}): the transaction did not "
                         f"commit, so every table is as it was before. Run the command again once the server "
                         f"is up"
                     ) from exc
@@ -236,7 +237,7 @@ class Database:
             except DB_ERRORS as exc:
                 if connection_lost(exc):
                     raise DatabaseError(
-                        f"the connection to the server was lost while committing ({lost_detail(exc)}): "
+                        f"the connection to the server was lost while committing ({error_text(exc)}): "
                         f"whether the work was saved is unknown. `sqlnet runs` shows the runs that were"
                     ) from exc
                 raise

@@ -229,20 +229,28 @@ def describe_row(t: Table, row: Sequence[Any]) -> tuple[str, Sequence[Any]]:
     return described, row[max(1, len(roles)) :]
 
 
+def not_finite(conn: psycopg.Connection, t: Table, role: str) -> tuple[str, str] | None:
+    """The first row whose `role` column is NULL, NaN or infinite: (its description, the value)."""
+    bad = conn.execute(
+        sql.SQL(
+            "SELECT {keys}, {col}::text FROM {table} "
+            "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
+        ).format(keys=key_columns(t), col=t.col(role), table=t.ident)
+    ).fetchone()
+    if bad is None:
+        return None
+    row, (value,) = describe_row(t, bad)
+    return row, "NULL" if value is None else value
+
+
 def check_values(conn: psycopg.Connection, t: Table) -> None:
     """No NULL, NaN or infinite value in any column sqlnet reads."""
     for role in t.columns:
-        col = t.col(role)
-        bad = conn.execute(
-            sql.SQL(
-                "SELECT {keys}, {col}::text FROM {table} "
-                "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
-            ).format(keys=key_columns(t), col=col, table=t.ident)
-        ).fetchone()
+        bad = not_finite(conn, t, role)
         if bad:
-            row, (value,) = describe_row(t, bad)
+            row, value = bad
             raise InputError(
-                f"{t.label(role)} is {'NULL' if value is None else value} in the row {row} of {t.label()}: "
+                f"{t.label(role)} is {value} in the row {row} of {t.label()}: "
                 f"every value must be a finite number (UPDATE or DELETE that row)"
             )
     for role in KEY_ROLES:
@@ -432,18 +440,13 @@ def check_wide_samples(conn: psycopg.Connection, t: Table, types: dict[str, str]
             else f"{t.label('sample')} = {dup[0]} in {dup[1]} rows: each sample's id must be unique "
             f"(--id names the column)"
         )
-    features = Table(t.schema, t.name, {r: c for r, c in t.columns.items() if r != "sample"})
-    for role in features.columns:
-        bad = conn.execute(
-            sql.SQL(
-                "SELECT {id}::text, {col}::text FROM {table} "
-                "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
-            ).format(id=t.col("sample"), col=t.col(role), table=t.ident)
-        ).fetchone()
+    for role in t.columns:
+        bad = not_finite(conn, t, role) if role != "sample" else None  # the id is named, not summed
         if bad:
+            row, value = bad
             raise InputError(
-                f"{t.label(role)} is {bad[1] or 'NULL'} in the row {t.columns['sample']} = {bad[0]} of "
-                f"{t.label()}: every feature must be a finite number (UPDATE or DELETE that row)"
+                f"{t.label(role)} is {value} in the row {row} of {t.label()}: every feature must be a "
+                f"finite number (UPDATE or DELETE that row)"
             )
 
 
