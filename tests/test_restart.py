@@ -182,7 +182,8 @@ def test_a_single_transaction_run_leaves_every_table_as_it_was(server: Server, m
     make_network(url)
     with psycopg.connect(url, autocommit=True) as conn:
         before = snapshot(conn)
-    training = start_training(url, "--updates-per-statement", "50")
+    # long enough that it cannot finish before the server stops (the later --epochs wins)
+    training = start_training(url, "--epochs", "100000", "--updates-per-statement", "50")
     # the training is under way once its backend runs a statement that carries its name
     deadline = time.monotonic() + 30
     with psycopg.connect(url, autocommit=True) as conn:
