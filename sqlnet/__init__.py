@@ -9,29 +9,14 @@ report = sqlnet.check(epochs=100, learning_rate=0.001)   # SQL vs the pure-Pytho
 
 from __future__ import annotations
 
-from sqlnet.api import (
-    CheckReport,
-    DemoResult,
-    Progress,
-    TrainOptions,
-    TrainResult,
-    check,
-    connect,
-    demo,
-    export,
-    gradcheck,
-    init,
-    load,
-    phases,
-    predict,
-    restore,
-    run_losses,
-    runs,
-    train,
-    training_sql,
-)
 from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, SqlnetError
-from sqlnet.network import Dataset, Network, Params, Sample
+from sqlnet.model.network import Dataset, Network, Params, Sample
+from sqlnet.ops.common import TrainOptions, connect
+from sqlnet.ops.data import export, load, predict
+from sqlnet.ops.history import phases, restore, run_losses, runs
+from sqlnet.ops.setup import DemoResult, Grants, demo, grants, init
+from sqlnet.ops.train import Progress, TrainResult, train, training_sql
+from sqlnet.ops.verify import CheckReport, check, gradcheck
 
 __version__ = "0.1.0"
 
@@ -42,6 +27,7 @@ __all__ = [
     "Dataset",
     "DemoResult",
     "Diverged",
+    "Grants",
     "InputError",
     "Network",
     "Params",
@@ -55,6 +41,7 @@ __all__ = [
     "demo",
     "export",
     "gradcheck",
+    "grants",
     "init",
     "load",
     "phases",

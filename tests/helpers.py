@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from sqlnet.network import Dataset, Network, Params, Sample
-from sqlnet.tables import Table, TableMap, _input_columns, _weight_columns
+from sqlnet.compile.tables import Table, TableMap, _input_columns, _weight_columns
+from sqlnet.model.network import Dataset, Network, Params, Sample
 
 POST_NET = Network((3, 2, 3))
 POST_PARAMS = Params(

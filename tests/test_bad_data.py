@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 import sqlnet
-from sqlnet import reference
 from sqlnet.cli import main
+from sqlnet.model import reference
 from tests.helpers import database_snapshot, table_data
 
 SAMPLES_TABLES = [

@@ -7,9 +7,10 @@ import random
 import psycopg
 import pytest
 
-from sqlnet import bench, reference
-from sqlnet.network import Network
-from sqlnet.tables import create_tables
+from sqlnet import bench
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
+from sqlnet.model.network import Network
 from tests.helpers import random_data, random_params
 from tests.test_reference import assert_close
 

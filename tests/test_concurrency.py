@@ -16,9 +16,9 @@ import pytest
 from psycopg import sql
 
 import sqlnet
-from sqlnet import reference
-from sqlnet.api import TrainOptions
-from sqlnet.tables import create_tables
+from sqlnet import TrainOptions
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
 from tests.helpers import random_data, random_network, random_params, table_params
 from tests.test_reference import assert_close
 

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 import sqlnet
-from sqlnet import reference
-from sqlnet.tables import create_tables
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
 from tests.helpers import random_data, random_network, random_params, table_params
 from tests.test_reference import assert_close
 

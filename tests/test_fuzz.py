@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 import sqlnet
-from sqlnet import reference
-from sqlnet.api import TrainOptions
-from sqlnet.tables import create_tables
+from sqlnet import TrainOptions
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
 from tests.helpers import (
     POST_DATA,
     POST_NET,

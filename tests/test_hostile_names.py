@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from sqlnet.cli import main
-from sqlnet.reference import forward
-from sqlnet.reference import train as reference_train
+from sqlnet.model.reference import forward
+from sqlnet.model.reference import train as reference_train
 from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params
 from tests.test_reference import assert_close
 

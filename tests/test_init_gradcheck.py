@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import sqlnet
-from sqlnet import functions
 from sqlnet.cli import main
-from sqlnet.initialize import initial_params
-from sqlnet.network import Network
+from sqlnet.model import functions
+from sqlnet.model.initialize import initial_params
+from sqlnet.model.network import Network
 
 
 def fill_data(conn: psycopg.Connection, n: int, n_in: int, n_out: int, one_hot: bool = False) -> None:

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 import sqlnet
-from sqlnet import reference
-from sqlnet.layouts import wide
-from sqlnet.network import Network
-from sqlnet.tables import create_tables
+from sqlnet.compile import wide
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
+from sqlnet.model.network import Network
 from tests.helpers import random_data, random_params
 from tests.test_reference import assert_close
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import sqlnet
 from sqlnet.cli import main
-from sqlnet.guard import NetworkBusy, TrainingTimeout
+from sqlnet.db.guard import NetworkBusy, TrainingTimeout
 from tests.helpers import snapshot
 from tests.test_reference import assert_close
 
@@ -134,7 +134,7 @@ def _twin_networks(conn: psycopg.Connection, samples: int = 40) -> None:
     """The same network and data in schemas a and b, in float8 columns (exact when written back)."""
     import random
 
-    from sqlnet.tables import create_tables
+    from sqlnet.db.tables import create_tables
     from tests.helpers import random_data, random_network, random_params
 
     rng = random.Random(11)

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from sqlnet.network import Network
-from sqlnet.phases import plan
+from sqlnet.model.network import Network
+from sqlnet.model.phases import plan
 from tests.helpers import POST_NET, random_network
 
 

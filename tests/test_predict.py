@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import sqlnet
-from sqlnet import reference
 from sqlnet.cli import main
-from sqlnet.tables import create_tables
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
 from tests.helpers import random_data, random_network, random_params, table_params
 
 CASES = [

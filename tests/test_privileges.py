@@ -13,7 +13,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from sqlnet.cli import main
-from sqlnet.reference import train as reference_train
+from sqlnet.model.reference import train as reference_train
 from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params
 from tests.test_reference import assert_close
 

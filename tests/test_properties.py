@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sqlnet
-from sqlnet.tables import create_tables
+from sqlnet.db.tables import create_tables
 from tests.helpers import random_data, random_network, random_params
 
 counter = itertools.count()

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 
 import sqlnet
-from sqlnet import reference
-from sqlnet.network import Dataset, Network, Params, Sample
-from sqlnet.optimizers import Optimizer
-from sqlnet.reference import Arithmetic, OptimizerState
-from sqlnet.tables import create_tables
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
+from sqlnet.model.network import Dataset, Network, Params, Sample
+from sqlnet.model.optimizers import Optimizer
+from sqlnet.model.reference import Arithmetic, OptimizerState
 from tests.helpers import random_data, random_network, random_params, table_params
 from tests.test_reference import assert_close
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from sqlnet import reference
-from sqlnet.functions import ACTIVATIONS
-from sqlnet.network import Dataset, Network, Params, Sample
+from sqlnet.model import reference
+from sqlnet.model.functions import ACTIVATIONS
+from sqlnet.model.network import Dataset, Network, Params, Sample
 from tests.helpers import (
     POST_BIASES_AFTER,
     POST_DATA,

@@ -23,9 +23,9 @@ import psycopg
 import pytest
 
 import sqlnet
-from sqlnet import reference
-from sqlnet.network import Network
-from sqlnet.tables import create_tables
+from sqlnet.db.tables import create_tables
+from sqlnet.model import reference
+from sqlnet.model.network import Network
 from tests.helpers import random_data, random_params, snapshot, table_params
 from tests.test_reference import assert_close
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sqlnet.statement import Training, script, training_statement, update_blocks
+from sqlnet.compile.statement import script, training_statement
+from sqlnet.compile.training import Training, update_blocks
 from tests.helpers import POST_NET, post_table_map
 
 GOLDEN = Path(__file__).parent.parent / "sql" / "golden"

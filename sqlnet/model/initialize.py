@@ -12,7 +12,7 @@ import math
 import random
 
 from sqlnet.errors import InputError
-from sqlnet.network import Network, Params
+from sqlnet.model.network import Network, Params
 
 INITS = ("he", "xavier", "uniform")
 

@@ -1,7 +1,7 @@
 """The phases of one training epoch, as data: what each computes, reads and must keep for later.
 
 A phase is one step of the recursive CTE. The list depends only on the network's shape, never on
-how the SQL lays out its rows: a layout (``sqlnet.layouts``) turns each phase into a SQL fragment.
+how the SQL lays out its rows: a layout (``sqlnet.compile``) turns each phase into a SQL fragment.
 For the post's 3-2-3 network the epoch is::
 
     1 hidden_input  2 hidden_activation  3 output_input  4 output  5 error  6 hidden_delta  7 update
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlnet.functions import ACTIVATIONS, LOSSES
-from sqlnet.network import Network
+from sqlnet.model.functions import ACTIVATIONS, LOSSES
+from sqlnet.model.network import Network
 
 # The quantities a step's rows carry, by the name they have in the SQL's `quantity` column.
 WEIGHT, BIAS, INPUT, ACTIVATION, DELTA, LOSS = "weight", "bias", "input", "activation", "delta", "loss"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from sqlnet.functions import ACTIVATIONS, LOSSES, cross_entropy_terms, softmax
-from sqlnet.network import Dataset, Network, Params, Sample, Vector
-from sqlnet.optimizers import Optimizer
+from sqlnet.model.functions import ACTIVATIONS, LOSSES, cross_entropy_terms, softmax
+from sqlnet.model.network import Dataset, Network, Params, Sample, Vector
+from sqlnet.model.optimizers import Optimizer
 
 Number = Any  # float, or Decimal in exact mode
 

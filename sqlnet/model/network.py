@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlnet.errors import InputError
-from sqlnet.functions import ACTIVATIONS, LOSSES
+from sqlnet.model.functions import ACTIVATIONS, LOSSES
 
 Vector = list[float]
 Matrix = list[list[float]]

@@ -11,42 +11,118 @@ plus the optimizer's state columns ``m`` (and ``v``) where it keeps state:
 
 Rows never span layers or nodes, so no layer width can reach PostgreSQL's 1600-column limit, and
 the size of a step is the sum (never the product) of the layer sizes times the batch's samples.
+
+Why this module is long: a layout is one unit. Every phase's SQL for this row format sits
+here side by side, in the order of ``sqlnet.model.phases``, so a reader checks one phase's
+fragment against its neighbours and its maths without leaving the file; split by phase, the
+row format each fragment relies on would be described in one file and used in five.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from psycopg import sql
 
-from sqlnet.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
-from sqlnet.phases import ACTIVATION, BIAS, DELTA, INPUT, LOSS, STEP, WEIGHT, Phase, Quantity
-
-if TYPE_CHECKING:
-    from sqlnet.statement import Training
+from sqlnet.compile.shared import data_select, shuffled_batches
+from sqlnet.compile.training import BATCH_TABLE, STATE_TABLE, TARGET_TABLE, X_TABLE, Training
+from sqlnet.model.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
+from sqlnet.model.phases import ACTIVATION, BIAS, DELTA, INPUT, LOSS, STEP, WEIGHT, Phase, Quantity
 
 Q = sql.Literal  # quantity names and layer numbers are sqlnet's own constants, inlined for readability
-STATE_TABLE = sql.Identifier("sqlnet", "optimizer_state")
 
 
 class LongLayout:
     name = "long"
 
-    # the statement's skeleton for a layout whose steps are single phases lives in sqlnet.statement
-    def preparation(self, tr: Training) -> list[sql.Composable]:
-        from sqlnet.statement import long_preparation
+    # --- the statement's skeleton: one recursive step per phase -------------------------------
 
-        return long_preparation(tr)
+    def preparation(self, tr: Training) -> list[sql.Composable]:
+        """For mini-batches: the samples and targets in indexed temp tables, with the batch of each."""
+        if not tr.mini_batch:
+            return []
+        t = tr.tables
+        drop = sql.SQL("DROP TABLE IF EXISTS {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE)
+        if tr.shuffle is None:
+            # consecutive samples in ascending sampleId order: the batch is a column of the data
+            batch = sql.SQL("(dense_rank() OVER (ORDER BY sample) - 1) / {n} + 1").format(
+                n=sql.Literal(tr.batch_size)
+            )
+            return [
+                drop,
+                sql.SQL(
+                    "-- the samples and their targets, each with its batch: {n} consecutive samples by sampleId\n"
+                    "CREATE TEMP TABLE sqlnet_x AS SELECT {batch} AS batch, * FROM ({x}) AS x"
+                ).format(n=sql.Literal(tr.batch_size), batch=batch, x=data_select(tr, t.inputs)),
+                sql.SQL("CREATE TEMP TABLE sqlnet_target AS SELECT {batch} AS batch, * FROM ({x}) AS t").format(
+                    batch=batch, x=data_select(tr, t.outputs)
+                ),
+                sql.SQL("CREATE INDEX ON {} (batch)").format(X_TABLE),
+                sql.SQL("CREATE INDEX ON {} (batch)").format(TARGET_TABLE),
+                sql.SQL("ANALYZE {x}, {t}").format(x=X_TABLE, t=TARGET_TABLE),
+            ]
+        return [
+            drop,
+            sql.SQL(
+                "-- the samples and their targets, indexed by sample\nCREATE TEMP TABLE sqlnet_x AS {}"
+            ).format(data_select(tr, t.inputs)),
+            sql.SQL("CREATE TEMP TABLE sqlnet_target AS {}").format(data_select(tr, t.outputs)),
+            sql.SQL("CREATE INDEX ON {} (sample)").format(X_TABLE),
+            sql.SQL("CREATE INDEX ON {} (sample)").format(TARGET_TABLE),
+            *shuffled_batches(tr, sql.SQL("SELECT DISTINCT sample FROM {}").format(X_TABLE)),
+            sql.SQL("ANALYZE {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE),
+        ]
 
     def data_ctes(self, tr: Training) -> sql.Composable:
-        from sqlnet.statement import long_data_ctes
-
-        return long_data_ctes(tr)
+        if tr.mini_batch:
+            return sql.SQL(
+                "-- the number of batches per epoch (the samples and batches are in the temp tables above)\n"
+                "batches AS (\n"
+                "  SELECT max(batch) AS n FROM {b}\n"
+                ")"
+            ).format(b=X_TABLE if tr.shuffle is None else BATCH_TABLE)
+        t = tr.tables
+        return sql.SQL(
+            "-- layer 0: the input value of each sample and input node\n"
+            "x AS (\n  {x}\n),\n"
+            "-- the target value of each sample and output node\n"
+            "target AS (\n  {t}\n)"
+        ).format(x=data_select(tr, t.inputs), t=data_select(tr, t.outputs))
 
     def recursive_cte(self, tr: Training) -> sql.Composable:
-        from sqlnet.statement import long_recursive_cte
-
-        return long_recursive_cte(tr)
+        steps = tr.phases[1:]
+        ctes = [self.step_prelude(tr)]
+        for phase in steps:
+            ctes.append(
+                sql.SQL("    -- phase {n} · {name}: {comment}\n    {cte} AS (\n{body}\n    )").format(
+                    n=sql.SQL(str(phase.number)),
+                    name=sql.SQL(phase.name),
+                    comment=sql.SQL(phase.comment),
+                    cte=sql.Identifier(phase.table),
+                    body=self.phase(tr, phase),
+                )
+            )
+        union = sql.SQL("\n    UNION ALL ").join(
+            sql.SQL("SELECT * FROM {c}").format(c=sql.Identifier(p.table)) for p in steps
+        )
+        return sql.SQL(
+            "-- the training: each step of the recursion is one phase; `epoch`, `batch` and `phase` say which\n"
+            "train ({columns}) AS (\n"
+            "  -- phase 0 · start: {start_comment}\n"
+            "{start}\n"
+            "  UNION ALL\n"
+            "  (\n"
+            "    WITH\n"
+            "{ctes}\n"
+            "    -- only the phase that follows the previous step produces rows\n"
+            "    {union}\n"
+            "  )\n"
+            ")"
+        ).format(
+            columns=self.columns(tr),
+            start_comment=sql.SQL(tr.phases[0].comment),
+            start=self.start(tr),
+            ctes=sql.SQL(",\n").join(ctes),
+            union=union,
+        )
 
     def columns(self, tr: Training) -> sql.Composable:
         return sql.SQL(

@@ -11,20 +11,22 @@ never carried from one update to the next, so a step's work is the batch, not th
 Limits: a sample row has a column per node and phase, so networks whose widest rows would pass
 ~1500 columns (PostgreSQL allows 1600) use the long layout; so do exact NUMERIC and --trace
 (which needs every phase as rows of its own).
+
+Why this module is long: a layout is one unit. The state row's columns, every fused phase,
+the gradient, each optimizer's update and the validation pass all read and write the same
+column names (``a1_2``, ``w1_2_3``, ``gw1``, ...); kept together, the names are defined and used
+in one place, in the order the statement runs them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from psycopg import sql
 
-from sqlnet.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
-from sqlnet.phases import BIAS, STEP, WEIGHT
-
-if TYPE_CHECKING:
-    from sqlnet.network import Network
-    from sqlnet.statement import Training
+from sqlnet.compile.shared import data_select, shuffled_batches
+from sqlnet.compile.training import BATCH_TABLE, STATE_TABLE, Training
+from sqlnet.model.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
+from sqlnet.model.network import Network
+from sqlnet.model.phases import BIAS, STEP, WEIGHT
 
 MAX_SAMPLE_COLUMNS = 1500
 PARAMS_PER_CTE = 1000
@@ -55,6 +57,11 @@ def _c(name: str) -> sql.Composable:
     return sql.SQL(name)
 
 
+def _materialized(tr: Training) -> sql.Composable:
+    """How this engine asks for a CTE computed once: every phase reads the one before it several times."""
+    return sql.SQL(tr.dialect.materialized)
+
+
 def _sum(terms: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" + ").join(terms) if terms else sql.SQL("0")
 
@@ -64,8 +71,9 @@ class ParamColumns:
     much cheaper than subscripting an array), or, past PARAMS_PER_CTE parameters, the arrays
     themselves: a join may carry at most 1664 columns, so such a network reads `prev` directly."""
 
-    def __init__(self, columns: list[tuple[str, sql.Composable]]) -> None:
+    def __init__(self, columns: list[tuple[str, sql.Composable]], materialized: sql.Composable) -> None:
         self.columns = columns
+        self.materialized = materialized
         self.arrays = dict(columns)  # name -> the array element it comes from
         self.scalar = len(columns) <= PARAMS_PER_CTE
 
@@ -78,8 +86,9 @@ class ParamColumns:
         return [
             sql.SQL(
                 "    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)\n"
-                "    params AS MATERIALIZED (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
+                "    params {mat} (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
             ).format(
+                mat=self.materialized,
                 cols=sql.SQL(",\n        ").join(
                     sql.SQL("{} AS {}").format(e, _c(n)) for n, e in self.columns
                 )
@@ -98,8 +107,6 @@ class WideLayout:
     def _pivot(self, tr: Training, validation: bool = False) -> sql.Composable:
         """One row per sample: sample, x1..xn, t1..tm, from the user's long tables (training samples,
         or with `validation` the held-out ones)."""
-        from sqlnet.statement import _data_select
-
         net, t = tr.net, tr.tables
         xs = sql.SQL(", ").join(
             sql.SQL("max(value) FILTER (WHERE node = {i}) AS {x}").format(i=sql.Literal(i), x=_c(f"x{i}"))
@@ -113,15 +120,13 @@ class WideLayout:
             "SELECT * FROM (SELECT sample, {xs} FROM ({x}) AS x GROUP BY sample) AS x\n"
             "  JOIN (SELECT sample, {ts} FROM ({t}) AS t GROUP BY sample) AS t USING (sample)"
         ).format(
-            xs=xs, x=_data_select(tr, t.inputs, validation), ts=ts, t=_data_select(tr, t.outputs, validation)
+            xs=xs, x=data_select(tr, t.inputs, validation), ts=ts, t=data_select(tr, t.outputs, validation)
         )
 
     def preparation(self, tr: Training) -> list[sql.Composable]:
         """Mini-batches: the samples as wide rows in an indexed temp table (and the shuffled batches)."""
         if not tr.mini_batch:
             return []
-        from sqlnet.statement import BATCH_TABLE, shuffled_batches
-
         drop = sql.SQL("DROP TABLE IF EXISTS {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE)
         if tr.shuffle is None:
             return [
@@ -145,8 +150,6 @@ class WideLayout:
         ]
 
     def data_ctes(self, tr: Training) -> sql.Composable:
-        from sqlnet.statement import BATCH_TABLE
-
         if tr.mini_batch:
             return sql.SQL(
                 "-- the number of batches per epoch (the samples are in the temp tables above)\n"
@@ -154,12 +157,10 @@ class WideLayout:
             ).format(b=WIDE_TABLE if tr.shuffle is None else BATCH_TABLE)
         return sql.SQL(
             "-- the samples, one row each: the input values x1.. and the targets t1..\n"
-            "data AS MATERIALIZED (\n  {pivot}\n)"
-        ).format(pivot=self._pivot(tr))
+            "data {mat} (\n  {pivot}\n)"
+        ).format(mat=_materialized(tr), pivot=self._pivot(tr))
 
     def _batch_rows(self, tr: Training) -> sql.Composable:
-        from sqlnet.statement import BATCH_TABLE
-
         if not tr.mini_batch:
             return sql.SQL("SELECT * FROM data")
         if tr.shuffle is None:
@@ -196,8 +197,6 @@ class WideLayout:
 
     def _state_start(self, tr: Training, quantity: str, k: int, column: str) -> sql.Composable:
         """The optimizer state of one parameter array, zeros where none is kept."""
-        from sqlnet.layouts.long import STATE_TABLE
-
         w = tr.tables.weights[k - 1]
         key = sql.Literal(tr.state_key)
         if quantity == WEIGHT or tr.net.bias == "edge":
@@ -233,8 +232,6 @@ class WideLayout:
         )
 
     def _start(self, tr: Training) -> sql.Composable:
-        from sqlnet.layouts.long import STATE_TABLE
-
         values: list[sql.Composable] = [sql.Literal(tr.first[0]), sql.Literal(tr.first[1] - 1), sql.SQL("0")]
         for k, w in enumerate(tr.tables.weights, start=1):
             values.append(matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("value")))
@@ -548,17 +545,18 @@ class WideLayout:
                 "      FROM prev\n"
                 "    ),\n"
                 "    -- the samples of its batch, one row each\n"
-                "    batch_rows AS MATERIALIZED (\n"
+                "    batch_rows {mat} (\n"
                 "      {rows}\n"
                 "    )"
             ).format(
+                mat=_materialized(tr),
                 e=sql.Literal(tr.last[0]),
                 b=sql.Literal(tr.last[1]),
                 nb=tr.batches_sql,
                 rows=self._batch_rows(tr),
             )
         ]
-        pc = ParamColumns(self._param_columns(tr))
+        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
         ctes += pc.ctes()
         source = "batch_rows"
 
@@ -567,8 +565,9 @@ class WideLayout:
             phase = by_kind[phase_key]
             ctes.append(
                 sql.SQL(
-                    "    -- phase {n} · {name}: {comment}\n    {cte} AS MATERIALIZED (\n{body}\n    )"
+                    "    -- phase {n} · {name}: {comment}\n    {cte} {mat} (\n{body}\n    )"
                 ).format(
+                    mat=_materialized(tr),
                     n=sql.SQL(str(phase.number)),
                     name=sql.SQL(phase.name),
                     comment=sql.SQL(phase.comment),
@@ -588,8 +587,8 @@ class WideLayout:
         ctes.append(
             sql.SQL(
                 "    -- the gradient of the loss summed over the batch (the update divides by the batch's size)\n"
-                "    gradient AS MATERIALIZED (\n{body}\n    )"
-            ).format(body=self._gradient(tr, source))
+                "    gradient {mat} (\n{body}\n    )"
+            ).format(mat=_materialized(tr), body=self._gradient(tr, source))
         )
         ctes.append(
             sql.SQL("    -- phase {n} · update: {comment}\n    {cte} AS (\n{body}\n    )").format(
@@ -631,12 +630,12 @@ class WideLayout:
         n_out = net.sizes[-1]
         ctes = [
             sql.SQL(
-                "-- the held-out samples, one row each\nvalidation_rows AS MATERIALIZED (\n  {}\n)"
-            ).format(self._pivot(tr, validation=True)),
+                "-- the held-out samples, one row each\nvalidation_rows {mat} (\n  {rows}\n)"
+            ).format(mat=_materialized(tr), rows=self._pivot(tr, validation=True)),
             sql.SQL(
                 "-- the parameters at the end of every epoch\n"
-                "epoch_ends AS MATERIALIZED (\n  SELECT * FROM train WHERE phase = {p} AND batch = {nb}\n)"
-            ).format(p=sql.Literal(tr.phases[-1].number), nb=tr.batches_sql),
+                "epoch_ends {mat} (\n  SELECT * FROM train WHERE phase = {p} AND batch = {nb}\n)"
+            ).format(mat=_materialized(tr), p=sql.Literal(tr.phases[-1].number), nb=tr.batches_sql),
         ]
         ts = [_c(f"t{j}") for j in range(1, n_out + 1)]
         keep = sql.SQL(", ").join(
@@ -648,9 +647,9 @@ class WideLayout:
         )
         ctes.append(
             sql.SQL(
-                "validation_0 AS MATERIALIZED (\n  SELECT e.epoch, v.sample, {ts}, {xs}\n"
+                "validation_0 {mat} (\n  SELECT e.epoch, v.sample, {ts}, {xs}\n"
                 "  FROM validation_rows AS v CROSS JOIN (SELECT epoch FROM epoch_ends) AS e\n)"
-            ).format(ts=sql.SQL(", ").join(sql.SQL("v.{}").format(t) for t in ts), xs=xs)
+            ).format(mat=_materialized(tr), ts=sql.SQL(", ").join(sql.SQL("v.{}").format(t) for t in ts), xs=xs)
         )
         for k in range(1, K + 1):
             f = ACTIVATIONS[net.activation(k)]
@@ -683,9 +682,9 @@ class WideLayout:
                 )
             ctes.append(
                 sql.SQL(
-                    "validation_{k} AS MATERIALIZED (\n  SELECT {keep}, {cols}\n"
+                    "validation_{k} {mat} (\n  SELECT {keep}, {cols}\n"
                     "  FROM validation_{prev} AS s JOIN epoch_ends AS p ON p.epoch = s.epoch\n)"
-                ).format(k=sql.SQL(str(k)), keep=keep, cols=cols, prev=sql.SQL(str(k - 1)))
+                ).format(mat=_materialized(tr), k=sql.SQL(str(k)), keep=keep, cols=cols, prev=sql.SQL(str(k - 1)))
             )
         z = [_c(f"z{j}") for j in range(1, n_out + 1)]
         zmax = sql.SQL("greatest({})").format(sql.SQL(", ").join(z))

@@ -16,14 +16,14 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.dialects.postgresql import JSONB
 
-from sqlnet.db import Session
+from sqlnet.compile.training import TRACE_SCHEMA
+from sqlnet.db.connection import Session
 from sqlnet.errors import InputError
-from sqlnet.network import Network, Params
-from sqlnet.phases import Phase
-from sqlnet.statement import TRACE_SCHEMA
+from sqlnet.model.network import Network, Params
+from sqlnet.model.phases import Phase
 
 if TYPE_CHECKING:
-    from sqlnet.reference import OptimizerState
+    from sqlnet.model.reference import OptimizerState
 
 SCHEMA = "sqlnet"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -456,7 +456,7 @@ def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) 
 
 def load_optimizer_state(s: Session, key: str, net: Network) -> OptimizerState:
     """The state a run starts from (zeros where none is kept), as the reference needs it."""
-    from sqlnet.reference import OptimizerState
+    from sqlnet.model.reference import OptimizerState
 
     state = OptimizerState.zeros(net)
     if not has_schema(s, "optimizer_state"):

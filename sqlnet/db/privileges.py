@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from sqlnet import store
+from sqlnet.compile.training import TRACE_SCHEMA
+from sqlnet.db import store
+from sqlnet.db.tables import TableMap
 from sqlnet.errors import SqlnetError
-from sqlnet.statement import TRACE_SCHEMA
-from sqlnet.tables import TableMap
 
 STORE_SCHEMA = store.SCHEMA
 # the tables a training writes (datasets is load's)

@@ -3,7 +3,7 @@ the weights tables (`predict`) or written into the SQL as constants (`export`: a
 that works for any client, without sqlnet and without the weights tables).
 
 The forward pass is the phases 1..2K of training, one nested SELECT per layer, one row per sample
-and a column per node (a0_1.., a1_1.., ...), with each activation's SQL from sqlnet.functions.
+and a column per node (a0_1.., a1_1.., ...), with each activation's SQL from sqlnet.model.functions.
 Every layer ends in OFFSET 0: without that fence PostgreSQL pulls the subqueries up and substitutes
 each layer's expressions into the next, a tree that grows with the product of the widths (a
 64-32-10 network's plan exhausted the machine's memory before it did).
@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from psycopg import sql
 
-from sqlnet.functions import ACTIVATIONS
-from sqlnet.layouts.wide import matrix_sql
-from sqlnet.network import Network, Params
-from sqlnet.tables import Table
+from sqlnet.compile.tables import Table
+from sqlnet.compile.wide import matrix_sql
+from sqlnet.model.functions import ACTIVATIONS
+from sqlnet.model.network import Network, Params
 
 Ref = Callable[[int, int, int], sql.Composable]  # (layer, i, j) -> the weight's SQL
 BiasRef = Callable[[int, int], sql.Composable]  # (layer, j) -> the node's bias SQL (or 0)

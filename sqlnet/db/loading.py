@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.dialects.postgresql import JSONB
 
-from sqlnet.db import Session
+from sqlnet.db.connection import Session
+from sqlnet.db.store import SCHEMA, lock_for_ddl, metadata
 from sqlnet.errors import InputError
-from sqlnet.store import SCHEMA, lock_for_ddl, metadata
 
 T = TypeVar("T")
 

@@ -1,0 +1,217 @@
+"""The named workloads and the data, network and initial weights each trains."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlnet.model.network import Dataset, Network, Params, Sample
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    samples: int
+    sizes: tuple[int, ...]
+    hidden: str
+    epochs: int
+    learning_rate: float
+    description: str
+    competitors: tuple[str, ...]
+    runs: int = 3
+    output: str = "linear"
+    loss: str = "half-se"
+    batch_size: int = 0  # 0: full batch
+
+
+WORKLOADS = [
+    Workload(
+        "post",
+        1,
+        (3, 2, 3),
+        "relu",
+        1,
+        0.1,
+        "the post's network, one step",
+        ("sqlnet", "long", "numpy", "reference", "post-sql", "sklearn"),
+    ),
+    Workload(
+        "regression-1k",
+        1000,
+        (8, 16, 1),
+        "relu",
+        100,
+        0.05,
+        "1000 samples, 8-16-1 ReLU, 100 epochs",
+        ("sqlnet", "long", "numpy", "reference", "sklearn"),
+        runs=3,
+    ),
+    Workload(
+        "post-style-1k",
+        1000,
+        (8, 16, 1),
+        "relu",
+        3,
+        0.05,
+        "1000 samples, 8-16-1 ReLU, 3 epochs: against the post's approach generalised",
+        ("sqlnet", "long", "numpy", "post-sql"),
+    ),
+    Workload(
+        "tanh-5k",
+        5000,
+        (12, 24, 2),
+        "tanh",
+        30,
+        0.05,
+        "5000 samples, 12-24-2 tanh, 30 epochs",
+        ("sqlnet", "numpy", "sklearn"),
+    ),
+    Workload(
+        "samples-1k",
+        1000,
+        (8, 16, 1),
+        "relu",
+        5,
+        0.05,
+        "scaling in samples: 1k, 8-16-1, 5 epochs",
+        ("sqlnet", "numpy"),
+    ),
+    Workload(
+        "samples-10k", 10_000, (8, 16, 1), "relu", 5, 0.05, "scaling in samples: 10k", ("sqlnet", "numpy")
+    ),
+    Workload(
+        "samples-100k",
+        100_000,
+        (8, 16, 1),
+        "relu",
+        5,
+        0.05,
+        "scaling in samples: 100k",
+        ("sqlnet", "numpy"),
+        runs=1,
+    ),
+    Workload(
+        "width-64",
+        1000,
+        (8, 64, 1),
+        "relu",
+        5,
+        0.05,
+        "scaling in width: 8-64-1, 1k samples",
+        ("sqlnet", "numpy"),
+    ),
+    Workload(
+        "width-256", 1000, (8, 256, 1), "relu", 5, 0.05, "scaling in width: 8-256-1", ("sqlnet", "numpy")
+    ),
+    Workload(
+        "width-1024",
+        1000,
+        (8, 1024, 1),
+        "relu",
+        2,
+        0.05,
+        "scaling in width: 8-1024-1 (too wide for the wide layout: long)",
+        ("sqlnet", "numpy"),
+        runs=1,
+    ),
+    Workload(
+        "epochs-10",
+        10_000,
+        (8, 16, 1),
+        "relu",
+        10,
+        0.05,
+        "temp files against epochs: 10k, 10 epochs",
+        ("sqlnet",),
+        runs=1,
+    ),
+    Workload(
+        "epochs-100",
+        10_000,
+        (8, 16, 1),
+        "relu",
+        100,
+        0.05,
+        "temp files against epochs: 10k, 100 epochs",
+        ("sqlnet",),
+        runs=1,
+    ),
+    Workload(
+        "digits",
+        1797,
+        (64, 32, 10),
+        "relu",
+        5,
+        0.1,
+        "scikit-learn's digits (8x8 images, 10 classes), 64-32-10 softmax + cross-entropy, batches of 64, 5 epochs",
+        ("sqlnet", "numpy", "sklearn"),
+        output="softmax",
+        loss="cross-entropy",
+        batch_size=64,
+    ),
+]
+
+
+def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
+    rng = random.Random(w.name)
+    net = Network(w.sizes, w.hidden, w.output, w.loss, "node")
+    params = Params(
+        [
+            [
+                [rng.gauss(0, math.sqrt(2 / net.sizes[k - 1])) for _ in range(net.sizes[k])]
+                for _ in range(net.sizes[k - 1])
+            ]
+            for k in range(1, net.depth + 1)
+        ],
+        [[[0.1] * net.sizes[k]] for k in range(1, net.depth + 1)],
+    )
+    if w.name == "digits":  # a data set that ships inside scikit-learn
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return (
+            net,
+            params,
+            Dataset(
+                [
+                    Sample(
+                        s + 1, tuple(float(v) / 16 for v in x), tuple(float(c == label) for c in range(10))
+                    )
+                    for s, (x, label) in enumerate(zip(digits.data, digits.target))
+                ]
+            ),
+        )
+    coeffs = [[rng.uniform(-1, 1) for _ in range(w.sizes[0])] for _ in range(w.sizes[-1])]
+    samples = []
+    for s in range(1, w.samples + 1):
+        x = tuple(rng.uniform(-1, 1) for _ in range(w.sizes[0]))
+        t = tuple(math.sin(sum(c * v for c, v in zip(cs, x))) for cs in coeffs)
+        samples.append(Sample(s, x, t))
+    return net, params, Dataset(samples)
+
+
+@dataclass
+class Result:
+    competitor: str
+    process: list[float] = field(default_factory=list)  # whole-process seconds per run
+    inner: list[float] = field(default_factory=list)  # training seconds per run
+    max_diff: float | None = None  # largest |weight - sqlnet's weight|
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def median(self, which: str) -> float | None:
+        values = getattr(self, which)
+        return statistics.median(values) if values else None
+
+
+def flat(p: Params) -> list[float]:
+    return [v for m in p.weights + p.biases for row in m for v in row]
+
+
+# --- sqlnet -------------------------------------------------------------------------------------
+
+
+# each workload's samples, made once per benchmark run and shared by the competitors
+_data_cache: dict[str, Dataset] = {}

@@ -1,0 +1,266 @@
+"""What every command shares: the consoles, the option groups, error handling (exit codes), tables of
+weights, and the `sqlnet` group itself.
+
+Exit codes: 0 success; 1 a clear error (bad tables or options, database refused, check failed);
+2 a usage error; 130 interrupted by Ctrl-C (the transaction was rolled back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import psycopg
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import sqlnet as api
+from sqlnet.compile.statement import LAYOUTS
+from sqlnet.errors import SqlnetError
+from sqlnet.model.functions import ACTIVATIONS, LOSSES
+from sqlnet.model.network import BIAS_LAYOUTS, Network, Params
+from sqlnet.model.optimizers import OPTIMIZERS
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+TRACE_FIELDS = ("epoch", "batch", "sample", "layer", "quantity", "input_node", "node", "value")
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def database_option(f: F) -> F:
+    return click.option(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL. Default: $SQLNET_DATABASE_URL, then $DATABASE_URL, then sqlnet's embedded server.",
+    )(f)
+
+
+def schema_option(f: F) -> F:
+    return click.option(
+        "--schema", metavar="NAME", help="Schema of the network's tables (default: the current one)."
+    )(f)
+
+
+def network_options(f: F) -> F:
+    """The functions of the network: shared by train, sql, check and gradcheck."""
+    options = [
+        click.option(
+            "--hidden-activation",
+            type=click.Choice([a for a in ACTIVATIONS if ACTIVATIONS[a].elementwise]),
+            default="relu",
+            show_default=True,
+        ),
+        click.option(
+            "--output-activation", type=click.Choice(list(ACTIVATIONS)), default="linear", show_default=True
+        ),
+        click.option("--loss", type=click.Choice(list(LOSSES)), default="half-se", show_default=True),
+        click.option(
+            "--bias",
+            type=click.Choice(list(BIAS_LAYOUTS)),
+            help="Where biases live. Default: node if biases{k} tables exist, else edge if the weights tables "
+            "have bias columns, else none.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def training_options(f: F) -> F:
+    """The hyperparameters shared by train, sql and check."""
+    options = [
+        click.option("--epochs", type=int, default=1, show_default=True, help="Passes over the samples."),
+        click.option(
+            "--learning-rate", "--lr", type=float, default=0.1, show_default=True, help="Gradient step size."
+        ),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Samples per update: 0 = all (full batch), N = mini-batches in sampleId order, 1 = per-sample SGD.",
+        ),
+        click.option(
+            "--shuffle", type=int, metavar="SEED", help="Shuffle the samples each epoch, deterministically."
+        ),
+        click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="gd", show_default=True),
+        click.option(
+            "--momentum", type=float, default=0.9, show_default=True, help="For --optimizer momentum."
+        ),
+        click.option("--nesterov", is_flag=True, help="Nesterov momentum (with --optimizer momentum)."),
+        click.option(
+            "--beta1", type=float, default=0.9, show_default=True, help="Adam's first-moment decay."
+        ),
+        click.option(
+            "--beta2", type=float, default=0.999, show_default=True, help="Adam's second-moment decay."
+        ),
+        click.option("--epsilon", type=float, default=1e-8, show_default=True, help="Adam's epsilon."),
+        click.option(
+            "--l2", type=float, default=0.0, show_default=True, help="L2 weight decay (weights, not biases)."
+        ),
+        click.option(
+            "--numeric",
+            type=click.Choice(["float", "exact"]),
+            default="float",
+            show_default=True,
+            help="exact: compute in NUMERIC rounded to --scale decimals at every phase (relu/linear, plain GD).",
+        ),
+        click.option(
+            "--scale", type=int, default=12, show_default=True, help="Decimals kept with --numeric exact."
+        ),
+        click.option(
+            "--validation-fraction",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Hold out this share of the samples (by md5 of --seed and sampleId) and score it after every epoch.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Which samples --validation-fraction holds out.",
+        ),
+        click.option(
+            "--updates-per-statement",
+            type=int,
+            help="Updates run by one SQL statement (default: 500 wide, 100 long); longer trainings run several, "
+            "in the same transaction.",
+        ),
+        click.option(
+            "--layout",
+            type=click.Choice(["auto", *LAYOUTS]),
+            default="auto",
+            show_default=True,
+            help="How the SQL holds the values: wide (one row per sample, fast) or long (one row per value; "
+            "needed by --trace, --numeric exact and very wide layers). auto chooses.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return network_options(f)
+
+
+def handle_errors(f: F) -> F:
+    """Turn sqlnet's errors into a message and exit code 1, Ctrl-C into 130."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except SqlnetError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            sys.exit(EXIT_ERROR)
+        except psycopg.Error as exc:
+            # the database refused something sqlnet did not foresee: say what, roll back (done), exit 1
+            detail = exc.diag.message_primary or str(exc)
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                detail += " (`sqlnet grants ROLE` prints the grants a training needs; run them as the owner)"
+            err.print(
+                f"[bold red]database error:[/] {escape(detail)} (SQLSTATE {exc.sqlstate}); the transaction was "
+                f"rolled back and no table changed"
+            )
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt as exc:
+            if str(exc):  # a checkpointed training says where its tables are
+                err.print(f"[yellow]interrupted:[/] {escape(str(exc))}")
+                sys.exit(EXIT_INTERRUPTED)
+            err.print(
+                "[yellow]interrupted:[/] the statement was cancelled and the transaction rolled back; "
+                "every table is as it was before."
+            )
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _hyper(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The command's options that are TrainOptions."""
+    return {f.name: kwargs[f.name] for f in dataclasses.fields(api.TrainOptions)}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.10g}"
+
+
+def params_table(net: Network, params: Params, title: str, other: Params | None = None) -> Table:
+    """Weights and biases as the post's tables show them; with `other`, a reference column beside."""
+    table = Table(title=title, title_justify="left")
+    for name in ("layer", "in", "out", "weight", "bias"):
+        table.add_column(name, justify="right")
+    if other is not None:
+        table.add_column("reference weight", justify="right")
+        table.add_column("reference bias", justify="right")
+
+    def bias(p: Params, k: int, i: int, j: int) -> str:
+        if net.bias == "none":
+            return "-"
+        return _fmt(p.biases[k - 1][i if net.bias == "edge" else 0][j])
+
+    for k in range(1, net.depth + 1):
+        for i in range(net.sizes[k - 1]):
+            for j in range(net.sizes[k]):
+                row = [
+                    str(k),
+                    str(i + 1),
+                    str(j + 1),
+                    _fmt(params.weights[k - 1][i][j]),
+                    bias(params, k, i, j),
+                ]
+                if other is not None:
+                    row += [_fmt(other.weights[k - 1][i][j]), bias(other, k, i, j)]
+                table.add_row(*row)
+    return table
+
+
+def print_comparison(
+    table: Table,
+    columns: tuple[str, ...],
+    rows: list[tuple[str, str, str, str, bool]],
+    ok: bool,
+    tolerance: float,
+) -> None:
+    """check and gradcheck: one row per table column compared, then the verdict."""
+    table.add_column("table", justify="left")
+    for name in (*columns, "within tolerance"):
+        table.add_column(name, justify="right")
+    for name, *values, within in rows:
+        table.add_row(escape(name), *values, "yes" if within else "[red]NO[/]")
+    out.print(table)
+    out.print("agree" if ok else f"[red]DISAGREE[/] beyond tolerance {tolerance}")
+
+
+EPILOG_EXAMPLES = """
+\b
+Examples:
+  sqlnet demo                                   the post's network, end to end
+  sqlnet init --example post                    create the post's tables
+  sqlnet train --epochs 1 --learning-rate 0.1   train them in PostgreSQL
+  sqlnet check --epochs 50 --lr 0.0001          compare the SQL with the reference
+  sqlnet sql > train.sql                        the statement train runs
+  sqlnet psql                                   open the database in psql
+"""
+
+
+@click.group(epilog=EPILOG_EXAMPLES)
+@click.version_option(package_name="sqlnet")
+def main() -> None:
+    """Train neural networks inside PostgreSQL.
+
+    The network lives in ordinary tables (inputs, weights1, weights2, ..., outputs); sqlnet
+    compiles its training into one recursive-CTE statement whose steps are the phases of
+    backpropagation, runs it in the database, and checks it against a pure-Python reference.
+    """
+    # psycopg logs a warning of its own when a connection dies inside a pipeline; the error that
+    # follows says what happened, once
+    logging.getLogger("psycopg").setLevel(logging.ERROR)

@@ -1,0 +1,163 @@
+"""The SQL pieces every layout shares: the data selects, shuffled batches, write-back and trace.
+
+They read a ``Training`` and nothing above the compile package; the layouts import them, never
+the other way round.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from psycopg import sql
+
+from sqlnet.compile.tables import Table
+from sqlnet.compile.training import BATCH_TABLE, TRACE_SCHEMA, Training
+from sqlnet.model.phases import BIAS, STEP, WEIGHT, Phase
+
+
+class Traced(Protocol):
+    """What the trace needs of a layout: the values of a phase as rows."""
+
+    def trace(self, tr: Training, phase: Phase) -> sql.Composable: ...
+
+
+def sample_id(table: Table) -> sql.Composable:
+    return (
+        sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
+    )
+
+
+def held_out(tr: Training) -> sql.Composable:
+    """The validation samples: the first round(fraction * n) by md5('seed:sampleId') (byte order)."""
+    assert tr.validation is not None
+    fraction, seed = tr.validation
+    inputs = tr.tables.inputs
+    return sql.SQL(
+        "SELECT s FROM (SELECT DISTINCT {s} AS s FROM {t}) AS v ORDER BY md5({seed} || ':' || s) COLLATE \"C\", s "
+        "LIMIT (SELECT round({f} * count(DISTINCT {s}))::bigint FROM {t})"
+    ).format(
+        s=sample_id(inputs), t=inputs.ident, seed=sql.Literal(str(seed)), f=sql.Literal(Decimal(str(fraction)))
+    )
+
+
+def data_select(tr: Training, table: Table, validation: bool = False) -> sql.Composable:
+    """A table's (sample, node, value) rows: the training samples, or (validation) the held-out ones."""
+    rows = sql.SQL("SELECT {s} AS sample, {n}::int AS node, {v}::{num} AS value FROM {t}").format(
+        s=sample_id(table), n=table.col("node"), v=table.col("value"), num=sql.SQL(tr.num), t=table.ident
+    )
+    if tr.validation is None:
+        return rows
+    return sql.SQL("{rows} WHERE {s} {op} IN ({held})").format(
+        rows=rows, s=sample_id(table), op=sql.SQL("" if validation else "NOT"), held=held_out(tr)
+    )
+
+
+def shuffled_batches(tr: Training, samples: sql.Composable) -> list[sql.Composable]:
+    """The batch of every sample in each epoch of the block: the samples ordered by
+    md5('seed:epoch:sampleId') (byte order, whatever the collation), then cut into batches."""
+    return [
+        sql.SQL(
+            "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
+            "CREATE TEMP TABLE sqlnet_batches AS\n"
+            "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch || ':' "
+            '|| s.sample) COLLATE "C", s.sample) - 1) / {n} + 1 AS batch, s.sample\n'
+            "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN ({samples}) AS s"
+        ).format(
+            e1=sql.Literal(tr.first[0]),
+            e2=sql.Literal(tr.last[0]),
+            seed=sql.Literal(str(tr.shuffle)),
+            n=sql.Literal(tr.batch_size),
+            samples=samples,
+        ),
+        sql.SQL("CREATE INDEX ON {b} (epoch, batch)").format(b=BATCH_TABLE),
+    ]
+
+
+def write_back(tr: Training) -> list[sql.Composable]:
+    """One UPDATE per parameter table, from the rows of the last update; the optimizer's state."""
+    ctes: list[sql.Composable] = []
+    for k, w in enumerate(tr.tables.weights, start=1):
+        bias = tr.tables.bias == "edge"
+        ctes.append(
+            sql.SQL(
+                "write_weights{k} AS (\n"
+                "  UPDATE {t} AS t SET {v} = w.value{set_bias}\n"
+                "  FROM trained AS w{join_bias}\n"
+                "  WHERE w.quantity = {wq} AND w.layer = {kl} AND t.{ic} = w.i AND t.{jc} = w.j\n"
+                "  RETURNING 1\n"
+                ")"
+            ).format(
+                k=sql.SQL(str(k)),
+                kl=sql.Literal(k),
+                t=w.ident,
+                v=w.col("value"),
+                set_bias=sql.SQL(", {b} = b.value").format(b=w.col("bias")) if bias else sql.SQL(""),
+                join_bias=sql.SQL(
+                    " JOIN trained AS b ON b.quantity = {bq} AND b.layer = w.layer AND b.i = w.i AND b.j = w.j"
+                ).format(bq=sql.Literal(BIAS))
+                if bias
+                else sql.SQL(""),
+                wq=sql.Literal(WEIGHT),
+                ic=w.col("in"),
+                jc=w.col("out"),
+            )
+        )
+    for k, b in enumerate(tr.tables.biases, start=1):
+        ctes.append(
+            sql.SQL(
+                "write_biases{k} AS (\n"
+                "  UPDATE {t} AS t SET {v} = b.value\n"
+                "  FROM trained AS b\n"
+                "  WHERE b.quantity = {bq} AND b.layer = {kl} AND t.{n} = b.j\n"
+                "  RETURNING 1\n"
+                ")"
+            ).format(
+                k=sql.SQL(str(k)),
+                kl=sql.Literal(k),
+                t=b.ident,
+                v=b.col("value"),
+                bq=sql.Literal(BIAS),
+                n=b.col("node"),
+            )
+        )
+    state = tr.optimizer.state
+    if state:
+        v = sql.SQL("v") if "v" in state else sql.SQL("NULL")
+        ctes.append(
+            sql.SQL(
+                "-- the optimizer's state, so that the next run continues it\n"
+                "write_optimizer_state AS (\n"
+                "  INSERT INTO sqlnet.optimizer_state (network, quantity, layer, i, j, m, v)\n"
+                "  SELECT {key}, quantity, layer, coalesce(i, 0), coalesce(j, 0), {m}, {v} FROM trained\n"
+                "  ON CONFLICT (network, quantity, layer, i, j) DO UPDATE SET m = excluded.m, v = excluded.v\n"
+                "  RETURNING 1\n"
+                ")"
+            ).format(
+                key=sql.Literal(tr.state_key),
+                # Adam's update count rides in m of its 'step' row
+                m=sql.SQL("CASE WHEN quantity = {sq} THEN value ELSE m END").format(sq=sql.Literal(STEP))
+                if tr.optimizer.name == "adam"
+                else sql.SQL("m"),
+                v=v,
+            )
+        )
+    return ctes
+
+
+def trace(tr: Training, layout: Traced) -> list[sql.Composable]:
+    return [
+        sql.SQL(
+            "trace_{n} AS (\n"
+            "  INSERT INTO {table} (run_id, epoch, batch, sample, layer, quantity, input_node, node, value)\n"
+            "  SELECT {run}, t.* FROM (\n    {rows}\n  ) AS t\n"
+            "  RETURNING 1\n"
+            ")"
+        ).format(
+            n=sql.SQL(str(phase.number)),
+            table=sql.Identifier(TRACE_SCHEMA, phase.table),
+            run=sql.Literal(tr.trace_run),
+            rows=layout.trace(tr, phase),
+        )
+        for phase in tr.phases
+    ]

@@ -1,0 +1,125 @@
+"""Assembling the phases into the statements that train: WITH RECURSIVE, write-back, result.
+
+A training statement is self-contained and runs as printed in psql: it reads the user's tables,
+runs every phase of every update as one step of the recursive CTE, writes the trained weights
+and biases (and the optimizer's state) back (data-modifying CTEs, which see the tables as they
+were when the statement began) and returns the loss of each epoch and the trained parameters.
+
+A long training runs several statements, each for the next block of updates, in one
+transaction. Mini-batches first copy the samples into indexed temporary tables (the
+"preparation"), so that each update reads its batch through an index instead of scanning
+every sample: nothing per update grows with the number of samples.
+
+The layouts are registered here, in ``LAYOUTS``; they do not import this module.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from sqlnet.compile.dialect import POSTGRES
+from sqlnet.compile.long import LongLayout
+from sqlnet.compile.shared import trace, write_back
+from sqlnet.compile.training import Training
+from sqlnet.compile.wide import WideLayout
+from sqlnet.model.phases import BIAS, WEIGHT
+
+LAYOUTS = {"long": LongLayout(), "wide": WideLayout()}
+
+
+def header(tr: Training) -> str:
+    steps = ", ".join(f"{p.number} {p.name}" for p in tr.phases[1:])
+    batches = (
+        "full batch (gradients are means over all samples)"
+        if not tr.mini_batch
+        else f"batches of {tr.batch_size} samples"
+        + (
+            " in ascending sampleId order"
+            if tr.shuffle is None
+            else f" shuffled per epoch (seed {tr.shuffle})"
+        )
+    )
+    numbers = "float8" if tr.scale is None else f"exact NUMERIC rounded to {tr.scale} decimals"
+    return (
+        f"-- sqlnet: train a {tr.net.describe()}\n"
+        f"-- updates from epoch {tr.first[0]} batch {tr.first[1]} to epoch {tr.last[0]} batch {tr.last[1]}, "
+        f"learning rate {tr.learning_rate}, {tr.optimizer.describe()}\n"
+        f"-- {batches}; {numbers}; layout {tr.layout}\n"
+        f"-- the phases of each update: {steps}\n"
+        f"-- It writes the trained weights back and returns each epoch's summed loss and sample count\n"
+        f"-- (each sample's loss taken before its batch's update), then the trained weights and biases.\n"
+    )
+
+
+def training_statement(tr: Training) -> sql.Composed:
+    """The statement that runs the updates first..last and writes the result back."""
+    layout = LAYOUTS[tr.layout]
+    ctes: list[sql.Composable] = [layout.data_ctes(tr), layout.recursive_cte(tr)]
+    ctes.append(
+        sql.SQL(
+            "-- the trained weights and biases: the rows of the last update\ntrained AS (\n{rows}\n)"
+        ).format(rows=layout.trained(tr))
+    )
+    write = write_back(tr)
+    ctes.append(sql.SQL("-- write them back into the tables\n{first}").format(first=write[0]))
+    ctes.extend(write[1:])
+    if tr.validation is not None:
+        ctes.extend(layout.validation_ctes(tr))
+    if tr.trace_run is not None:
+        traced = trace(tr, layout)
+        ctes.append(
+            sql.SQL("-- keep every phase's values in the trace schema\n{first}").format(first=traced[0])
+        )
+        ctes.extend(traced[1:])
+    result = sql.SQL(
+        "-- the result: each epoch's loss (summed over its samples) and sample count, then the trained parameters\n"
+        "SELECT * FROM (\n"
+        "  SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value, "
+        "samples\n"
+        "  FROM ({losses}) AS l\n"
+        "  UNION ALL\n"
+        "{validation}"
+        "  SELECT quantity, {end}, layer, i, j, value, NULL FROM trained WHERE quantity IN ({wq}, {bq})\n"
+        ") AS result\n"
+        "ORDER BY quantity <> 'loss', layer, quantity DESC, epoch, i, j;\n"
+    ).format(
+        losses=layout.losses(tr),
+        end=sql.Literal(tr.last[0]),
+        wq=sql.Literal(WEIGHT),
+        bq=sql.Literal(BIAS),
+        validation=sql.SQL(
+            "  SELECT 'val_loss', epoch, NULL, NULL, NULL, loss, samples FROM validation\n  UNION ALL\n"
+            "  SELECT 'val_accuracy', epoch, NULL, NULL, NULL, accuracy, samples FROM validation\n  UNION ALL\n"
+        )
+        if tr.validation is not None
+        else sql.SQL(""),
+    )
+    return sql.Composed(
+        [sql.SQL(header(tr)), sql.SQL("WITH RECURSIVE\n"), sql.SQL(",\n").join(ctes), sql.SQL("\n"), result]
+    )
+
+
+SETTINGS = POSTGRES.settings  # the settings of the one engine sqlnet trains on today
+
+
+def statements(tr: Training) -> list[sql.Composed]:
+    """Everything one block runs, in order: the preparation (mini-batches), then the training."""
+    prepare = LAYOUTS[tr.layout].preparation(tr)
+    return [sql.Composed([p, sql.SQL(";\n")]) for p in prepare] + [training_statement(tr)]
+
+
+def script(trainings: list[Training]) -> str:
+    """Everything `train` runs for a training, as one psql script: the settings, then each block."""
+    blocks = ["".join(st.as_string(None) for st in statements(tr)) for tr in trainings]
+    head = "-- sqlnet runs these statements in one transaction"
+    if len(blocks) > 1:
+        head += "; each block's training statement runs the next\n-- updates on the weights the previous one wrote"
+    parts = [
+        head + ".\nBEGIN;\n"
+        "-- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair\n"
+        + "".join(f"{setting.as_string(None)};\n" for setting in SETTINGS)
+    ]
+    for n, block in enumerate(blocks, start=1):
+        parts.append((f"-- block {n} of {len(blocks)}\n" if len(blocks) > 1 else "") + block)
+    parts.append("COMMIT;\n")
+    return "\n".join(parts)

@@ -1,0 +1,290 @@
+"""Finding the network in the user's tables, checking it, reading it and writing it back.
+
+SQLAlchemy reflects the tables (names, columns, types); every statement that touches their rows
+is composed with ``psycopg.sql`` so that no table or column name is ever pasted into SQL text.
+Table and column names match case-insensitively, as PostgreSQL folds the post's unquoted names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from sqlnet.compile.tables import (
+    MAX_LAYERS,
+    Table,
+    TableMap,
+    _bias_columns,
+    _input_columns,
+    _weight_columns,
+    check_names,
+)
+from sqlnet.db.checks import not_a_number
+from sqlnet.errors import InputError
+from sqlnet.model.network import Dataset, Network, Params, Sample
+
+NUMBER_TYPES = (sa.Numeric, sa.Float, sa.Integer)
+
+
+def require_schema(inspector: sa.Inspector, schema: str | None, option: str = "--schema") -> None:
+    if schema is not None and schema not in inspector.get_schema_names():
+        raise InputError(f"schema {schema!r} does not exist: create it, or leave out {option}")
+
+
+def where_table(table: str, schema: str | None) -> str:
+    """How messages name a table a user gave: 'inputs' or 'inputs' in schema 'x'."""
+    return f"{table!r} in schema {schema!r}" if schema else repr(table)
+
+
+def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = None) -> TableMap:
+    """Reflect the network's tables in `schema` (default: the current schema) and map their columns."""
+    check_names(schema=schema)
+    inspector = sa.inspect(conn)
+    require_schema(inspector, schema)
+    if schema is None and conn.exec_driver_sql("SELECT current_schema()").scalar() is None:
+        path, role = conn.exec_driver_sql("SELECT current_setting('search_path'), current_user").one()
+        raise InputError(
+            f"role {role} may use no schema on its search_path ({path}), so no table can be found: the owner "
+            f"can GRANT USAGE ON SCHEMA public TO {role} (`sqlnet grants {role}` prints every grant), or "
+            f"name the schema with --schema"
+        )
+    # inputs and outputs may be views; the parameter tables must be tables, as training updates them
+    names = {n.lower(): n for n in inspector.get_view_names(schema=schema)}
+    names.update({n.lower(): n for n in inspector.get_table_names(schema=schema)})
+    where = f"schema {schema!r}" if schema else "the current schema"
+
+    def table(name: str, roles: dict[str, str], optional: Sequence[str] = ()) -> Table:
+        if name not in names:
+            raise InputError(
+                f"table {name!r} not found in {where}: create it (`sqlnet init` makes the post's tables)"
+            )
+        actual = names[name]
+        columns = {c["name"].lower(): c for c in inspector.get_columns(actual, schema=schema)}
+        mapped: dict[str, str] = {}
+        integers: set[str] = set()
+        wrong: list[tuple[str, str]] = []  # (column, type) of columns that are not numbers
+        for role, column in roles.items():
+            if column not in columns:
+                if role in optional:
+                    continue
+                raise InputError(
+                    f"table {actual!r} has no column {column!r} (it has {', '.join(c['name'] for c in columns.values())})"
+                )
+            col = columns[column]
+            if not isinstance(col["type"], NUMBER_TYPES):
+                wrong.append((col["name"], str(col["type"]).lower()))
+                continue
+            mapped[role] = col["name"]
+            if isinstance(col["type"], sa.Integer):
+                integers.add(role)
+        found = Table(schema, actual, mapped, frozenset(integers))
+        if wrong:
+            pg = conn.connection.driver_connection
+            raise InputError(not_a_number(pg, found, *wrong[0]))  # type: ignore[arg-type]
+        return found
+
+    inputs = table("inputs", {"sample": "sampleid", **_input_columns("input")}, optional=("sample",))
+    outputs = table("outputs", {"sample": "sampleid", **_input_columns("output")}, optional=("sample",))
+    if inputs.has("sample") != outputs.has("sample"):
+        with_id, without = (inputs, outputs) if inputs.has("sample") else (outputs, inputs)
+        raise InputError(
+            f"{with_id.label()} has a sampleId column but {without.label()} has none: "
+            f"add sampleId to {without.label()} or drop it from {with_id.label()}"
+        )
+
+    depth = 0
+    while f"weights{depth + 1}" in names and depth < MAX_LAYERS:
+        depth += 1
+    if depth == 0:
+        raise InputError(f"table 'weights1' not found in {where}: a network needs at least weights1")
+
+    weights = tuple(table(f"weights{k}", _weight_columns(k), optional=("bias",)) for k in range(1, depth + 1))
+    has_bias_tables = all(f"biases{k}" in names for k in range(1, depth + 1))
+    if bias is None:
+        bias = "node" if has_bias_tables else "edge" if all(w.has("bias") for w in weights) else "none"
+    biases: tuple[Table, ...] = ()
+    if bias == "edge":
+        for k, w in enumerate(weights, start=1):
+            if not w.has("bias"):
+                raise InputError(
+                    f"bias per edge needs the column {_weight_columns(k)['bias']!r} in {w.label()}: "
+                    f"add it, or choose --bias none"
+                )
+    elif bias == "node":
+        biases = tuple(table(f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
+    elif bias != "none":
+        raise InputError(f"unknown bias layout {bias!r}: choose edge, node or none")
+    return TableMap(
+        schema, inputs, outputs, weights, biases, bias, schema or inspector.default_schema_name or "public"
+    )
+
+
+# --- checking the rows --------------------------------------------------------------------------
+
+
+def read_params(conn: psycopg.Connection, tables: TableMap, net: Network, num: str = "float8") -> Params:
+    weights, biases = [], []
+    for k, w in enumerate(tables.weights, start=1):
+        n_in, n_out = net.sizes[k - 1], net.sizes[k]
+        wm = [[0.0] * n_out for _ in range(n_in)]
+        bm = [[0.0] * n_out for _ in range(net.bias_rows(k))]
+        bias = w.col("bias") if tables.bias == "edge" else sql.SQL("NULL")
+        for i, j, v, b in conn.execute(
+            sql.SQL("SELECT {i}::int, {j}::int, {v}::{num}, {b}::{num} FROM {t}").format(
+                i=w.col("in"), j=w.col("out"), v=w.col("value"), b=bias, t=w.ident, num=sql.SQL(num)
+            )
+        ):
+            wm[i - 1][j - 1] = v
+            if tables.bias == "edge":
+                bm[i - 1][j - 1] = b
+        if tables.bias == "node":
+            bt = tables.biases[k - 1]
+            for j, b in conn.execute(
+                sql.SQL("SELECT {j}::int, {v}::{num} FROM {t}").format(
+                    j=bt.col("node"), v=bt.col("value"), t=bt.ident, num=sql.SQL(num)
+                )
+            ):
+                bm[0][j - 1] = b
+        weights.append(wm)
+        biases.append(bm)
+    return Params(weights, biases)
+
+
+def read_data(conn: psycopg.Connection, tables: TableMap, net: Network, num: str = "float8") -> Dataset:
+    """The samples in ascending sample id order (the post's single sample gets id 1)."""
+    columns: dict[str, dict[int, list[float]]] = {}
+    for key, t, n in (("x", tables.inputs, net.sizes[0]), ("t", tables.outputs, net.sizes[-1])):
+        sample = t.col("sample") if t.has("sample") else sql.SQL("1")
+        values: dict[int, list[float]] = {}
+        for s, node, v in conn.execute(
+            sql.SQL("SELECT {s}::bigint, {n}::int, {v}::{num} FROM {t}").format(
+                s=sample, n=t.col("node"), v=t.col("value"), t=t.ident, num=sql.SQL(num)
+            )
+        ):
+            values.setdefault(s, [0.0] * n)[node - 1] = v
+        columns[key] = values
+    return Dataset([Sample(s, tuple(columns["x"][s]), tuple(columns["t"][s])) for s in sorted(columns["x"])])
+
+
+def write_params(conn: psycopg.Connection, tables: TableMap, params: Params) -> None:
+    """Put parameter values into the tables (used by restore; training writes back in its own SQL)."""
+    for k, w in enumerate(tables.weights, start=1):
+        rows = [
+            (i + 1, j + 1, v, params.biases[k - 1][i][j] if tables.bias == "edge" else None)
+            for i, row in enumerate(params.weights[k - 1])
+            for j, v in enumerate(row)
+        ]
+        bias_set = sql.SQL(", {b} = d.b").format(b=w.col("bias")) if tables.bias == "edge" else sql.SQL("")
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "UPDATE {t} AS w SET {v} = d.v{bias_set} FROM (SELECT %s::int AS i, %s::int AS j, "
+                    "%s::float8 AS v, %s::float8 AS b) AS d WHERE w.{i} = d.i AND w.{j} = d.j"
+                ).format(t=w.ident, v=w.col("value"), bias_set=bias_set, i=w.col("in"), j=w.col("out")),
+                rows,
+            )
+    for k, bt in enumerate(tables.biases, start=1):
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("UPDATE {t} SET {v} = %s WHERE {n} = %s").format(
+                    t=bt.ident, v=bt.col("value"), n=bt.col("node")
+                ),
+                [(b, j + 1) for j, b in enumerate(params.biases[k - 1][0])],
+            )
+
+
+def integer_parameter_columns(tables: TableMap) -> list[tuple[Table, str]]:
+    """Parameter columns (table, role) of an integer type: trained values are fractional and would be rounded."""
+    found = []
+    for t in tables.parameter_tables():
+        for role in ("value", "bias"):
+            if t.has(role) and role in t.integer_columns and (role == "value" or tables.bias == "edge"):
+                found.append((t, role))
+    return found
+
+
+# --- creating tables from a description -----------------------------------------------------------
+
+COLUMN_TYPES = {"numeric": "numeric", "float8": "double precision", "integer": "integer"}
+
+
+def create_tables(
+    conn: psycopg.Connection,
+    net: Network,
+    params: Params,
+    data: Dataset,
+    schema: str | None = None,
+    column_type: str = "double precision",
+    samples: bool | None = None,
+) -> None:
+    """Create inputs, weightsK (biasesK), outputs holding a network, in the post's column names.
+
+    `samples`: give inputs/outputs a sampleId column (default: when there is more than one sample).
+    """
+    create_data_tables(conn, data, schema, column_type, len(data) > 1 if samples is None else samples)
+    create_parameter_tables(conn, net, params, schema, column_type)
+
+
+def _creator(conn: psycopg.Connection, schema: str | None, column_type: str):  # type: ignore[no-untyped-def]
+    if column_type not in COLUMN_TYPES.values():
+        raise InputError(
+            f"column type must be one of {', '.join(COLUMN_TYPES.values())}, got {column_type!r}"
+        )
+    if schema:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+    def create(name: str, columns: list[str], rows: list[tuple[float, ...]]) -> None:
+        ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+        cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(column_type)) for c in columns
+        )
+        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident, cols))
+        with conn.cursor().copy(
+            sql.SQL("COPY {} ({}) FROM STDIN").format(ident, sql.SQL(", ").join(map(sql.Identifier, columns)))
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    return create
+
+
+def create_data_tables(
+    conn: psycopg.Connection, data: Dataset | None, schema: str | None, column_type: str, samples: bool
+) -> None:
+    """inputs and outputs, with a sampleId column when `samples`; empty when there is no data."""
+    create = _creator(conn, schema, column_type)
+    sample_col = ["sampleid"] if samples else []
+    rows = data.samples if data else []
+    for prefix, values, name in (("input", lambda s: s.x, "inputs"), ("output", lambda s: s.t, "outputs")):
+        create(
+            name,
+            [*sample_col, f"{prefix}node", f"{prefix}value"],
+            [(*([s.id] if samples else []), n, v) for s in rows for n, v in enumerate(values(s), start=1)],
+        )
+
+
+def create_parameter_tables(
+    conn: psycopg.Connection, net: Network, params: Params, schema: str | None, column_type: str
+) -> None:
+    """weights1..K (with bias columns for edge biases) and biases1..K (node biases)."""
+    params.check_shape(net)
+    create = _creator(conn, schema, column_type)
+    for k in range(1, net.depth + 1):
+        cols = _weight_columns(k)
+        columns = [cols["in"], cols["out"], cols["value"]] + ([cols["bias"]] if net.bias == "edge" else [])
+        rows = [
+            (i + 1, j + 1, w, *([params.biases[k - 1][i][j]] if net.bias == "edge" else []))
+            for i, row in enumerate(params.weights[k - 1])
+            for j, w in enumerate(row)
+        ]
+        create(f"weights{k}", columns, rows)
+        if net.bias == "node":
+            bcols = _bias_columns(k)
+            create(
+                f"biases{k}",
+                [bcols["node"], bcols["value"]],
+                [(j + 1, b) for j, b in enumerate(params.biases[k - 1][0])],
+            )

@@ -1,0 +1,274 @@
+"""Connecting, the training options, and finding and checking the network every operation starts from."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlnet.compile import wide
+from sqlnet.compile.statement import LAYOUTS
+from sqlnet.compile.training import Training, update_blocks
+from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
+from sqlnet.db.connection import Database, Session
+from sqlnet.db.privileges import check_privileges
+from sqlnet.db.tables import TableMap, discover, integer_parameter_columns
+from sqlnet.errors import InputError
+from sqlnet.model.network import Network, Params
+from sqlnet.model.optimizers import Optimizer
+
+# updates per statement: the long layout keeps every phase of every update in the recursion's
+# tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
+DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500}
+DEFAULT_TOLERANCE = 1e-9
+EXAMPLES = {"post": "02_example_post.sql"}
+TABLES_FILE = "01_tables.sql"
+POST_TABLES = ("inputs", "weights1", "weights2", "outputs")
+DEMO_SCHEMA = "sqlnet_demo"
+
+
+DatabaseLike = Database | str | None
+
+
+def connect(database: DatabaseLike = None) -> Database:
+    return database if isinstance(database, Database) else Database(database)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The hyperparameters of a training; every value is checked before anything runs."""
+
+    epochs: int = 1
+    learning_rate: float = 0.1
+    hidden_activation: str = "relu"
+    output_activation: str = "linear"
+    loss: str = "half-se"
+    bias: str | None = None  # None: node if biases{k} tables exist, else edge if weights have bias columns
+    batch_size: int = 0  # 0: full batch; N: mini-batches of N consecutive samples; 1: per-sample SGD
+    shuffle: int | None = None  # seed of a deterministic per-epoch sample order
+    optimizer: str = "gd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    l2: float = 0.0
+    numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
+    scale: int = 12
+    updates_per_statement: int | None = None  # None: the layout's default
+    validation_fraction: float = 0.0  # held out of training, evaluated after every epoch
+    seed: int = 0  # which samples are held out: the first by md5('seed:sampleId')
+    layout: str = "auto"  # auto: wide when the network fits and nothing needs long; else long
+
+    def __post_init__(self) -> None:
+        def whole(name: str, value: object, least: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(f"{name} must be a whole number of at least {least}, got {value!r}")
+
+        whole("epochs", self.epochs, 1)
+        whole("the batch size", self.batch_size, 0)
+        if self.updates_per_statement is not None:
+            whole("updates per statement", self.updates_per_statement, 1)
+        whole("the scale", self.scale, 1)
+        if (
+            isinstance(self.learning_rate, bool)
+            or not isinstance(self.learning_rate, (int, float))
+            or not (math.isfinite(self.learning_rate) and self.learning_rate > 0)
+        ):
+            raise InputError(f"the learning rate must be a finite number above 0, got {self.learning_rate!r}")
+        if self.shuffle is not None and (isinstance(self.shuffle, bool) or not isinstance(self.shuffle, int)):
+            raise InputError(f"the shuffle seed must be a whole number, got {self.shuffle!r}")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise InputError(f"unknown layout {self.layout!r}: choose auto, {', '.join(LAYOUTS)}")
+        if (
+            isinstance(self.validation_fraction, bool)
+            or not isinstance(self.validation_fraction, (int, float))
+            or not (0 <= self.validation_fraction < 1)
+        ):
+            raise InputError(
+                f"--validation-fraction must be at least 0 and below 1, got {self.validation_fraction!r}"
+            )
+        if self.numeric not in ("float", "exact"):
+            raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
+        opt = self.make_optimizer()  # checks the optimizer's own settings
+        if self.numeric == "exact":
+            if {self.hidden_activation, self.output_activation} - {"relu", "linear"} or self.loss not in (
+                "half-se",
+                "se",
+            ):
+                raise InputError(
+                    "--numeric exact supports relu and linear activations with the half-se or se loss"
+                )
+            if opt.name != "gd" or opt.l2:
+                raise InputError("--numeric exact supports plain gradient descent without --l2")
+
+    def make_optimizer(self) -> Optimizer:
+        return Optimizer(
+            self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2, self.epsilon, self.l2
+        )
+
+    @property
+    def scale_or_none(self) -> int | None:
+        return self.scale if self.numeric == "exact" else None
+
+    @property
+    def num(self) -> str:
+        return "numeric" if self.numeric == "exact" else "float8"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "learning_rate": float(self.learning_rate),
+            "hidden_activation": self.hidden_activation,
+            "output_activation": self.output_activation,
+            "loss": self.loss,
+            "bias": self.bias,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+            "l2": self.l2,
+            "numeric": self.numeric,
+            "scale": self.scale,
+            "updates_per_statement": self.updates_per_statement,
+            "validation_fraction": self.validation_fraction,
+            "seed": self.seed,
+            "layout": self.layout,
+        }
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A network found in the tables and checked, ready to compile."""
+
+    tables: TableMap
+    net: Network
+    samples: int
+    options: TrainOptions
+    largest: dict[str, float] = field(default_factory=dict)  # table label -> largest |value| it holds
+
+    @property
+    def batches(self) -> int:
+        return math.ceil(self.samples / self.options.batch_size) if self.options.batch_size else 1
+
+    def layout(self, trace: bool) -> str:
+        """auto picks wide (fused, fast) unless the trace, exact decimals or the network's width need long."""
+        o = self.options
+        needs_long = [
+            why
+            for why, needed in (
+                ("--trace keeps every phase as rows of its own", trace),
+                ("--numeric exact", o.numeric == "exact"),
+                (
+                    f"the network needs {wide.sample_columns(self.net)} columns per sample (at most "
+                    f"{wide.MAX_SAMPLE_COLUMNS})",
+                    not wide.fits(self.net),
+                ),
+            )
+            if needed
+        ]
+        if o.layout == "wide" and needs_long:
+            raise InputError(f"the wide layout cannot run this: {needs_long[0]}; use --layout long or auto")
+        layout = ("long" if needs_long else "wide") if o.layout == "auto" else o.layout
+        if o.validation_fraction and layout == "long":
+            why = needs_long[0] if needs_long else "--layout long"
+            raise InputError(
+                f"--validation-fraction is evaluated by the wide layout only, and {why} needs the long one"
+            )
+        return layout
+
+    def trainings(
+        self,
+        trace_run: int | None = None,
+        progress_run: int | None = None,
+        first_epoch: int = 1,
+        last_epoch: int | None = None,
+    ) -> list[Training]:
+        """The statements for epochs first_epoch..last_epoch (default: all of them)."""
+        o = self.options
+        layout = self.layout(trace_run is not None)
+        return [
+            Training(
+                self.net,
+                self.tables,
+                float(o.learning_rate),
+                first,
+                last,
+                o.batch_size,
+                o.shuffle,
+                o.make_optimizer(),
+                o.scale_or_none,
+                layout,
+                trace_run,
+                progress_run,
+                (float(o.validation_fraction), int(o.seed)) if o.validation_fraction else None,
+            )
+            for first, last in update_blocks(
+                last_epoch or o.epochs,
+                self.batches,
+                o.updates_per_statement or DEFAULT_UPDATES_PER_STATEMENT[layout],
+                first_epoch,
+            )
+        ]
+
+
+def load_network(s: Session, schema: str | None, options: TrainOptions, trace: bool | None = False) -> Loaded:
+    """Discover the tables, check every row, and describe the network they hold.
+
+    Unless trace is None (only reading), first check that the role may train them (with trace:
+    keep its phases), so that a missing grant is named before anything runs."""
+    tables = discover(s.sa, schema, options.bias)
+    if trace is not None:
+        check_privileges(s.pg, tables, trace)
+    integer = integer_parameter_columns(tables)
+    if integer:
+        table, role = integer[0]
+        raise InputError(
+            f"{table.label(role)} is an integer column: trained weights are fractional and would be rounded. "
+            f"Change its type first: ALTER TABLE {table.label()} ALTER COLUMN {table.columns[role]} TYPE "
+            f"double precision"
+        )
+    sizes = check_and_size(s.pg, tables)
+    net = Network(sizes, options.hidden_activation, options.output_activation, options.loss, tables.bias)
+    if net.loss == "cross-entropy":
+        check_targets(s.pg, tables, 0.0, 1.0, "cross-entropy")
+        if net.output_activation == "softmax":
+            check_distributions(s.pg, tables)
+    samples = count_samples(s.pg, tables)
+    if options.validation_fraction:
+        if not tables.has_samples:
+            raise InputError(
+                "--validation-fraction needs many samples: add a sampleId column to inputs and outputs"
+            )
+        held = int(
+            (Decimal(str(options.validation_fraction)) * samples).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        )
+        if held < 1 or held >= samples:
+            raise InputError(
+                f"--validation-fraction {options.validation_fraction} holds out {held} of {samples} samples: "
+                f"it must leave at least one for validation and one for training"
+            )
+        samples -= held  # the batches are cut from the training samples
+    if options.batch_size > samples:
+        raise InputError(
+            f"the batch size {options.batch_size} is larger than the data ({samples} samples in "
+            f"{tables.inputs.label()}): use at most {samples}, or 0 for full batch"
+        )
+    return Loaded(tables, net, samples, options, largest_values(s.pg, tables))
+
+
+def current_schema(s: Session) -> str:
+    (schema,) = s.pg.execute("SELECT current_schema()").fetchone()  # type: ignore[misc]
+    return str(schema)
+
+
+def floats(p: Params) -> Params:
+    return Params(
+        [[[float(v) for v in row] for row in m] for m in p.weights],
+        [[[float(v) for v in row] for row in m] for m in p.biases],
+    )

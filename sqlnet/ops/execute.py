@@ -1,0 +1,134 @@
+"""Running a training's statements and reading their result: parameters, losses, divergence."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from sqlnet.compile.statement import SETTINGS
+from sqlnet.compile.statement import statements as statements_of
+from sqlnet.compile.training import Training
+from sqlnet.db.connection import Session
+from sqlnet.db.guard import (
+    Deadline,
+)
+from sqlnet.errors import DatabaseError, Diverged
+from sqlnet.model.network import Network, Params
+
+
+def _params_from_rows(
+    net: Network, rows: list[tuple[Any, ...]]
+) -> tuple[Params, dict[int, tuple[float, int]]]:
+    """Split a training statement's result into the trained parameters and epoch -> (loss sum, samples)."""
+    params = Params(
+        [[[math.nan] * net.sizes[k] for _ in range(net.sizes[k - 1])] for k in range(1, net.depth + 1)],
+        [[[math.nan] * net.sizes[k] for _ in range(net.bias_rows(k))] for k in range(1, net.depth + 1)],
+    )
+    losses = {}
+    for quantity, epoch, layer, i, j, value, samples in rows:
+        if quantity == "loss":
+            losses[epoch] = (float(value), int(samples))
+        elif quantity.startswith("val_"):
+            continue  # read by _validation_from_rows
+        elif quantity == "weight":
+            params.weights[layer - 1][i - 1][j - 1] = value
+        else:
+            params.biases[layer - 1][(i or 1) - 1][j - 1] = value
+    return params, losses
+
+
+def _validation_from_rows(rows: list[tuple[Any, ...]], into: dict[int, list[float | None]]) -> None:
+    """epoch -> [validation loss, validation accuracy (None unless classifying)]."""
+    for quantity, epoch, _, _, _, value, _ in rows:
+        if quantity in ("val_loss", "val_accuracy"):
+            into.setdefault(epoch, [None, None])[quantity == "val_accuracy"] = (
+                None if value is None else float(value)
+            )
+
+
+def run_statements(
+    s: Session,
+    trainings: list[Training],
+    on_block: Callable[[int, float], None] | None,
+    deadline: Deadline | None = None,
+    validation: dict[int, list[float | None]] | None = None,
+    largest: dict[str, float] | None = None,
+) -> tuple[Params, list[float], float]:
+    """Run every block; returns the trained parameters, the loss per epoch and the seconds in SQL."""
+    params: Params | None = None
+    in_sql = 0.0
+    sums: dict[int, list[float]] = {}
+    for setting in SETTINGS:
+        s.pg.execute(setting)
+    (limit,) = s.pg.execute("SELECT current_setting('statement_timeout')").fetchone()  # type: ignore[misc]
+    for tr in trainings:
+        try:
+            started = time.perf_counter()
+            for statement in statements_of(tr):
+                if deadline:
+                    deadline.arm(s.pg)
+                cur = s.pg.execute(statement)
+            rows = cur.fetchall()
+            in_sql += time.perf_counter() - started
+        except psycopg.errors.QueryCanceled as exc:
+            if deadline and deadline.end is not None:
+                raise deadline.expired() from exc
+            if limit not in ("0", "0ms"):  # the role's or the database's own limit, not --timeout
+                raise DatabaseError(
+                    f"the server cancelled a training statement after statement_timeout = {limit} (a setting "
+                    f"of this role or database): lower --updates-per-statement "
+                    f"so that each statement ends sooner, or raise the limit (SET statement_timeout)"
+                ) from exc
+            raise
+        except OUT_OF_RANGE as exc:
+            raise Diverged(divergence_message(tr, exc.diag.message_primary or str(exc), largest)) from exc
+        params, block = _params_from_rows(tr.net, rows)
+        if not all(math.isfinite(total) for total, _ in block.values()):
+            raise Diverged(divergence_message(tr, "the loss is not a finite number", largest))
+        if validation is not None:
+            _validation_from_rows(rows, validation)
+        for epoch, (total, n) in block.items():
+            acc = sums.setdefault(epoch, [0.0, 0])
+            acc[0] += total
+            acc[1] += n
+        if on_block:
+            epoch = tr.last[0]
+            on_block(epoch, sums[epoch][0] / sums[epoch][1])
+    assert params is not None
+    return params, [total / n for _, (total, n) in sorted(sums.items())], in_sql
+
+
+# what PostgreSQL raises when float8 (or numeric) arithmetic leaves its range: the training diverged
+OUT_OF_RANGE = (
+    psycopg.errors.NumericValueOutOfRange,  # overflow, and underflow (PostgreSQL will not round to 0)
+    psycopg.errors.FloatingPointException,
+    psycopg.errors.DivisionByZero,
+    psycopg.errors.InvalidArgumentForLogarithm,
+    psycopg.errors.InvalidArgumentForPowerFunction,
+)
+
+
+def divergence_message(tr: Training, what: str, largest: dict[str, float] | None) -> str:
+    """What went out of range, between which epochs, and what to change."""
+    advice = [f"a smaller learning rate (this run: {tr.learning_rate:g}; try {tr.learning_rate / 10:g})"]
+    big = {k: v for k, v in (largest or {}).items() if v > LARGE_VALUE}
+    for label, value in big.items():
+        advice.append(
+            f"scaling {label} (it holds values up to {value:.3g}; `sqlnet load --standardize` does)"
+        )
+    if tr.optimizer.name == "gd":
+        advice.append("--optimizer adam, whose steps do not grow with the gradient")
+    when = (
+        f"in epoch {tr.first[0]}"
+        if tr.first[0] == tr.last[0]
+        else f"between epoch {tr.first[0]} and {tr.last[0]}"
+    )
+    return f"the training diverged {when} ({what}). Try " + ", or ".join(advice)
+
+
+# values beyond this in the data or the weights are worth a word when a training diverges
+LARGE_VALUE = 1e3

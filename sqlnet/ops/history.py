@@ -1,0 +1,77 @@
+"""What sqlnet recorded: runs, their losses, restoring their weights, and the phases of traced runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlnet.db import store
+from sqlnet.db.checks import check_and_size
+from sqlnet.db.tables import discover, write_params
+from sqlnet.errors import InputError
+from sqlnet.model.phases import Phase, plan
+from sqlnet.ops.common import (
+    DatabaseLike,
+    connect,
+)
+
+
+def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
+    with connect(database).transaction(commit=False) as s:
+        return store.list_runs(s)
+
+
+def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
+    with connect(database).transaction(commit=False) as s:
+        store.get_run(s, run_id)
+        return store.run_loss_curve(s, run_id)
+
+
+def restore(
+    database: DatabaseLike = None, run_id: int | None = None, *, stage: str = "initial"
+) -> store.RunInfo:
+    """Put a run's initial (or final) weights and biases back into its tables."""
+    if stage not in ("initial", "final"):
+        raise InputError(f"stage must be 'initial' or 'final', got {stage!r}")
+    if run_id is None:
+        raise InputError("which run? `sqlnet runs` lists them")
+    with connect(database).transaction() as s:
+        run = store.get_run(s, run_id)
+        tables = discover(s.sa, run.schema_name, run.network.bias)
+        sizes = check_and_size(s.pg, tables)
+        if sizes != run.network.sizes:
+            raise InputError(
+                f"run {run_id} trained a {'-'.join(map(str, run.network.sizes))} network but the tables now hold "
+                f"{'-'.join(map(str, sizes))}: restore needs the same shape"
+            )
+        write_params(s.pg, tables, store.load_params(s, run_id, stage, run.network))
+    return run
+
+
+@dataclass
+class PhaseTrace:
+    phase: Phase
+    rows: list[tuple[Any, ...]]  # (epoch, sample, layer, quantity, input_node, node, value)
+
+
+def phases(
+    database: DatabaseLike = None, run_id: int | None = None, epoch: int | None = None
+) -> tuple[store.RunInfo, list[PhaseTrace]]:
+    """The values every phase computed in a traced run (default: the latest traced run)."""
+    with connect(database).transaction(commit=False) as s:
+        traced = [r for r in store.list_runs(s) if r.options.get("trace")]
+        if run_id is None:
+            if not traced:
+                raise InputError("no traced run yet: run `sqlnet train --trace` first")
+            run = traced[-1]
+        else:
+            run = store.get_run(s, run_id)
+            if not run.options.get("trace"):
+                raise InputError(f"run {run_id} was not traced: train with --trace to keep its phases")
+        # phase 0 (start) of epoch e holds the weights epoch e starts from: its rows carry epoch e - 1
+        return run, [
+            PhaseTrace(
+                p, store.trace_rows(s, p, run.run_id, None if epoch is None else epoch - (p.number == 0))
+            )
+            for p in plan(run.network)
+        ]

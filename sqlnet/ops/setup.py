@@ -1,0 +1,180 @@
+"""Creating the network's tables, granting a role what training needs, and the end-to-end demo."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from psycopg import sql
+
+from sqlnet.db import store
+from sqlnet.db.privileges import grant_script, training_needs
+from sqlnet.db.tables import check_names, create_data_tables, create_parameter_tables, discover, read_data
+from sqlnet.errors import InputError
+from sqlnet.model import reference
+from sqlnet.model.initialize import initial_params
+from sqlnet.model.network import Network, Params
+from sqlnet.ops.common import (
+    DEMO_SCHEMA,
+    EXAMPLES,
+    POST_TABLES,
+    TABLES_FILE,
+    DatabaseLike,
+    TrainOptions,
+    connect,
+    current_schema,
+    load_network,
+)
+from sqlnet.ops.history import PhaseTrace, phases
+from sqlnet.ops.train import TrainResult, train
+from sqlnet.ops.verify import Difference, compare
+
+
+def _sql_file(name: str) -> str:
+    return resources.files("sqlnet").joinpath("sql", name).read_text()
+
+
+def init(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    example: str | None = None,
+    layers: Sequence[int] | None = None,
+    init: str = "he",
+    seed: int | None = None,
+    bias: str = "edge",
+    replace: bool = False,
+) -> list[str]:
+    """Create the network's tables; returns their names.
+
+    Without `layers`: the post's tables, empty or with an example's values (`example="post"`).
+    With `layers` (e.g. [4, 8, 8, 3]): weights1..K (and biases1..K for node biases) with random
+    values (`init` he, xavier or uniform; `seed` makes them repeatable), plus empty inputs and
+    outputs with a sampleId column where those tables do not exist yet.
+    """
+    check_names(schema=schema)
+    if example is not None and example not in EXAMPLES:
+        raise InputError(f"unknown example {example!r}: choose one of {', '.join(EXAMPLES)}")
+    if example and layers:
+        raise InputError("choose either --example or --layers")
+    net = params = None
+    if layers is not None:
+        net = Network(tuple(layers), bias=bias)  # checks the sizes and the bias layout
+        params = initial_params(net, init, seed)
+    with connect(database).transaction() as s:
+        if schema:
+            s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            s.pg.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        current = current_schema(s)
+        present = {
+            name
+            for (name,) in s.pg.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (current,)
+            )
+        }
+        if net is None:
+            ours = [t for t in POST_TABLES if t in present]
+        else:
+            # every weights/biases table: a deeper network left behind would extend the new one
+            ours = sorted(t for t in present if re.fullmatch(r"(weights|biases)[0-9]+", t))
+        if ours and not replace:
+            raise InputError(
+                f"{', '.join(ours)} already exist in schema {current!r}: use --replace to drop and recreate them "
+                f"(`sqlnet runs` keeps every trained weight), or --schema for another schema"
+            )
+        for t in ours:
+            s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(current, t)))
+        if net is None:
+            # the files are sqlnet's own, shipped in the package; docker-compose runs the same files
+            s.pg.execute(_sql_file(TABLES_FILE).encode())
+            if example:
+                s.pg.execute(_sql_file(EXAMPLES[example]).encode())
+            return list(POST_TABLES)
+        assert params is not None
+        created = []
+        if not {"inputs", "outputs"} & present:
+            create_data_tables(s.pg, None, current, "double precision", samples=True)
+            created += ["inputs", "outputs"]
+        create_parameter_tables(s.pg, net, params, current, "double precision")
+        created += [
+            f"{kind}{k}"
+            for k in range(1, net.depth + 1)
+            for kind in ("weights", "biases")
+            if kind == "weights" or net.bias == "node"
+        ]
+    return created
+
+
+@dataclass
+class Grants:
+    role: str
+    statements: list[str]  # the GRANT statements, as they run
+    applied: bool
+    store_exists: bool  # whether schema sqlnet existed (the grants on it need it)
+
+
+def grants(
+    database: DatabaseLike = None,
+    *,
+    role: str,
+    schema: str | None = None,
+    trace: bool = False,
+    bias: str | None = None,
+    apply: bool = False,
+) -> Grants:
+    """The GRANT statements that let `role` train the network in `schema` and nothing more: read
+    inputs and outputs, read and update the parameter tables, record runs in schema `sqlnet`.
+    ``apply=True`` (run as the tables' owner) creates sqlnet's schema and runs them."""
+    check_names(schema=schema, role=role)
+    with connect(database).transaction(commit=apply) as s:
+        if s.pg.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            raise InputError(f"role {role!r} does not exist: create it first (CREATE ROLE ... LOGIN)")
+        tables = discover(s.sa, schema, bias)
+        existed = store.has_schema(s)
+        if apply:
+            store.ensure_schema(s)
+            if trace:
+                store.ensure_trace_schema(s)
+        script = grant_script(training_needs(s.pg, tables, trace, for_script=True), role)
+        if apply:
+            for statement in script:
+                s.pg.execute(statement)
+        return Grants(role, [g.as_string(s.pg) for g in script], apply, existed or apply)
+
+
+@dataclass
+class DemoResult:
+    url: str
+    schema: str
+    train: TrainResult
+    reference_forward: reference.Forward
+    reference_loss: float
+    reference_params: Params
+    differences: list[Difference]
+    trace: list[PhaseTrace]
+
+
+def demo(database: DatabaseLike = None, *, schema: str = DEMO_SCHEMA) -> DemoResult:
+    """The post's network, end to end: create its tables, train one traced step, compare with the reference."""
+    db = connect(database)
+    init(db, schema=schema, example="post", replace=True)
+    result = train(db, schema=schema, trace=True, epochs=1, learning_rate=0.1)
+    with db.transaction(commit=False) as s:
+        loaded = load_network(s, schema, TrainOptions(), None)
+        tables, net = loaded.tables, loaded.net
+        data = read_data(s.pg, tables, net)
+    ref = reference.train(net, result.initial, data, 0.1, 1)
+    forward = reference.forward(net, result.initial, data.samples[0].x)
+    _, trace = phases(db, result.run_id, epoch=1)
+    return DemoResult(
+        db.url,
+        schema,
+        result,
+        forward,
+        ref.losses[0],
+        ref.params,
+        compare(net, tables, result.params, ref.params),
+        trace,
+    )

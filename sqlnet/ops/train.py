@@ -1,0 +1,355 @@
+"""`train`: one transaction, or checkpoints every K epochs; progress while the SQL runs; the SQL it would run."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlnet.compile.statement import script
+from sqlnet.db import store
+from sqlnet.db.connection import DB_ERRORS, Database, connection_lost, error_text
+from sqlnet.db.guard import (
+    Deadline,
+    TrainingTimeout,
+    lock_network,
+    lock_network_for_session,
+    name_run,
+    unlock_network,
+)
+from sqlnet.db.tables import read_params
+from sqlnet.errors import DatabaseError, Diverged, InputError, SqlnetError
+from sqlnet.model.network import Network, Params
+from sqlnet.ops.common import (
+    DatabaseLike,
+    Loaded,
+    TrainOptions,
+    connect,
+    current_schema,
+    floats,
+    load_network,
+)
+from sqlnet.ops.execute import run_statements
+
+# a last epoch's loss this many times the first's: the training diverges (warned, not refused)
+DIVERGING = 10.0
+
+
+@dataclass
+class TrainResult:
+    run_id: int | None
+    network: Network
+    options: TrainOptions
+    initial: Params
+    params: Params
+    losses: list[float] = field(default_factory=list)  # mean loss of each epoch over its samples
+    seconds: float = 0.0  # the whole call: checks, bookkeeping and training
+    statements: int = 0
+    sql_seconds: float = 0.0  # running the training statements
+    layout: str = ""
+    validation: list[tuple[float | None, float | None]] = field(
+        default_factory=list
+    )  # per epoch: loss, accuracy
+
+    def divergence_warning(self) -> str | None:
+        """A run whose loss grew tenfold without leaving float8's range is diverging all the same."""
+        losses = self.losses
+        if len(losses) < 2 or not losses[-1] > DIVERGING * max(losses[0], 1e-300):
+            return None
+        return (
+            f"the loss grew from {losses[0]:.4g} in epoch 1 to {losses[-1]:.4g} in epoch {len(losses)}: the "
+            f"training is diverging; try a smaller learning rate than {self.options.learning_rate:g}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        def layers(p: Params) -> list[dict[str, Any]]:
+            return [
+                {"layer": k + 1, "weights": p.weights[k], "biases": p.biases[k]}
+                for k in range(self.network.depth)
+            ]
+
+        return {
+            "run_id": self.run_id,
+            "network": store.network_json(self.network),
+            "options": self.options.as_json(),
+            "losses": self.losses,
+            "final_loss": self.losses[-1] if self.losses else None,
+            "seconds": round(self.seconds, 3),
+            "sql_seconds": round(self.sql_seconds, 3),
+            "statements": self.statements,
+            "layout": self.layout,
+            "validation_losses": [v[0] for v in self.validation],
+            "validation_accuracy": [v[1] for v in self.validation],
+            "warning": self.divergence_warning(),
+            "params": layers(floats(self.params)),
+        }
+
+
+def train(
+    database: DatabaseLike = None,
+    *,
+    schema: str | None = None,
+    trace: bool = False,
+    reset_optimizer: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    on_block: Callable[[int, float], None] | None = None,
+    on_update: Callable[[Progress], None] | None = None,
+    checkpoint_every: int | None = None,
+    resume: int | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train the network in the tables and write the trained weights back, all in one transaction.
+
+    Options are those of ``TrainOptions`` (epochs, learning_rate, batch_size, optimizer, ...). The run
+    is recorded in schema `sqlnet`; with ``trace=True`` every phase of every update is kept in
+    `sqlnet_trace`. On any error, or Ctrl-C, the transaction rolls back and every table is as it was.
+    One training per network at a time: a second fails at once naming the first (``NetworkBusy``),
+    or with ``wait=True`` queues behind it. ``timeout`` (seconds) cancels the training on the server
+    past that time (``TrainingTimeout``), rolling everything back. ``on_update`` is called after
+    every update while the SQL runs (the statement raises a NOTICE per update).
+
+    ``checkpoint_every=K`` commits the weights, the optimizer state and the losses every K epochs
+    instead (a cancel or a crash loses at most K epochs); ``resume=RUN`` continues such a run from
+    its last checkpoint with its own options, ending where the uninterrupted run would have.
+    """
+    deadline = Deadline(timeout)
+    db = connect(database)
+    if checkpoint_every is not None or resume is not None:
+        return _train_with_checkpoints(
+            db,
+            schema,
+            trace,
+            reset_optimizer,
+            wait,
+            deadline,
+            on_block,
+            on_update,
+            checkpoint_every,
+            resume,
+            options,
+        )
+    opts = TrainOptions(**options)
+    started = time.perf_counter()
+    with db.transaction() as s:
+        lock_network(s.pg, schema or current_schema(s), wait)
+        loaded = load_network(s, schema, opts, trace)
+        tables, net = loaded.tables, loaded.net
+        initial = read_params(s.pg, tables, net, opts.num)
+        store.ensure_schema(s)
+        if reset_optimizer:
+            store.reset_optimizer_state(s, tables.resolved_schema)
+        run_id = store.start_run(s, schema, net, {**opts.as_json(), "trace": trace})
+        name_run(s.pg, tables.resolved_schema, run_id)
+        store.save_params(s, run_id, "initial", net, floats(initial))
+        trainings = loaded.trainings(run_id if trace else None, run_id if on_update else None)
+        if on_update:
+            s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
+        if trace:
+            store.ensure_trace_tables(s, trainings[0].phases)
+        validation: dict[int, list[float | None]] = {}
+        try:
+            params, losses, in_sql = run_statements(
+                s, trainings, on_block, deadline, validation, loaded.largest
+            )
+        except Diverged as exc:
+            raise Diverged(f"{exc}; the transaction rolled back, so every table is as it was before") from exc
+        store.save_params(s, run_id, "final", net, floats(params))
+        store.finish_run(s, run_id, losses, 1, validation)
+    return TrainResult(
+        run_id,
+        net,
+        opts,
+        initial,
+        params,
+        losses,
+        time.perf_counter() - started,
+        len(trainings),
+        in_sql,
+        trainings[0].layout,
+        [tuple(validation[e]) for e in sorted(validation)],  # type: ignore[misc]
+    )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a checkpointed training: the message says which checkpoint the tables hold."""
+
+
+def _train_with_checkpoints(
+    db: Database,
+    schema: str | None,
+    trace: bool,
+    reset_optimizer: bool,
+    wait: bool,
+    deadline: Deadline,
+    on_block: Callable[[int, float], None] | None,
+    on_update: Callable[[Progress], None] | None,
+    checkpoint_every: int | None,
+    resume: int | None,
+    options: dict[str, Any],
+) -> TrainResult:
+    """A training in several transactions, one per checkpoint, under a session-level lock."""
+    started = time.perf_counter()
+    with db.connection() as s:
+        if resume is not None:
+            run = store.get_run(s, resume)  # the run says where and how
+            if run.status == "finished":
+                raise InputError(f"run {resume} finished: there is nothing to resume")
+            if not run.options.get("checkpoint_every"):
+                raise InputError(f"run {resume} had no checkpoints: only a --checkpoint-every run can resume")
+            schema = run.schema_name
+            known = {f.name for f in dataclasses.fields(TrainOptions)}
+            options = {k: v for k, v in run.options.items() if k in known}
+            checkpoint_every, trace = int(run.options["checkpoint_every"]), bool(run.options.get("trace"))
+        if (
+            not isinstance(checkpoint_every, int)
+            or isinstance(checkpoint_every, bool)
+            or checkpoint_every < 1
+        ):
+            raise InputError(
+                f"--checkpoint-every must be a whole number of epochs >= 1, got {checkpoint_every!r}"
+            )
+        opts = TrainOptions(**options)
+        key = schema or current_schema(s)
+        s.rollback()
+        lock_network_for_session(s.pg, key, wait)
+        run_id: int | None = None
+        last_checkpoint = committing = 0
+        try:
+            loaded = load_network(s, schema, opts, trace)
+            tables, net = loaded.tables, loaded.net
+            store.ensure_schema(s)
+            if resume is not None:
+                if net.sizes != run.network.sizes or net.bias != run.network.bias:
+                    raise InputError(
+                        f"run {resume} trained a {run.network.describe()}; the tables now hold a {net.describe()}"
+                    )
+                run_id = resume
+                initial = store.load_params(s, run_id, "initial", net)
+                last_checkpoint = store.last_epoch(s, run_id)
+                store.set_status(s, run_id, "running")
+            else:
+                if reset_optimizer:
+                    store.reset_optimizer_state(s, tables.resolved_schema)
+                initial = read_params(s.pg, tables, net, opts.num)
+                run_id = store.start_run(
+                    s, schema, net, {**opts.as_json(), "trace": trace, "checkpoint_every": checkpoint_every}
+                )
+                store.save_params(s, run_id, "initial", net, floats(initial))
+            if trace:
+                store.ensure_trace_tables(s, loaded.trainings(run_id)[0].phases)
+            s.commit()  # the run is on record before the first update
+            name_run(s.pg, tables.resolved_schema, run_id)
+            if on_update:
+                s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
+            statements, in_sql, params = 0, 0.0, initial
+            for first in range(last_checkpoint + 1, opts.epochs + 1, checkpoint_every):
+                last = min(first + checkpoint_every - 1, opts.epochs)
+                trainings = loaded.trainings(
+                    run_id if trace else None, run_id if on_update else None, first, last
+                )
+                validation: dict[int, list[float | None]] = {}
+                params, losses, seconds = run_statements(
+                    s, trainings, on_block, deadline, validation, loaded.largest
+                )
+                store.record_losses(s, run_id, losses, first, validation)
+                committing = last
+                s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
+                committing = 0
+                last_checkpoint, statements, in_sql = last, statements + len(trainings), in_sql + seconds
+            store.save_params(s, run_id, "final", net, floats(params))
+            store.finish_run(s, run_id, [])
+            curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
+            s.commit()
+        except BaseException as exc:
+            with contextlib.suppress(*DB_ERRORS):  # the connection may be gone (a server restart)
+                s.rollback()
+            status = "cancelled" if isinstance(exc, (KeyboardInterrupt, TrainingTimeout)) else "failed"
+            if run_id is not None and last_checkpoint:
+                where = f"the tables hold the checkpoint after epoch {last_checkpoint} of run {run_id}"
+                if isinstance(exc, Diverged):  # resuming would diverge again
+                    where += f" (`sqlnet restore {run_id}` puts back the weights from before the run)"
+                else:
+                    where += f"; `sqlnet train --resume {run_id}` continues it"
+            else:
+                where = "no checkpoint was made, so every table is as it was before"
+            if run_id is not None and not connection_lost(exc):
+                with contextlib.suppress(*DB_ERRORS):
+                    store.set_status(s, run_id, status, error_text(exc))
+                    s.commit()
+            if isinstance(exc, KeyboardInterrupt):
+                raise TrainingInterrupted(f"the training was cancelled; {where}") from exc
+            if isinstance(exc, TrainingTimeout):
+                raise TrainingTimeout(
+                    f"the training ran longer than --timeout {deadline.seconds:g} s and was "
+                    f"cancelled; {where}"
+                ) from exc
+            if run_id is not None and isinstance(exc, SqlnetError):
+                raise type(exc)(f"{exc}; {where}") from exc
+            if connection_lost(exc):
+                if committing:  # whether the server saved the checkpoint it was committing is unknown
+                    where = where.replace(
+                        f"after epoch {last_checkpoint}",
+                        f"after epoch {last_checkpoint} or, if the server saved the one it was committing, "
+                        f"after epoch {committing}",
+                    )
+                raise DatabaseError(
+                    f"the connection to the server was lost ({error_text(exc)}); {where}"
+                ) from exc
+            raise
+        finally:
+            with contextlib.suppress(*DB_ERRORS):
+                s.rollback()
+                unlock_network(s.pg, key)
+    return TrainResult(
+        run_id,
+        net,
+        opts,
+        initial,
+        params,
+        curve,
+        time.perf_counter() - started,
+        statements,
+        in_sql,
+        loaded.layout(trace),
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One update done, as the training statement reports it while it runs."""
+
+    run_id: int
+    epoch: int
+    batch: int
+    done: int  # updates done so far in this run
+    total: int  # updates the run will make
+    loss: float | None  # the mean loss of the update's batch (None in the long layout)
+
+
+def _progress_handler(
+    on_update: Callable[[Progress], None], run_id: int, loaded: Loaded
+) -> Callable[[Any], None]:
+    total = loaded.options.epochs * loaded.batches
+
+    def handle(diag: Any) -> None:
+        words = (diag.message_primary or "").split()
+        if len(words) != 7 or words[:2] != ["sqlnet", "progress"] or words[2] != str(run_id):
+            return
+        if "<NULL>" in words[3:5]:
+            return  # the recursion's last, empty step: PostgreSQL may still evaluate the call once
+        epoch, batch = int(words[3]), int(words[4])
+        loss = None if words[5] == "<NULL>" else float(words[5])
+        on_update(Progress(run_id, epoch, batch, (epoch - 1) * loaded.batches + batch, total, loss))
+
+    return handle
+
+
+def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:
+    """The statements `train` runs for these options, as a script that runs as is in psql."""
+    opts = TrainOptions(**options)
+    with connect(database).transaction(commit=False) as s:
+        return script(load_network(s, schema, opts, None).trainings())
