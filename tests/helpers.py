@@ -20,14 +20,17 @@ POST_BIASES_AFTER = [[[-0.5, -2.3], [0.5, -1.3], [1.5, -0.3]], [[1.9, 1.9, 1.6],
 
 
 def post_table_map(schema: str | None = None) -> TableMap:
-    """The post's tables as discovery maps them (lower-case names), without a database."""
+    """The post's tables as discovery maps them (lower-case names, found in schema public unless
+    `schema` is given), without a database."""
+    home = schema or "public"
     return TableMap(
         schema,
-        Table(schema, "inputs", _input_columns("input")),
-        Table(schema, "outputs", _input_columns("output")),
-        tuple(Table(schema, f"weights{k}", _weight_columns(k)) for k in (1, 2)),
+        Table(schema, "inputs", _input_columns("input"), home=home),
+        Table(schema, "outputs", _input_columns("output"), home=home),
+        tuple(Table(schema, f"weights{k}", _weight_columns(k), home=home) for k in (1, 2)),
         (),
         "edge",
+        home,
     )
 
 

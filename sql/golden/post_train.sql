@@ -1,5 +1,8 @@
 -- sqlnet runs these statements in one transaction.
 BEGIN;
+-- names resolve in pg_catalog only, and every table is named with its schema: no operator,
+-- function or table another role created is ever used
+SET LOCAL search_path = pg_catalog, pg_temp;
 -- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair
 SET LOCAL enable_nestloop = off;
 SET LOCAL work_mem = '64MB';
@@ -14,8 +17,8 @@ SET LOCAL jit = off;
 WITH RECURSIVE
 -- the samples, one row each: the input values x1.. and the targets t1..
 data AS MATERIALIZED (
-  SELECT * FROM (SELECT sample, max(value) FILTER (WHERE node = 1) AS x1, max(value) FILTER (WHERE node = 2) AS x2, max(value) FILTER (WHERE node = 3) AS x3 FROM (SELECT 1::bigint AS sample, "inputnode"::int AS node, "inputvalue"::float8 AS value FROM "inputs") AS x GROUP BY sample) AS x
-  JOIN (SELECT sample, max(value) FILTER (WHERE node = 1) AS t1, max(value) FILTER (WHERE node = 2) AS t2, max(value) FILTER (WHERE node = 3) AS t3 FROM (SELECT 1::bigint AS sample, "outputnode"::int AS node, "outputvalue"::float8 AS value FROM "outputs") AS t GROUP BY sample) AS t USING (sample)
+  SELECT * FROM (SELECT sample, max(value) FILTER (WHERE node = 1) AS x1, max(value) FILTER (WHERE node = 2) AS x2, max(value) FILTER (WHERE node = 3) AS x3 FROM (SELECT 1::bigint AS sample, "inputnode"::int AS node, "inputvalue"::float8 AS value FROM "public"."inputs") AS x GROUP BY sample) AS x
+  JOIN (SELECT sample, max(value) FILTER (WHERE node = 1) AS t1, max(value) FILTER (WHERE node = 2) AS t2, max(value) FILTER (WHERE node = 3) AS t3 FROM (SELECT 1::bigint AS sample, "outputnode"::int AS node, "outputvalue"::float8 AS value FROM "public"."outputs") AS t GROUP BY sample) AS t USING (sample)
 ),
 -- the training: each step of the recursion is one update, its phases the CTEs inside it;
 -- the row it carries holds the parameters as arrays and the loss of the update just made
@@ -24,10 +27,10 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
   SELECT 1,
          0,
          0,
-         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight1inputnodenumber"::int AS i, array_agg("weight1value"::float8 ORDER BY "weight1outputnodenumber") AS r FROM "weights1" GROUP BY 1) AS rows),
-         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight1inputnodenumber"::int AS i, array_agg("weight1bias"::float8 ORDER BY "weight1outputnodenumber") AS r FROM "weights1" GROUP BY 1) AS rows),
-         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight2inputnodenumber"::int AS i, array_agg("weight2value"::float8 ORDER BY "weight2outputnodenumber") AS r FROM "weights2" GROUP BY 1) AS rows),
-         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight2inputnodenumber"::int AS i, array_agg("weight2bias"::float8 ORDER BY "weight2outputnodenumber") AS r FROM "weights2" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight1inputnodenumber"::int AS i, array_agg("weight1value"::float8 ORDER BY "weight1outputnodenumber") AS r FROM "public"."weights1" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight1inputnodenumber"::int AS i, array_agg("weight1bias"::float8 ORDER BY "weight1outputnodenumber") AS r FROM "public"."weights1" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight2inputnodenumber"::int AS i, array_agg("weight2value"::float8 ORDER BY "weight2outputnodenumber") AS r FROM "public"."weights2" GROUP BY 1) AS rows),
+         (SELECT array_agg(r ORDER BY i) FROM (SELECT "weight2inputnodenumber"::int AS i, array_agg("weight2bias"::float8 ORDER BY "weight2outputnodenumber") AS r FROM "public"."weights2" GROUP BY 1) AS rows),
          NULL::float8,
          NULL::bigint
   UNION ALL
@@ -165,13 +168,13 @@ trained AS (
 ),
 -- write them back into the tables
 write_weights1 AS (
-  UPDATE "weights1" AS t SET "weight1value" = w.value, "weight1bias" = b.value
+  UPDATE "public"."weights1" AS t SET "weight1value" = w.value, "weight1bias" = b.value
   FROM trained AS w JOIN trained AS b ON b.quantity = 'bias' AND b.layer = w.layer AND b.i = w.i AND b.j = w.j
   WHERE w.quantity = 'weight' AND w.layer = 1 AND t."weight1inputnodenumber" = w.i AND t."weight1outputnodenumber" = w.j
   RETURNING 1
 ),
 write_weights2 AS (
-  UPDATE "weights2" AS t SET "weight2value" = w.value, "weight2bias" = b.value
+  UPDATE "public"."weights2" AS t SET "weight2value" = w.value, "weight2bias" = b.value
   FROM trained AS w JOIN trained AS b ON b.quantity = 'bias' AND b.layer = w.layer AND b.i = w.i AND b.j = w.j
   WHERE w.quantity = 'weight' AND w.layer = 2 AND t."weight2inputnodenumber" = w.i AND t."weight2outputnodenumber" = w.j
   RETURNING 1

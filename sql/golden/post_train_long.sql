@@ -1,5 +1,8 @@
 -- sqlnet runs these statements in one transaction.
 BEGIN;
+-- names resolve in pg_catalog only, and every table is named with its schema: no operator,
+-- function or table another role created is ever used
+SET LOCAL search_path = pg_catalog, pg_temp;
 -- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair
 SET LOCAL enable_nestloop = off;
 SET LOCAL work_mem = '64MB';
@@ -14,26 +17,26 @@ SET LOCAL jit = off;
 WITH RECURSIVE
 -- layer 0: the input value of each sample and input node
 x AS (
-  SELECT 1::bigint AS sample, "inputnode"::int AS node, "inputvalue"::float8 AS value FROM "inputs"
+  SELECT 1::bigint AS sample, "inputnode"::int AS node, "inputvalue"::float8 AS value FROM "public"."inputs"
 ),
 -- the target value of each sample and output node
 target AS (
-  SELECT 1::bigint AS sample, "outputnode"::int AS node, "outputvalue"::float8 AS value FROM "outputs"
+  SELECT 1::bigint AS sample, "outputnode"::int AS node, "outputvalue"::float8 AS value FROM "public"."outputs"
 ),
 -- the training: each step of the recursion is one phase; `epoch`, `batch` and `phase` say which
 train (epoch, batch, phase, quantity, layer, sample, i, j, value) AS (
   -- phase 0 · start: the weights and biases as the tables hold them
   SELECT 1, 0, 0, 'weight'::text, 1, NULL::bigint, w."weight1inputnodenumber"::int, w."weight1outputnodenumber"::int, w."weight1value"::float8
-  FROM "weights1" AS w
+  FROM "public"."weights1" AS w
   UNION ALL
   SELECT 1, 0, 0, 'bias', 1, NULL, w."weight1inputnodenumber"::int, w."weight1outputnodenumber"::int, w."weight1bias"::float8
-  FROM "weights1" AS w
+  FROM "public"."weights1" AS w
   UNION ALL
   SELECT 1, 0, 0, 'weight'::text, 2, NULL::bigint, w."weight2inputnodenumber"::int, w."weight2outputnodenumber"::int, w."weight2value"::float8
-  FROM "weights2" AS w
+  FROM "public"."weights2" AS w
   UNION ALL
   SELECT 1, 0, 0, 'bias', 2, NULL, w."weight2inputnodenumber"::int, w."weight2outputnodenumber"::int, w."weight2bias"::float8
-  FROM "weights2" AS w
+  FROM "public"."weights2" AS w
   UNION ALL
   (
     WITH
@@ -194,13 +197,13 @@ trained AS (
 ),
 -- write them back into the tables
 write_weights1 AS (
-  UPDATE "weights1" AS t SET "weight1value" = w.value, "weight1bias" = b.value
+  UPDATE "public"."weights1" AS t SET "weight1value" = w.value, "weight1bias" = b.value
   FROM trained AS w JOIN trained AS b ON b.quantity = 'bias' AND b.layer = w.layer AND b.i = w.i AND b.j = w.j
   WHERE w.quantity = 'weight' AND w.layer = 1 AND t."weight1inputnodenumber" = w.i AND t."weight1outputnodenumber" = w.j
   RETURNING 1
 ),
 write_weights2 AS (
-  UPDATE "weights2" AS t SET "weight2value" = w.value, "weight2bias" = b.value
+  UPDATE "public"."weights2" AS t SET "weight2value" = w.value, "weight2bias" = b.value
   FROM trained AS w JOIN trained AS b ON b.quantity = 'bias' AND b.layer = w.layer AND b.i = w.i AND b.j = w.j
   WHERE w.quantity = 'weight' AND w.layer = 2 AND t."weight2inputnodenumber" = w.i AND t."weight2outputnodenumber" = w.j
   RETURNING 1

@@ -18,6 +18,7 @@ class Dialect:
     float_type: str  # the type of float mode's values
     exact_type: str  # the type of exact mode's values
     materialized: str  # how a CTE is asked to be computed once ("AS MATERIALIZED"), or plain "AS"
+    pin: sql.Composable  # resolve every name in the engine's catalog only: no other role's objects
     settings: tuple[sql.Composable, ...]  # what a training's transaction sets before its statements
 
     def number_type(self, exact: bool) -> str:
@@ -37,6 +38,9 @@ POSTGRES = Dialect(
     float_type="float8",
     exact_type="numeric",
     materialized="AS MATERIALIZED",
+    # CVE-2018-1058: with pg_catalog first and no schema another role can write to, no user-defined
+    # operator or function (a float8 * integer in public, say) can be picked over the built-in one
+    pin=sql.SQL("SET LOCAL search_path = pg_catalog, pg_temp"),
     settings=(
         sql.SQL("SET LOCAL enable_nestloop = off"),
         sql.SQL("SET LOCAL work_mem = '64MB'"),

@@ -116,6 +116,9 @@ def script(trainings: list[Training]) -> str:
         head += "; each block's training statement runs the next\n-- updates on the weights the previous one wrote"
     parts = [
         head + ".\nBEGIN;\n"
+        "-- names resolve in pg_catalog only, and every table is named with its schema: no operator,\n"
+        "-- function or table another role created is ever used\n"
+        f"{POSTGRES.pin.as_string(None)};\n"
         "-- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair\n"
         + "".join(f"{setting.as_string(None)};\n" for setting in SETTINGS)
     ]

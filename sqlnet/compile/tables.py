@@ -24,10 +24,14 @@ class Table:
     name: str
     columns: dict[str, str]  # role -> actual column name, e.g. "node" -> "inputnode"
     integer_columns: frozenset[str] = frozenset()  # roles whose column is an integer type
+    # the schema it was found in when the user named none: SQL always names a table with its schema
+    # (the search path is pinned to pg_catalog), messages name it as the user did
+    home: str | None = None
 
     @property
     def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name) if self.schema else sql.Identifier(self.name)
+        schema = self.schema or self.home
+        return sql.Identifier(schema, self.name) if schema else sql.Identifier(self.name)
 
     def col(self, role: str) -> sql.Identifier:
         return sql.Identifier(self.columns[role])

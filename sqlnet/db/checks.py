@@ -238,7 +238,7 @@ def check_wide_samples(conn: psycopg.Connection, t: Table, types: dict[str, str]
     wrong = [(t.columns[r], types[r]) for r in t.columns if r != "sample" and types[r]]
     if wrong:
         raise InputError(
-            not_a_number(conn, Table(t.schema, t.name, {"sample": t.columns["sample"]}), *wrong[0])
+            not_a_number(conn, Table(t.schema, t.name, {"sample": t.columns["sample"]}, home=t.home), *wrong[0])
         )
     dup = conn.execute(
         sql.SQL(

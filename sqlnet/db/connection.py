@@ -22,7 +22,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from sqlnet.errors import DatabaseError
+from sqlnet.errors import DatabaseError, InputError
 
 URL_VARIABLES = ("SQLNET_DATABASE_URL", "DATABASE_URL")
 
@@ -69,6 +69,29 @@ def percent_safe(query: sql.Composable) -> sql.Composable:
     if isinstance(query, (sql.Identifier, sql.Literal)):
         return _Doubled(query)
     return query
+
+
+# Every connection sqlnet opens resolves names in pg_catalog first and nowhere another role can create
+# objects: an operator, function or table that another role defined on the search path is never picked
+# up (CVE-2018-1058, PostgreSQL's "secure schema usage pattern"). Tables are named with their schema.
+SAFE_SEARCH_PATH = "pg_catalog, pg_temp"
+HOME = "sqlnet_home"  # where the connection's record keeps the schema the user's own search path chose
+
+
+def pin_search_path(pg: psycopg.Connection) -> str | None:
+    """Remember the schema the user's search path resolves to (sqlnet's default schema), then pin the
+    search path for the rest of the session; returns that schema (None: no schema on the path exists).
+
+    Both run before anything else on the connection, and qualified: under the user's own search path
+    even ``current_schema()`` could resolve to another role's function."""
+    (home,) = pg.execute("SELECT pg_catalog.current_schema()").fetchone()  # type: ignore[misc]
+    pg.execute(f"SET search_path = {SAFE_SEARCH_PATH}")
+    pg.commit()  # a session-level SET that a later ROLLBACK cannot undo
+    return home
+
+
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    record.info[HOME] = pin_search_path(dbapi_connection)
 
 
 class Cursor(psycopg.Cursor[Any]):
@@ -185,6 +208,22 @@ class Session:
 
     sa: sa.Connection
     pg: psycopg.Connection
+    home: str | None = None  # the schema the user's search path chose when sqlnet connected
+
+    def schema(self, given: str | None) -> str:
+        """The schema a command acts on: the one given, else the user's own default schema."""
+        if given is not None:
+            return given
+        if self.home is None:
+            path, role = self.pg.execute(
+                "SELECT pg_catalog.current_setting('search_path'), current_user"
+            ).fetchone()  # type: ignore[misc]
+            raise InputError(
+                f"role {role} may use no schema on its search_path, so no table can be found: the owner "
+                f"can GRANT USAGE ON SCHEMA public TO {role} (`sqlnet grants {role}` prints every grant), or "
+                f"name the schema with --schema"
+            )
+        return self.home
 
     def commit(self) -> None:
         """End the transaction so far (a checkpoint); the next statement begins another.
@@ -207,6 +246,12 @@ class Database:
         self.engine = sa.create_engine(
             sqlalchemy_url(self.url), poolclass=NullPool, connect_args={"cursor_factory": Cursor}
         )
+        # first of all, before SQLAlchemy's own first queries
+        sa.event.listen(self.engine, "connect", _on_connect, insert=True)
+
+    @staticmethod
+    def _session(conn: sa.Connection) -> Session:
+        return Session(conn, conn.connection.driver_connection, conn.connection.info.get(HOME))  # type: ignore[arg-type]
 
     @contextmanager
     def transaction(self, commit: bool = True) -> Iterator[Session]:
@@ -218,7 +263,7 @@ class Database:
         with conn:
             trans = conn.begin()
             try:
-                yield Session(conn, conn.connection.driver_connection)  # type: ignore[arg-type]
+                yield self._session(conn)
             except BaseException as exc:
                 with contextlib.suppress(*DB_ERRORS):  # a lost connection cannot roll back: the server did
                     trans.rollback()
@@ -252,7 +297,7 @@ class Database:
             raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc.orig}") from exc
         with conn:
             try:
-                yield Session(conn, conn.connection.driver_connection)  # type: ignore[arg-type]
+                yield self._session(conn)
             finally:
                 if conn.in_transaction():
                     with contextlib.suppress(*DB_ERRORS):  # the server may be gone: then it rolled back
@@ -267,6 +312,7 @@ class Database:
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc}") from exc
         with conn:
+            pin_search_path(conn)
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             yield conn

@@ -35,7 +35,7 @@ runs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("status", sa.Text, nullable=False),
-    sa.Column("schema_name", sa.Text, comment="the schema of the network's tables; NULL = the search path"),
+    sa.Column("schema_name", sa.Text, comment="the schema of the network's tables, as resolved when the run started"),
     sa.Column("network", JSONB, nullable=False, comment="sizes, activations, loss and bias layout"),
     sa.Column("options", JSONB, nullable=False, comment="epochs, learning rate, layout, trace, ..."),
     sa.Column("epochs", sa.Integer, nullable=False),
@@ -101,6 +101,12 @@ BEGIN
   RETURN true;
 END $$
 """
+
+
+# how the catalog names it (pg_get_function_identity_arguments), and its body (prosrc): sqlnet refuses a
+# sqlnet.progress that another role made or changed (sqlnet.db.trust)
+PROGRESS_IDENTITY = "progress(run integer, epoch integer, batch integer, loss double precision, samples bigint)"
+PROGRESS_BODY = PROGRESS_FUNCTION.split("$$")[1]
 
 
 def lock_for_ddl(s: Session) -> None:

@@ -7,7 +7,10 @@ Table and column names match case-insensitively, as PostgreSQL folds the post's 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -23,6 +26,7 @@ from sqlnet.compile.tables import (
     check_names,
 )
 from sqlnet.db.checks import not_a_number
+from sqlnet.db.connection import HOME, Session
 from sqlnet.errors import InputError
 from sqlnet.model.network import Dataset, Network, Params, Sample
 
@@ -44,16 +48,19 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
     check_names(schema=schema)
     inspector = sa.inspect(conn)
     require_schema(inspector, schema)
-    if schema is None and conn.exec_driver_sql("SELECT current_schema()").scalar() is None:
-        path, role = conn.exec_driver_sql("SELECT current_setting('search_path'), current_user").one()
-        raise InputError(
-            f"role {role} may use no schema on its search_path ({path}), so no table can be found: the owner "
-            f"can GRANT USAGE ON SCHEMA public TO {role} (`sqlnet grants {role}` prints every grant), or "
-            f"name the schema with --schema"
-        )
+    session = Session(conn, conn.connection.driver_connection, conn.connection.info.get(HOME))  # type: ignore[arg-type]
+    home = session.schema(schema)  # the schema itself, never "whatever the search path finds"
     # inputs and outputs may be views; the parameter tables must be tables, as training updates them
-    names = {n.lower(): n for n in inspector.get_view_names(schema=schema)}
-    names.update({n.lower(): n for n in inspector.get_table_names(schema=schema)})
+    found = inspector.get_view_names(schema=home) + inspector.get_table_names(schema=home)
+    names: dict[str, str] = {}
+    for n in found:
+        if n.lower() in names:
+            other = names[n.lower()]
+            raise InputError(
+                f"schema {home!r} holds both {other!r} and {n!r}, which differ only in case: sqlnet cannot tell "
+                f"which is the network's; rename one (ALTER TABLE ... RENAME TO ...)"
+            )
+        names[n.lower()] = n
     where = f"schema {schema!r}" if schema else "the current schema"
 
     def table(name: str, roles: dict[str, str], optional: Sequence[str] = ()) -> Table:
@@ -62,7 +69,14 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
                 f"table {name!r} not found in {where}: create it (`sqlnet init` makes the post's tables)"
             )
         actual = names[name]
-        columns = {c["name"].lower(): c for c in inspector.get_columns(actual, schema=schema)}
+        columns: dict[str, Any] = {}
+        for c in inspector.get_columns(actual, schema=home):
+            if c["name"].lower() in columns:
+                raise InputError(
+                    f"table {actual!r} has both columns {columns[c['name'].lower()]['name']!r} and {c['name']!r}, "
+                    f"which differ only in case: rename one (ALTER TABLE ... RENAME COLUMN ...)"
+                )
+            columns[c["name"].lower()] = c
         mapped: dict[str, str] = {}
         integers: set[str] = set()
         wrong: list[tuple[str, str]] = []  # (column, type) of columns that are not numbers
@@ -80,11 +94,10 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
             mapped[role] = col["name"]
             if isinstance(col["type"], sa.Integer):
                 integers.add(role)
-        found = Table(schema, actual, mapped, frozenset(integers))
+        made = Table(schema, actual, mapped, frozenset(integers), home)
         if wrong:
-            pg = conn.connection.driver_connection
-            raise InputError(not_a_number(pg, found, *wrong[0]))  # type: ignore[arg-type]
-        return found
+            raise InputError(not_a_number(session.pg, made, *wrong[0]))
+        return made
 
     inputs = table("inputs", {"sample": "sampleid", **_input_columns("input")}, optional=("sample",))
     outputs = table("outputs", {"sample": "sampleid", **_input_columns("output")}, optional=("sample",))
@@ -96,10 +109,16 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
         )
 
     depth = 0
-    while f"weights{depth + 1}" in names and depth < MAX_LAYERS:
+    while f"weights{depth + 1}" in names:
         depth += 1
     if depth == 0:
         raise InputError(f"table 'weights1' not found in {where}: a network needs at least weights1")
+    if depth > MAX_LAYERS:
+        raise InputError(
+            f"{where} holds weights1..weights{depth}: sqlnet trains at most {MAX_LAYERS} layers (the statement "
+            f"of a deeper network outgrows what PostgreSQL plans in reasonable time); drop the extra tables "
+            f"or train a shallower network"
+        )
 
     weights = tuple(table(f"weights{k}", _weight_columns(k), optional=("bias",)) for k in range(1, depth + 1))
     has_bias_tables = all(f"biases{k}" in names for k in range(1, depth + 1))
@@ -117,9 +136,7 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
         biases = tuple(table(f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
     elif bias != "none":
         raise InputError(f"unknown bias layout {bias!r}: choose edge, node or none")
-    return TableMap(
-        schema, inputs, outputs, weights, biases, bias, schema or inspector.default_schema_name or "public"
-    )
+    return TableMap(schema, inputs, outputs, weights, biases, bias, home)
 
 
 # --- checking the rows --------------------------------------------------------------------------
@@ -288,3 +305,68 @@ def create_parameter_tables(
                 [bcols["node"], bcols["value"]],
                 [(j + 1, b) for j, b in enumerate(params.biases[k - 1][0])],
             )
+
+
+class WriteNotVerified(InputError):
+    """A parameter table does not hold what sqlnet just wrote into it."""
+
+
+FLOAT4, FLOAT8, NUMERIC = 700, 701, 1700  # the type oids psycopg reports for a column
+
+
+def as_stored(value: float | Decimal, type_oid: int) -> float | Decimal:
+    """What PostgreSQL stores when `value` is assigned to a column of this type: float8 -> numeric keeps
+    15 significant digits (DBL_DIG, as float8_numeric does), float8 -> real rounds to single precision."""
+    if type_oid == NUMERIC:
+        return value if isinstance(value, Decimal) else Decimal(f"{value:.15g}")
+    if type_oid == FLOAT4:
+        return struct.unpack("f", struct.pack("f", float(value)))[0]
+    return float(value)
+
+
+def verify_params(conn: psycopg.Connection, tables: TableMap, params: Params) -> None:
+    """Read the parameter tables back and refuse unless every row holds exactly what was written: a
+    trigger that skipped or changed rows, a policy that hid them, a rule that redirected the write or a
+    column that cannot hold the values (numeric(6,2), say) all show up here."""
+    for k, w in enumerate(tables.weights, start=1):
+        roles = ["value", "bias"] if tables.bias == "edge" else ["value"]
+        wanted = {
+            (i + 1, j + 1): [v, *([params.biases[k - 1][i][j]] if tables.bias == "edge" else [])]
+            for i, row in enumerate(params.weights[k - 1])
+            for j, v in enumerate(row)
+        }
+        _compare(conn, w, ["in", "out"], roles, wanted)
+    for k, b in enumerate(tables.biases, start=1):
+        _compare(conn, b, ["node"], ["value"], {(j + 1,): [v] for j, v in enumerate(params.biases[k - 1][0])})
+
+
+def _compare(
+    conn: psycopg.Connection, t: Table, keys: list[str], roles: list[str], wanted: dict[tuple[int, ...], list[Any]]
+) -> None:
+    cur = conn.execute(
+        sql.SQL("SELECT {keys}, {values} FROM {t}").format(
+            keys=sql.SQL(", ").join(sql.SQL("{}::int").format(t.col(r)) for r in keys),
+            values=sql.SQL(", ").join(t.col(r) for r in roles),
+            t=t.ident,
+        )
+    )
+    types = [d.type_code for d in cur.description or []][len(keys) :]
+    seen = 0
+    for row in cur:
+        key, got = tuple(row[: len(keys)]), row[len(keys) :]
+        where = ", ".join(f"{t.columns[r]} = {v}" for r, v in zip(keys, key))
+        if key not in wanted:
+            raise WriteNotVerified(f"after the write-back {t.label()} has a row sqlnet did not write ({where})")
+        for role, value, type_oid, want in zip(roles, got, types, wanted[key]):
+            if value != as_stored(want, type_oid):
+                raise WriteNotVerified(
+                    f"after the write-back {t.label(role)} holds {value} in the row {where}, but sqlnet wrote "
+                    f"{want}: the column's type rounds it, or something on {t.label()} changed the write; "
+                    f"the write was rolled back. Use double precision or plain numeric columns"
+                )
+        seen += 1
+    if seen != len(wanted):
+        raise WriteNotVerified(
+            f"after the write-back {t.label()} shows {seen} of the {len(wanted)} rows sqlnet wrote (a policy "
+            f"or rule hides or redirects rows?); the write was rolled back"
+        )

@@ -10,6 +10,7 @@ from typing import Any
 from sqlnet.compile import wide
 from sqlnet.compile.statement import LAYOUTS
 from sqlnet.compile.training import Training, update_blocks
+from sqlnet.db import trust
 from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
 from sqlnet.db.connection import Database, Session
 from sqlnet.db.privileges import check_privileges
@@ -225,6 +226,7 @@ def load_network(s: Session, schema: str | None, options: TrainOptions, trace: b
     tables = discover(s.sa, schema, options.bias)
     if trace is not None:
         check_privileges(s.pg, tables, trace)
+    trust.guard(s.pg, tables, write=trace is not None)
     integer = integer_parameter_columns(tables)
     if integer:
         table, role = integer[0]
@@ -262,9 +264,6 @@ def load_network(s: Session, schema: str | None, options: TrainOptions, trace: b
     return Loaded(tables, net, samples, options, largest_values(s.pg, tables))
 
 
-def current_schema(s: Session) -> str:
-    (schema,) = s.pg.execute("SELECT current_schema()").fetchone()  # type: ignore[misc]
-    return str(schema)
 
 
 def floats(p: Params) -> Params:

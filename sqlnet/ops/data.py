@@ -12,7 +12,7 @@ from psycopg import sql
 
 from sqlnet.compile import predict as predict_sql
 from sqlnet.db import loading as loader
-from sqlnet.db import store
+from sqlnet.db import store, trust
 from sqlnet.db.checks import check_and_size, check_sample_rows, check_values, check_wide_samples, not_a_number
 from sqlnet.db.connection import Session
 from sqlnet.db.tables import (
@@ -30,7 +30,6 @@ from sqlnet.model.network import Network
 from sqlnet.ops.common import (
     DatabaseLike,
     connect,
-    current_schema,
 )
 
 
@@ -51,12 +50,16 @@ def _trained_network(
 ) -> tuple[TableMap, Network, str]:
     """The network in the tables, with the functions of its latest finished run (or the ones given)."""
     tables = discover(s.sa, schema)
+    trust.guard(s.pg, tables, write=False)
     sizes = check_and_size(s.pg, tables)
     latest = next(
         (
             r
             for r in reversed(store.list_runs(s))
-            if r.status == "finished" and r.schema_name == schema and r.network.sizes == sizes
+            if r.status == "finished"
+            # a run records the schema it trained (before sqlnet pinned names, NULL: the default schema)
+            and (r.schema_name or s.schema(None)) == tables.resolved_schema
+            and r.network.sizes == sizes
         ),
         None,
     )
@@ -94,21 +97,23 @@ def load(
         raise InputError("load needs exactly one of FILE.csv or --from-table T")
     db = connect(database)
     with db.transaction() as s:
-        target_schema = schema or current_schema(s)
+        target_schema = s.schema(schema)
+        trust.check_sqlnet_schemas(s.pg)
         if file is not None:
             header, rows = loader.csv_rows(Path(file))
             return loader.load(
                 s, target_schema, header, rows, file, targets, features, classes, standardize, on_rows
             )
         assert from_table is not None
-        ident = sql.Identifier(from_schema, from_table) if from_schema else sql.Identifier(from_table)
         inspector = sa.inspect(s.sa)
         require_schema(inspector, from_schema, "--from-schema")
-        if from_table not in inspector.get_table_names(schema=from_schema) + inspector.get_view_names(
-            schema=from_schema
+        source_schema = s.schema(from_schema)
+        ident = sql.Identifier(source_schema, from_table)
+        if from_table not in inspector.get_table_names(schema=source_schema) + inspector.get_view_names(
+            schema=source_schema
         ):
             raise InputError(f"table {where_table(from_table, from_schema)} not found: check --from-table")
-        header = [c["name"] for c in inspector.get_columns(from_table, schema=from_schema)]
+        header = [c["name"] for c in inspector.get_columns(from_table, schema=source_schema)]
         # the passes stream the table from a second connection, in one snapshot, while this one copies
         with db.snapshot_reader() as reader:
 
@@ -145,17 +150,17 @@ def _samples_sql(
 ) -> sql.Composable:
     """The rows to predict, one per sample: from a long (sampleId, inputNode, inputValue) table or a
     wide one (an id column and one column per feature, in input-node order)."""
-    ident = sql.Identifier(table_schema, table) if table_schema else sql.Identifier(table)
     inspector = sa.inspect(s.sa)
     require_schema(inspector, table_schema, "--table-schema")
-    if not inspector.has_table(table, schema=table_schema) and table not in inspector.get_view_names(
-        schema=table_schema
-    ):
+    home = s.schema(table_schema)
+    ident = sql.Identifier(home, table)
+    trust.check_relations(s.pg, [ident])
+    if not inspector.has_table(table, schema=home) and table not in inspector.get_view_names(schema=home):
         raise InputError(
             f"table {where_table(table, table_schema)} not found: name the table of samples to predict "
             f"with --table"
         )
-    found = inspector.get_columns(table, schema=table_schema)
+    found = inspector.get_columns(table, schema=home)
     columns = {c["name"].lower(): c["name"] for c in found}
     # the type of each column that is not a number, by lower-case name ('' for numbers)
     types = {
@@ -167,6 +172,7 @@ def _samples_sql(
             table_schema,
             table,
             {"sample": columns["sampleid"], "node": columns["inputnode"], "value": columns["inputvalue"]},
+            home=home,
         )
         for column in long.columns.values():
             if types[column.lower()]:
@@ -204,6 +210,7 @@ def _samples_sql(
             "sample": columns[id_column.lower()],
             **{f"x{i}": columns[f.lower()] for i, f in enumerate(features, 1)},
         },
+        home=home,
     )
     check_wide_samples(s.pg, wide, {r: types[c.lower()] for r, c in wide.columns.items()})
     return predict_sql.standardized(
@@ -237,7 +244,7 @@ def predict(
         samples = _samples_sql(s, net, table, table_schema, id_column, features, scaling)
         params, weight, bias = predict_sql.table_params(net, tables.weights, tables.biases)
         forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(" CROSS JOIN params AS p"))
-        target = sql.Identifier(table_schema, into) if table_schema else sql.Identifier(into)
+        target = sql.Identifier(s.schema(table_schema), into)
         exists = s.pg.execute("SELECT to_regclass(%s) IS NOT NULL", (target.as_string(s.pg),)).fetchone()[0]  # type: ignore[index]
         if exists and not replace:
             raise InputError(
@@ -304,7 +311,7 @@ def export(
                 raise InputError("--view needs --table: the samples the view predicts")
             samples = _samples_sql(s, net, table, table_schema, id_column, features)
             forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(""))
-            name = sql.Identifier(table_schema, view) if table_schema else sql.Identifier(view)
+            name = sql.Identifier(s.schema(table_schema), view)
             s.pg.execute(
                 sql.SQL(
                     "{create} VIEW {name} AS\n"
@@ -320,7 +327,7 @@ def export(
             )
             samples = sql.SQL("SELECT 1::bigint AS sample, {xs}").format(xs=xs)
             forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(""))
-            name = sql.Identifier(table_schema, function) if table_schema else sql.Identifier(function)
+            name = sql.Identifier(s.schema(table_schema), function)
             s.pg.execute(
                 sql.SQL(
                     "{create} FUNCTION {name}(x double precision[]) RETURNS double precision[]\n"

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from sqlnet.compile.dialect import POSTGRES
 from sqlnet.compile.statement import SETTINGS
 from sqlnet.compile.statement import statements as statements_of
 from sqlnet.compile.training import Training
@@ -16,6 +17,7 @@ from sqlnet.db.connection import Session
 from sqlnet.db.guard import (
     Deadline,
 )
+from sqlnet.db.tables import verify_params
 from sqlnet.errors import DatabaseError, Diverged
 from sqlnet.model.network import Network, Params
 
@@ -62,7 +64,7 @@ def run_statements(
     params: Params | None = None
     in_sql = 0.0
     sums: dict[int, list[float]] = {}
-    for setting in SETTINGS:
+    for setting in (POSTGRES.pin, *SETTINGS):
         s.pg.execute(setting)
     (limit,) = s.pg.execute("SELECT current_setting('statement_timeout')").fetchone()  # type: ignore[misc]
     for tr in trainings:
@@ -87,6 +89,7 @@ def run_statements(
         except OUT_OF_RANGE as exc:
             raise Diverged(divergence_message(tr, exc.diag.message_primary or str(exc), largest)) from exc
         params, block = _params_from_rows(tr.net, rows)
+        verify_params(s.pg, tr.tables, params)  # the tables hold exactly what the statement wrote
         if not all(math.isfinite(total) for total, _ in block.values()):
             raise Diverged(divergence_message(tr, "the loss is not a finite number", largest))
         if validation is not None:

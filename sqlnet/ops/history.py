@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlnet.db import store
+from sqlnet.db import store, trust
 from sqlnet.db.checks import check_and_size
-from sqlnet.db.tables import discover, write_params
+from sqlnet.db.tables import discover, verify_params, write_params
 from sqlnet.errors import InputError
 from sqlnet.model.phases import Phase, plan
 from sqlnet.ops.common import (
@@ -18,11 +18,13 @@ from sqlnet.ops.common import (
 
 def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
     with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg)
         return store.list_runs(s)
 
 
 def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
     with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg)
         store.get_run(s, run_id)
         return store.run_loss_curve(s, run_id)
 
@@ -36,15 +38,19 @@ def restore(
     if run_id is None:
         raise InputError("which run? `sqlnet runs` lists them")
     with connect(database).transaction() as s:
+        trust.check_sqlnet_schemas(s.pg)
         run = store.get_run(s, run_id)
         tables = discover(s.sa, run.schema_name, run.network.bias)
+        trust.guard(s.pg, tables)
         sizes = check_and_size(s.pg, tables)
         if sizes != run.network.sizes:
             raise InputError(
                 f"run {run_id} trained a {'-'.join(map(str, run.network.sizes))} network but the tables now hold "
                 f"{'-'.join(map(str, sizes))}: restore needs the same shape"
             )
-        write_params(s.pg, tables, store.load_params(s, run_id, stage, run.network))
+        params = store.load_params(s, run_id, stage, run.network)
+        write_params(s.pg, tables, params)
+        verify_params(s.pg, tables, params)
     return run
 
 
@@ -59,6 +65,7 @@ def phases(
 ) -> tuple[store.RunInfo, list[PhaseTrace]]:
     """The values every phase computed in a traced run (default: the latest traced run)."""
     with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg)
         traced = [r for r in store.list_runs(s) if r.options.get("trace")]
         if run_id is None:
             if not traced:

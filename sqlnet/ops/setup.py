@@ -9,7 +9,7 @@ from importlib import resources
 
 from psycopg import sql
 
-from sqlnet.db import store
+from sqlnet.db import store, trust
 from sqlnet.db.privileges import grant_script, training_needs
 from sqlnet.db.tables import check_names, create_data_tables, create_parameter_tables, discover, read_data
 from sqlnet.errors import InputError
@@ -24,7 +24,6 @@ from sqlnet.ops.common import (
     DatabaseLike,
     TrainOptions,
     connect,
-    current_schema,
     load_network,
 )
 from sqlnet.ops.history import PhaseTrace, phases
@@ -66,8 +65,10 @@ def init(
     with connect(database).transaction() as s:
         if schema:
             s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            s.pg.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-        current = current_schema(s)
+        current = s.schema(schema)
+        # the init scripts name their tables without a schema (docker-compose runs them too): they create
+        # in `current`; pg_catalog, searched first when not listed, resolves every type and function
+        s.pg.execute(sql.SQL("SET LOCAL search_path TO {}, pg_temp").format(sql.Identifier(current)))
         present = {
             name
             for (name,) in s.pg.execute(
@@ -132,6 +133,7 @@ def grants(
         if s.pg.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
             raise InputError(f"role {role!r} does not exist: create it first (CREATE ROLE ... LOGIN)")
         tables = discover(s.sa, schema, bias)
+        trust.check_sqlnet_schemas(s.pg, tables)
         existed = store.has_schema(s)
         if apply:
             store.ensure_schema(s)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlnet.compile.statement import script
-from sqlnet.db import store
+from sqlnet.db import store, trust
 from sqlnet.db.connection import DB_ERRORS, Database, connection_lost, error_text
 from sqlnet.db.guard import (
     Deadline,
@@ -28,7 +28,6 @@ from sqlnet.ops.common import (
     Loaded,
     TrainOptions,
     connect,
-    current_schema,
     floats,
     load_network,
 )
@@ -135,14 +134,14 @@ def train(
     opts = TrainOptions(**options)
     started = time.perf_counter()
     with db.transaction() as s:
-        lock_network(s.pg, schema or current_schema(s), wait)
+        lock_network(s.pg, s.schema(schema), wait)
         loaded = load_network(s, schema, opts, trace)
         tables, net = loaded.tables, loaded.net
         initial = read_params(s.pg, tables, net, opts.num)
         store.ensure_schema(s)
         if reset_optimizer:
             store.reset_optimizer_state(s, tables.resolved_schema)
-        run_id = store.start_run(s, schema, net, {**opts.as_json(), "trace": trace})
+        run_id = store.start_run(s, tables.resolved_schema, net, {**opts.as_json(), "trace": trace})
         name_run(s.pg, tables.resolved_schema, run_id)
         store.save_params(s, run_id, "initial", net, floats(initial))
         trainings = loaded.trainings(run_id if trace else None, run_id if on_update else None)
@@ -195,6 +194,7 @@ def _train_with_checkpoints(
     started = time.perf_counter()
     with db.connection() as s:
         if resume is not None:
+            trust.check_sqlnet_schemas(s.pg)
             run = store.get_run(s, resume)  # the run says where and how
             if run.status == "finished":
                 raise InputError(f"run {resume} finished: there is nothing to resume")
@@ -213,7 +213,7 @@ def _train_with_checkpoints(
                 f"--checkpoint-every must be a whole number of epochs >= 1, got {checkpoint_every!r}"
             )
         opts = TrainOptions(**options)
-        key = schema or current_schema(s)
+        key = s.schema(schema)
         s.rollback()
         lock_network_for_session(s.pg, key, wait)
         run_id: int | None = None
@@ -236,7 +236,7 @@ def _train_with_checkpoints(
                     store.reset_optimizer_state(s, tables.resolved_schema)
                 initial = read_params(s.pg, tables, net, opts.num)
                 run_id = store.start_run(
-                    s, schema, net, {**opts.as_json(), "trace": trace, "checkpoint_every": checkpoint_every}
+                    s, tables.resolved_schema, net, {**opts.as_json(), "trace": trace, "checkpoint_every": checkpoint_every}
                 )
                 store.save_params(s, run_id, "initial", net, floats(initial))
             if trace:
@@ -248,6 +248,7 @@ def _train_with_checkpoints(
             statements, in_sql, params = 0, 0.0, initial
             for first in range(last_checkpoint + 1, opts.epochs + 1, checkpoint_every):
                 last = min(first + checkpoint_every - 1, opts.epochs)
+                trust.guard(s.pg, tables)  # each checkpoint is a transaction of its own: look again
                 trainings = loaded.trainings(
                     run_id if trace else None, run_id if on_update else None, first, last
                 )
