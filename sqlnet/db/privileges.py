@@ -102,9 +102,11 @@ def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
 
 
 # found through the catalog, not by name: resolving a name needs USAGE on its schema
+# the one function of that signature: another role's overloads beside it are refused by sqlnet.db.trust
+# (read from the catalog, which needs no privilege on the schema; 23, 701, 20: integer, double precision, bigint)
 PROGRESS_OID = (
-    "SELECT p.oid FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
-    "WHERE n.nspname = 'sqlnet' AND p.proname = 'progress'"
+    "SELECT p.oid FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace "
+    "WHERE n.nspname = 'sqlnet' AND p.proname = 'progress' AND p.proargtypes = '23 23 23 701 20'::pg_catalog.oidvector"
 )
 
 

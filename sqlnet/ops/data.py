@@ -331,7 +331,8 @@ def export(
             s.pg.execute(
                 sql.SQL(
                     "{create} FUNCTION {name}(x double precision[]) RETURNS double precision[]\n"
-                    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $sqlnet$\n"
+                    # parsed at each call: under pg_catalog only, whatever the caller's search path
+                    "LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
                     "SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f\n$sqlnet$"
                 ).format(create=create, name=name, forward=forward)
             )
