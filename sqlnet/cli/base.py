@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 import psycopg
+import sqlalchemy as sa
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -171,6 +172,19 @@ def handle_errors(f: F) -> F:
                 f"rolled back and no table changed"
             )
             sys.exit(EXIT_ERROR)
+        except sa.exc.DBAPIError as exc:  # SQLAlchemy's wrapper of what the server said
+            orig = exc.orig
+            detail = (orig.diag.message_primary if isinstance(orig, psycopg.Error) else None) or str(orig)
+            err.print(
+                f"[bold red]database error:[/] {escape(detail.strip())}; the transaction was rolled back and no "
+                f"table changed"
+            )
+            sys.exit(EXIT_ERROR)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except OSError as exc:  # a file that cannot be read, a full disk
+            err.print(f"[bold red]error:[/] {escape(str(exc))}; the transaction was rolled back and no table changed")
+            sys.exit(EXIT_ERROR)
         except KeyboardInterrupt as exc:
             if str(exc):  # a checkpointed training says where its tables are
                 err.print(f"[yellow]interrupted:[/] {escape(str(exc))}")
@@ -180,6 +194,12 @@ def handle_errors(f: F) -> F:
                 "every table is as it was before."
             )
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # what nothing above foresaw: a message and exit 1, never a traceback
+            err.print(
+                f"[bold red]error:[/] sqlnet failed unexpectedly ({type(exc).__name__}: {escape(str(exc))}); "
+                f"the transaction was rolled back and no table changed. Please report this"
+            )
+            sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
 

@@ -20,7 +20,7 @@ from sqlnet.cli.base import (
     out,
     params_table,
 )
-from sqlnet.db.connection import Database, psql_binary, redact
+from sqlnet.db.connection import Database, psql_binary, redact, without_password
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -40,8 +40,12 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
     """
     db = Database(database_url)
     binary = str(psql_binary())
+    conninfo, password = without_password(db.url)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
     sys.stdout.flush()
-    os.execv(binary, [binary, db.url, *psql_args])
+    os.execve(binary, [binary, conninfo, *psql_args], env)
 
 
 @main.command()

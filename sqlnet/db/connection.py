@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -186,9 +187,27 @@ def psql_binary() -> Path:
     return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]) / "psql"
 
 
+def parse_url(url: str) -> sa.URL:
+    """The URL, or an error that names what is wrong with it (never the password)."""
+    try:
+        u = make_url(url)
+        u.port  # noqa: B018  (a port that is not a number fails here, not later)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise DatabaseError(
+            f"{redact_text(url)!r} is not a database URL sqlnet can read ({exc}): write it as "
+            f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    return u
+
+
+def redact_text(url: str) -> str:
+    """A URL that may not parse, with what looks like a password hidden."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"(password=)[^&]*", r"\1***", url))
+
+
 def libpq_url(url: str) -> str:
     """psycopg and psql want postgresql://; SQLAlchemy URLs may name a driver."""
-    u = make_url(url)
+    u = parse_url(url)
     if u.drivername not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
         raise DatabaseError(f"sqlnet needs a PostgreSQL URL (postgresql://...), got {u.drivername}://")
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -199,7 +218,19 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with its password hidden, in the user part or as ?password=."""
+    u = parse_url(url)
+    if "password" in u.query:
+        u = u.update_query_dict({"password": "***"})
+    return u.render_as_string(hide_password=True)
+
+
+def without_password(url: str) -> tuple[str, str | None]:
+    """A libpq connection string without the password, and the password: handed to psql through the
+    environment (PGPASSWORD), never on a command line that `ps` shows."""
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    password = params.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**params), None if password is None else str(password)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from sqlnet.model.optimizers import Optimizer
 # tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
 DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500}
 DEFAULT_TOLERANCE = 1e-9
+MAX_INT = 2**31 - 1
 EXAMPLES = {"post": "02_example_post.sql"}
 TABLES_FILE = "01_tables.sql"
 POST_TABLES = ("inputs", "weights1", "weights2", "outputs")
@@ -66,6 +67,8 @@ class TrainOptions:
         def whole(name: str, value: object, least: int) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InputError(f"{name} must be a whole number of at least {least}, got {value!r}")
+            if value > MAX_INT:  # epochs, batches and updates are PostgreSQL integers
+                raise InputError(f"{name} must be at most {MAX_INT} (PostgreSQL's integer), got {value!r}")
 
         whole("epochs", self.epochs, 1)
         whole("the batch size", self.batch_size, 0)

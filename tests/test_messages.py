@@ -1,0 +1,90 @@
+"""Every failure is a message and an exit code, never a traceback; a password is never shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.engine import make_url
+
+from sqlnet.cli import main
+
+SECRET = "s3cret-pa55word"
+
+
+def run(*args: str) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, " ".join((result.stdout + result.stderr).split()), result.exception
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("not a url", "is not a database URL sqlnet can read"),
+        (f"postgresql://me:{SECRET}@localhost:abc/db", "is not a database URL sqlnet can read"),
+        (f"postgresql://me:{SECRET}@localhost:1/db", "cannot connect to postgresql://me:***@localhost:1/db"),
+        (f"postgresql://me@/db?host=/no/such/directory&password={SECRET}", "cannot connect to"),
+        ("mysql://me@localhost/db", "sqlnet needs a PostgreSQL URL"),
+    ],
+)
+@pytest.mark.parametrize("command", [["runs"], ["train"], ["check"], ["sql"], ["init", "--example", "post"]])
+def test_a_bad_url_is_a_message_without_the_password(url: str, words: str, command: list[str]) -> None:
+    code, output, exception = run(*command, "--database-url", url)
+    assert code == 1, output
+    assert isinstance(exception, SystemExit), exception  # handled, not a traceback
+    assert words in output and output.startswith("error:"), output
+    assert SECRET not in output
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--epochs", "3000000000"], "epochs must be at most 2147483647"),
+        (["--batch-size", "3000000000"], "the batch size must be at most 2147483647"),
+        (["--learning-rate", "nan"], "the learning rate must be a finite number above 0"),
+        (["--learning-rate", "inf"], "the learning rate must be a finite number above 0"),
+        (["--momentum", "nan", "--optimizer", "momentum"], "momentum must be in"),
+        (["--beta2", "inf", "--optimizer", "adam"], "beta2 must be in"),
+        (["--l2", "nan"], "--l2 must be a number >= 0"),
+        (["--validation-fraction", "nan"], "--validation-fraction must be at least 0"),
+    ],
+)
+def test_out_of_range_options_are_refused_before_anything_runs(post_db: str, option: list[str], words: str) -> None:
+    code, output, _ = run("train", *option, "--database-url", post_db)
+    assert code == 1 and words in output, output
+
+
+def test_psql_gets_the_password_through_the_environment(post_db: str) -> None:
+    """`ps` shows every process's command line: the password must not be on psql's."""
+    url = make_url(post_db).set(password=SECRET).render_as_string(hide_password=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlnet.cli", "psql", "--database-url", url, "-X", "-A", "-t", "-c",
+         "SELECT pg_sleep(2)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        seen = None
+        while time.monotonic() < deadline and seen is None:
+            cmdline = Path(f"/proc/{proc.pid}/cmdline")
+            if cmdline.exists():
+                argv = cmdline.read_bytes().split(b"\0")
+                if argv and argv[0].endswith(b"psql"):
+                    seen = argv
+                    environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+            time.sleep(0.05)
+        assert seen is not None, "psql never started"
+        assert not any(SECRET.encode() in a for a in seen), seen
+        assert f"PGPASSWORD={SECRET}".encode() in environ
+    finally:
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert SECRET not in out + err
+    assert os.environ.get("PGPASSWORD") != SECRET
