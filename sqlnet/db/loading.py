@@ -20,7 +20,7 @@ from psycopg import sql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from sqlnet.db.connection import Session
-from sqlnet.db.store import SCHEMA, lock_for_ddl, metadata
+from sqlnet.db.store import POLICIES, SCHEMA, ensure_policy, lock_for_ddl, metadata
 from sqlnet.errors import InputError
 
 T = TypeVar("T")
@@ -249,6 +249,7 @@ def _write(
         lock_for_ddl(s)  # loads that start together would race to create it
         s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
         metadata.create_all(s.sa, tables=[datasets])
+    ensure_policy(s, SCHEMA, "datasets", POLICIES["datasets"])
     s.sa.execute(datasets.delete().where(datasets.c.network == schema))
     s.sa.execute(
         datasets.insert().values(

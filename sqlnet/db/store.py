@@ -16,11 +16,9 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.dialects.postgresql import JSONB
 
-from sqlnet.compile.training import TRACE_SCHEMA
 from sqlnet.db.connection import Session
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network, Params
-from sqlnet.model.phases import Phase
 
 if TYPE_CHECKING:
     from sqlnet.model.reference import OptimizerState
@@ -109,6 +107,67 @@ PROGRESS_IDENTITY = "progress(run integer, epoch integer, batch integer, loss do
 PROGRESS_BODY = PROGRESS_FUNCTION.split("$$")[1]
 
 
+# Row-level security keeps networks apart: a role sees and changes the records of a network only when
+# it may update that network's weights1 (what `sqlnet grants ROLE --schema S` gives), and the records of
+# a run only when it sees the run. The tables' owner (and superusers) see everything, as PostgreSQL
+# exempts them. Expressions are written out in full, with pg_catalog names only: no function to trust.
+POLICY = "sqlnet_network"
+
+
+def may_train(network: str) -> str:
+    """SQL that is true when the current role may train the network in schema `network` (a column)."""
+    return (
+        "EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {network} AND c.relname = 'weights1' "
+        "AND pg_catalog.has_table_privilege(c.oid, 'UPDATE'))"
+    )
+
+
+def sees_run(table: str) -> str:
+    return f"EXISTS (SELECT FROM sqlnet.runs AS r WHERE r.run_id = {table}.run_id)"
+
+
+POLICIES = {
+    "runs": may_train("runs.schema_name"),
+    "run_losses": sees_run("run_losses"),
+    "run_params": sees_run("run_params"),
+    "optimizer_state": may_train("optimizer_state.network"),
+    "datasets": may_train("datasets.network"),
+}
+
+
+def ensure_policy(s: Session, schema: str, table: str, expression: str) -> None:
+    """Row-level security on one of sqlnet's tables, made by its owner (no one else may): a role that
+    does not own the table leaves it as it is."""
+    row = s.pg.execute(
+        "SELECT c.relrowsecurity, EXISTS (SELECT FROM pg_catalog.pg_policy AS p WHERE p.polrelid = c.oid "
+        "AND p.polname = %s), pg_catalog.pg_has_role(c.relowner, 'USAGE') "
+        "FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (POLICY, schema, table),
+    ).fetchone()
+    if row is None or (row[0] and row[1]) or not row[2]:
+        return
+    ident = sql.Identifier(schema, table)
+    if not row[1]:
+        s.pg.execute(
+            sql.SQL("CREATE POLICY {p} ON {t} USING ({e}) WITH CHECK ({e})").format(
+                p=sql.Identifier(POLICY), t=ident, e=sql.SQL(expression)
+            )
+        )
+    s.pg.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
+
+
+def _policies_complete(s: Session) -> bool:
+    (n,) = s.pg.execute(
+        "SELECT count(*) FROM pg_catalog.pg_policy AS p JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid "
+        "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND p.polname = %s AND c.relrowsecurity AND c.relname = ANY (%s)",
+        (SCHEMA, POLICY, [t.name for t in metadata.sorted_tables]),
+    ).fetchone()  # type: ignore[misc]
+    return int(n) == len(metadata.sorted_tables)
+
+
 def lock_for_ddl(s: Session) -> None:
     """Trainings that start together on a new database would each create schema sqlnet and fail
     on the others' (duplicate key in pg_namespace): whoever creates waits for whoever is creating.
@@ -138,7 +197,7 @@ ADDED_COLUMNS = {
 def ensure_schema(s: Session) -> None:
     """Create what is missing of schema sqlnet. Nothing is created (or needs the privilege to be)
     when everything exists, so a role with only the grants `sqlnet grants` prints can train."""
-    if _complete(s):
+    if _complete(s) and _policies_complete(s):
         return
     lock_for_ddl(s)
     inspector = sa.inspect(s.sa)  # a fresh look: another training may have made it meanwhile
@@ -158,6 +217,8 @@ def ensure_schema(s: Session) -> None:
     exists = s.pg.execute("SELECT to_regprocedure(%s)", (f"{SCHEMA}.{PROGRESS_SIGNATURE}",))
     if exists.fetchone()[0] is None:  # type: ignore[index]
         s.pg.execute(PROGRESS_FUNCTION)
+    for table in metadata.sorted_tables:
+        ensure_policy(s, SCHEMA, table.name, POLICIES[table.name])
 
 
 def network_json(net: Network) -> dict[str, Any]:
@@ -396,69 +457,6 @@ def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
 
 
 # --- the trace schema ---------------------------------------------------------------------------
-
-TRACE_COLUMNS = (
-    ("run_id", "integer"),
-    ("epoch", "integer"),
-    ("batch", "integer"),
-    ("sample", "bigint"),
-    ("layer", "integer"),
-    ("quantity", "text"),
-    ("input_node", "integer"),
-    ("node", "integer"),
-    ("value", "double precision"),
-)
-
-
-def ensure_trace_schema(s: Session) -> None:
-    if TRACE_SCHEMA not in sa.inspect(s.sa).get_schema_names():
-        lock_for_ddl(s)
-        s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(TRACE_SCHEMA)))
-
-
-def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
-    """One table per phase in schema sqlnet_trace, commented with what the phase computes.
-
-    Tables an older sqlnet made get the columns they lack, so a new trace never fails on them.
-    """
-    ensure_trace_schema(s)
-    inspector = sa.inspect(s.sa)
-    existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
-    if any(phase.table not in existing for phase in phases):
-        lock_for_ddl(s)
-        inspector = sa.inspect(s.sa)
-        existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in TRACE_COLUMNS
-    )
-    for phase in phases:
-        table = sql.Identifier(TRACE_SCHEMA, phase.table)
-        if phase.table not in existing:
-            s.pg.execute(sql.SQL("CREATE TABLE {} ({})").format(table, columns))
-            s.pg.execute(
-                sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                    table, sql.Literal(f"phase {phase.number} · {phase.name}: {phase.comment}")
-                )
-            )
-            continue
-        have = {c["name"] for c in inspector.get_columns(phase.table, schema=TRACE_SCHEMA)}
-        for name, type_ in TRACE_COLUMNS:
-            if name not in have:
-                s.pg.execute(
-                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                        table, sql.Identifier(name), sql.SQL(type_)
-                    )
-                )
-
-
-def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) -> list[tuple[Any, ...]]:
-    table = sql.Identifier(TRACE_SCHEMA, phase.table)
-    query = sql.SQL(
-        "SELECT epoch, batch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"
-        " AND (%s::int IS NULL OR epoch = %s) ORDER BY epoch, batch, layer, quantity DESC, sample, input_node, node"
-    ).format(table)
-    return s.pg.execute(query, (run_id, epoch, epoch)).fetchall()
-
 
 def load_optimizer_state(s: Session, key: str, net: Network) -> OptimizerState:
     """The state a run starts from (zeros where none is kept), as the reference needs it."""

@@ -152,7 +152,7 @@ def check_own_schema(
             (oid,),
         )
     ]
-    problems = attachments(pg, relations)
+    problems = attachments(pg, relations, rls=False)
     if problems:
         raise Untrusted(
             f"{problems[0]}: sqlnet's own tables carry nothing sqlnet did not put there. Drop it, or ask "
@@ -174,6 +174,8 @@ owned AS (
     FROM pg_catalog.pg_index AS i JOIN rel ON i.indrelid = rel.oid
   UNION ALL SELECT 'pg_rewrite'::pg_catalog.regclass, w.oid
     FROM pg_catalog.pg_rewrite AS w JOIN rel ON w.ev_class = rel.oid
+  UNION ALL SELECT 'pg_policy'::pg_catalog.regclass, p.oid
+    FROM pg_catalog.pg_policy AS p JOIN rel ON p.polrelid = rel.oid
 )
 SELECT what FROM (
   SELECT 1 AS o, pg_catalog.format('trigger %%I on %%s', t.tgname, t.tgrelid::pg_catalog.regclass) AS what
@@ -184,7 +186,7 @@ SELECT what FROM (
   UNION ALL
   SELECT 3, pg_catalog.format('row-level security on %%s', c.oid::pg_catalog.regclass)
     FROM pg_catalog.pg_class AS c JOIN rel ON c.oid = rel.oid
-    WHERE c.relrowsecurity OR EXISTS (SELECT FROM pg_catalog.pg_policy AS p WHERE p.polrelid = c.oid)
+    WHERE %(rls)s AND c.relrowsecurity OR %(rls)s AND EXISTS (SELECT FROM pg_catalog.pg_policy AS p WHERE p.polrelid = c.oid)
   UNION ALL
   SELECT 4, pg_catalog.format('%%s depends on %%s, which is not part of PostgreSQL',
                    pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
@@ -198,14 +200,15 @@ SELECT what FROM (
 """
 
 
-def attachments(pg: psycopg.Connection, relations: Iterable[str]) -> list[str]:
+def attachments(pg: psycopg.Connection, relations: Iterable[str], rls: bool = True) -> list[str]:
     """What runs code when these relations (qualified names) are read or written, one phrase each:
-    triggers, rules, row-level security, and functions, operators or types from outside pg_catalog
-    that they, their views' queries, constraints, defaults or indexes use."""
+    triggers, rules, row-level security (unless `rls` is False: sqlnet's own tables carry policies
+    their trusted owner made), and functions, operators or types from outside pg_catalog that they,
+    their views' queries, constraints, defaults, indexes or policies use."""
     rels = list(relations)
     if not rels:
         return []
-    return [r[0] for r in pg.execute(ATTACHED, {"rels": rels}).fetchall()]
+    return [r[0] for r in pg.execute(ATTACHED, {"rels": rels, "rls": rls}).fetchall()]
 
 
 def check_network(pg: psycopg.Connection, tables: TableMap, extra: Sequence[Table] = ()) -> None:
@@ -239,14 +242,18 @@ def check_relations(pg: psycopg.Connection, idents: Sequence[sql.Composable], ow
         )
 
 
-def check_sqlnet_schemas(pg: psycopg.Connection, tables: TableMap | None = None) -> None:
-    """Refuse schemas sqlnet and sqlnet_trace when another role made them, or anything in them."""
+def check_sqlnet_schemas(pg: psycopg.Connection, tables: TableMap | None = None, trace: bool = False) -> None:
+    """Refuse schema sqlnet (and, for a command that uses it, sqlnet_trace) when another role made it,
+    or anything in it."""
     owners = network_owners(pg, tables)
     check_own_schema(pg, store.SCHEMA, owners, {store.PROGRESS_IDENTITY: store.PROGRESS_BODY})
-    check_own_schema(pg, TRACE_SCHEMA, owners)
+    if trace:
+        check_own_schema(pg, TRACE_SCHEMA, owners)
 
 
-def guard(pg: psycopg.Connection, tables: TableMap, write: bool = True, extra: Sequence[Table] = ()) -> None:
+def guard(
+    pg: psycopg.Connection, tables: TableMap, write: bool = True, extra: Sequence[Table] = (), trace: bool = False
+) -> None:
     """Before a command reads or writes a network: lock its tables against new triggers, rules and
     policies for the rest of the transaction (with `write`), then refuse what is attached to them
     and what another role made in sqlnet's schemas."""
@@ -258,4 +265,4 @@ def guard(pg: psycopg.Connection, tables: TableMap, write: bool = True, extra: S
         for t in (tables.inputs, tables.outputs, *extra):
             pg.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(t.ident))
     check_network(pg, tables, extra)
-    check_sqlnet_schemas(pg, tables)
+    check_sqlnet_schemas(pg, tables, trace)

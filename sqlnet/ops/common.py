@@ -229,7 +229,7 @@ def load_network(s: Session, schema: str | None, options: TrainOptions, trace: b
     tables = discover(s.sa, schema, options.bias)
     if trace is not None:
         check_privileges(s.pg, tables, trace)
-    trust.guard(s.pg, tables, write=trace is not None)
+    trust.guard(s.pg, tables, write=trace is not None, trace=bool(trace))
     integer = integer_parameter_columns(tables)
     if integer:
         table, role = integer[0]

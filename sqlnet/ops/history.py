@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlnet.db import store, trust
+from sqlnet.db import trace as trace_store
 from sqlnet.db.checks import check_and_size
 from sqlnet.db.tables import discover, verify_params, write_params
 from sqlnet.errors import InputError
@@ -65,7 +66,7 @@ def phases(
 ) -> tuple[store.RunInfo, list[PhaseTrace]]:
     """The values every phase computed in a traced run (default: the latest traced run)."""
     with connect(database).transaction(commit=False) as s:
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, trace=True)
         traced = [r for r in store.list_runs(s) if r.options.get("trace")]
         if run_id is None:
             if not traced:
@@ -78,7 +79,7 @@ def phases(
         # phase 0 (start) of epoch e holds the weights epoch e starts from: its rows carry epoch e - 1
         return run, [
             PhaseTrace(
-                p, store.trace_rows(s, p, run.run_id, None if epoch is None else epoch - (p.number == 0))
+                p, trace_store.trace_rows(s, p, run.run_id, None if epoch is None else epoch - (p.number == 0))
             )
             for p in plan(run.network)
         ]

@@ -10,12 +10,15 @@ from importlib import resources
 from psycopg import sql
 
 from sqlnet.db import store, trust
+from sqlnet.db import trace as trace_store
+from sqlnet.db.checks import check_and_size
 from sqlnet.db.privileges import grant_script, training_needs
 from sqlnet.db.tables import check_names, create_data_tables, create_parameter_tables, discover, read_data
 from sqlnet.errors import InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
 from sqlnet.model.network import Network, Params
+from sqlnet.model.phases import plan
 from sqlnet.ops.common import (
     DEMO_SCHEMA,
     EXAMPLES,
@@ -138,7 +141,11 @@ def grants(
         if apply:
             store.ensure_schema(s)
             if trace:
-                store.ensure_trace_schema(s)
+                # the phase tables of this network, made now by the owner: a role that made them itself
+                # would own them, and sqlnet run by anyone else would refuse them (sqlnet.db.trust)
+                net = Network(check_and_size(s.pg, tables), bias=tables.bias)
+                for counts_steps in (False, True):
+                    trace_store.ensure_trace_tables(s, plan(net, counts_steps))
         script = grant_script(training_needs(s.pg, tables, trace, for_script=True), role)
         if apply:
             for statement in script:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlnet.compile.statement import script
 from sqlnet.db import store, trust
+from sqlnet.db import trace as trace_store
 from sqlnet.db.connection import DB_ERRORS, Database, connection_lost, error_text
 from sqlnet.db.guard import (
     Deadline,
@@ -148,7 +149,7 @@ def train(
         if on_update:
             s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
         if trace:
-            store.ensure_trace_tables(s, trainings[0].phases)
+            trace_store.ensure_trace_tables(s, trainings[0].phases)
         validation: dict[int, list[float | None]] = {}
         try:
             params, losses, in_sql = run_statements(
@@ -240,7 +241,7 @@ def _train_with_checkpoints(
                 )
                 store.save_params(s, run_id, "initial", net, floats(initial))
             if trace:
-                store.ensure_trace_tables(s, loaded.trainings(run_id)[0].phases)
+                trace_store.ensure_trace_tables(s, loaded.trainings(run_id)[0].phases)
             s.commit()  # the run is on record before the first update
             name_run(s.pg, tables.resolved_schema, run_id)
             if on_update:
@@ -248,7 +249,7 @@ def _train_with_checkpoints(
             statements, in_sql, params = 0, 0.0, initial
             for first in range(last_checkpoint + 1, opts.epochs + 1, checkpoint_every):
                 last = min(first + checkpoint_every - 1, opts.epochs)
-                trust.guard(s.pg, tables)  # each checkpoint is a transaction of its own: look again
+                trust.guard(s.pg, tables, trace=trace)  # each checkpoint is a transaction of its own: look again
                 trainings = loaded.trainings(
                     run_id if trace else None, run_id if on_update else None, first, last
                 )
