@@ -88,3 +88,30 @@ def test_psql_gets_the_password_through_the_environment(post_db: str) -> None:
     assert proc.returncode == 0, err
     assert SECRET not in out + err
     assert os.environ.get("PGPASSWORD") != SECRET
+
+
+@pytest.mark.parametrize("checkpoints", [[], ["--checkpoint-every", "100000"]])
+def test_timeout_bounds_a_huge_training(post_db: str, checkpoints: list[str]) -> None:
+    """A billion epochs are never listed up front, and --timeout ends the command near its deadline
+    (the bound here is loose: it proves the command does not run on, not how fast it stops)."""
+    started = time.monotonic()
+    code, output, _ = run("train", "--epochs", "1000000000", "--learning-rate", "1e-9", "--timeout", "2",
+                          *checkpoints, "--database-url", post_db)  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert code == 1 and "--timeout 2 s" in output, output
+    assert elapsed < 15, elapsed
+
+
+def test_timeout_bounds_waiting_for_another_sessions_lock(post_db: str) -> None:
+    """Another session holds the weights table: the training gives up at its deadline, saying so."""
+    import psycopg
+
+    with psycopg.connect(post_db) as other:
+        other.execute("LOCK TABLE public.weights1 IN ACCESS EXCLUSIVE MODE")
+        for checkpoints in ([], ["--checkpoint-every", "1"]):
+            started = time.monotonic()
+            code, output, _ = run("train", "--timeout", "2", *checkpoints, "--database-url", post_db)
+            elapsed = time.monotonic() - started
+            assert code == 1 and "--timeout 2 s" in output, output
+            assert elapsed < 15, elapsed
+        other.rollback()

@@ -6,6 +6,7 @@ a connection. The temp and state tables every layout shares are named here, once
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -105,11 +106,12 @@ class Training:
         ).format(t=table, b=BATCH_TABLE, w=sql.SQL(when))
 
 
-def update_blocks(
-    epochs: int, batches: int, per_statement: int, first_epoch: int = 1
-) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+Block = tuple[tuple[int, int], tuple[int, int]]  # (epoch, batch) of a statement's first and last update
+
+
+def iter_update_blocks(epochs: int, batches: int, per_statement: int, first_epoch: int = 1) -> Iterator[Block]:
     """Split the updates of epochs first_epoch..epochs (of `batches` batches each) into blocks of at
-    most `per_statement` updates.
+    most `per_statement` updates, one at a time: a billion epochs are never a list in memory.
 
     PostgreSQL keeps every iteration of a recursive CTE until the statement ends, so a block
     bounds the memory and temp files one statement uses, whatever the number of epochs.
@@ -120,4 +122,9 @@ def update_blocks(
         return ((u - 1) // batches + 1, (u - 1) % batches + 1)
 
     start = (first_epoch - 1) * batches + 1
-    return [(at(u), at(min(u + per_statement - 1, total))) for u in range(start, total + 1, per_statement)]
+    for u in range(start, total + 1, per_statement):
+        yield at(u), at(min(u + per_statement - 1, total))
+
+
+def update_blocks(epochs: int, batches: int, per_statement: int, first_epoch: int = 1) -> list[Block]:
+    return list(iter_update_blocks(epochs, batches, per_statement, first_epoch))

@@ -8,6 +8,7 @@ database that `sqlnet train` wrote. Its psql binary serves every URL.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import warnings
@@ -270,13 +271,14 @@ class Session:
 
 
 class Database:
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, connect_timeout: float | None = None) -> None:
         resolved = configured_url(url)
         self.embedded = resolved is None
         self.url = libpq_url(resolved) if resolved else embedded_url()
-        self.engine = sa.create_engine(
-            sqlalchemy_url(self.url), poolclass=NullPool, connect_args={"cursor_factory": Cursor}
-        )
+        args: dict[str, Any] = {"cursor_factory": Cursor}
+        if connect_timeout is not None:  # libpq takes whole seconds, and at least 2
+            args["connect_timeout"] = max(2, math.ceil(connect_timeout))
+        self.engine = sa.create_engine(sqlalchemy_url(self.url), poolclass=NullPool, connect_args=args)
         # first of all, before SQLAlchemy's own first queries
         sa.event.listen(self.engine, "connect", _on_connect, insert=True)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
@@ -87,7 +89,21 @@ class Deadline:
         left_ms = int((self.end - time.monotonic()) * 1000)
         if left_ms <= 0:
             raise self.expired()
-        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{left_ms}ms",))
+        # every statement, and every wait for another session's lock, ends by the deadline
+        conn.execute(
+            "SELECT pg_catalog.set_config('statement_timeout', %s, true), pg_catalog.set_config('lock_timeout', %s, true)",
+            (f"{left_ms}ms", f"{left_ms}ms"),
+        )
+
+    @contextmanager
+    def bounds(self) -> Iterator[None]:
+        """Inside, the server cancelling a statement or a lock wait at the deadline is the deadline's doing."""
+        try:
+            yield
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+            if self.end is not None:
+                raise self.expired() from exc
+            raise
 
     def expired(self) -> TrainingTimeout:
         return TrainingTimeout(

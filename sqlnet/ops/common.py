@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlnet.compile import wide
 from sqlnet.compile.statement import LAYOUTS
-from sqlnet.compile.training import Training, update_blocks
+from sqlnet.compile.training import Training, iter_update_blocks
 from sqlnet.db import trust
 from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
 from sqlnet.db.connection import Database, Session
@@ -18,6 +19,7 @@ from sqlnet.db.tables import TableMap, discover, integer_parameter_columns
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network, Params
 from sqlnet.model.optimizers import Optimizer
+from sqlnet.model.phases import Phase, plan
 
 # updates per statement: the long layout keeps every phase of every update in the recursion's
 # tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
@@ -33,8 +35,9 @@ DEMO_SCHEMA = "sqlnet_demo"
 DatabaseLike = Database | str | None
 
 
-def connect(database: DatabaseLike = None) -> Database:
-    return database if isinstance(database, Database) else Database(database)
+def connect(database: DatabaseLike = None, timeout: float | None = None) -> Database:
+    """The database; with `timeout` (seconds), connecting gives up after about that long."""
+    return database if isinstance(database, Database) else Database(database, connect_timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -192,11 +195,11 @@ class Loaded:
         progress_run: int | None = None,
         first_epoch: int = 1,
         last_epoch: int | None = None,
-    ) -> list[Training]:
-        """The statements for epochs first_epoch..last_epoch (default: all of them)."""
+    ) -> Iterator[Training]:
+        """The statements for epochs first_epoch..last_epoch (default: all of them), one at a time."""
         o = self.options
         layout = self.layout(trace_run is not None)
-        return [
+        return (
             Training(
                 self.net,
                 self.tables,
@@ -212,13 +215,18 @@ class Loaded:
                 progress_run,
                 (float(o.validation_fraction), int(o.seed)) if o.validation_fraction else None,
             )
-            for first, last in update_blocks(
+            for first, last in iter_update_blocks(
                 last_epoch or o.epochs,
                 self.batches,
                 o.updates_per_statement or DEFAULT_UPDATES_PER_STATEMENT[layout],
                 first_epoch,
             )
-        ]
+        )
+
+    @property
+    def phases(self) -> list[Phase]:
+        """The phases of one update, as every statement of this training runs them."""
+        return plan(self.net, counts_steps=self.options.optimizer == "adam")
 
 
 def load_network(s: Session, schema: str | None, options: TrainOptions, trace: bool | None = False) -> Loaded:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -54,20 +54,23 @@ def _validation_from_rows(rows: list[tuple[Any, ...]], into: dict[int, list[floa
 
 def run_statements(
     s: Session,
-    trainings: list[Training],
+    trainings: Iterable[Training],
     on_block: Callable[[int, float], None] | None,
     deadline: Deadline | None = None,
     validation: dict[int, list[float | None]] | None = None,
     largest: dict[str, float] | None = None,
 ) -> tuple[Params, list[float], float]:
-    """Run every block; returns the trained parameters, the loss per epoch and the seconds in SQL."""
+    """Run every block; returns the trained parameters, the loss per epoch, the seconds in SQL and the
+    number of training statements."""
     params: Params | None = None
     in_sql = 0.0
     sums: dict[int, list[float]] = {}
+    count = 0
     for setting in (POSTGRES.pin, *SETTINGS):
         s.pg.execute(setting)
     (limit,) = s.pg.execute("SELECT current_setting('statement_timeout')").fetchone()  # type: ignore[misc]
     for tr in trainings:
+        count += 1
         try:
             started = time.perf_counter()
             for statement in statements_of(tr):
@@ -76,7 +79,7 @@ def run_statements(
                 cur = s.pg.execute(statement)
             rows = cur.fetchall()
             in_sql += time.perf_counter() - started
-        except psycopg.errors.QueryCanceled as exc:
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             if deadline and deadline.end is not None:
                 raise deadline.expired() from exc
             if limit not in ("0", "0ms"):  # the role's or the database's own limit, not --timeout
@@ -102,7 +105,7 @@ def run_statements(
             epoch = tr.last[0]
             on_block(epoch, sums[epoch][0] / sums[epoch][1])
     assert params is not None
-    return params, [total / n for _, (total, n) in sorted(sums.items())], in_sql
+    return params, [total / n for _, (total, n) in sorted(sums.items())], in_sql, count
 
 
 # what PostgreSQL raises when float8 (or numeric) arithmetic leaves its range: the training diverged

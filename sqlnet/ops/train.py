@@ -117,24 +117,16 @@ def train(
     its last checkpoint with its own options, ending where the uninterrupted run would have.
     """
     deadline = Deadline(timeout)
-    db = connect(database)
+    db = connect(database, timeout)
     if checkpoint_every is not None or resume is not None:
-        return _train_with_checkpoints(
-            db,
-            schema,
-            trace,
-            reset_optimizer,
-            wait,
-            deadline,
-            on_block,
-            on_update,
-            checkpoint_every,
-            resume,
-            options,
-        )
+        with deadline.bounds():
+            return _train_with_checkpoints(
+                db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, checkpoint_every, resume, options
+            )
     opts = TrainOptions(**options)
     started = time.perf_counter()
-    with db.transaction() as s:
+    with deadline.bounds(), db.transaction() as s:
+        deadline.arm(s.pg)  # waiting for locks and checking the tables count too
         lock_network(s.pg, s.schema(schema), wait)
         loaded = load_network(s, schema, opts, trace)
         tables, net = loaded.tables, loaded.net
@@ -149,10 +141,10 @@ def train(
         if on_update:
             s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
         if trace:
-            trace_store.ensure_trace_tables(s, trainings[0].phases)
+            trace_store.ensure_trace_tables(s, loaded.phases)
         validation: dict[int, list[float | None]] = {}
         try:
-            params, losses, in_sql = run_statements(
+            params, losses, in_sql, count = run_statements(
                 s, trainings, on_block, deadline, validation, loaded.largest
             )
         except Diverged as exc:
@@ -167,9 +159,9 @@ def train(
         params,
         losses,
         time.perf_counter() - started,
-        len(trainings),
+        count,
         in_sql,
-        trainings[0].layout,
+        loaded.layout(trace),
         [tuple(validation[e]) for e in sorted(validation)],  # type: ignore[misc]
     )
 
@@ -216,6 +208,7 @@ def _train_with_checkpoints(
         opts = TrainOptions(**options)
         key = s.schema(schema)
         s.rollback()
+        deadline.arm(s.pg)  # waiting for another training's lock counts too
         lock_network_for_session(s.pg, key, wait)
         run_id: int | None = None
         last_checkpoint = committing = 0
@@ -241,7 +234,7 @@ def _train_with_checkpoints(
                 )
                 store.save_params(s, run_id, "initial", net, floats(initial))
             if trace:
-                trace_store.ensure_trace_tables(s, loaded.trainings(run_id)[0].phases)
+                trace_store.ensure_trace_tables(s, loaded.phases)
             s.commit()  # the run is on record before the first update
             name_run(s.pg, tables.resolved_schema, run_id)
             if on_update:
@@ -249,19 +242,21 @@ def _train_with_checkpoints(
             statements, in_sql, params = 0, 0.0, initial
             for first in range(last_checkpoint + 1, opts.epochs + 1, checkpoint_every):
                 last = min(first + checkpoint_every - 1, opts.epochs)
-                trust.guard(s.pg, tables, trace=trace)  # each checkpoint is a transaction of its own: look again
+                with deadline.bounds():
+                    deadline.arm(s.pg)
+                    trust.guard(s.pg, tables, trace=trace)  # each checkpoint is a transaction: look again
                 trainings = loaded.trainings(
                     run_id if trace else None, run_id if on_update else None, first, last
                 )
                 validation: dict[int, list[float | None]] = {}
-                params, losses, seconds = run_statements(
+                params, losses, seconds, count = run_statements(
                     s, trainings, on_block, deadline, validation, loaded.largest
                 )
                 store.record_losses(s, run_id, losses, first, validation)
                 committing = last
                 s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
                 committing = 0
-                last_checkpoint, statements, in_sql = last, statements + len(trainings), in_sql + seconds
+                last_checkpoint, statements, in_sql = last, statements + count, in_sql + seconds
             store.save_params(s, run_id, "final", net, floats(params))
             store.finish_run(s, run_id, [])
             curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
@@ -354,4 +349,4 @@ def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **
     """The statements `train` runs for these options, as a script that runs as is in psql."""
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
-        return script(load_network(s, schema, opts, None).trainings())
+        return script(list(load_network(s, schema, opts, None).trainings()))

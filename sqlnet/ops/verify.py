@@ -112,7 +112,7 @@ def check(
         data = read_data(s.pg, tables, net, opts.num)
         store.ensure_schema(s)  # momentum and Adam read their state from it; all of this rolls back
         state = store.load_optimizer_state(s, tables.resolved_schema, net)
-        got, sql_losses, _ = run_statements(s, loaded.trainings(), None, largest=loaded.largest)
+        got, sql_losses, _, _ = run_statements(s, loaded.trainings(), None, largest=loaded.largest)
     want = reference.train(
         net,
         initial,
@@ -200,7 +200,7 @@ def gradcheck(
         tables, net = loaded.tables, loaded.net
         initial = read_params(s.pg, tables, net)
         data = read_data(s.pg, tables, net)
-        after, _, _ = run_statements(s, loaded.trainings(), None)
+        after, _, _, _ = run_statements(s, loaded.trainings(), None)
 
     names = {("weights", k): tables.weights[k].label("value") for k in range(net.depth)}
     for k in range(net.depth):
