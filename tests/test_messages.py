@@ -115,3 +115,43 @@ def test_timeout_bounds_waiting_for_another_sessions_lock(post_db: str) -> None:
             assert code == 1 and "--timeout 2 s" in output, output
             assert elapsed < 15, elapsed
         other.rollback()
+
+
+def test_a_read_only_database_is_a_message(post_db: str, tmp_path: Path) -> None:
+    import psycopg
+
+    from tests.helpers import database_snapshot
+
+    name = make_url(post_db).database
+    with psycopg.connect(post_db, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        before = database_snapshot(admin)
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,y\n1,2\n3,4\n")
+    for command in (["train"], ["train", "--checkpoint-every", "1"], ["load", str(csv), "--target", "y"]):
+        code, output, exception = run(*command, "--database-url", post_db)
+        assert code == 1 and isinstance(exception, SystemExit), (command, output)
+        assert "read-only transaction" in output, (command, output)
+    with psycopg.connect(post_db, autocommit=True) as admin:
+        assert database_snapshot(admin) == before
+
+
+def test_a_sql_ascii_database_trains_like_any_other(server_url: str) -> None:
+    """In a SQL_ASCII database psycopg hands out bytes unless the client encoding is set: sqlnet sets it."""
+    import uuid
+
+    import psycopg
+
+    name = f"sqlnet_ascii_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        assert run("init", "--example", "post", "--database-url", url)[0] == 0
+        code, output, _ = run("check", "--epochs", "3", "--learning-rate", "0.001", "--database-url", url)
+        assert code == 0 and "agree" in output, output
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -275,7 +275,9 @@ class Database:
         resolved = configured_url(url)
         self.embedded = resolved is None
         self.url = libpq_url(resolved) if resolved else embedded_url()
-        args: dict[str, Any] = {"cursor_factory": Cursor}
+        # text as UTF-8 whatever the database's encoding: in a SQL_ASCII database psycopg would otherwise
+        # hand out bytes, which nothing downstream expects
+        args: dict[str, Any] = {"cursor_factory": Cursor, "client_encoding": "utf8"}
         if connect_timeout is not None:  # libpq takes whole seconds, and at least 2
             args["connect_timeout"] = max(2, math.ceil(connect_timeout))
         self.engine = sa.create_engine(sqlalchemy_url(self.url), poolclass=NullPool, connect_args=args)
@@ -341,7 +343,7 @@ class Database:
         """A second connection that only reads, every query of it in one snapshot (REPEATABLE READ):
         rows streamed from it several times are the same rows each time."""
         try:
-            conn = psycopg.connect(self.url, cursor_factory=Cursor)
+            conn = psycopg.connect(self.url, cursor_factory=Cursor, client_encoding="utf8")
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc}") from exc
         with conn:
