@@ -411,6 +411,20 @@ def test_a_write_that_does_not_stick_is_refused(post_db: str, conn: psycopg.Conn
     assert code == 1 and "weights1.weight1value holds" in err and "no checkpoint was made" in err, err
 
 
+def records_of(conn: psycopg.Connection, run_id: int) -> list[list[tuple]]:
+    """Everything sqlnet keeps of network b's run: the run, losses, parameters, optimizer state, trace."""
+    return [
+        conn.execute(q, (run_id,)).fetchall()
+        for q in (
+            "SELECT * FROM sqlnet.runs WHERE run_id = %s",
+            "SELECT * FROM sqlnet.run_losses WHERE run_id = %s ORDER BY epoch",
+            "SELECT * FROM sqlnet.run_params WHERE run_id = %s ORDER BY stage, quantity, layer, input_node, node",
+            "SELECT * FROM sqlnet.optimizer_state WHERE network = 'b' OR %s IS NULL ORDER BY 1, 2, 3, 4, 5",
+            "SELECT * FROM sqlnet_trace.phase1_hidden_input WHERE run_id = %s ORDER BY 2, 3, 4, 5, 6, 7, 8",
+        )
+    ]
+
+
 def test_a_role_granted_one_network_cannot_touch_another(db_url: str, conn: psycopg.Connection) -> None:
     """`sqlnet grants ROLE --schema a --apply` lets the role train network a: it can neither read nor
     change the run records, parameters, losses, optimizer state or traces of network b."""
@@ -434,16 +448,7 @@ def test_a_role_granted_one_network_cannot_touch_another(db_url: str, conn: psyc
                            "--database-url", url)  # fmt: skip
         assert code == 0, err
         conn.execute("SET search_path = pg_catalog")
-        b_records = [
-            conn.execute(q, (b_run,)).fetchall()
-            for q in (
-                "SELECT * FROM sqlnet.runs WHERE run_id = %s",
-                "SELECT * FROM sqlnet.run_losses WHERE run_id = %s ORDER BY epoch",
-                "SELECT * FROM sqlnet.run_params WHERE run_id = %s ORDER BY stage, quantity, layer, input_node, node",
-                "SELECT * FROM sqlnet.optimizer_state WHERE network = 'b' OR %s IS NULL ORDER BY 1, 2, 3, 4, 5",
-                "SELECT * FROM sqlnet_trace.phase1_hidden_input WHERE run_id = %s ORDER BY 2, 3, 4, 5, 6, 7, 8",
-            )
-        ]
+        b_records = records_of(conn, b_run)
         assert all(b_records), "network b has records of every kind"
         with psycopg.connect(url, autocommit=True) as trainer:
             seen = trainer.execute("SELECT DISTINCT schema_name FROM sqlnet.runs").fetchall()
@@ -474,16 +479,7 @@ def test_a_role_granted_one_network_cannot_touch_another(db_url: str, conn: psyc
         assert code == 0 and f'"run_id": {b_run},' not in out, out
         code, _, err = run("restore", str(b_run), "--database-url", url)
         assert code == 1 and f"run {b_run}" in err, err
-        after = [
-            conn.execute(q, (b_run,)).fetchall()
-            for q in (
-                "SELECT * FROM sqlnet.runs WHERE run_id = %s",
-                "SELECT * FROM sqlnet.run_losses WHERE run_id = %s ORDER BY epoch",
-                "SELECT * FROM sqlnet.run_params WHERE run_id = %s ORDER BY stage, quantity, layer, input_node, node",
-                "SELECT * FROM sqlnet.optimizer_state WHERE network = 'b' OR %s IS NULL ORDER BY 1, 2, 3, 4, 5",
-                "SELECT * FROM sqlnet_trace.phase1_hidden_input WHERE run_id = %s ORDER BY 2, 3, 4, 5, 6, 7, 8",
-            )
-        ]
+        after = records_of(conn, b_run)
         assert after == b_records
     finally:
         conn.execute("SET search_path = pg_catalog")
