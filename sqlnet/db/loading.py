@@ -241,10 +241,17 @@ def _write(
                 "PRIMARY KEY (sampleId, {n}))"
             ).format(t=ident, n=sql.Identifier(f"{prefix}node"), v=sql.Identifier(f"{prefix}value"))
         )
+        written = 0
         with s.pg.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(ident)) as copy:
             for sample, row in values:
                 for node, v in enumerate(row, start=1):
                     copy.write_row((sample, node, v))
+                    written += 1
+        # the table is new and no other session sees it before the commit, so nothing can be attached to
+        # it; counting its rows proves the copy arrived whole all the same
+        (held,) = s.pg.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()  # type: ignore[misc]
+        if held != written:
+            raise InputError(f"{schema}.{name} holds {held} rows after loading {written}: the load was rolled back")
     if not sa.inspect(s.sa).has_table("datasets", schema=SCHEMA):
         lock_for_ddl(s)  # loads that start together would race to create it
         s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
