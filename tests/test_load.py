@@ -84,7 +84,7 @@ def test_load_streams_a_large_view(db_url: str, conn: psycopg.Connection) -> Non
     )
     assert loaded.samples == 12000
     (n, mean_a, std_b) = conn.execute("SELECT count(*), avg(a), stddev_pop(b) FROM measurements").fetchone()
-    (means, stds) = conn.execute("SELECT means, stds FROM sqlnet.datasets").fetchone()
+    (means, stds) = conn.execute("SELECT means, stds FROM sqlnet.networks").fetchone()
     assert means[0] == pytest.approx(mean_a, rel=1e-12) and stds[1] == pytest.approx(std_b, rel=1e-12)
     assert conn.execute("SELECT count(*) FROM inputs").fetchone() == (2 * n,)
     assert conn.execute("SELECT sum(outputvalue) FROM outputs").fetchone() == (12000 // 7,)

@@ -57,13 +57,16 @@ def network_options(f: F) -> F:
         click.option(
             "--hidden-activation",
             type=click.Choice([a for a in ACTIVATIONS if ACTIVATIONS[a].elementwise]),
-            default="relu",
-            show_default=True,
+            help="Default: the network's own (`sqlnet network`), else relu.",
         ),
         click.option(
-            "--output-activation", type=click.Choice(list(ACTIVATIONS)), default="linear", show_default=True
+            "--output-activation",
+            type=click.Choice(list(ACTIVATIONS)),
+            help="Default: the network's own, else linear.",
         ),
-        click.option("--loss", type=click.Choice(list(LOSSES)), default="half-se", show_default=True),
+        click.option(
+            "--loss", type=click.Choice(list(LOSSES)), help="Default: the network's own, else half-se."
+        ),
         click.option(
             "--bias",
             type=click.Choice(list(BIAS_LAYOUTS)),

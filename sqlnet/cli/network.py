@@ -164,6 +164,48 @@ def gradcheck(
         sys.exit(EXIT_ERROR)
 
 
+@main.command("network")
+@database_option
+@schema_option
+@click.option("--json", "as_json", is_flag=True, help="Print the definition as JSON.")
+@handle_errors
+def network_command(database_url: str | None, schema: str | None, as_json: bool) -> None:
+    """Show what the network is beyond its weights: its functions, bias, data and last run.
+
+    Training, check, gradcheck, predict and export all use this definition; `train --redefine`
+    changes it on purpose, `init --replace` starts it afresh.
+
+    \b
+    Examples:
+      sqlnet network
+      sqlnet network --schema digits --json
+    """
+    d = api.network(database_url, schema=schema)
+    if as_json:
+        click.echo(json.dumps(d.as_json(), indent=2))
+        return
+    table = Table(title=f"network {d.network}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rows = [
+        ("layers", "-".join(map(str, d.sizes)) if d.sizes else "-"),
+        ("hidden activation", d.hidden_activation or "not chosen yet (the first training chooses)"),
+        ("output activation", d.output_activation or "not chosen yet"),
+        ("loss", d.loss or "not chosen yet"),
+        ("bias", d.bias or "-"),
+        ("optimizer state", d.optimizer or "none"),
+        ("features", ", ".join(d.features) if d.features else "-"),
+        ("standardised", "yes (mean and std per feature)" if d.scaling else "no"),
+        ("targets", ", ".join(d.targets) if d.targets else "-"),
+        ("classes", ", ".join(d.classes) if d.classes else "-"),
+        ("samples loaded", f"{d.samples} from {d.source}" if d.samples else "-"),
+        ("last changed by", f"run {d.last_run}" if d.last_run else "-"),
+    ]
+    for what, value in rows:
+        table.add_row(what, escape(str(value)))
+    out.print(table)
+
+
 @main.group(invoke_without_command=True)
 @database_option
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")

@@ -61,6 +61,11 @@ from sqlnet.ops.common import DEFAULT_TOLERANCE
 @click.option(
     "--timeout", type=float, metavar="SECONDS", help="Cancel (and roll back) a training that runs longer."
 )
+@click.option(
+    "--redefine",
+    is_flag=True,
+    help="Change the network's stored functions (activations, loss, bias) to the ones given.",
+)
 @handle_errors
 def train(
     database_url: str | None,
@@ -73,9 +78,14 @@ def train(
     checkpoint_every: int | None,
     resume: int | None,
     timeout: float | None,
+    redefine: bool,
     **kwargs: Any,
 ) -> None:
     """Train the network in the tables and write the trained weights back.
+
+    The network's functions (activations, loss, bias) are stored with it by its first training
+    (`sqlnet network` shows them); later commands use them, and an option that contradicts them is
+    refused unless --redefine.
 
     Everything runs in one transaction: on an error, Ctrl-C (exit 130) or --timeout (exit 1) no
     table changes. The run is recorded (sqlnet runs) with the weights before and after, so
@@ -112,6 +122,7 @@ def train(
             on_update=on_update,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            redefine=redefine,
             **_hyper(kwargs),
         )
     _report(result, as_json, quiet, trace)
@@ -155,6 +166,8 @@ def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool) ->
     warning = result.divergence_warning()
     if warning and not as_json:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
+    for note in result.notes if not (as_json or quiet) else []:
+        err.print(f"[cyan]note:[/] {escape(note)}")
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return

@@ -178,3 +178,76 @@ def constant_params(net: Network, params: Params) -> tuple[Ref, BiasRef]:
         return sql.SQL(" + {}").format(sql.Literal(float(sum(row[j - 1] for row in params.biases[k - 1]))))
 
     return weight, bias
+
+
+def with_classes(forward: sql.Composable, classes: list[str] | None) -> sql.Composable:
+    """The forward pass's rows as (sampleid, outputnode, outputvalue), and with class names the class of
+    each sample: the name of its largest output (the lowest node on a tie), as `predict` writes it."""
+    rows = sql.SQL("SELECT sample AS sampleid, node AS outputnode, value AS outputvalue")
+    if not classes:
+        return sql.SQL("{rows} FROM ({forward}) AS f").format(rows=rows, forward=forward)
+    return sql.SQL(
+        "{rows},\n  ({classes}::text[])[first_value(node) OVER (PARTITION BY sample ORDER BY value DESC, node)] "
+        "AS predictedclass\nFROM ({forward}) AS f"
+    ).format(rows=rows, classes=sql.Literal(classes), forward=forward)
+
+
+def exported_functions(
+    net: Network,
+    weight: Ref,
+    bias: BiasRef,
+    schema: str,
+    function: str,
+    create: sql.Composable,
+    scaling: tuple[list[float], list[float]] | None,
+    classes: list[str] | None,
+    features: list[str] | None,
+) -> list[sql.Composable]:
+    """`name(x float8[]) -> float8[]`: the outputs for one sample of raw features, standardised as at
+    load, refusing an array of the wrong length or with NULLs; with classes also `name_class(x) -> text`.
+
+    Both pin their search path: a function body is parsed when it is called, under the caller's path."""
+    n = net.sizes[0]
+    name = sql.Identifier(schema, function)
+    xs = sql.SQL(", ").join(
+        sql.SQL("x[{i}] AS {c}").format(i=sql.Literal(i), c=_c(f"x{i}")) for i in range(1, n + 1)
+    )
+    samples = standardized(sql.SQL("SELECT 1::bigint AS sample, {xs}").format(xs=xs), scaling)
+    forward = forward_sql(net, samples, weight, bias, sql.SQL(""))
+    hint = f"the {n} raw features in input-node order" + (f": {', '.join(features)}" if features else "")
+    statements: list[sql.Composable] = [
+        sql.SQL(
+            "{create} FUNCTION {name}(x double precision[]) RETURNS double precision[]\n"
+            "LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
+            "BEGIN\n"
+            "  IF x IS NULL OR array_ndims(x) IS DISTINCT FROM 1 OR array_lower(x, 1) <> 1\n"
+            "     OR array_length(x, 1) <> {n} OR array_position(x, NULL) IS NOT NULL THEN\n"
+            "    RAISE EXCEPTION 'sqlnet: % takes % numbers, none of them NULL; got %', {label}, {n}, x\n"
+            "      USING HINT = {hint};\n"
+            "  END IF;\n"
+            "  RETURN (SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f);\n"
+            "END\n$sqlnet$"
+        ).format(
+            create=create,
+            name=name,
+            n=sql.Literal(n),
+            label=sql.Literal(f"{schema}.{function}"),
+            hint=sql.Literal(hint),
+            forward=forward,
+        )
+    ]
+    if classes:
+        statements.append(
+            sql.SQL(
+                "{create} FUNCTION {class_name}(x double precision[]) RETURNS text\n"
+                "LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
+                "SELECT ({classes}::text[])[(SELECT o.i FROM unnest({name}(x)) WITH ORDINALITY AS o (v, i) "
+                "ORDER BY o.v DESC, o.i LIMIT 1)]\n$sqlnet$"
+            ).format(
+                create=create,
+                class_name=sql.Identifier(schema, f"{function}_class"),
+                classes=sql.Literal(classes),
+                name=name,
+            )
+        )
+    return statements

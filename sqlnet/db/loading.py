@@ -3,7 +3,7 @@
 
 Input node k is the k-th feature in load order. `classes` turns a label column into one-hot outputs
 and remembers the class names; `standardize` stores each feature's mean and standard deviation,
-which `predict` applies again to raw values. What was loaded is kept in `sqlnet.datasets`.
+which `predict` applies again to raw values. What was loaded is part of the network's definition (`sqlnet.networks`).
 """
 
 from __future__ import annotations
@@ -17,28 +17,13 @@ from typing import Any, TextIO, TypeVar
 
 import sqlalchemy as sa
 from psycopg import sql
-from sqlalchemy.dialects.postgresql import JSONB
 
 from sqlnet.db.connection import Session
-from sqlnet.db.store import POLICIES, SCHEMA, ensure_policy, lock_for_ddl, metadata
+from sqlnet.db.networks import read_definition, save_definition
+from sqlnet.db.store import SCHEMA, ensure_schema
 from sqlnet.errors import InputError
 
 T = TypeVar("T")
-
-datasets = sa.Table(
-    "datasets",
-    metadata,
-    sa.Column("network", sa.Text, primary_key=True, comment="the schema the data was loaded into"),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("features", JSONB, nullable=False, comment="feature names; input node k is the k-th"),
-    sa.Column("targets", JSONB, nullable=False, comment="target columns (or the label column with classes)"),
-    sa.Column("classes", JSONB, comment="class names; output node k is the k-th class"),
-    sa.Column("means", JSONB, comment="per feature, when standardised"),
-    sa.Column("stds", JSONB, comment="per feature, when standardised"),
-    sa.Column("samples", sa.Integer, nullable=False),
-    comment="what `sqlnet load` put into a network's inputs and outputs",
-)
-
 
 @dataclass
 class Loaded:
@@ -252,30 +237,23 @@ def _write(
         (held,) = s.pg.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()  # type: ignore[misc]
         if held != written:
             raise InputError(f"{schema}.{name} holds {held} rows after loading {written}: the load was rolled back")
-    if not sa.inspect(s.sa).has_table("datasets", schema=SCHEMA):
-        lock_for_ddl(s)  # loads that start together would race to create it
-        s.sa.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
-        metadata.create_all(s.sa, tables=[datasets])
-    ensure_policy(s, SCHEMA, "datasets", POLICIES["datasets"])
-    s.sa.execute(datasets.delete().where(datasets.c.network == schema))
-    s.sa.execute(
-        datasets.insert().values(
-            network=schema,
-            source=source,
-            features=features,
-            targets=targets,
-            classes=classes,
-            means=means,
-            stds=stds,
-            samples=count,
-        )
+    # what the samples are is part of the network: predict and export apply the same standardisation
+    ensure_schema(s)
+    save_definition(
+        s, schema, source=source, features=features, targets=targets, classes=classes, means=means, stds=stds,
+        samples=count,
     )
     return Loaded(schema, count, features, targets, classes, int(replaced))
 
 
 def dataset(s: Session, schema: str) -> dict[str, Any] | None:
-    """What was loaded into a network's schema, if sqlnet loaded it."""
+    """What was loaded into a network's schema, if sqlnet loaded it: from the network's definition, or
+    from the table an older sqlnet kept it in."""
+    definition = read_definition(s, schema)
+    if definition is not None and definition.features is not None:
+        return definition.as_json()
     if not sa.inspect(s.sa).has_table("datasets", schema=SCHEMA):
         return None
-    row = s.sa.execute(sa.select(datasets).where(datasets.c.network == schema)).mappings().first()
+    legacy = sa.Table("datasets", sa.MetaData(schema=SCHEMA), autoload_with=s.sa)
+    row = s.sa.execute(sa.select(legacy).where(legacy.c.network == schema)).mappings().first()
     return dict(row) if row else None

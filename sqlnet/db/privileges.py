@@ -20,8 +20,11 @@ from sqlnet.db.tables import TableMap
 from sqlnet.errors import SqlnetError
 
 STORE_SCHEMA = store.SCHEMA
-# the tables a training writes (datasets is load's)
-STORE_TABLES = tuple(t.name for t in (store.runs, store.run_losses, store.run_params, store.optimizer_state))
+# the tables a training writes
+STORE_TABLES = tuple(
+    t.name
+    for t in (store.runs, store.run_losses, store.run_params, store.optimizer_state, store.networks, store.run_state)
+)
 PROGRESS = store.PROGRESS_SIGNATURE
 
 

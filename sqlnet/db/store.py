@@ -13,15 +13,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from sqlnet.db.connection import Session
+from sqlnet.db.policies import POLICY, ensure_policy, may_train, sees_run
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network, Params
 
 if TYPE_CHECKING:
-    from sqlnet.model.reference import OptimizerState
+    pass
 
 SCHEMA = "sqlnet"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -40,6 +40,7 @@ runs = sa.Table(
     sa.Column("learning_rate", sa.Float(53), nullable=False),
     sa.Column("final_loss", sa.Float(53), comment="the mean loss of the last epoch, before its update"),
     sa.Column("error", sa.Text, comment="why a failed or cancelled run stopped"),
+    sa.Column("checkpoint", sa.Text, comment="epoch:weights:state checksums of the last checkpoint"),
     comment="one row per sqlnet training run",
 )
 
@@ -87,6 +88,45 @@ optimizer_state = sa.Table(
 )
 
 
+networks = sa.Table(
+    "networks",
+    metadata,
+    sa.Column("network", sa.Text, primary_key=True, comment="the schema of the network's tables"),
+    sa.Column("sizes", JSONB, comment="nodes per layer, input layer first"),
+    sa.Column("hidden_activation", sa.Text, comment="NULL until the first training chooses it"),
+    sa.Column("output_activation", sa.Text, comment="NULL until the first training chooses it"),
+    sa.Column("loss", sa.Text, comment="NULL until the first training chooses it"),
+    sa.Column("bias", sa.Text, comment="edge, node or none"),
+    sa.Column("optimizer", sa.Text, comment="the optimizer whose state optimizer_state holds for it"),
+    sa.Column("features", JSONB, comment="feature names; input node k is the k-th (sqlnet load)"),
+    sa.Column("targets", JSONB, comment="target columns, or the label column with classes"),
+    sa.Column("classes", JSONB, comment="class names; output node k is the k-th class"),
+    sa.Column("means", JSONB, comment="per feature, when standardised: x' = (x - mean) / std"),
+    sa.Column("stds", JSONB, comment="per feature, when standardised"),
+    sa.Column("source", sa.Text, comment="the file or table the samples came from"),
+    sa.Column("samples", sa.Integer, comment="samples loaded"),
+    sa.Column("last_run", sa.Integer, comment="the run that last changed the weights"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    comment="one row per network: what it is (functions, bias, preprocessing) beyond its weights",
+)
+
+run_state = sa.Table(
+    "run_state",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), nullable=False),
+    sa.Column("stage", sa.Text, nullable=False, comment="'initial' (before the run) or 'final' (after it)"),
+    sa.Column("optimizer", sa.Text, nullable=False),
+    sa.Column("quantity", sa.Text, nullable=False),
+    sa.Column("layer", sa.Integer, nullable=False),
+    sa.Column("i", sa.Integer, nullable=False),
+    sa.Column("j", sa.Integer, nullable=False),
+    sa.Column("m", sa.Float(53)),
+    sa.Column("v", sa.Float(53)),
+    sa.Index("run_state_run", "run_id", "stage"),
+    comment="the optimizer state each run started and ended with, so restore puts back both",
+)
+
+
 # the function's signature, by which it is found (to_regprocedure) and granted
 PROGRESS_SIGNATURE = "progress(integer, integer, integer, double precision, bigint)"
 
@@ -107,55 +147,14 @@ PROGRESS_IDENTITY = "progress(run integer, epoch integer, batch integer, loss do
 PROGRESS_BODY = PROGRESS_FUNCTION.split("$$")[1]
 
 
-# Row-level security keeps networks apart: a role sees and changes the records of a network only when
-# it may update that network's weights1 (what `sqlnet grants ROLE --schema S` gives), and the records of
-# a run only when it sees the run. The tables' owner (and superusers) see everything, as PostgreSQL
-# exempts them. Expressions are written out in full, with pg_catalog names only: no function to trust.
-POLICY = "sqlnet_network"
-
-
-def may_train(network: str) -> str:
-    """SQL that is true when the current role may train the network in schema `network` (a column)."""
-    return (
-        "EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-        f"WHERE n.nspname = {network} AND c.relname = 'weights1' "
-        "AND pg_catalog.has_table_privilege(c.oid, 'UPDATE'))"
-    )
-
-
-def sees_run(table: str) -> str:
-    return f"EXISTS (SELECT FROM sqlnet.runs AS r WHERE r.run_id = {table}.run_id)"
-
-
 POLICIES = {
     "runs": may_train("runs.schema_name"),
     "run_losses": sees_run("run_losses"),
     "run_params": sees_run("run_params"),
     "optimizer_state": may_train("optimizer_state.network"),
-    "datasets": may_train("datasets.network"),
+    "networks": may_train("networks.network"),
+    "run_state": sees_run("run_state"),
 }
-
-
-def ensure_policy(s: Session, schema: str, table: str, expression: str) -> None:
-    """Row-level security on one of sqlnet's tables, made by its owner (no one else may): a role that
-    does not own the table leaves it as it is."""
-    row = s.pg.execute(
-        "SELECT c.relrowsecurity, EXISTS (SELECT FROM pg_catalog.pg_policy AS p WHERE p.polrelid = c.oid "
-        "AND p.polname = %s), pg_catalog.pg_has_role(c.relowner, 'USAGE') "
-        "FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s",
-        (POLICY, schema, table),
-    ).fetchone()
-    if row is None or (row[0] and row[1]) or not row[2]:
-        return
-    ident = sql.Identifier(schema, table)
-    if not row[1]:
-        s.pg.execute(
-            sql.SQL("CREATE POLICY {p} ON {t} USING ({e}) WITH CHECK ({e})").format(
-                p=sql.Identifier(POLICY), t=ident, e=sql.SQL(expression)
-            )
-        )
-    s.pg.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
 
 
 def _policies_complete(s: Session) -> bool:
@@ -190,7 +189,7 @@ def _complete(s: Session) -> bool:
 # columns added after the first release: tables an older sqlnet made get them (by their owner)
 ADDED_COLUMNS = {
     "run_losses": ("val_loss double precision", "val_accuracy double precision"),
-    "runs": ("error text",),
+    "runs": ("error text", "checkpoint text"),
 }
 
 
@@ -275,6 +274,10 @@ def record_losses(
                 for e, loss in enumerate(losses)
             ],
         )
+
+
+def set_checkpoint(s: Session, run_id: int, checkpoint: str) -> None:
+    s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(checkpoint=checkpoint))
 
 
 def set_status(s: Session, run_id: int, status: str, error: str | None = None) -> None:
@@ -384,6 +387,7 @@ class RunInfo:
     learning_rate: float
     final_loss: float | None
     error: str | None = None
+    checkpoint: str | None = None  # epoch:weights:state of the last checkpoint
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -414,6 +418,7 @@ def _run_info(row: sa.Row) -> RunInfo:
         row.learning_rate,
         row.final_loss,
         getattr(row, "error", None),
+        getattr(row, "checkpoint", None),
     )
 
 
@@ -457,33 +462,3 @@ def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
 
 
 # --- the trace schema ---------------------------------------------------------------------------
-
-def load_optimizer_state(s: Session, key: str, net: Network) -> OptimizerState:
-    """The state a run starts from (zeros where none is kept), as the reference needs it."""
-    from sqlnet.model.reference import OptimizerState
-
-    state = OptimizerState.zeros(net)
-    if not has_schema(s, "optimizer_state"):
-        return state
-    t = optimizer_state.c
-    for quantity, layer, i, j, m, v in s.sa.execute(
-        sa.select(t.quantity, t.layer, t.i, t.j, t.m, t.v).where(t.network == key)
-    ):
-        if quantity == "step":
-            state.t = int(m)
-            continue
-        if layer > net.depth or j > net.sizes[layer]:
-            continue  # state of a network that had another shape: the SQL ignores it too
-        kind = "weights" if quantity == "weight" else "biases"
-        row = i - 1 if (quantity == "weight" or net.bias == "edge") else 0
-        try:
-            getattr(state.m, kind)[layer - 1][row][j - 1] = m or 0.0
-            getattr(state.v, kind)[layer - 1][row][j - 1] = v or 0.0
-        except IndexError:
-            continue
-    return state
-
-
-def reset_optimizer_state(s: Session, key: str) -> None:
-    if has_schema(s, "optimizer_state"):
-        s.sa.execute(optimizer_state.delete().where(optimizer_state.c.network == key))

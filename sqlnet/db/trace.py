@@ -14,7 +14,8 @@ from psycopg import sql
 
 from sqlnet.compile.training import TRACE_SCHEMA
 from sqlnet.db.connection import Session
-from sqlnet.db.store import ensure_policy, lock_for_ddl, sees_run
+from sqlnet.db.policies import ensure_policy, sees_run
+from sqlnet.db.store import lock_for_ddl
 from sqlnet.model.phases import Phase
 
 TRACE_COLUMNS = (

@@ -144,11 +144,11 @@ def check_own_schema(
             f"{schema}.{other[0]} is not a table (relkind {other[1]!r}): sqlnet makes only tables in its "
             f"schemas, and reading a view runs its owner's query with your privileges; {fix}"
         )
+    # by oid: naming them would need USAGE on the schema, which a role lacking it does not have
     relations = [
         r[0]
         for r in pg.execute(
-            "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class AS c "
-            "WHERE c.relnamespace = %s::pg_catalog.oid AND c.relkind = 'r'",
+            "SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relnamespace = %s::pg_catalog.oid AND c.relkind = 'r'",
             (oid,),
         )
     ]
@@ -163,7 +163,7 @@ def check_own_schema(
 
 # the code a relation runs, or depends on, beyond its columns of built-in types
 ATTACHED = """
-WITH rel AS (SELECT pg_catalog.unnest(%(rels)s::pg_catalog.regclass[])::pg_catalog.oid AS oid),
+WITH rel AS (SELECT pg_catalog.unnest(%(rels)s::pg_catalog.oid[]) AS oid),
 owned AS (
   SELECT 'pg_class'::pg_catalog.regclass AS classid, rel.oid AS objid FROM rel
   UNION ALL SELECT 'pg_constraint'::pg_catalog.regclass, c.oid
@@ -200,8 +200,8 @@ SELECT what FROM (
 """
 
 
-def attachments(pg: psycopg.Connection, relations: Iterable[str], rls: bool = True) -> list[str]:
-    """What runs code when these relations (qualified names) are read or written, one phrase each:
+def attachments(pg: psycopg.Connection, relations: Iterable[int], rls: bool = True) -> list[str]:
+    """What runs code when these relations (oids) are read or written, one phrase each:
     triggers, rules, row-level security (unless `rls` is False: sqlnet's own tables carry policies
     their trusted owner made), and functions, operators or types from outside pg_catalog that they,
     their views' queries, constraints, defaults, indexes or policies use."""
@@ -221,7 +221,10 @@ def check_network(pg: psycopg.Connection, tables: TableMap, extra: Sequence[Tabl
 def check_relations(pg: psycopg.Connection, idents: Sequence[sql.Composable], owners: Sequence[int] = ()) -> None:
     """Refuse tables that carry code (triggers, rules, policies, functions from outside pg_catalog)
     and views of roles sqlnet does not trust."""
-    rels = [i.as_string(pg) for i in idents]
+    rels = [
+        pg.execute("SELECT %s::pg_catalog.regclass::pg_catalog.oid", (i.as_string(pg),)).fetchone()[0]  # type: ignore[index]
+        for i in idents
+    ]
     problems = attachments(pg, rels)
     if problems:
         raise Untrusted(
@@ -231,7 +234,7 @@ def check_relations(pg: psycopg.Connection, idents: Sequence[sql.Composable], ow
     views = pg.execute(
         "SELECT c.oid::pg_catalog.regclass::text, r.rolname FROM pg_catalog.pg_class AS c "
         "JOIN pg_catalog.pg_roles AS r ON r.oid = c.relowner "
-        "WHERE c.oid = ANY (%(rels)s::pg_catalog.regclass[]) AND c.relkind IN ('v', 'm') AND NOT " + TRUSTED,
+        "WHERE c.oid = ANY (%(rels)s::pg_catalog.oid[]) AND c.relkind IN ('v', 'm') AND NOT " + TRUSTED,
         {"rels": rels, "extra": list(owners)},
     ).fetchall()
     if views:

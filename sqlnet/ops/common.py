@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from sqlnet.compile.training import Training, iter_update_blocks
 from sqlnet.db import trust
 from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
 from sqlnet.db.connection import Database, Session
+from sqlnet.db.networks import Definition, read_definition
 from sqlnet.db.privileges import check_privileges
 from sqlnet.db.tables import TableMap, discover, integer_parameter_columns
 from sqlnet.errors import InputError
@@ -25,6 +27,7 @@ from sqlnet.model.phases import Phase, plan
 # tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
 DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500}
 DEFAULT_TOLERANCE = 1e-9
+DEFAULT_FUNCTIONS = {"hidden_activation": "relu", "output_activation": "linear", "loss": "half-se"}
 MAX_INT = 2**31 - 1
 EXAMPLES = {"post": "02_example_post.sql"}
 TABLES_FILE = "01_tables.sql"
@@ -46,9 +49,11 @@ class TrainOptions:
 
     epochs: int = 1
     learning_rate: float = 0.1
-    hidden_activation: str = "relu"
-    output_activation: str = "linear"
-    loss: str = "half-se"
+    # the network's functions: None takes them from its stored definition (else relu, linear, half-se);
+    # a value that contradicts the definition is refused unless the training redefines the network
+    hidden_activation: str | None = None
+    output_activation: str | None = None
+    loss: str | None = None
     bias: str | None = None  # None: node if biases{k} tables exist, else edge if weights have bias columns
     batch_size: int = 0  # 0: full batch; N: mini-batches of N consecutive samples; 1: per-sample SGD
     shuffle: int | None = None  # seed of a deterministic per-epoch sample order
@@ -99,7 +104,7 @@ class TrainOptions:
         if self.numeric not in ("float", "exact"):
             raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
         opt = self.make_optimizer()  # checks the optimizer's own settings
-        if self.numeric == "exact":
+        if self.numeric == "exact" and None not in (self.hidden_activation, self.output_activation, self.loss):
             if {self.hidden_activation, self.output_activation} - {"relu", "linear"} or self.loss not in (
                 "half-se",
                 "se",
@@ -109,6 +114,27 @@ class TrainOptions:
                 )
             if opt.name != "gd" or opt.l2:
                 raise InputError("--numeric exact supports plain gradient descent without --l2")
+
+    def resolved(self, definition: Definition | None, redefine: bool = False) -> TrainOptions:
+        """These options with the network's functions filled in from its definition, or refused where
+        they contradict it (unless `redefine`)."""
+        values: dict[str, Any] = {}
+        for name, default in DEFAULT_FUNCTIONS.items():
+            given, kept = getattr(self, name), getattr(definition, name, None)
+            if given is not None and kept is not None and given != kept and not redefine:
+                assert definition is not None
+                raise InputError(
+                    f"network {definition.network!r} is {definition.describe()}: --{name.replace('_', '-')} "
+                    f"{given} contradicts it. Leave the option out to use the network's own, or train with "
+                    f"--redefine to change the network on purpose (`sqlnet network` shows it)"
+                )
+            values[name] = given if given is not None else kept if kept is not None else default
+        if self.bias is not None and definition is not None and definition.bias not in (None, self.bias) and not redefine:
+            raise InputError(
+                f"network {definition.network!r} has bias per {definition.bias}: --bias {self.bias} contradicts "
+                f"it; leave it out, or train with --redefine"
+            )
+        return dataclasses.replace(self, **values)
 
     def make_optimizer(self) -> Optimizer:
         return Optimizer(
@@ -158,6 +184,7 @@ class Loaded:
     samples: int
     options: TrainOptions
     largest: dict[str, float] = field(default_factory=dict)  # table label -> largest |value| it holds
+    definition: Definition | None = None  # what sqlnet.networks held for it before this command
 
     @property
     def batches(self) -> int:
@@ -229,12 +256,19 @@ class Loaded:
         return plan(self.net, counts_steps=self.options.optimizer == "adam")
 
 
-def load_network(s: Session, schema: str | None, options: TrainOptions, trace: bool | None = False) -> Loaded:
-    """Discover the tables, check every row, and describe the network they hold.
+def load_network(
+    s: Session, schema: str | None, options: TrainOptions, trace: bool | None = False, redefine: bool = False
+) -> Loaded:
+    """Discover the tables, check every row, and describe the network they hold, with the functions
+    of its stored definition (``Loaded.options`` are the options resolved against it).
 
     Unless trace is None (only reading), first check that the role may train them (with trace:
     keep its phases), so that a missing grant is named before anything runs."""
-    tables = discover(s.sa, schema, options.bias)
+    home = s.schema(schema)
+    trust.check_sqlnet_schemas(s.pg)  # the definition is read from schema sqlnet before anything else
+    definition = read_definition(s, home)
+    bias = options.bias or (None if redefine or definition is None else definition.bias)
+    tables = discover(s.sa, schema, bias)
     if trace is not None:
         check_privileges(s.pg, tables, trace)
     trust.guard(s.pg, tables, write=trace is not None, trace=bool(trace))
@@ -247,6 +281,8 @@ def load_network(s: Session, schema: str | None, options: TrainOptions, trace: b
             f"double precision"
         )
     sizes = check_and_size(s.pg, tables)
+    options = options.resolved(definition, redefine)
+    assert options.hidden_activation and options.output_activation and options.loss
     net = Network(sizes, options.hidden_activation, options.output_activation, options.loss, tables.bias)
     if net.loss == "cross-entropy":
         check_targets(s.pg, tables, 0.0, 1.0, "cross-entropy")
@@ -272,7 +308,7 @@ def load_network(s: Session, schema: str | None, options: TrainOptions, trace: b
             f"the batch size {options.batch_size} is larger than the data ({samples} samples in "
             f"{tables.inputs.label()}): use at most {samples}, or 0 for full batch"
         )
-    return Loaded(tables, net, samples, options, largest_values(s.pg, tables))
+    return Loaded(tables, net, samples, options, largest_values(s.pg, tables), definition)
 
 
 

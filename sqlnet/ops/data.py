@@ -15,6 +15,7 @@ from sqlnet.db import loading as loader
 from sqlnet.db import store, trust
 from sqlnet.db.checks import check_and_size, check_sample_rows, check_values, check_wide_samples, not_a_number
 from sqlnet.db.connection import Session
+from sqlnet.db.networks import Definition, read_definition
 from sqlnet.db.tables import (
     NUMBER_TYPES,
     Table,
@@ -27,10 +28,7 @@ from sqlnet.db.tables import (
 )
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network
-from sqlnet.ops.common import (
-    DatabaseLike,
-    connect,
-)
+from sqlnet.ops.common import DatabaseLike, TrainOptions, connect
 
 
 @dataclass
@@ -42,40 +40,40 @@ class Prediction:
 
 
 def _trained_network(
-    s: Session,
-    schema: str | None,
-    hidden_activation: str | None,
-    output_activation: str | None,
-    loss: str | None,
-) -> tuple[TableMap, Network, str]:
-    """The network in the tables, with the functions of its latest finished run (or the ones given)."""
-    tables = discover(s.sa, schema)
+    s: Session, schema: str | None, hidden_activation: str | None, output_activation: str | None
+) -> tuple[TableMap, Network, str, dict[str, Any]]:
+    """The network in the tables with the functions of its stored definition (an option that contradicts
+    it is refused), where they came from, and what `load` did to its data (standardisation, classes)."""
+    trust.check_sqlnet_schemas(s.pg)
+    home = s.schema(schema)
+    definition = read_definition(s, home)
+    tables = discover(s.sa, schema, definition.bias if definition else None)
     trust.guard(s.pg, tables, write=False)
     sizes = check_and_size(s.pg, tables)
-    latest = next(
-        (
-            r
-            for r in reversed(store.list_runs(s))
-            if r.status == "finished"
-            # a run records the schema it trained (before sqlnet pinned names, NULL: the default schema)
-            and (r.schema_name or s.schema(None)) == tables.resolved_schema
-            and r.network.sizes == sizes
-        ),
-        None,
-    )
-    base = latest.network if latest else Network(sizes, bias=tables.bias)
-    net = Network(
-        sizes,
-        hidden_activation or base.hidden_activation,
-        output_activation or base.output_activation,
-        loss or base.loss,
-        tables.bias,
-    )
-    return (
-        tables,
-        net,
-        f"run {latest.run_id}" if latest and not (hidden_activation or output_activation) else "options",
-    )
+    if definition is None or definition.hidden_activation is None:
+        # no training recorded the network's functions here (or an older sqlnet trained it): its runs say
+        latest = next(
+            (
+                r
+                for r in reversed(store.list_runs(s))
+                if r.status == "finished"
+                and (r.schema_name or home) == tables.resolved_schema
+                and r.network.sizes == sizes
+            ),
+            None,
+        )
+        if latest is not None:
+            n = latest.network
+            definition = Definition(home, sizes, n.hidden_activation, n.output_activation, n.loss, n.bias, last_run=latest.run_id)
+    opts = TrainOptions(hidden_activation=hidden_activation, output_activation=output_activation).resolved(definition)
+    assert opts.hidden_activation and opts.output_activation and opts.loss
+    net = Network(sizes, opts.hidden_activation, opts.output_activation, opts.loss, tables.bias)
+    source = f"run {definition.last_run}" if definition and definition.last_run else "no training yet: default functions"
+    return tables, net, source, loader.dataset(s, tables.resolved_schema) or {}
+
+
+def _scaling(data: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    return (data["means"], data["stds"]) if data.get("means") else None
 
 
 def load(
@@ -238,10 +236,8 @@ def predict(
         schema=schema, table=table, into=into, table_schema=table_schema, id=id_column, features=features
     )
     with connect(database).transaction() as s:
-        tables, net, source = _trained_network(s, schema, hidden_activation, output_activation, None)
-        data = loader.dataset(s, tables.resolved_schema) or {}
-        scaling = (data["means"], data["stds"]) if data.get("means") else None
-        samples = _samples_sql(s, net, table, table_schema, id_column, features, scaling)
+        tables, net, source, data = _trained_network(s, schema, hidden_activation, output_activation)
+        samples = _samples_sql(s, net, table, table_schema, id_column, features, _scaling(data))
         params, weight, bias = predict_sql.table_params(net, tables.weights, tables.biases)
         forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(" CROSS JOIN params AS p"))
         target = sql.Identifier(s.schema(table_schema), into)
@@ -264,7 +260,7 @@ def predict(
             s.pg.execute(
                 sql.SQL(
                     "UPDATE {t} AS p SET predictedclass = c.name FROM (SELECT DISTINCT ON (sampleid) sampleid, "
-                    "outputnode FROM {t} ORDER BY sampleid, outputvalue DESC) AS best "
+                    "outputnode FROM {t} ORDER BY sampleid, outputvalue DESC, outputnode) AS best "
                     "JOIN unnest(%s::text[]) WITH ORDINALITY AS c (name, node) ON c.node = best.outputnode "
                     "WHERE p.sampleid = best.sampleid"
                 ).format(t=target),
@@ -302,39 +298,40 @@ def export(
     if (view is None) == (function is None):
         raise InputError("export needs exactly one of --view NAME (with --table) or --function NAME")
     with connect(database).transaction() as s:
-        tables, net, source = _trained_network(s, schema, hidden_activation, output_activation, None)
+        tables, net, source, data = _trained_network(s, schema, hidden_activation, output_activation)
         params = read_params(s.pg, tables, net)
         weight, bias = predict_sql.constant_params(net, params)
         create = sql.SQL("CREATE OR REPLACE" if replace else "CREATE")
+        home = s.schema(table_schema)
+        features_text = ", ".join(data["features"]) if data.get("features") else f"{net.sizes[0]} inputs"
+        about = (
+            f"sqlnet: the network in schema {tables.resolved_schema} ({net.describe()}) with the weights of "
+            f"{source}; takes the raw {features_text}"
+            + (", standardised as `sqlnet load --standardize` did" if _scaling(data) else "")
+            + (f"; classes {', '.join(data['classes'])}" if data.get("classes") else "")
+        )
         if view is not None:
             if table is None:
                 raise InputError("--view needs --table: the samples the view predicts")
-            samples = _samples_sql(s, net, table, table_schema, id_column, features)
+            samples = _samples_sql(s, net, table, table_schema, id_column, features, _scaling(data))
             forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(""))
-            name = sql.Identifier(s.schema(table_schema), view)
+            name = sql.Identifier(home, view)
             s.pg.execute(
-                sql.SQL(
-                    "{create} VIEW {name} AS\n"
-                    "SELECT sample AS sampleid, node AS outputnode, value AS outputvalue FROM ({forward}) AS f"
-                ).format(create=create, name=name, forward=forward)
+                sql.SQL("{create} VIEW {name} AS\n{select}").format(
+                    create=create, name=name, select=predict_sql.with_classes(forward, data.get("classes"))
+                )
             )
+            s.pg.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(name, sql.Literal(about)))
             made = view
         else:
             assert function is not None
-            xs = sql.SQL(", ").join(
-                sql.SQL("x[{i}] AS {c}").format(i=sql.Literal(i), c=sql.SQL(f"x{i}"))
-                for i in range(1, net.sizes[0] + 1)
-            )
-            samples = sql.SQL("SELECT 1::bigint AS sample, {xs}").format(xs=xs)
-            forward = predict_sql.forward_sql(net, samples, weight, bias, sql.SQL(""))
-            name = sql.Identifier(s.schema(table_schema), function)
+            name = sql.Identifier(home, function)
+            for statement in predict_sql.exported_functions(
+                net, weight, bias, home, function, create, _scaling(data), data.get("classes"), data.get("features")
+            ):
+                s.pg.execute(statement)
             s.pg.execute(
-                sql.SQL(
-                    "{create} FUNCTION {name}(x double precision[]) RETURNS double precision[]\n"
-                    # parsed at each call: under pg_catalog only, whatever the caller's search path
-                    "LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
-                    "SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f\n$sqlnet$"
-                ).format(create=create, name=name, forward=forward)
+                sql.SQL("COMMENT ON FUNCTION {}(double precision[]) IS {}").format(name, sql.Literal(about))
             )
             made = function
     return Prediction(net, source, 0, made)

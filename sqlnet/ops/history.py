@@ -8,6 +8,7 @@ from typing import Any
 from sqlnet.db import store, trust
 from sqlnet.db import trace as trace_store
 from sqlnet.db.checks import check_and_size
+from sqlnet.db.networks import Definition, define, read_definition, restore_run_state
 from sqlnet.db.tables import discover, verify_params, write_params
 from sqlnet.errors import InputError
 from sqlnet.model.phases import Phase, plan
@@ -33,7 +34,8 @@ def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
 def restore(
     database: DatabaseLike = None, run_id: int | None = None, *, stage: str = "initial"
 ) -> store.RunInfo:
-    """Put a run's initial (or final) weights and biases back into its tables."""
+    """Put a run's initial (or final) weights and biases back into its tables, with the optimizer state
+    that went with them and the functions the run trained them with (the network's definition)."""
     if stage not in ("initial", "final"):
         raise InputError(f"stage must be 'initial' or 'final', got {stage!r}")
     if run_id is None:
@@ -52,6 +54,9 @@ def restore(
         params = store.load_params(s, run_id, stage, run.network)
         write_params(s.pg, tables, params)
         verify_params(s.pg, tables, params)
+        store.ensure_schema(s)
+        optimizer = restore_run_state(s, run_id, stage, tables.resolved_schema)
+        define(s, tables.resolved_schema, run.network, optimizer, run_id)
     return run
 
 
@@ -83,3 +88,17 @@ def phases(
             )
             for p in plan(run.network)
         ]
+
+
+def network(database: DatabaseLike = None, *, schema: str | None = None) -> Definition:
+    """What the network in `schema` is beyond its weights: its stored definition."""
+    with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg)
+        home = s.schema(schema)
+        definition = read_definition(s, home)
+        if definition is None:
+            raise InputError(
+                f"no network is recorded for schema {home!r}: `sqlnet init` makes one, `sqlnet load` records "
+                f"its data and its first training records its functions"
+            )
+        return definition

@@ -12,6 +12,7 @@ from psycopg import sql
 from sqlnet.db import store, trust
 from sqlnet.db import trace as trace_store
 from sqlnet.db.checks import check_and_size
+from sqlnet.db.networks import forget
 from sqlnet.db.privileges import grant_script, training_needs
 from sqlnet.db.tables import check_names, create_data_tables, create_parameter_tables, discover, read_data
 from sqlnet.errors import InputError
@@ -90,6 +91,12 @@ def init(
             )
         for t in ours:
             s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(current, t)))
+        # a new network: the functions, optimizer state and preprocessing of the one before are not its own
+        trust.check_sqlnet_schemas(s.pg)
+        if net is None:
+            forget(s, current, (3, 2, 3) if example else None, "edge", keep_data=False)
+        else:  # inputs and outputs stay where they exist, and so does what `load` did to them
+            forget(s, current, net.sizes, net.bias, keep_data=bool({"inputs", "outputs"} & present))
         if net is None:
             # the files are sqlnet's own, shipped in the package; docker-compose runs the same files
             s.pg.execute(_sql_file(TABLES_FILE).encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 from sqlnet.compile.statement import script
 from sqlnet.db import store, trust
 from sqlnet.db import trace as trace_store
-from sqlnet.db.connection import DB_ERRORS, Database, connection_lost, error_text
+from sqlnet.db.connection import DB_ERRORS, Database, Session, connection_lost, error_text
 from sqlnet.db.guard import (
     Deadline,
     TrainingTimeout,
@@ -20,6 +21,14 @@ from sqlnet.db.guard import (
     lock_network_for_session,
     name_run,
     unlock_network,
+)
+from sqlnet.db.networks import (
+    define,
+    optimizer_key,
+    prepare_state,
+    reset_optimizer_state,
+    save_run_state,
+    state_checksum,
 )
 from sqlnet.db.tables import read_params
 from sqlnet.errors import DatabaseError, Diverged, InputError, SqlnetError
@@ -53,6 +62,7 @@ class TrainResult:
     validation: list[tuple[float | None, float | None]] = field(
         default_factory=list
     )  # per epoch: loss, accuracy
+    notes: list[str] = field(default_factory=list)  # what changed about the network, besides its weights
 
     def divergence_warning(self) -> str | None:
         """A run whose loss grew tenfold without leaving float8's range is diverging all the same."""
@@ -84,6 +94,7 @@ class TrainResult:
             "validation_losses": [v[0] for v in self.validation],
             "validation_accuracy": [v[1] for v in self.validation],
             "warning": self.divergence_warning(),
+            "notes": self.notes,
             "params": layers(floats(self.params)),
         }
 
@@ -100,6 +111,7 @@ def train(
     on_update: Callable[[Progress], None] | None = None,
     checkpoint_every: int | None = None,
     resume: int | None = None,
+    redefine: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train the network in the tables and write the trained weights back, all in one transaction.
@@ -112,6 +124,9 @@ def train(
     past that time (``TrainingTimeout``), rolling everything back. ``on_update`` is called after
     every update while the SQL runs (the statement raises a NOTICE per update).
 
+    The network's functions come from its stored definition (``sqlnet network``); an option that
+    contradicts it is refused unless ``redefine=True``, which changes the definition on purpose.
+
     ``checkpoint_every=K`` commits the weights, the optimizer state and the losses every K epochs
     instead (a cancel or a crash loses at most K epochs); ``resume=RUN`` continues such a run from
     its last checkpoint with its own options, ending where the uninterrupted run would have.
@@ -121,22 +136,18 @@ def train(
     if checkpoint_every is not None or resume is not None:
         with deadline.bounds():
             return _train_with_checkpoints(
-                db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, checkpoint_every, resume, options
+                db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, checkpoint_every, resume,
+                options, redefine,
             )
     opts = TrainOptions(**options)
     started = time.perf_counter()
     with deadline.bounds(), db.transaction() as s:
         deadline.arm(s.pg)  # waiting for locks and checking the tables count too
         lock_network(s.pg, s.schema(schema), wait)
-        loaded = load_network(s, schema, opts, trace)
-        tables, net = loaded.tables, loaded.net
-        initial = read_params(s.pg, tables, net, opts.num)
-        store.ensure_schema(s)
-        if reset_optimizer:
-            store.reset_optimizer_state(s, tables.resolved_schema)
-        run_id = store.start_run(s, tables.resolved_schema, net, {**opts.as_json(), "trace": trace})
+        loaded = load_network(s, schema, opts, trace, redefine)
+        tables, net, opts = loaded.tables, loaded.net, loaded.options
+        run_id, initial, notes = _begin_run(s, loaded, reset_optimizer, {"trace": trace})
         name_run(s.pg, tables.resolved_schema, run_id)
-        store.save_params(s, run_id, "initial", net, floats(initial))
         trainings = loaded.trainings(run_id if trace else None, run_id if on_update else None)
         if on_update:
             s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
@@ -149,7 +160,7 @@ def train(
             )
         except Diverged as exc:
             raise Diverged(f"{exc}; the transaction rolled back, so every table is as it was before") from exc
-        store.save_params(s, run_id, "final", net, floats(params))
+        _end_run(s, loaded, run_id, params)
         store.finish_run(s, run_id, losses, 1, validation)
     return TrainResult(
         run_id,
@@ -163,7 +174,51 @@ def train(
         in_sql,
         loaded.layout(trace),
         [tuple(validation[e]) for e in sorted(validation)],  # type: ignore[misc]
+        notes,
     )
+
+
+def _begin_run(
+    s: Session, loaded: Loaded, reset_optimizer: bool, extra: dict[str, Any]
+) -> tuple[int, Params, list[str]]:
+    """Put the run on record with the weights and optimizer state it starts from, and the network's
+    definition (what it is trained as, by which run); returns the run, its initial weights and notes."""
+    tables, net, opts = loaded.tables, loaded.net, loaded.options
+    key = tables.resolved_schema
+    initial = read_params(s.pg, tables, net, opts.num)
+    store.ensure_schema(s)
+    notes = []
+    if reset_optimizer:
+        reset_optimizer_state(s, key)
+    optimizer = opts.make_optimizer()
+    note = prepare_state(s, key, net, optimizer, loaded.definition)
+    if note:
+        notes.append(note)
+    changed = [
+        f"{name.replace('_', ' ')} {getattr(loaded.definition, name)} -> {getattr(opts, name)}"
+        for name in ("hidden_activation", "output_activation", "loss")
+        if loaded.definition and getattr(loaded.definition, name) not in (None, getattr(opts, name))
+    ]
+    if changed:
+        notes.append(f"network {key!r} redefined: {', '.join(changed)}")
+    run_id = store.start_run(s, key, net, {**opts.as_json(), **extra})
+    store.save_params(s, run_id, "initial", net, floats(initial))
+    save_run_state(s, run_id, "initial", key, optimizer_key(optimizer))
+    define(s, key, net, optimizer_key(optimizer), run_id)
+    return run_id, initial, notes
+
+
+def _end_run(s: Session, loaded: Loaded, run_id: int, params: Params) -> None:
+    key = loaded.tables.resolved_schema
+    store.save_params(s, run_id, "final", loaded.net, floats(params))
+    save_run_state(s, run_id, "final", key, optimizer_key(loaded.options.make_optimizer()))
+
+
+def checkpoint_digest(s: Session, loaded: Loaded) -> str:
+    """What the tables and the optimizer state hold now, as a short checksum of each: 'weights:state'."""
+    params = floats(read_params(s.pg, loaded.tables, loaded.net, loaded.options.num))
+    weights = hashlib.sha256(repr((params.weights, params.biases)).encode()).hexdigest()[:16]
+    return f"{weights}:{state_checksum(s, loaded.tables.resolved_schema)}"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -182,6 +237,7 @@ def _train_with_checkpoints(
     checkpoint_every: int | None,
     resume: int | None,
     options: dict[str, Any],
+    redefine: bool = False,
 ) -> TrainResult:
     """A training in several transactions, one per checkpoint, under a session-level lock."""
     started = time.perf_counter()
@@ -211,10 +267,11 @@ def _train_with_checkpoints(
         deadline.arm(s.pg)  # waiting for another training's lock counts too
         lock_network_for_session(s.pg, key, wait)
         run_id: int | None = None
+        notes: list[str] = []
         last_checkpoint = committing = 0
         try:
-            loaded = load_network(s, schema, opts, trace)
-            tables, net = loaded.tables, loaded.net
+            loaded = load_network(s, schema, opts, trace, redefine)
+            tables, net, opts = loaded.tables, loaded.net, loaded.options
             store.ensure_schema(s)
             if resume is not None:
                 if net.sizes != run.network.sizes or net.bias != run.network.bias:
@@ -224,15 +281,12 @@ def _train_with_checkpoints(
                 run_id = resume
                 initial = store.load_params(s, run_id, "initial", net)
                 last_checkpoint = store.last_epoch(s, run_id)
+                _check_checkpoint(s, loaded, run, last_checkpoint)
                 store.set_status(s, run_id, "running")
             else:
-                if reset_optimizer:
-                    store.reset_optimizer_state(s, tables.resolved_schema)
-                initial = read_params(s.pg, tables, net, opts.num)
-                run_id = store.start_run(
-                    s, tables.resolved_schema, net, {**opts.as_json(), "trace": trace, "checkpoint_every": checkpoint_every}
+                run_id, initial, notes = _begin_run(
+                    s, loaded, reset_optimizer, {"trace": trace, "checkpoint_every": checkpoint_every}
                 )
-                store.save_params(s, run_id, "initial", net, floats(initial))
             if trace:
                 trace_store.ensure_trace_tables(s, loaded.phases)
             s.commit()  # the run is on record before the first update
@@ -253,11 +307,12 @@ def _train_with_checkpoints(
                     s, trainings, on_block, deadline, validation, loaded.largest
                 )
                 store.record_losses(s, run_id, losses, first, validation)
+                store.set_checkpoint(s, run_id, f"{last}:{checkpoint_digest(s, loaded)}")
                 committing = last
                 s.commit()  # the checkpoint: weights, optimizer state and losses up to epoch `last`
                 committing = 0
                 last_checkpoint, statements, in_sql = last, statements + count, in_sql + seconds
-            store.save_params(s, run_id, "final", net, floats(params))
+            _end_run(s, loaded, run_id, params)
             store.finish_run(s, run_id, [])
             curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
             s.commit()
@@ -312,7 +367,31 @@ def _train_with_checkpoints(
         statements,
         in_sql,
         loaded.layout(trace),
+        notes=notes,
     )
+
+
+def _check_checkpoint(s: Session, loaded: Loaded, run: store.RunInfo, epoch: int) -> None:
+    """Resume only from the checkpoint the run made: the tables and the optimizer state must still hold it."""
+    recorded = run.checkpoint
+    if not recorded or not recorded.startswith(f"{epoch}:"):
+        return  # a run from before checkpoints were summed: nothing to compare with
+    weights, state = recorded.split(":")[1:]
+    now_weights, now_state = checkpoint_digest(s, loaded).split(":")
+    what = [
+        name
+        for name, same in (
+            (f"the weights in {', '.join(t.label() for t in loaded.tables.parameter_tables())}", weights == now_weights),
+            ("the optimizer state", state == now_state),
+        )
+        if not same
+    ]
+    if what:
+        raise InputError(
+            f"run {run.run_id}'s checkpoint after epoch {epoch} is no longer what the tables hold: "
+            f"{' and '.join(what)} changed since (a restore, another training, an edit?). Resuming would "
+            f"continue from other numbers: start a new training instead"
+        )
 
 
 @dataclass(frozen=True)

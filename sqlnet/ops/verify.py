@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlnet.db import store
+from sqlnet.db.networks import load_optimizer_state, prepare_state
 from sqlnet.db.tables import TableMap, read_data, read_params
 from sqlnet.errors import CheckFailed
 from sqlnet.model import reference
@@ -107,11 +108,13 @@ def check(
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
         loaded = load_network(s, schema, opts)
-        tables, net = loaded.tables, loaded.net
+        tables, net, opts = loaded.tables, loaded.net, loaded.options
         initial = read_params(s.pg, tables, net, opts.num)
         data = read_data(s.pg, tables, net, opts.num)
         store.ensure_schema(s)  # momentum and Adam read their state from it; all of this rolls back
-        state = store.load_optimizer_state(s, tables.resolved_schema, net)
+        # the state train would start from: another optimizer's, or one of another shape, is dropped
+        prepare_state(s, tables.resolved_schema, net, opts.make_optimizer(), loaded.definition)
+        state = load_optimizer_state(s, tables.resolved_schema, net)
         got, sql_losses, _, _ = run_statements(s, loaded.trainings(), None, largest=loaded.largest)
     want = reference.train(
         net,
