@@ -13,7 +13,7 @@ from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, Sqln
 from sqlnet.model.network import Dataset, Network, Params, Sample
 from sqlnet.ops.common import TrainOptions, connect
 from sqlnet.ops.data import export, load, predict
-from sqlnet.ops.history import network, phases, restore, run_losses, runs
+from sqlnet.ops.history import network, phases, restore, run_epochs, run_losses, runs
 from sqlnet.ops.setup import DemoResult, Grants, demo, grants, init
 from sqlnet.ops.train import Progress, TrainResult, train, training_sql
 from sqlnet.ops.verify import CheckReport, check, gradcheck
@@ -48,6 +48,7 @@ __all__ = [
     "phases",
     "predict",
     "restore",
+    "run_epochs",
     "run_losses",
     "runs",
     "train",

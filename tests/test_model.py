@@ -208,3 +208,44 @@ def test_network_command_shows_the_definition(db_url: str, conn: psycopg.Connect
     sqlnet.train(db_url, learning_rate=0.1, **FUNCTIONS)
     code, output = run("network", "--database-url", db_url)
     assert code == 0 and "tanh" in output and "softmax" in output and "cross-entropy" in output and "run 1" in output
+
+
+def test_phase_0_of_every_epoch_holds_the_weights_it_started_from(post_db: str) -> None:
+    from tests.helpers import POST_DATA, POST_NET, POST_PARAMS
+
+    result = sqlnet.train(post_db, epochs=3, learning_rate=0.0001, trace=True)
+    for epoch in (1, 2, 3):
+        info, traces = sqlnet.phases(post_db, result.run_id, epoch)
+        assert info.run_id == result.run_id
+        start = {(layer, q, i, j): v for _, _, _, layer, q, i, j, v in traces[0].rows}
+        want = POST_PARAMS if epoch == 1 else reference.train(POST_NET, POST_PARAMS, POST_DATA, 0.0001, epoch - 1).params
+        got_w = [[[start[(k + 1, "weight", i + 1, j + 1)] for j in range(POST_NET.sizes[k + 1])]
+                  for i in range(POST_NET.sizes[k])] for k in range(POST_NET.depth)]  # fmt: skip
+        assert_close(got_w, want.weights, 1e-12)
+        assert {e for e, *_ in traces[0].rows} == {epoch}
+    code, output = run("phases", "--epoch", "2", "--database-url", post_db)
+    assert code == 0 and output.startswith(f"run {result.run_id} (3-2-3 network") and "epoch 2" in output
+
+
+def test_runs_show_has_the_validation_beside_the_training_loss(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    create_tables(conn, NET, random_params(rng, NET), random_data(rng, NET, 20), samples=True)
+    result = sqlnet.train(db_url, epochs=4, learning_rate=0.1, validation_fraction=0.25, **FUNCTIONS)
+    shown = CliRunner().invoke(main, ["runs", "show", str(result.run_id), "--json", "--database-url", db_url])
+    assert shown.exit_code == 0, shown.output
+    epochs = json.loads(shown.stdout)["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert [e["val_loss"] for e in epochs] == pytest.approx([v[0] for v in result.validation], rel=1e-12)
+    assert [e["val_accuracy"] for e in epochs] == [v[1] for v in result.validation]
+    code, output = run("runs", "show", str(result.run_id), "--database-url", db_url, "--plot", str(tmp_path / "l.png"))
+    assert code == 0 and "validation loss per epoch" in output and "accuracy" in output
+    assert (tmp_path / "l.png").stat().st_size > 1000
+
+
+def test_a_checkpointed_runs_record_says_what_the_tables_hold(post_db: str, conn: psycopg.Connection) -> None:
+    code, output = run("train", "--epochs", "200000", "--learning-rate", "1e-7", "--checkpoint-every", "1",
+                       "--timeout", "2", "--database-url", post_db)  # fmt: skip
+    assert code == 1 and "the tables hold the checkpoint after epoch" in output, output
+    (status, error) = conn.execute("SELECT status, error FROM sqlnet.runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    assert status == "cancelled" and "the tables hold the checkpoint after epoch" in error
+    assert "every table is as it was before" not in error

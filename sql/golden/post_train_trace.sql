@@ -214,6 +214,9 @@ trace_0 AS (
   SELECT 1, t.* FROM (
     SELECT epoch, batch, sample, layer, quantity, i, j, value FROM train
     WHERE phase = 0 AND ((quantity, layer) IN (('weight', 1), ('bias', 1), ('weight', 2), ('bias', 2)))
+    UNION ALL
+    SELECT epoch + 1, 0, sample, layer, quantity, i, j, value FROM train
+    WHERE phase = 7 AND batch = 1 AND epoch < 1 AND quantity IN ('weight', 'bias')
   ) AS t
   RETURNING 1
 ),

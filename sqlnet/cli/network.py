@@ -285,20 +285,27 @@ def text_plot(points: list[tuple[int, float]], width: int = 60, height: int = 12
     metavar="FILE.png",
     help="Also draw the loss curve into a PNG (needs matplotlib: pip install 'sqlnet[plot]').",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its epochs as JSON.")
 @click.pass_context
 @handle_errors
-def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str | None) -> None:
-    """Show a run: its network, its options and its loss per epoch as a plot.
+def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str | None, as_json: bool) -> None:
+    """Show a run: its network, its options and its loss per epoch (and validation) as a plot.
 
     \b
     Examples:
       sqlnet runs show 3
       sqlnet runs show 3 --plot loss.png
+      sqlnet runs show 3 --json | jq '.epochs[-1]'
     """
     url = database_url or (ctx.obj or {}).get("database_url")
     info = next((r for r in api.runs(url) if r.run_id == run), None)
     if info is None:
         raise SqlnetError(f"run {run} not found: `sqlnet runs` lists the runs")
+    epochs = api.run_epochs(url, run)
+    if as_json:
+        fields = ("epoch", "loss", "val_loss", "val_accuracy")
+        click.echo(json.dumps({**info.as_json(), "epochs": [dict(zip(fields, e)) for e in epochs]}, indent=2))
+        return
     out.print(
         f"run {info.run_id} ({info.status}): {info.network.describe()}, schema {info.schema_name or '(search path)'}"
     )
@@ -310,16 +317,28 @@ def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str 
         out.print(f"stopped by: {escape(info.error)}")
     for key, value in sorted(info.options.items()):
         out.print(f"  {key}: {value}")
-    curve = api.run_losses(url, run)
+    curve = [(e, loss) for e, loss, _, _ in epochs]
     out.print(f"loss per epoch (mean over each epoch's samples), {len(curve)} epochs:")
     for line in text_plot(curve):
         out.print(escape(line))
+    validation = [(e, vl) for e, _, vl, _ in epochs if vl is not None]
+    if validation:
+        out.print(f"validation loss per epoch (the held-out samples after each epoch), {len(validation)} epochs:")
+        for line in text_plot(validation):
+            out.print(escape(line))
+        last = epochs[-1]
+        out.print(
+            f"after epoch {last[0]}: validation loss {_fmt(last[2]) if last[2] is not None else '-'}"
+            + (f", accuracy {last[3]:.2%}" if last[3] is not None else "")
+        )
     if plot:
-        draw_loss(curve, plot, f"run {info.run_id}: {info.network.describe()}")
+        draw_loss(curve, plot, f"run {info.run_id}: {info.network.describe()}", validation)
         out.print(f"wrote {plot}")
 
 
-def draw_loss(curve: list[tuple[int, float]], path: str, title: str) -> None:
+def draw_loss(
+    curve: list[tuple[int, float]], path: str, title: str, validation: list[tuple[int, float]] | None = None
+) -> None:
     try:
         import matplotlib
 
@@ -328,8 +347,11 @@ def draw_loss(curve: list[tuple[int, float]], path: str, title: str) -> None:
     except ImportError as exc:
         raise SqlnetError("--plot needs matplotlib: pip install 'sqlnet[plot]' (or matplotlib)") from exc
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax.plot([e for e, _ in curve], [v for _, v in curve], color="#1f77b4")
-    values = [v for _, v in curve]
+    ax.plot([e for e, _ in curve], [v for _, v in curve], color="#1f77b4", label="training")
+    if validation:
+        ax.plot([e for e, _ in validation], [v for _, v in validation], color="#d62728", label="validation")
+        ax.legend()
+    values = [v for _, v in curve] + [v for _, v in validation or []]
     if values and min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -429,6 +451,10 @@ def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool)
         ]
         click.echo(json.dumps({"run_id": info.run_id, "phases": phases_json}, indent=2, default=float))
         return
+    out.print(
+        f"run {info.run_id} ({escape(info.network.describe())}, schema {escape(str(info.schema_name))}), "
+        + (f"epoch {epoch}" if epoch else "every epoch")
+    )
     for t in traces:
         table = Table(title=escape(f"sqlnet_trace.{t.phase.table} — {t.phase.comment}"), title_justify="left")
         for name in TRACE_FIELDS:

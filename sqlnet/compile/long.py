@@ -638,10 +638,26 @@ class LongLayout:
         produced = tuple(q for q in phase.produces if q.layer is not None)
         # the loss has no layer: NULL never matches IN, so it is tested on its own
         produces_loss = Quantity(LOSS) in phase.produces
+        starts = sql.SQL("")
+        if phase.number == 0:
+            # the weights every later epoch of the block starts from: the last update of the epoch before,
+            # kept as that epoch's phase 0 (batch 0), so each epoch's start can be looked at
+            starts = sql.SQL(
+                "\n    UNION ALL\n"
+                "    SELECT epoch + 1, 0, sample, layer, quantity, i, j, value FROM train\n"
+                "    WHERE phase = {last} AND batch = {nb} AND epoch < {end} AND quantity IN ({wq}, {bq})"
+            ).format(
+                last=sql.Literal(tr.phases[-1].number),
+                nb=tr.batches_sql,
+                end=sql.Literal(tr.last[0]),
+                wq=Q(WEIGHT),
+                bq=Q(BIAS),
+            )
         return sql.SQL(
             "SELECT epoch, batch, sample, layer, quantity, i, j, value FROM train\n"
-            "    WHERE phase = {p} AND ({cond})"
+            "    WHERE phase = {p} AND ({cond}){starts}"
         ).format(
+            starts=starts,
             p=sql.Literal(phase.number),
             cond=sql.SQL(" OR ").join(
                 ([sql.SQL("(quantity, layer) IN ({})").format(self._in(produced))] if produced else [])

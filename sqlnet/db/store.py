@@ -450,6 +450,17 @@ def get_run(s: Session, run_id: int) -> RunInfo:
     return _run_info(row)
 
 
+def run_epochs(s: Session, run_id: int) -> list[tuple[int, float, float | None, float | None]]:
+    """Each epoch's (epoch, loss, validation loss, validation accuracy); None where not measured."""
+    cols = {c["name"] for c in sa.inspect(s.sa).get_columns("run_losses", schema=SCHEMA)}  # an older table may lack them
+    t = run_losses.c
+    val = [t.val_loss, t.val_accuracy] if {"val_loss", "val_accuracy"} <= cols else [sa.null(), sa.null()]
+    return [
+        (e, v, vl, va)
+        for e, v, vl, va in s.sa.execute(sa.select(t.epoch, t.loss, *val).where(t.run_id == run_id).order_by(t.epoch))
+    ]
+
+
 def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
     return [
         (e, v)

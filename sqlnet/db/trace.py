@@ -74,6 +74,7 @@ def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
 
 
 def trace_rows(s: Session, phase: Phase, run_id: int, epoch: int | None = None) -> list[tuple[Any, ...]]:
+    """A phase's values in a traced run, of one epoch or all; phase 0 of epoch e holds the weights e began with."""
     table = sql.Identifier(TRACE_SCHEMA, phase.table)
     query = sql.SQL(
         "SELECT epoch, batch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"

@@ -24,6 +24,14 @@ def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
         return store.list_runs(s)
 
 
+def run_epochs(database: DatabaseLike, run_id: int) -> list[tuple[int, float, float | None, float | None]]:
+    """Each epoch of a run: (epoch, training loss, validation loss, validation accuracy)."""
+    with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg)
+        store.get_run(s, run_id)
+        return store.run_epochs(s, run_id)
+
+
 def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
     with connect(database).transaction(commit=False) as s:
         trust.check_sqlnet_schemas(s.pg)
@@ -81,13 +89,8 @@ def phases(
             run = store.get_run(s, run_id)
             if not run.options.get("trace"):
                 raise InputError(f"run {run_id} was not traced: train with --trace to keep its phases")
-        # phase 0 (start) of epoch e holds the weights epoch e starts from: its rows carry epoch e - 1
-        return run, [
-            PhaseTrace(
-                p, trace_store.trace_rows(s, p, run.run_id, None if epoch is None else epoch - (p.number == 0))
-            )
-            for p in plan(run.network)
-        ]
+        # phase 0 (start) of epoch e holds the weights epoch e starts from
+        return run, [PhaseTrace(p, trace_store.trace_rows(s, p, run.run_id, epoch)) for p in plan(run.network)]
 
 
 def network(database: DatabaseLike = None, *, schema: str | None = None) -> Definition:

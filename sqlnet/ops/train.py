@@ -328,19 +328,23 @@ def _train_with_checkpoints(
                     where += f"; `sqlnet train --resume {run_id}` continues it"
             else:
                 where = "no checkpoint was made, so every table is as it was before"
-            if run_id is not None and not connection_lost(exc):
-                with contextlib.suppress(*DB_ERRORS):
-                    store.set_status(s, run_id, status, error_text(exc))
-                    s.commit()
+            failure: BaseException | None = None
             if isinstance(exc, KeyboardInterrupt):
-                raise TrainingInterrupted(f"the training was cancelled; {where}") from exc
-            if isinstance(exc, TrainingTimeout):
-                raise TrainingTimeout(
-                    f"the training ran longer than --timeout {deadline.seconds:g} s and was "
-                    f"cancelled; {where}"
-                ) from exc
-            if run_id is not None and isinstance(exc, SqlnetError):
-                raise type(exc)(f"{exc}; {where}") from exc
+                failure = TrainingInterrupted(f"the training was cancelled; {where}")
+            elif isinstance(exc, TrainingTimeout):
+                failure = TrainingTimeout(
+                    f"the training ran longer than --timeout {deadline.seconds:g} s and was cancelled; {where}"
+                )
+            elif run_id is not None and isinstance(exc, SqlnetError):
+                failure = type(exc)(f"{exc}; {where}")
+            if run_id is not None and not connection_lost(exc):
+                # the run's record says what the tables hold, as the message does
+                recorded = str(failure) if failure is not None else f"{error_text(exc)}; {where}"
+                with contextlib.suppress(*DB_ERRORS):
+                    store.set_status(s, run_id, status, recorded)
+                    s.commit()
+            if failure is not None:
+                raise failure from exc
             if connection_lost(exc):
                 if committing:  # whether the server saved the checkpoint it was committing is unknown
                     where = where.replace(
