@@ -249,3 +249,22 @@ def test_a_checkpointed_runs_record_says_what_the_tables_hold(post_db: str, conn
     (status, error) = conn.execute("SELECT status, error FROM sqlnet.runs ORDER BY run_id DESC LIMIT 1").fetchone()
     assert status == "cancelled" and "the tables hold the checkpoint after epoch" in error
     assert "every table is as it was before" not in error
+
+
+@pytest.mark.parametrize("layout", ["wide", "long"])
+@pytest.mark.parametrize("name", ["gd", "momentum", "adam"])
+def test_decoupled_weight_decay_matches_the_reference(db_url: str, conn: psycopg.Connection, name: str, layout: str) -> None:
+    """--weight-decay (AdamW with adam) in SQL against the reference, beside --l2 (coupled)."""
+    params, data = setup(conn, seed=4)
+    options = {"epochs": 3, "learning_rate": 0.05, "optimizer": name, "layout": layout, **FUNCTIONS}
+    for extra in ({"weight_decay": 0.1}, {"l2": 0.1}, {"weight_decay": 0.1, "l2": 0.05}):
+        assert sqlnet.check(db_url, **options, **extra).ok, extra
+    result = sqlnet.train(db_url, **options, weight_decay=0.1)
+    want = reference.train(NET, params, data, 0.05, 3, optimizer=Optimizer(name, weight_decay=0.1)).params
+    assert_close(result.params.weights + result.params.biases, want.weights + want.biases, 1e-12)
+    if name == "adam":  # decoupled is not coupled: AdamW differs from Adam with L2
+        coupled = reference.train(NET, params, data, 0.05, 3, optimizer=Optimizer(name, l2=0.1)).params
+        assert max(abs(a - b) for m, n in zip(coupled.weights, want.weights) for r, q in zip(m, n) for a, b in zip(r, q)) > 1e-6
+    if name == "gd":  # with plain gradient descent both are the same update
+        coupled = reference.train(NET, params, data, 0.05, 3, optimizer=Optimizer(name, l2=0.1)).params
+        assert_close(coupled.weights, want.weights, 1e-12)

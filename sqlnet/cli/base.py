@@ -109,7 +109,20 @@ def training_options(f: F) -> F:
         ),
         click.option("--epsilon", type=float, default=1e-8, show_default=True, help="Adam's epsilon."),
         click.option(
-            "--l2", type=float, default=0.0, show_default=True, help="L2 weight decay (weights, not biases)."
+            "--l2",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="L2 penalty l2/2 * w^2 added to the loss (weights, not biases): joins the gradient, so Adam "
+            "scales it too.",
+        ),
+        click.option(
+            "--weight-decay",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Decoupled weight decay w -= lr * D * w after each step (weights only); with --optimizer adam "
+            "this is AdamW.",
         ),
         click.option(
             "--numeric",

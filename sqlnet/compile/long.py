@@ -568,6 +568,14 @@ class LongLayout:
         w_new, m_new, v_new = opt.sql_step(
             sql.SQL("p.value"), g, sql.SQL("p.m"), sql.SQL("p.v"), t, sql.Literal(tr.rate)
         )
+        w_new = opt.sql_decay(
+            w_new,
+            sql.SQL("p.value"),
+            sql.Literal(tr.rate),
+            sql.SQL("CASE WHEN p.quantity = {wq} THEN {d} ELSE 0 END").format(
+                wq=Q(WEIGHT), d=sql.Literal(opt.weight_decay)
+            ),
+        )
         state = sql.SQL("").join(sql.SQL(", {}").format(e) for e in (m_new, v_new)[: len(opt.state)])
         steps = sql.SQL("")
         if opt.name == "adam":

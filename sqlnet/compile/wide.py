@@ -447,7 +447,8 @@ class WideLayout:
                 g = sql.SQL("({g} + {l2} * {w})").format(g=g, l2=sql.Literal(opt.l2), w=w)
             m = sql.SQL("p.{}{}").format(_c(f"m{param}"), index)
             v = sql.SQL("p.{}{}").format(_c(f"v{param}"), index)
-            return opt.sql_step(w, g, m, v, t, rate)
+            w_new, m_new, v_new = opt.sql_step(w, g, m, v, t, rate)
+            return (opt.sql_decay(w_new, w, rate) if weight else w_new), m_new, v_new
 
         for k in range(1, net.depth + 1):
             n_in, n_out = net.sizes[k - 1], net.sizes[k]

@@ -9,6 +9,14 @@ loss over the batch (plus ``l2 * w`` for weights):
 - momentum:  m' = mu * m + g;  w' = w - rate * m'          (Nesterov: w' = w - rate * (g + mu * m'))
 - adam:      m' = b1 m + (1 - b1) g;  v' = b2 v + (1 - b2) g^2;
              w' = w - rate * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps)
+
+Two ways to pull weights towards zero (weights only, never biases):
+
+- ``l2``: the L2 penalty l2/2 * w^2 added to the loss, so l2 * w joins the gradient *before* the
+  optimizer sees it (coupled: Adam scales it by its per-parameter step like any gradient);
+- ``weight_decay``: decoupled weight decay, w' = (the optimizer's w') - rate * weight_decay * w, after
+  the step (Loshchilov & Hutter; with Adam this is AdamW). With plain gradient descent both are the
+  same update.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ class Optimizer:
     beta2: float = 0.999
     epsilon: float = 1e-8
     l2: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW-style), weights only
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -47,6 +56,8 @@ class Optimizer:
             raise InputError(f"epsilon must be a positive number, got {self.epsilon!r}")
         if not (self.l2 >= 0 and math.isfinite(self.l2)):
             raise InputError(f"--l2 must be a number >= 0, got {self.l2!r}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise InputError(f"--weight-decay must be a number >= 0, got {self.weight_decay!r}")
         if self.nesterov and self.name != "momentum":
             raise InputError("--nesterov needs --optimizer momentum")
 
@@ -61,7 +72,11 @@ class Optimizer:
             "momentum": f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum}",
             "adam": f"Adam (beta1 {self.beta1}, beta2 {self.beta2}, eps {self.epsilon})",
         }[self.name]
-        return text + (f", L2 {self.l2}" if self.l2 else "")
+        return (
+            text
+            + (f", L2 {self.l2}" if self.l2 else "")
+            + (f", weight decay {self.weight_decay}" if self.weight_decay else "")
+        )
 
     # --- Python ------------------------------------------------------------------------------
 
@@ -78,7 +93,22 @@ class Optimizer:
         v_hat = v / (1 - self.beta2**t)
         return w - rate * m_hat / (math.sqrt(v_hat) + self.epsilon), m, v
 
+    def decay(self, w_new: float, w: float, rate: float) -> float:
+        """Decoupled weight decay after the step (weights only; the caller knows which is which)."""
+        return w_new - rate * self.weight_decay * w if self.weight_decay else w_new
+
     # --- SQL ---------------------------------------------------------------------------------
+
+    def sql_decay(
+        self, w_new: sql.Composable, w: sql.Composable, rate: sql.Composable, factor: sql.Composable | None = None
+    ) -> sql.Composable:
+        """(w') - rate * weight_decay * w, with `factor` standing for weight_decay where only some rows
+        are weights (a CASE in the long layout)."""
+        if not self.weight_decay:
+            return w_new
+        return sql.SQL("({w_new}) - {rate} * {f} * {w}").format(
+            w_new=w_new, rate=rate, f=factor if factor is not None else sql.Literal(self.weight_decay), w=w
+        )
 
     def sql_step(
         self,

@@ -182,6 +182,8 @@ def update(
                     if kind == "weights" and optimizer.l2:
                         g = g + optimizer.l2 * row[j]  # L2 decay on weights, not on biases
                     w, mrow[j], vrow[j] = optimizer.step(row[j], g, mrow[j], vrow[j], state.t, rate)
+                    if kind == "weights":
+                        w = optimizer.decay(w, row[j], rate)  # decoupled weight decay, after the step
                     row[j] = arith.round(w)
     return new
 

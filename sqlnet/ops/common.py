@@ -63,7 +63,8 @@ class TrainOptions:
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-8
-    l2: float = 0.0
+    l2: float = 0.0  # the L2 penalty's gradient joins the loss's (coupled)
+    weight_decay: float = 0.0  # decoupled weight decay after the optimizer's step (with adam: AdamW)
     numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
     scale: int = 12
     updates_per_statement: int | None = None  # None: the layout's default
@@ -112,8 +113,8 @@ class TrainOptions:
                 raise InputError(
                     "--numeric exact supports relu and linear activations with the half-se or se loss"
                 )
-            if opt.name != "gd" or opt.l2:
-                raise InputError("--numeric exact supports plain gradient descent without --l2")
+            if opt.name != "gd" or opt.l2 or opt.weight_decay:
+                raise InputError("--numeric exact supports plain gradient descent without --l2 or --weight-decay")
 
     def resolved(self, definition: Definition | None, redefine: bool = False) -> TrainOptions:
         """These options with the network's functions filled in from its definition, or refused where
@@ -138,7 +139,14 @@ class TrainOptions:
 
     def make_optimizer(self) -> Optimizer:
         return Optimizer(
-            self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2, self.epsilon, self.l2
+            self.optimizer,
+            self.momentum,
+            self.nesterov,
+            self.beta1,
+            self.beta2,
+            self.epsilon,
+            self.l2,
+            self.weight_decay,
         )
 
     @property
@@ -166,6 +174,7 @@ class TrainOptions:
             "beta2": self.beta2,
             "epsilon": self.epsilon,
             "l2": self.l2,
+            "weight_decay": self.weight_decay,
             "numeric": self.numeric,
             "scale": self.scale,
             "updates_per_statement": self.updates_per_statement,

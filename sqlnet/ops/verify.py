@@ -195,6 +195,7 @@ def gradcheck(
         "batch_size": 0,
         "optimizer": "gd",
         "l2": 0.0,
+        "weight_decay": 0.0,
         "numeric": "float",
     }
     opts = TrainOptions(**{**options, **fixed})
