@@ -1,0 +1,130 @@
+"""The README's worked examples run as written, from a clean database, and show what they print.
+
+Each ``$ command`` of the circle and digits examples runs in bash, in that order, in an empty folder
+against a fresh database (``SQLNET_DATABASE_URL``); its output must be the output the README shows
+below it, timings aside. ``SQLNET_UPDATE_README=1 python -m pytest tests/test_readme.py`` rewrites
+the README's outputs from such a run (review the diff).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+SECTIONS = ("## Training real networks", "## Data in, predictions out")
+TIMING = re.compile(r"\b\d+\.\d+ s\b")
+
+
+@dataclass
+class Step:
+    command: list[str]  # the lines of the command as the README writes them (first one after "$ ")
+    output: list[str]  # the lines the README shows it printing
+
+
+def blocks(text: str) -> list[tuple[int, int]]:
+    """(start, end) line indexes of the text blocks of the example sections that hold commands."""
+    lines = text.split("\n")
+    found = []
+    section = None
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("## "):
+            section = lines[i]
+        if lines[i] == "```text" and section in SECTIONS:
+            end = lines.index("```", i + 1)
+            if lines[i + 1].startswith("$ "):
+                found.append((i + 1, end))
+            i = end
+        i += 1
+    return found
+
+
+def open_quotes(command: str) -> bool:
+    """Whether a command is not finished: a quote left open or a backslash at the end of a line."""
+    single = double = False
+    escaped = False
+    previous = " "
+    for ch in command:
+        if ch == "#" and not (single or double or escaped) and previous.isspace():
+            return False  # a comment runs to the end of the line, and the command ends with it
+        previous = ch
+        if escaped:
+            escaped = False
+        elif ch == "\\" and not single:
+            escaped = True
+        elif ch == "'" and not double:
+            single = not single
+        elif ch == '"' and not single:
+            double = not double
+    return single or double or command.endswith("\\")
+
+
+def steps(lines: list[str]) -> list[Step]:
+    result: list[Step] = []
+    i = 0
+    while i < len(lines):
+        assert lines[i].startswith("$ "), f"a README example block must start with a command: {lines[i]!r}"
+        command = [lines[i][2:]]
+        i += 1
+        while open_quotes("\n".join(command)):
+            command.append(lines[i])
+            i += 1
+        output = []
+        while i < len(lines) and not lines[i].startswith("$ "):
+            output.append(lines[i])
+            i += 1
+        result.append(Step(command, output))
+    return result
+
+
+def normal(lines: list[str]) -> list[str]:
+    return [TIMING.sub("<t> s", line.rstrip()) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def sklearn_present() -> None:
+    pytest.importorskip("sklearn", reason="the digits example reads scikit-learn's copy of the data")
+
+
+def test_the_worked_examples_run_as_written(db_url: str, tmp_path: Path, sklearn_present: None) -> None:
+    text = README.read_text()
+    lines = text.split("\n")
+    env = {
+        **os.environ,
+        "SQLNET_DATABASE_URL": db_url,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "160",  # rich draws tables this wide when not on a terminal, as the README shows them
+    }
+    env.pop("PGPASSWORD", None)
+    rewritten: dict[tuple[int, int], list[str]] = {}
+    mismatches = []
+    for start, end in blocks(text):
+        new_block: list[str] = []
+        for step in steps(lines[start:end]):
+            script = "\n".join(step.command)
+            done = subprocess.run(
+                ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+            )
+            assert done.returncode == 0, (script, done.stdout, done.stderr)
+            # what a terminal shows: stderr (progress, notes) and stdout, in that order for these commands
+            printed = [line.rstrip() for line in (done.stderr + done.stdout).rstrip("\n").split("\n") if done.stderr + done.stdout]
+            new_block += ["$ " + step.command[0], *step.command[1:], *printed]
+            if normal(printed) != normal(step.output):
+                mismatches.append((script, step.output, printed))
+        rewritten[(start, end)] = new_block
+    if os.environ.get("SQLNET_UPDATE_README"):
+        for (start, end), new_block in sorted(rewritten.items(), reverse=True):
+            lines[start:end] = new_block
+        README.write_text("\n".join(lines))
+        return
+    assert not mismatches, "\n\n".join(
+        f"$ {script}\nREADME shows:\n" + "\n".join(want) + "\nit printed:\n" + "\n".join(got)
+        for script, want, got in mismatches
+    )
