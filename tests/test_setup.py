@@ -16,7 +16,7 @@ ROOT = Path(__file__).parent.parent
 def test_compose_file_serves_the_post_tables() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     service = compose["services"]["postgres"]
-    assert service["image"].startswith("postgres:")
+    assert service["image"] == "${SQLNET_POSTGRES_IMAGE:-postgres:18}"  # the official image unless told otherwise
     assert "./sql:/docker-entrypoint-initdb.d:ro" in service["volumes"]
     assert any(v.startswith("pgdata:") for v in service["volumes"])
     assert "pgdata" in compose["volumes"]
@@ -52,3 +52,25 @@ def test_url_drivers() -> None:
     assert sqlalchemy_url("postgresql://u:p@h:5/d") == "postgresql+psycopg://u:p@h:5/d"
     with pytest.raises(DatabaseError, match="needs a PostgreSQL URL"):
         libpq_url("mysql://u@h/d")
+
+
+def test_containers_asked_for_without_an_engine_fail_saying_why(tmp_path: Path) -> None:
+    """--containers never falls back to the embedded server: no engine, no run, and the reason."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    env.pop("SQLNET_POSTGRES_IMAGE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--containers",
+         "tests/test_train_post.py::test_initial_params_read_back"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0, done.stdout
+    assert "--containers needs a running Docker engine" in done.stdout, done.stdout[-2000:]
+    assert "passed" not in done.stdout.splitlines()[-1]
