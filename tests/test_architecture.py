@@ -138,3 +138,19 @@ def test_modules_are_small_or_say_why(path: Path) -> None:
             f"{module_name(path)} has {lines} lines (more than {MAX_LINES}): split it, or say at its top "
             f"'Why this module is long: ...'"
         )
+
+
+def test_the_command_line_starts_without_the_database_machinery() -> None:
+    """`sqlnet --help` loads click and rich, not SQLAlchemy, psycopg or the compiler: those load with the
+    command that needs them (the public API imports its names when they are first used)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from click.testing import CliRunner; from sqlnet.cli import main; "
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0; "
+        "print(sorted(m for m in ('sqlalchemy', 'psycopg', 'sqlnet.compile.statement', 'sqlnet.ops.common') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

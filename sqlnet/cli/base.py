@@ -15,14 +15,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import psycopg
-import sqlalchemy as sa
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import sqlnet as api
-from sqlnet.compile.statement import LAYOUTS
+from sqlnet.compile.names import LAYOUT_NAMES
 from sqlnet.errors import SqlnetError
 from sqlnet.model.functions import ACTIVATIONS, LOSSES
 from sqlnet.model.network import BIAS_LAYOUTS, Network, Params
@@ -156,7 +154,7 @@ def training_options(f: F) -> F:
         ),
         click.option(
             "--layout",
-            type=click.Choice(["auto", *LAYOUTS]),
+            type=click.Choice(["auto", *LAYOUT_NAMES]),
             default="auto",
             show_default=True,
             help="How the SQL holds the values: wide (one row per sample, fast) or long (one row per value; "
@@ -178,29 +176,8 @@ def handle_errors(f: F) -> F:
         except SqlnetError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}")
             sys.exit(EXIT_ERROR)
-        except psycopg.Error as exc:
-            # the database refused something sqlnet did not foresee: say what, roll back (done), exit 1
-            detail = exc.diag.message_primary or str(exc)
-            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-                detail += " (`sqlnet grants ROLE` prints the grants a training needs; run them as the owner)"
-            err.print(
-                f"[bold red]database error:[/] {escape(detail)} (SQLSTATE {exc.sqlstate}); the transaction was "
-                f"rolled back and no table changed"
-            )
-            sys.exit(EXIT_ERROR)
-        except sa.exc.DBAPIError as exc:  # SQLAlchemy's wrapper of what the server said
-            orig = exc.orig
-            detail = (orig.diag.message_primary if isinstance(orig, psycopg.Error) else None) or str(orig)
-            err.print(
-                f"[bold red]database error:[/] {escape(detail.strip())}; the transaction was rolled back and no "
-                f"table changed"
-            )
-            sys.exit(EXIT_ERROR)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except OSError as exc:  # a file that cannot be read, a full disk
-            err.print(f"[bold red]error:[/] {escape(str(exc))}; the transaction was rolled back and no table changed")
-            sys.exit(EXIT_ERROR)
         except KeyboardInterrupt as exc:
             if str(exc):  # a checkpointed training says where its tables are
                 err.print(f"[yellow]interrupted:[/] {escape(str(exc))}")
@@ -210,7 +187,12 @@ def handle_errors(f: F) -> F:
                 "every table is as it was before."
             )
             sys.exit(EXIT_INTERRUPTED)
-        except Exception as exc:  # what nothing above foresaw: a message and exit 1, never a traceback
+        except Exception as exc:
+            database_error(exc)  # the database's own errors: a message and exit 1
+            if isinstance(exc, OSError):  # a file that cannot be read, a full disk
+                err.print(f"[bold red]error:[/] {escape(str(exc))}; the transaction was rolled back and no table changed")
+                sys.exit(EXIT_ERROR)
+            # what nothing above foresaw: a message and exit 1, never a traceback
             err.print(
                 f"[bold red]error:[/] sqlnet failed unexpectedly ({type(exc).__name__}: {escape(str(exc))}); "
                 f"the transaction was rolled back and no table changed. Please report this"
@@ -218,6 +200,31 @@ def handle_errors(f: F) -> F:
             sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
+
+
+def database_error(exc: Exception) -> None:
+    """What the database refused that sqlnet did not foresee: say what, roll back (done), exit 1.
+
+    psycopg and SQLAlchemy are looked up only here, where one of their errors already loaded them:
+    the command line does not import them to start."""
+    psycopg, sa_exc = sys.modules.get("psycopg"), sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):  # SQLAlchemy's wrapper of what the server said
+        orig = exc.orig
+        detail = (orig.diag.message_primary if psycopg and isinstance(orig, psycopg.Error) else None) or str(orig)
+        err.print(
+            f"[bold red]database error:[/] {escape(detail.strip())}; the transaction was rolled back and no "
+            f"table changed"
+        )
+        sys.exit(EXIT_ERROR)
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        detail = exc.diag.message_primary or str(exc)
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            detail += " (`sqlnet grants ROLE` prints the grants a training needs; run them as the owner)"
+        err.print(
+            f"[bold red]database error:[/] {escape(detail)} (SQLSTATE {exc.sqlstate}); the transaction was "
+            f"rolled back and no table changed"
+        )
+        sys.exit(EXIT_ERROR)
 
 
 def _hyper(kwargs: dict[str, Any]) -> dict[str, Any]:

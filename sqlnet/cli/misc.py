@@ -20,7 +20,6 @@ from sqlnet.cli.base import (
     out,
     params_table,
 )
-from sqlnet.db.connection import Database, psql_binary, redact, without_password
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -38,6 +37,8 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
       sqlnet psql -c '\\dt sqlnet_trace.*'
       sqlnet psql -c 'SELECT * FROM sqlnet_trace.phase1_hidden_input'
     """
+    from sqlnet.db.connection import Database, psql_binary, without_password
+
     db = Database(database_url)
     binary = str(psql_binary())
     conninfo, password = without_password(db.url)
@@ -64,6 +65,8 @@ def demo(database_url: str | None) -> None:
     """
     d = api.demo(database_url)
     net = d.train.network
+    from sqlnet.db.connection import redact
+
     out.print(f"[bold]sqlnet demo[/] — the blog post's network in PostgreSQL ({redact(d.url)})")
     out.print(f"tables inputs, weights1, weights2, outputs in schema {d.schema}; {net.describe()}")
     by_name = {t.phase.name: t for t in d.trace}

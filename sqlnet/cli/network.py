@@ -29,7 +29,7 @@ from sqlnet.cli.base import (
 from sqlnet.errors import SqlnetError
 from sqlnet.model.initialize import INITS
 from sqlnet.model.network import BIAS_LAYOUTS
-from sqlnet.ops.common import EXAMPLES
+from sqlnet.ops.defaults import EXAMPLES
 
 
 def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:

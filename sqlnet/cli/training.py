@@ -28,7 +28,7 @@ from sqlnet.cli.base import (
     schema_option,
     training_options,
 )
-from sqlnet.ops.common import DEFAULT_TOLERANCE
+from sqlnet.ops.defaults import DEFAULT_TOLERANCE
 
 
 @main.command()

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from sqlnet.errors import InputError
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 
@@ -104,6 +106,8 @@ class Optimizer:
     ) -> sql.Composable:
         """(w') - rate * weight_decay * w, with `factor` standing for weight_decay where only some rows
         are weights (a CASE in the long layout)."""
+        from psycopg import sql
+
         if not self.weight_decay:
             return w_new
         return sql.SQL("({w_new}) - {rate} * {f} * {w}").format(
@@ -120,6 +124,7 @@ class Optimizer:
         rate: sql.Composable,
     ) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
         """The SQL for (w', m', v') of one parameter row; m' and v' may refer to m and v only."""
+        from psycopg import sql  # here: the model itself needs no database driver
         L = sql.Literal
         if self.name == "gd":
             return sql.SQL("{w} - {rate} * {g}").format(w=w, rate=rate, g=g), m, v

@@ -26,10 +26,8 @@ from sqlnet.model.phases import Phase, plan
 # updates per statement: the long layout keeps every phase of every update in the recursion's
 # tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
 DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500}
-DEFAULT_TOLERANCE = 1e-9
 DEFAULT_FUNCTIONS = {"hidden_activation": "relu", "output_activation": "linear", "loss": "half-se"}
 MAX_INT = 2**31 - 1
-EXAMPLES = {"post": "02_example_post.sql"}
 TABLES_FILE = "01_tables.sql"
 POST_TABLES = ("inputs", "weights1", "weights2", "outputs")
 DEMO_SCHEMA = "sqlnet_demo"

@@ -22,7 +22,6 @@ from sqlnet.model.network import Network, Params
 from sqlnet.model.phases import plan
 from sqlnet.ops.common import (
     DEMO_SCHEMA,
-    EXAMPLES,
     POST_TABLES,
     TABLES_FILE,
     DatabaseLike,
@@ -30,6 +29,7 @@ from sqlnet.ops.common import (
     connect,
     load_network,
 )
+from sqlnet.ops.defaults import EXAMPLES
 from sqlnet.ops.history import PhaseTrace, phases
 from sqlnet.ops.train import TrainResult, train
 from sqlnet.ops.verify import Difference, compare

@@ -16,12 +16,12 @@ from sqlnet.model import reference
 from sqlnet.model.network import Network, Params
 from sqlnet.model.reference import Arithmetic
 from sqlnet.ops.common import (
-    DEFAULT_TOLERANCE,
     DatabaseLike,
     TrainOptions,
     connect,
     load_network,
 )
+from sqlnet.ops.defaults import DEFAULT_TOLERANCE
 from sqlnet.ops.execute import run_statements
 
 
