@@ -18,6 +18,9 @@ class Dialect:
     float_type: str  # the type of float mode's values
     exact_type: str  # the type of exact mode's values
     materialized: str  # how a CTE is asked to be computed once ("AS MATERIALIZED"), or plain "AS"
+    # what keeps a subquery from being merged into the query that reads it, so that its expressions are
+    # computed once per row without storing the rows (None: materialise instead)
+    fence: str | None
     pin: sql.Composable  # resolve every name in the engine's catalog only: no other role's objects
     settings: tuple[sql.Composable, ...]  # what a training's transaction sets before its statements
 
@@ -38,6 +41,9 @@ POSTGRES = Dialect(
     float_type="float8",
     exact_type="numeric",
     materialized="AS MATERIALIZED",
+    # a chained phase read once by the next is not stored: OFFSET 0 keeps the planner from inlining its
+    # expressions into the next phase (it does no common-subexpression elimination), and the rows stream
+    fence="OFFSET 0",
     # CVE-2018-1058: with pg_catalog first and no schema another role can write to, no user-defined
     # operator or function (a float8 * integer in public, say) can be picked over the built-in one
     pin=sql.SQL("SET LOCAL search_path = pg_catalog, pg_temp"),

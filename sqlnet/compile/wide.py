@@ -564,11 +564,13 @@ class WideLayout:
         def add(phase_key: tuple[str, int | None], body: sql.Composable) -> None:
             nonlocal source
             phase = by_kind[phase_key]
+            fence = tr.dialect.fence
             ctes.append(
                 sql.SQL(
-                    "    -- phase {n} · {name}: {comment}\n    {cte} {mat} (\n{body}\n    )"
+                    "    -- phase {n} · {name}: {comment}\n    {cte} {mat} (\n{body}{fence}\n    )"
                 ).format(
-                    mat=_materialized(tr),
+                    mat=sql.SQL("AS") if fence else _materialized(tr),
+                    fence=sql.SQL(f"\n      {fence}") if fence else sql.SQL(""),
                     n=sql.SQL(str(phase.number)),
                     name=sql.SQL(phase.name),
                     comment=sql.SQL(phase.comment),
