@@ -55,6 +55,9 @@ def run_sqlnet(
         w.loss,
         "--batch-size",
         str(w.batch_size),
+        # every workload trains schema `bench` anew, with every function named: the stored definition of
+        # the workload before is not this one's
+        "--redefine",
         "--json",
     ]
     started = time.perf_counter()
@@ -133,7 +136,7 @@ def statement_facts(url: str, schema: str, w: Workload, layout: str) -> dict[str
         layout=layout,
     )
     with db.transaction(commit=False) as s:
-        tr = load_network(s, schema, options).trainings()[0]
+        tr = next(iter(load_network(s, schema, options, redefine=True).trainings()))
         text = training_statement(tr).as_string(s.pg)
         s.pg.execute("SET LOCAL enable_nestloop = off")
         for statement in LAYOUTS[tr.layout].preparation(tr):  # mini-batches: the temp tables it reads
