@@ -7,6 +7,8 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL enable_nestloop = off;
 SET LOCAL work_mem = '64MB';
 SET LOCAL jit = off;
+-- the wide layout streams its phases from one to the next: nothing may store them in between
+SET LOCAL enable_material = off;
 
 -- sqlnet: train a 3-2-3 network, relu hidden layers, linear output, loss half-se, bias per edge
 -- updates from epoch 1 batch 1 to epoch 1 batch 1, learning rate 0.1, gradient descent

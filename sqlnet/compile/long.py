@@ -35,6 +35,11 @@ class LongLayout:
 
     # --- the statement's skeleton: one recursive step per phase -------------------------------
 
+    settings_why = ""
+
+    def settings(self, tr: Training) -> list[sql.Composable]:
+        return []
+
     def preparation(self, tr: Training) -> list[sql.Composable]:
         """For mini-batches: the samples and targets in indexed temp tables, with the batch of each."""
         if not tr.mini_batch:

@@ -104,6 +104,11 @@ def training_statement(tr: Training) -> sql.Composed:
 SETTINGS = POSTGRES.settings  # the settings of the one engine sqlnet trains on today
 
 
+def settings(tr: Training) -> list[sql.Composable]:
+    """What the transaction sets before the first block: the engine's settings, then the layout's."""
+    return [*SETTINGS, *LAYOUTS[tr.layout].settings(tr)]
+
+
 def statements(tr: Training) -> list[sql.Composed]:
     """Everything one block runs, in order: the preparation (mini-batches), then the training."""
     prepare = LAYOUTS[tr.layout].preparation(tr)
@@ -123,6 +128,10 @@ def script(trainings: list[Training]) -> str:
         f"{POSTGRES.pin.as_string(None)};\n"
         "-- hash joins: the planner cannot size a recursive CTE's steps and would loop over every pair\n"
         + "".join(f"{setting.as_string(None)};\n" for setting in SETTINGS)
+        + "".join(
+            f"-- {LAYOUTS[trainings[0].layout].settings_why}\n{setting.as_string(None)};\n"
+            for setting in LAYOUTS[trainings[0].layout].settings(trainings[0])
+        )
     ]
     for n, block in enumerate(blocks, start=1):
         parts.append((f"-- block {n} of {len(blocks)}\n" if len(blocks) > 1 else "") + block)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from sqlnet.compile.dialect import POSTGRES
-from sqlnet.compile.statement import SETTINGS
+from sqlnet.compile.statement import settings
 from sqlnet.compile.statement import statements as statements_of
 from sqlnet.compile.training import Training
 from sqlnet.db.connection import Session
@@ -66,10 +66,12 @@ def run_statements(
     in_sql = 0.0
     sums: dict[int, list[float]] = {}
     count = 0
-    for setting in (POSTGRES.pin, *SETTINGS):
-        s.pg.execute(setting)
+    s.pg.execute(POSTGRES.pin)
     (limit,) = s.pg.execute("SELECT current_setting('statement_timeout')").fetchone()  # type: ignore[misc]
     for tr in trainings:
+        if count == 0:
+            for setting in settings(tr):
+                s.pg.execute(setting)
         count += 1
         try:
             started = time.perf_counter()
