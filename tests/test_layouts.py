@@ -64,3 +64,31 @@ def test_layouts_agree_with_each_other(db_url: str, conn: psycopg.Connection, la
         db_url, epochs=3, learning_rate=0.1, batch_size=4, shuffle=2, optimizer="momentum", layout=layout
     )
     assert report.ok, report.differences
+
+
+@pytest.mark.parametrize("layout", ["long", "wide"])
+@pytest.mark.parametrize("shuffle", [None, 5])
+def test_blocks_of_one_transaction_share_the_samples_tables(
+    db_url: str, conn: psycopg.Connection, layout: str, shuffle: int | None
+) -> None:
+    """A training of many statements builds the mini-batch samples' tables once, and each block (only
+    when shuffled) its own batches: the result is the reference's, block after block."""
+    from tests.helpers import table_params
+    from tests.test_reference import assert_close
+
+    rng = random.Random(11)
+    net = Network((3, 4, 2), "tanh", "linear", "half-se", "node")
+    params, data = random_params(rng, net), random_data(rng, net, 9)
+    create_tables(conn, net, params, data, samples=True)
+    result = sqlnet.train(
+        db_url, epochs=4, learning_rate=0.05, batch_size=2, shuffle=shuffle, layout=layout,
+        updates_per_statement=3, hidden_activation="tanh",
+    )  # fmt: skip
+    assert result.statements == 7  # 4 epochs of 5 batches, 3 updates a statement
+    script = sqlnet.training_sql(db_url, epochs=4, learning_rate=0.05, batch_size=2, shuffle=shuffle,
+                                 layout=layout, updates_per_statement=3)  # fmt: skip
+    assert script.count("CREATE TEMP TABLE sqlnet_batches") == (7 if shuffle is not None else 0)
+    assert script.count("CREATE TEMP TABLE sqlnet_wide" if layout == "wide" else "CREATE TEMP TABLE sqlnet_x") == 1
+    want = reference.train(net, params, data, 0.05, 4, batch_size=2, shuffle=shuffle).params
+    got = table_params(conn, net)
+    assert_close(got.weights + got.biases, want.weights + want.biases, 1e-12)

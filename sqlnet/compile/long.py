@@ -40,10 +40,19 @@ class LongLayout:
     def settings(self, tr: Training) -> list[sql.Composable]:
         return []
 
-    def preparation(self, tr: Training) -> list[sql.Composable]:
-        """For mini-batches: the samples and targets in indexed temp tables, with the batch of each."""
+    def preparation(self, tr: Training, again: bool = False) -> list[sql.Composable]:
+        """For mini-batches: the samples and targets in indexed temp tables, with the batch of each
+        (`again`: a later block of the same transaction keeps them and makes only its own batches)."""
         if not tr.mini_batch:
             return []
+        if again:
+            if tr.shuffle is None:
+                return []
+            return [
+                sql.SQL("DROP TABLE IF EXISTS {}").format(BATCH_TABLE),
+                *shuffled_batches(tr, sql.SQL("SELECT DISTINCT sample FROM {}").format(X_TABLE)),
+                sql.SQL("ANALYZE {}").format(BATCH_TABLE),
+            ]
         t = tr.tables
         drop = sql.SQL("DROP TABLE IF EXISTS {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE)
         if tr.shuffle is None:

@@ -109,15 +109,17 @@ def settings(tr: Training) -> list[sql.Composable]:
     return [*SETTINGS, *LAYOUTS[tr.layout].settings(tr)]
 
 
-def statements(tr: Training) -> list[sql.Composed]:
-    """Everything one block runs, in order: the preparation (mini-batches), then the training."""
-    prepare = LAYOUTS[tr.layout].preparation(tr)
+def statements(tr: Training, again: bool = False) -> list[sql.Composed]:
+    """Everything one block runs, in order: the preparation (mini-batches), then the training.
+
+    `again`: not the first block of its transaction, so the samples' temp tables are already made."""
+    prepare = LAYOUTS[tr.layout].preparation(tr, again)
     return [sql.Composed([p, sql.SQL(";\n")]) for p in prepare] + [training_statement(tr)]
 
 
 def script(trainings: list[Training]) -> str:
     """Everything `train` runs for a training, as one psql script: the settings, then each block."""
-    blocks = ["".join(st.as_string(None) for st in statements(tr)) for tr in trainings]
+    blocks = ["".join(st.as_string(None) for st in statements(tr, n > 0)) for n, tr in enumerate(trainings)]
     head = "-- sqlnet runs these statements in one transaction"
     if len(blocks) > 1:
         head += "; each block's training statement runs the next\n-- updates on the weights the previous one wrote"

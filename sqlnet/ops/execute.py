@@ -75,7 +75,7 @@ def run_statements(
         count += 1
         try:
             started = time.perf_counter()
-            for statement in statements_of(tr):
+            for statement in statements_of(tr, again=count > 1):
                 if deadline:
                     deadline.arm(s.pg)
                 cur = s.pg.execute(statement)
