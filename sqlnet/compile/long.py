@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sqlnet.compile.shared import data_select, shuffled_batches
+from sqlnet.compile.shared import data_select, next_block_batches, shuffled_batches
 from sqlnet.compile.training import BATCH_TABLE, STATE_TABLE, TARGET_TABLE, X_TABLE, Training
 from sqlnet.model.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
 from sqlnet.model.phases import ACTIVATION, BIAS, DELTA, INPUT, LOSS, STEP, WEIGHT, Phase, Quantity
@@ -46,13 +46,7 @@ class LongLayout:
         if not tr.mini_batch:
             return []
         if again:
-            if tr.shuffle is None:
-                return []
-            return [
-                sql.SQL("DROP TABLE IF EXISTS {}").format(BATCH_TABLE),
-                *shuffled_batches(tr, sql.SQL("SELECT DISTINCT sample FROM {}").format(X_TABLE)),
-                sql.SQL("ANALYZE {}").format(BATCH_TABLE),
-            ]
+            return next_block_batches(tr, sql.SQL("SELECT DISTINCT sample FROM {}").format(X_TABLE))
         t = tr.tables
         drop = sql.SQL("DROP TABLE IF EXISTS {x}, {t}, {b}").format(x=X_TABLE, t=TARGET_TABLE, b=BATCH_TABLE)
         if tr.shuffle is None:

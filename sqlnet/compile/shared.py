@@ -74,6 +74,18 @@ def shuffled_batches(tr: Training, samples: sql.Composable) -> list[sql.Composab
     ]
 
 
+def next_block_batches(tr: Training, samples: sql.Composable) -> list[sql.Composable]:
+    """A later block of the same transaction: the samples' tables stay, a shuffled training makes
+    this block's batches (an unshuffled one needs nothing: its batch is a column of the samples)."""
+    if tr.shuffle is None:
+        return []
+    return [
+        sql.SQL("DROP TABLE IF EXISTS {}").format(BATCH_TABLE),
+        *shuffled_batches(tr, samples),
+        sql.SQL("ANALYZE {}").format(BATCH_TABLE),
+    ]
+
+
 def write_back(tr: Training) -> list[sql.Composable]:
     """One UPDATE per parameter table, from the rows of the last update; the optimizer's state."""
     ctes: list[sql.Composable] = []

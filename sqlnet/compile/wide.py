@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sqlnet.compile.shared import data_select, shuffled_batches
+from sqlnet.compile.shared import data_select, next_block_batches, shuffled_batches
 from sqlnet.compile.training import BATCH_TABLE, STATE_TABLE, Training
 from sqlnet.model.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
 from sqlnet.model.network import Network
@@ -138,13 +138,7 @@ class WideLayout:
         if not tr.mini_batch:
             return []
         if again:
-            if tr.shuffle is None:
-                return []
-            return [
-                sql.SQL("DROP TABLE IF EXISTS {}").format(BATCH_TABLE),
-                *shuffled_batches(tr, sql.SQL("SELECT sample FROM {}").format(WIDE_TABLE)),
-                sql.SQL("ANALYZE {}").format(BATCH_TABLE),
-            ]
+            return next_block_batches(tr, sql.SQL("SELECT sample FROM {}").format(WIDE_TABLE))
         drop = sql.SQL("DROP TABLE IF EXISTS {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE)
         if tr.shuffle is None:
             return [
