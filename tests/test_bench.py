@@ -61,3 +61,21 @@ def test_report_renders() -> None:
     text = bench.markdown(results)
     assert "| sqlnet | 2.00 s | 500 ms | 20.0x | 0.0e+00 | layout wide |" in text
     assert "| numpy | 100 ms | 10 ms | 1.0x |" in text
+
+
+def test_workloads_of_different_functions_run_one_after_another(db_url: str) -> None:
+    """Every workload trains schema `bench` anew: the stored definition of the one before (relu, half-se)
+    must not refuse the next (tanh, se). This broke once, when networks started keeping their definitions."""
+    from sqlnet.bench.competitors import run_sqlnet
+    from sqlnet.bench.workloads import Workload, _data_cache, make_data
+
+    for w in (
+        Workload("t-relu", 6, (3, 4, 2), "relu", 2, 0.1, "a relu network", ("sqlnet",)),
+        Workload("t-tanh", 6, (3, 4, 2), "tanh", 2, 0.1, "a tanh network", ("sqlnet",), loss="se"),
+    ):
+        net, params, data = make_data(w)
+        _data_cache[w.name] = data
+        _, _, trained, facts = run_sqlnet(db_url, "bench", w, "auto", params, net)
+        want = reference.train(net, params, data, w.learning_rate, w.epochs).params
+        assert_close(trained.weights + trained.biases, want.weights + want.biases, 1e-12)
+        assert facts["layout"] == "wide"
