@@ -485,3 +485,36 @@ def test_a_role_granted_one_network_cannot_touch_another(db_url: str, conn: psyc
         conn.execute("SET search_path = pg_catalog")
         conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(name)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_a_network_owner_who_is_not_a_superuser_is_trusted_with_the_schema_it_made(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The network's owner (here not a superuser) made schema sqlnet with `grants --apply`: the role it
+    granted the network trains, and so does a superuser, and both equal the reference."""
+    (superuser,) = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not superuser:
+        pytest.skip("needs a superuser to create the roles")
+    owner, trainer = (f"{who}_{uuid.uuid4().hex[:8]}" for who in ("owner", "trainer"))
+    (database,) = conn.execute("SELECT current_database()").fetchone()
+    for role in (owner, trainer):
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD)))
+    conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(owner)))
+    import sqlnet
+
+    try:
+        as_owner = with_user(db_url, owner)
+        sqlnet.init(as_owner, schema="n", example="post")
+        sqlnet.grants(as_owner, role=trainer, schema="n", apply=True)
+        want = POST_PARAMS
+        for url in (with_user(db_url, trainer), db_url):
+            code, _, err = run("train", "--schema", "n", "--learning-rate", "0.0001", "--database-url", url)
+            assert code == 0, err
+            want = reference_train(POST_NET, want, POST_DATA, 0.0001, 1).params
+            got = table_params(conn, POST_NET, "n")
+            assert_close(got.weights + got.biases, want.weights + want.biases, 1e-12)
+    finally:
+        conn.execute("SET search_path = pg_catalog")
+        for role in (trainer, owner):
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

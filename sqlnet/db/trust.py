@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import psycopg
 from psycopg import sql
 
-from sqlnet.compile.tables import Table, TableMap
+from sqlnet.compile.tables import TableMap
 from sqlnet.compile.training import TRACE_SCHEMA
 from sqlnet.db import store
 from sqlnet.errors import SqlnetError
@@ -43,14 +43,16 @@ TRUSTED = """
 """
 
 
-def network_owners(pg: psycopg.Connection, tables: TableMap | None) -> list[int]:
-    """The owners of the network's parameter tables, as role oids."""
-    if tables is None:
+def network_owners(pg: psycopg.Connection, schema: str | None) -> list[int]:
+    """The owners of the parameter tables (weights1.., biases1..) in the network's schema, as role oids:
+    read from the catalog, so they are known before the tables are (and before schema sqlnet is read)."""
+    if schema is None:
         return []
     rows = pg.execute(
         "SELECT DISTINCT c.relowner::pg_catalog.int8 FROM pg_catalog.pg_class AS c "
-        "WHERE c.oid = ANY (%s::pg_catalog.regclass[])",
-        ([t.ident.as_string(pg) for t in tables.parameter_tables()],),
+        "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND pg_catalog.lower(c.relname) ~ '^(weights|biases)[0-9]+$'",
+        (schema,),
     ).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -211,20 +213,18 @@ def attachments(pg: psycopg.Connection, relations: Iterable[int], rls: bool = Tr
     return [r[0] for r in pg.execute(ATTACHED, {"rels": rels, "rls": rls}).fetchall()]
 
 
-def check_network(pg: psycopg.Connection, tables: TableMap, extra: Sequence[Table] = ()) -> None:
-    """Refuse a network whose tables (or `extra` tables) carry code, or whose inputs and outputs are
-    views of a role sqlnet does not trust."""
-    all_tables = [tables.inputs, tables.outputs, *tables.parameter_tables(), *extra]
-    check_relations(pg, [t.ident for t in all_tables], network_owners(pg, tables))
+def check_network(pg: psycopg.Connection, tables: TableMap) -> None:
+    """Refuse a network whose tables carry code, or whose inputs and outputs are views of a role sqlnet
+    does not trust."""
+    all_tables = [tables.inputs, tables.outputs, *tables.parameter_tables()]
+    check_relations(pg, [t.ident for t in all_tables], network_owners(pg, tables.resolved_schema))
 
 
 def check_relations(pg: psycopg.Connection, idents: Sequence[sql.Composable], owners: Sequence[int] = ()) -> None:
     """Refuse tables that carry code (triggers, rules, policies, functions from outside pg_catalog)
     and views of roles sqlnet does not trust."""
-    rels = [
-        pg.execute("SELECT %s::pg_catalog.regclass::pg_catalog.oid", (i.as_string(pg),)).fetchone()[0]  # type: ignore[index]
-        for i in idents
-    ]
+    names = [i.as_string(pg) for i in idents]
+    rels = [r[0] for r in pg.execute("SELECT pg_catalog.unnest(%s::pg_catalog.regclass[])::pg_catalog.oid", (names,))]
     problems = attachments(pg, rels)
     if problems:
         raise Untrusted(
@@ -245,27 +245,25 @@ def check_relations(pg: psycopg.Connection, idents: Sequence[sql.Composable], ow
         )
 
 
-def check_sqlnet_schemas(pg: psycopg.Connection, tables: TableMap | None = None, trace: bool = False) -> None:
+def check_sqlnet_schemas(pg: psycopg.Connection, schema: str | None = None, trace: bool = False) -> None:
     """Refuse schema sqlnet (and, for a command that uses it, sqlnet_trace) when another role made it,
-    or anything in it."""
-    owners = network_owners(pg, tables)
+    or anything in it; the owner of the network in `schema` is trusted too. Every command calls this
+    once, before it reads anything of sqlnet's."""
+    owners = network_owners(pg, schema)
     check_own_schema(pg, store.SCHEMA, owners, {store.PROGRESS_IDENTITY: store.PROGRESS_BODY})
     if trace:
         check_own_schema(pg, TRACE_SCHEMA, owners)
 
 
-def guard(
-    pg: psycopg.Connection, tables: TableMap, write: bool = True, extra: Sequence[Table] = (), trace: bool = False
-) -> None:
+def guard(pg: psycopg.Connection, tables: TableMap, write: bool = True) -> None:
     """Before a command reads or writes a network: lock its tables against new triggers, rules and
-    policies for the rest of the transaction (with `write`), then refuse what is attached to them
-    and what another role made in sqlnet's schemas."""
+    policies for the rest of the transaction (with `write`), then refuse what is attached to them.
+    (sqlnet's own schemas are the caller's to check, once: `check_sqlnet_schemas`.)"""
     if write:
         # ROW EXCLUSIVE (what the write-back's UPDATE takes anyway) waits out, and then blocks,
         # CREATE TRIGGER, CREATE RULE, CREATE POLICY and ALTER TABLE until the transaction ends
         for t in tables.parameter_tables():
             pg.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(t.ident))
-        for t in (tables.inputs, tables.outputs, *extra):
+        for t in (tables.inputs, tables.outputs):
             pg.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(t.ident))
-    check_network(pg, tables, extra)
-    check_sqlnet_schemas(pg, tables, trace)
+    check_network(pg, tables)

@@ -272,13 +272,14 @@ def load_network(
     Unless trace is None (only reading), first check that the role may train them (with trace:
     keep its phases), so that a missing grant is named before anything runs."""
     home = s.schema(schema)
-    trust.check_sqlnet_schemas(s.pg)  # the definition is read from schema sqlnet before anything else
+    # schema sqlnet is looked at before anything is read from it (the network's definition first)
+    trust.check_sqlnet_schemas(s.pg, home, trace=bool(trace))
     definition = read_definition(s, home)
     bias = options.bias or (None if redefine or definition is None else definition.bias)
     tables = discover(s.sa, schema, bias)
     if trace is not None:
         check_privileges(s.pg, tables, trace)
-    trust.guard(s.pg, tables, write=trace is not None, trace=bool(trace))
+    trust.guard(s.pg, tables, write=trace is not None)
     integer = integer_parameter_columns(tables)
     if integer:
         table, role = integer[0]

@@ -44,8 +44,8 @@ def _trained_network(
 ) -> tuple[TableMap, Network, str, dict[str, Any]]:
     """The network in the tables with the functions of its stored definition (an option that contradicts
     it is refused), where they came from, and what `load` did to its data (standardisation, classes)."""
-    trust.check_sqlnet_schemas(s.pg)
     home = s.schema(schema)
+    trust.check_sqlnet_schemas(s.pg, home)
     definition = read_definition(s, home)
     tables = discover(s.sa, schema, definition.bias if definition else None)
     trust.guard(s.pg, tables, write=False)
@@ -96,7 +96,7 @@ def load(
     db = connect(database)
     with db.transaction() as s:
         target_schema = s.schema(schema)
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, target_schema)
         if file is not None:
             header, rows = loader.csv_rows(Path(file))
             return loader.load(

@@ -20,21 +20,21 @@ from sqlnet.ops.common import (
 
 def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
     with connect(database).transaction(commit=False) as s:
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, s.home)
         return store.list_runs(s)
 
 
 def run_epochs(database: DatabaseLike, run_id: int) -> list[tuple[int, float, float | None, float | None]]:
     """Each epoch of a run: (epoch, training loss, validation loss, validation accuracy)."""
     with connect(database).transaction(commit=False) as s:
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, s.home)
         store.get_run(s, run_id)
         return store.run_epochs(s, run_id)
 
 
 def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
     with connect(database).transaction(commit=False) as s:
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, s.home)
         store.get_run(s, run_id)
         return store.run_loss_curve(s, run_id)
 
@@ -49,7 +49,7 @@ def restore(
     if run_id is None:
         raise InputError("which run? `sqlnet runs` lists them")
     with connect(database).transaction() as s:
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, s.home)
         run = store.get_run(s, run_id)
         tables = discover(s.sa, run.schema_name, run.network.bias)
         trust.guard(s.pg, tables)
@@ -79,7 +79,7 @@ def phases(
 ) -> tuple[store.RunInfo, list[PhaseTrace]]:
     """The values every phase computed in a traced run (default: the latest traced run)."""
     with connect(database).transaction(commit=False) as s:
-        trust.check_sqlnet_schemas(s.pg, trace=True)
+        trust.check_sqlnet_schemas(s.pg, s.home, trace=True)
         traced = [r for r in store.list_runs(s) if r.options.get("trace")]
         if run_id is None:
             if not traced:
@@ -96,8 +96,8 @@ def phases(
 def network(database: DatabaseLike = None, *, schema: str | None = None) -> Definition:
     """What the network in `schema` is beyond its weights: its stored definition."""
     with connect(database).transaction(commit=False) as s:
-        trust.check_sqlnet_schemas(s.pg)
         home = s.schema(schema)
+        trust.check_sqlnet_schemas(s.pg, home)
         definition = read_definition(s, home)
         if definition is None:
             raise InputError(

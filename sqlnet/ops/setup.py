@@ -92,7 +92,7 @@ def init(
         for t in ours:
             s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(current, t)))
         # a new network: the functions, optimizer state and preprocessing of the one before are not its own
-        trust.check_sqlnet_schemas(s.pg)
+        trust.check_sqlnet_schemas(s.pg, current)
         if net is None:
             forget(s, current, (3, 2, 3) if example else None, "edge", keep_data=False)
         else:  # inputs and outputs stay where they exist, and so does what `load` did to them
@@ -143,7 +143,7 @@ def grants(
         if s.pg.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
             raise InputError(f"role {role!r} does not exist: create it first (CREATE ROLE ... LOGIN)")
         tables = discover(s.sa, schema, bias)
-        trust.check_sqlnet_schemas(s.pg, tables)
+        trust.check_sqlnet_schemas(s.pg, tables.resolved_schema)
         existed = store.has_schema(s)
         if apply:
             store.ensure_schema(s)

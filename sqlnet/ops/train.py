@@ -243,7 +243,7 @@ def _train_with_checkpoints(
     started = time.perf_counter()
     with db.connection() as s:
         if resume is not None:
-            trust.check_sqlnet_schemas(s.pg)
+            trust.check_sqlnet_schemas(s.pg, s.home)
             run = store.get_run(s, resume)  # the run says where and how
             if run.status == "finished":
                 raise InputError(f"run {resume} finished: there is nothing to resume")
@@ -298,7 +298,9 @@ def _train_with_checkpoints(
                 last = min(first + checkpoint_every - 1, opts.epochs)
                 with deadline.bounds():
                     deadline.arm(s.pg)
-                    trust.guard(s.pg, tables, trace=trace)  # each checkpoint is a transaction: look again
+                    # each checkpoint is a transaction of its own: look again
+                    trust.check_sqlnet_schemas(s.pg, tables.resolved_schema, trace)
+                    trust.guard(s.pg, tables)
                 trainings = loaded.trainings(
                     run_id if trace else None, run_id if on_update else None, first, last
                 )
