@@ -52,8 +52,8 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
     batch_rows AS MATERIALIZED (
       SELECT * FROM data
     ),
-    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)
-    params AS MATERIALIZED (
+    -- layer 1's parameters as one row of plain columns (w1_2_3: node 2 to node 3)
+    params1 AS MATERIALIZED (
       SELECT
         p.w1[1][1] AS w1_1_1,
         p.w1[1][2] AS w1_1_2,
@@ -62,7 +62,12 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
         p.w1[3][1] AS w1_3_1,
         p.w1[3][2] AS w1_3_2,
         p.b1[1][1] + p.b1[2][1] + p.b1[3][1] AS bias1_1,
-        p.b1[1][2] + p.b1[2][2] + p.b1[3][2] AS bias1_2,
+        p.b1[1][2] + p.b1[2][2] + p.b1[3][2] AS bias1_2
+      FROM prev AS p
+    ),
+    -- layer 2's parameters as one row of plain columns (w2_2_3: node 2 to node 3)
+    params2 AS MATERIALIZED (
+      SELECT
         p.w2[1][1] AS w2_1_1,
         p.w2[1][2] AS w2_1_2,
         p.w2[1][3] AS w2_1_3,
@@ -76,54 +81,96 @@ train (epoch, batch, phase, w1, b1, w2, b2, loss, samples) AS (
     ),
     -- phase 1 · hidden_input: the input of each hidden node from the batch's input values: z1[s, j] = sum over i of w1[i, j] * a0[s, i] + sum over i of b1[i, j]; and a0, the batch's input values, kept for the update
     "phase1_hidden_input" AS (
-      SELECT s.*,
-        c.w1_1_1 * s.x1 + c.w1_2_1 * s.x2 + c.w1_3_1 * s.x3 + c.bias1_1 AS z1_1,
-        c.w1_1_2 * s.x1 + c.w1_2_2 * s.x2 + c.w1_3_2 * s.x3 + c.bias1_2 AS z1_2
-      FROM batch_rows AS s CROSS JOIN params AS c
+      SELECT
+        s.x1,
+        s.x2,
+        s.x3,
+        s.t1,
+        s.t2,
+        s.t3,
+        params1.w1_1_1 * s.x1 + params1.w1_2_1 * s.x2 + params1.w1_3_1 * s.x3 + params1.bias1_1 AS z1_1,
+        params1.w1_1_2 * s.x1 + params1.w1_2_2 * s.x2 + params1.w1_3_2 * s.x3 + params1.bias1_2 AS z1_2
+      FROM batch_rows AS s CROSS JOIN params1
       OFFSET 0
     ),
     -- phase 2 · hidden_activation: the relu activation of each hidden node: a1 = max(z1, 0)
     "phase2_hidden_activation" AS (
-      SELECT s.*,
-        greatest(z1_1, 0) AS a1_1,
-        greatest(z1_2, 0) AS a1_2
-      FROM phase1_hidden_input AS s
+      SELECT
+        s.x1,
+        s.x2,
+        s.x3,
+        s.t1,
+        s.t2,
+        s.t3,
+        greatest(s.z1_1, 0) AS a1_1,
+        greatest(s.z1_2, 0) AS a1_2
+      FROM "phase1_hidden_input" AS s
       OFFSET 0
     ),
     -- phase 3 · output_input: the input of each output node from the hidden layer: z2[s, j] = sum over i of w2[i, j] * a1[s, i] + sum over i of b2[i, j]
     "phase3_output_input" AS (
-      SELECT s.*,
-        c.w2_1_1 * s.a1_1 + c.w2_2_1 * s.a1_2 + c.bias2_1 AS z2_1,
-        c.w2_1_2 * s.a1_1 + c.w2_2_2 * s.a1_2 + c.bias2_2 AS z2_2,
-        c.w2_1_3 * s.a1_1 + c.w2_2_3 * s.a1_2 + c.bias2_3 AS z2_3
-      FROM phase2_hidden_activation AS s CROSS JOIN params AS c
+      SELECT
+        s.x1,
+        s.x2,
+        s.x3,
+        s.t1,
+        s.t2,
+        s.t3,
+        s.a1_1,
+        s.a1_2,
+        params2.w2_1_1 * s.a1_1 + params2.w2_2_1 * s.a1_2 + params2.bias2_1 AS z2_1,
+        params2.w2_1_2 * s.a1_1 + params2.w2_2_2 * s.a1_2 + params2.bias2_2 AS z2_2,
+        params2.w2_1_3 * s.a1_1 + params2.w2_2_3 * s.a1_2 + params2.bias2_3 AS z2_3
+      FROM "phase2_hidden_activation" AS s CROSS JOIN params2
       OFFSET 0
     ),
     -- phase 4 · output: the linear activation of each output node: a2 = z2
     "phase4_output" AS (
-      SELECT s.*,
-        z2_1 AS a2_1,
-        z2_2 AS a2_2,
-        z2_3 AS a2_3
-      FROM phase3_output_input AS s
+      SELECT
+        s.x1,
+        s.x2,
+        s.x3,
+        s.t1,
+        s.t2,
+        s.t3,
+        s.a1_1,
+        s.a1_2,
+        s.z2_1 AS a2_1,
+        s.z2_2 AS a2_2,
+        s.z2_3 AS a2_3
+      FROM "phase3_output_input" AS s
       OFFSET 0
     ),
     -- phase 5 · error: the loss of each sample, 1/2 * sum over outputs of (y - t)^2 (t from the outputs table), and the output delta d2[s, j] = dL/dy * f'(z2) = (y - t) * linear'(z2)
     "phase5_error" AS (
-      SELECT s.*,
-        0.5 * (a2_1 - t1) * (a2_1 - t1) + 0.5 * (a2_2 - t2) * (a2_2 - t2) + 0.5 * (a2_3 - t3) * (a2_3 - t3) AS loss,
-        (a2_1 - t1) * (1) AS d2_1,
-        (a2_2 - t2) * (1) AS d2_2,
-        (a2_3 - t3) * (1) AS d2_3
-      FROM phase4_output AS s
+      SELECT
+        s.x1,
+        s.x2,
+        s.x3,
+        s.a1_1,
+        s.a1_2,
+        0.5 * (s.a2_1 - s.t1) * (s.a2_1 - s.t1) + 0.5 * (s.a2_2 - s.t2) * (s.a2_2 - s.t2) + 0.5 * (s.a2_3 - s.t3) * (s.a2_3 - s.t3) AS loss,
+        (s.a2_1 - s.t1) * (1) AS d2_1,
+        (s.a2_2 - s.t2) * (1) AS d2_2,
+        (s.a2_3 - s.t3) * (1) AS d2_3
+      FROM "phase4_output" AS s
       OFFSET 0
     ),
     -- phase 6 · hidden_delta: the delta of each hidden node, backpropagated through the weights before this epoch's update: d1[s, i] = relu'(z1[s, i]) * sum over j of w2[i, j] * d2[s, j]
     "phase6_hidden_delta" AS (
-      SELECT s.*,
-        (c.w2_1_1 * s.d2_1 + c.w2_1_2 * s.d2_2 + c.w2_1_3 * s.d2_3) * (CASE WHEN z1_1 > 0 THEN 1 ELSE 0 END) AS d1_1,
-        (c.w2_2_1 * s.d2_1 + c.w2_2_2 * s.d2_2 + c.w2_2_3 * s.d2_3) * (CASE WHEN z1_2 > 0 THEN 1 ELSE 0 END) AS d1_2
-      FROM phase5_error AS s CROSS JOIN params AS c
+      SELECT
+        s.x1,
+        s.x2,
+        s.x3,
+        s.a1_1,
+        s.a1_2,
+        s.loss,
+        s.d2_1,
+        s.d2_2,
+        s.d2_3,
+        (params2.w2_1_1 * s.d2_1 + params2.w2_1_2 * s.d2_2 + params2.w2_1_3 * s.d2_3) * (CASE WHEN s.a1_1 > 0 THEN 1 ELSE 0 END) AS d1_1,
+        (params2.w2_2_1 * s.d2_1 + params2.w2_2_2 * s.d2_2 + params2.w2_2_3 * s.d2_3) * (CASE WHEN s.a1_2 > 0 THEN 1 ELSE 0 END) AS d1_2
+      FROM "phase5_error" AS s CROSS JOIN params2
       OFFSET 0
     ),
     -- the gradient of the loss summed over the batch (the update divides by the batch's size)

@@ -20,6 +20,9 @@ in one place, in the order the statement runs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from psycopg import sql
 
 from sqlnet.compile.shared import data_select, next_block_batches, shuffled_batches
@@ -67,36 +70,59 @@ def _sum(terms: list[sql.Composable]) -> sql.Composable:
 
 
 class ParamColumns:
-    """Where a step's expressions read the parameters: one row of plain columns (reading a column is
-    much cheaper than subscripting an array), or, past PARAMS_PER_CTE parameters, the arrays
-    themselves: a join may carry at most 1664 columns, so such a network reads `prev` directly."""
+    """Where a step's expressions read the parameters: one-row CTEs of plain columns, one or more
+    per layer (reading a column costs ~20 ns a sample, subscripting a float8[] ~80 ns). A CTE holds
+    at most PARAMS_PER_CTE columns (a target list may have 1664 entries); a phase joins only the
+    CTEs of the layer it reads."""
 
-    def __init__(self, columns: list[tuple[str, sql.Composable]], materialized: sql.Composable) -> None:
-        self.columns = columns
+    def __init__(self, layers: dict[int, list[tuple[str, sql.Composable]]], materialized: sql.Composable) -> None:
         self.materialized = materialized
-        self.arrays = dict(columns)  # name -> the array element it comes from
-        self.scalar = len(columns) <= PARAMS_PER_CTE
+        self.parts: dict[int, list[tuple[str, list[tuple[str, sql.Composable]]]]] = {}
+        self.where: dict[str, str] = {}
+        for k, columns in layers.items():
+            chunks = [columns[n : n + PARAMS_PER_CTE] for n in range(0, len(columns), PARAMS_PER_CTE)]
+            names = [f"params{k}"] if len(chunks) == 1 else [f"params{k}_{n}" for n in range(1, len(chunks) + 1)]
+            self.parts[k] = list(zip(names, chunks))
+            for name, chunk in self.parts[k]:
+                self.where.update((column, name) for column, _ in chunk)
 
     def ref(self, name: str) -> sql.Composable:
-        return sql.SQL("c.{}").format(_c(name)) if self.scalar else self.arrays[name]
+        return sql.SQL("{}.{}").format(_c(self.where[name]), _c(name))
 
     def ctes(self) -> list[sql.Composable]:
-        if not self.scalar:
-            return []
-        return [
-            sql.SQL(
-                "    -- the parameters as one row of plain columns (w1_2_3: layer 1, node 2 to node 3)\n"
-                "    params {mat} (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
-            ).format(
-                mat=self.materialized,
-                cols=sql.SQL(",\n        ").join(
-                    sql.SQL("{} AS {}").format(e, _c(n)) for n, e in self.columns
+        out = []
+        for k, parts in self.parts.items():
+            for n, (name, chunk) in enumerate(parts, start=1):
+                of = f" (part {n} of {len(parts)})" if len(parts) > 1 else ""
+                out.append(
+                    sql.SQL(
+                        "    -- layer {k}'s parameters{of} as one row of plain columns (w{k}_2_3: node 2 to node 3)\n"
+                        "    {name} {mat} (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
+                    ).format(
+                        k=sql.SQL(str(k)),
+                        of=sql.SQL(of),
+                        name=_c(name),
+                        mat=self.materialized,
+                        cols=sql.SQL(",\n        ").join(sql.SQL("{} AS {}").format(e, _c(c)) for c, e in chunk),
+                    )
                 )
-            )
-        ]
+        return out
 
-    def join(self) -> sql.Composable:
-        return sql.SQL(" CROSS JOIN params AS c") if self.scalar else sql.SQL(" CROSS JOIN prev AS p")
+    def join(self, k: int) -> sql.Composable:
+        return sql.SQL("").join(sql.SQL(" CROSS JOIN {}").format(_c(name)) for name, _ in self.parts[k])
+
+
+@dataclass
+class Stage:
+    """One phase of an update as a SELECT over the previous one: the columns it adds (each an
+    expression over ``s``, the previous phase's row, and its layer's parameters), the columns it
+    reads, and the parameter CTEs it joins. Only columns a later phase reads are carried on."""
+
+    key: tuple[str, int | None]
+    new: list[tuple[str, sql.Composable]]
+    reads: set[str]
+    join: sql.Composable = field(default_factory=lambda: sql.SQL(""))
+    source: Callable[[sql.Composable], sql.Composable] | None = None  # softmax: subqueries around the source
 
 
 class WideLayout:
@@ -275,11 +301,13 @@ class WideLayout:
             return sql.SQL("")
         return sql.SQL(" + {}").format(pc.ref(f"bias{k}_{j}"))
 
-    def _param_columns(self, tr: Training) -> list[tuple[str, sql.Composable]]:
-        """Every weight, and each node's bias (edge biases summed once here), as (column, array element)."""
+    def _param_columns(self, tr: Training) -> dict[int, list[tuple[str, sql.Composable]]]:
+        """Per layer: every weight, and each node's bias (edge biases summed once here), as (column,
+        array element of the state row)."""
         net = tr.net
-        cols: list[tuple[str, sql.Composable]] = []
+        layers: dict[int, list[tuple[str, sql.Composable]]] = {}
         for k in range(1, net.depth + 1):
+            cols = layers[k] = []
             for i in range(1, net.sizes[k - 1] + 1):
                 for j in range(1, net.sizes[k] + 1):
                     cols.append(
@@ -305,45 +333,44 @@ class WideLayout:
                 else:
                     continue
                 cols.append((f"bias{k}_{j}", bias))
-        return cols
+        return layers
 
     def _act(self, k: int, i: int) -> str:
         return f"x{i}" if k == 0 else f"a{k}_{i}"
 
-    def _input(self, tr: Training, pc: ParamColumns, k: int, source: str) -> sql.Composable:
+    def _input(self, tr: Training, pc: ParamColumns, k: int) -> Stage:
         net = tr.net
-        cols = [
-            sql.SQL("{s}{b} AS {z}").format(
-                s=_sum(
-                    [
-                        sql.SQL("{w} * s.{a}").format(w=pc.ref(f"w{k}_{i}_{j}"), a=_c(self._act(k - 1, i)))
-                        for i in range(1, net.sizes[k - 1] + 1)
-                    ]
+        n_in = net.sizes[k - 1]
+        new = [
+            (
+                f"z{k}_{j}",
+                sql.SQL("{s}{b}").format(
+                    s=_sum(
+                        [
+                            sql.SQL("{w} * s.{a}").format(w=pc.ref(f"w{k}_{i}_{j}"), a=_c(self._act(k - 1, i)))
+                            for i in range(1, n_in + 1)
+                        ]
+                    ),
+                    b=self._bias(tr, pc, k, j),
                 ),
-                b=self._bias(tr, pc, k, j),
-                z=_c(f"z{k}_{j}"),
             )
             for j in range(1, net.sizes[k] + 1)
         ]
-        return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s{params}").format(
-            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=pc.join()
-        )
+        return Stage(("input", k), new, {self._act(k - 1, i) for i in range(1, n_in + 1)}, pc.join(k))
 
-    def _activation(self, tr: Training, k: int, source: str) -> sql.Composable:
+    def _activation(self, tr: Training, k: int) -> Stage:
         net = tr.net
         f = ACTIVATIONS[net.activation(k)]
         n = net.sizes[k]
+        zs = {f"z{k}_{j}" for j in range(1, n + 1)}
         if f.elementwise:
-            cols = [
-                sql.SQL("{f} AS {a}").format(
-                    f=sql.SQL(f.sql_value).format(z=_c(f"z{k}_{j}")), a=_c(f"a{k}_{j}")
-                )
+            new = [
+                (f"a{k}_{j}", sql.SQL(f.sql_value).format(z=sql.SQL("s.{}").format(_c(f"z{k}_{j}"))))
                 for j in range(1, n + 1)
             ]
-            return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s").format(
-                cols=sql.SQL(",\n        ").join(cols), src=_c(source)
-            )
-        # softmax: shift by the row's largest input, then normalise by the row's sum
+            return Stage(("activation", k), new, zs)
+        # softmax: shift by the row's largest input, then normalise by the row's sum; the shift and the
+        # exponentials stay available (the cross-entropy's log-sum-exp reads them)
         zmax = sql.SQL("greatest({})").format(sql.SQL(", ").join(_c(f"z{k}_{j}") for j in range(1, n + 1)))
         exps = sql.SQL(",\n          ").join(
             sql.SQL("{e} AS {name}").format(
@@ -351,39 +378,56 @@ class WideLayout:
             )
             for j in range(1, n + 1)
         )
-        total = _sum([_c(f"e{k}_{j}") for j in range(1, n + 1)])
-        cols = sql.SQL(",\n        ").join(
-            sql.SQL("{e} / ({total}) AS {a}").format(e=_c(f"e{k}_{j}"), total=total, a=_c(f"a{k}_{j}"))
+        total = _sum([sql.SQL("s.{}").format(_c(f"e{k}_{j}")) for j in range(1, n + 1)])
+        new = [("zmax", sql.SQL("s.zmax"))]
+        new += [(f"e{k}_{j}", sql.SQL("s.{}").format(_c(f"e{k}_{j}"))) for j in range(1, n + 1)]
+        new += [
+            (f"a{k}_{j}", sql.SQL("s.{e} / ({total})").format(e=_c(f"e{k}_{j}"), total=total))
             for j in range(1, n + 1)
-        )
-        return sql.SQL(
-            "      SELECT s.*,\n        {cols}\n"
-            "      FROM (\n        SELECT s.*,\n          {exps}\n"
-            "        FROM (SELECT s.*, {zmax} AS zmax FROM {src} AS s) AS s\n      ) AS s"
-        ).format(cols=cols, exps=exps, zmax=zmax, src=_c(source))
+        ]
 
-    def _derivative(self, tr: Training, k: int, j: int) -> sql.Composable:
+        def source(src: sql.Composable) -> sql.Composable:
+            return sql.SQL(
+                "(\n        SELECT s.*,\n          {exps}\n"
+                "        FROM (SELECT s.*, {zmax} AS zmax FROM {src} AS s) AS s\n      )"
+            ).format(exps=exps, zmax=zmax, src=src)
+
+        return Stage(("activation", k), new, zs, source=source)
+
+    def _derivative(self, tr: Training, k: int, j: int) -> tuple[sql.Composable, set[str]]:
+        """f'(z) of node j of layer k, from its activation where that is enough (so z is not carried
+        past the activation), and the columns it reads."""
         f = ACTIVATIONS[tr.net.activation(k)]
-        return sql.SQL("(" + f.sql_derivative + ")").format(z=_c(f"z{k}_{j}"), a=_c(f"a{k}_{j}"))
+        template = f.sql_derivative_from_a or f.sql_derivative
+        z, a = f"z{k}_{j}", f"a{k}_{j}"
+        reads = {name for name, slot in ((z, "{z}"), (a, "{a}")) if slot in template}
+        expr = sql.SQL("(" + template + ")").format(z=sql.SQL("s.{}").format(_c(z)), a=sql.SQL("s.{}").format(_c(a)))
+        return expr, reads
 
-    def _error(self, tr: Training, source: str) -> sql.Composable:
+    def _error(self, tr: Training) -> Stage:
         net = tr.net
         K, n = net.depth, net.sizes[-1]
         loss = LOSSES[net.loss]
-        y = [_c(f"a{K}_{j}") for j in range(1, n + 1)]
-        t = [_c(f"t{j}") for j in range(1, n + 1)]
-        z = [_c(f"z{K}_{j}") for j in range(1, n + 1)]
+        y = [sql.SQL("s.{}").format(_c(f"a{K}_{j}")) for j in range(1, n + 1)]
+        t = [sql.SQL("s.{}").format(_c(f"t{j}")) for j in range(1, n + 1)]
+        z = [sql.SQL("s.{}").format(_c(f"z{K}_{j}")) for j in range(1, n + 1)]
+        reads = {f"a{K}_{j}" for j in range(1, n + 1)} | {f"t{j}" for j in range(1, n + 1)}
         if loss.outputs is None:
             loss_sql = _sum([sql.SQL(loss.sql_value).format(y=y[j], t=t[j]) for j in range(n)])
-            deltas = [
-                sql.SQL("({g}) * {d}").format(
-                    g=sql.SQL(loss.sql_gradient).format(y=y[j], t=t[j]), d=self._derivative(tr, K, j + 1)
+            deltas = []
+            for j in range(n):
+                derivative, more = self._derivative(tr, K, j + 1)
+                reads |= more
+                deltas.append(
+                    sql.SQL("({g}) * {d}").format(g=sql.SQL(loss.sql_gradient).format(y=y[j], t=t[j]), d=derivative)
                 )
-                for j in range(n)
-            ]
         else:
+            reads |= {f"z{K}_{j}" for j in range(1, n + 1)}
             if net.output_activation == "softmax":
-                lse = sql.SQL("(zmax + ln({}))").format(_sum([_c(f"e{K}_{j}") for j in range(1, n + 1)]))
+                lse = sql.SQL("(s.zmax + ln({}))").format(
+                    _sum([sql.SQL("s.{}").format(_c(f"e{K}_{j}")) for j in range(1, n + 1)])
+                )
+                reads |= {"zmax"} | {f"e{K}_{j}" for j in range(1, n + 1)}
             else:
                 lse = sql.SQL("NULL")
             loss_sql = _sum(
@@ -393,31 +437,72 @@ class WideLayout:
                 ]
             )
             deltas = [sql.SQL("{y} - {t}").format(y=y[j], t=t[j]) for j in range(n)]
-        cols = [sql.SQL("{l} AS loss").format(l=loss_sql)] + [
-            sql.SQL("{d} AS {name}").format(d=deltas[j], name=_c(f"d{K}_{j + 1}")) for j in range(n)
-        ]
-        return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s").format(
-            cols=sql.SQL(",\n        ").join(cols), src=_c(source)
-        )
+        new = [("loss", loss_sql)] + [(f"d{K}_{j + 1}", deltas[j]) for j in range(n)]
+        return Stage(("error", K), new, reads)
 
-    def _delta(self, tr: Training, pc: ParamColumns, k: int, source: str) -> sql.Composable:
+    def _delta(self, tr: Training, pc: ParamColumns, k: int) -> Stage:
         net = tr.net
-        cols = [
-            sql.SQL("({s}) * {d} AS {name}").format(
-                s=_sum(
-                    [
-                        sql.SQL("{w} * s.{d}").format(w=pc.ref(f"w{k + 1}_{i}_{j}"), d=_c(f"d{k + 1}_{j}"))
-                        for j in range(1, net.sizes[k + 1] + 1)
-                    ]
-                ),
-                d=self._derivative(tr, k, i),
-                name=_c(f"d{k}_{i}"),
+        reads = {f"d{k + 1}_{j}" for j in range(1, net.sizes[k + 1] + 1)}
+        new = []
+        for i in range(1, net.sizes[k] + 1):
+            derivative, more = self._derivative(tr, k, i)
+            reads |= more
+            total = _sum(
+                [
+                    sql.SQL("{w} * s.{d}").format(w=pc.ref(f"w{k + 1}_{i}_{j}"), d=_c(f"d{k + 1}_{j}"))
+                    for j in range(1, net.sizes[k + 1] + 1)
+                ]
             )
-            for i in range(1, net.sizes[k] + 1)
-        ]
-        return sql.SQL("      SELECT s.*,\n        {cols}\n      FROM {src} AS s{params}").format(
-            cols=sql.SQL(",\n        ").join(cols), src=_c(source), params=pc.join()
-        )
+            new.append((f"d{k}_{i}", sql.SQL("({s}) * {d}").format(s=total, d=derivative)))
+        return Stage(("delta", k), new, reads, pc.join(k + 1))
+
+    def _gradient_reads(self, tr: Training) -> set[str]:
+        net = tr.net
+        reads = {"loss"}
+        for k in range(1, net.depth + 1):
+            reads |= {self._act(k - 1, i) for i in range(1, net.sizes[k - 1] + 1)}
+            reads |= {f"d{k}_{j}" for j in range(1, net.sizes[k] + 1)}
+        return reads
+
+    def _stages(self, tr: Training, pc: ParamColumns) -> list[Stage]:
+        net = tr.net
+        stages = []
+        for k in range(1, net.depth + 1):
+            stages += [self._input(tr, pc, k), self._activation(tr, k)]
+        stages.append(self._error(tr))
+        stages += [self._delta(tr, pc, k) for k in range(net.depth - 1, 0, -1)]
+        return stages
+
+    def _stage_bodies(self, tr: Training, stages: list[Stage]) -> list[sql.Composable]:
+        """Each stage's SELECT, carrying only the columns a later stage (or the gradient) reads."""
+        net = tr.net
+        available = [f"x{i}" for i in range(1, net.sizes[0] + 1)] + [f"t{j}" for j in range(1, net.sizes[-1] + 1)]
+        outputs = []
+        for stage in stages:
+            outputs.append((list(available), [name for name, _ in stage.new]))
+            available = [c for c in available if c not in {n for n, _ in stage.new}] + [n for n, _ in stage.new]
+        needed = self._gradient_reads(tr)
+        keeps: list[tuple[list[str], list[tuple[str, sql.Composable]]]] = []
+        for stage, (before, _) in zip(reversed(stages), reversed(outputs)):
+            new = [(n, e) for n, e in stage.new if n in needed]
+            new_names = {n for n, _ in new}
+            keeps.append(([c for c in before if c in needed and c not in new_names], new))
+            needed = (needed - new_names) | stage.reads
+        keeps.reverse()
+        bodies = []
+        source: sql.Composable = sql.SQL("batch_rows")
+        for stage, (keep, new) in zip(stages, keeps):
+            # the columns carried on, on one line; then each new column on its own
+            cols = [sql.SQL(", ").join(sql.SQL("s.{}").format(_c(c)) for c in keep)] if keep else []
+            cols += [sql.SQL("{} AS {}").format(e, _c(n)) for n, e in new]
+            src = stage.source(source) if stage.source else source
+            bodies.append(
+                sql.SQL("      SELECT\n        {cols}\n      FROM {src} AS s{join}").format(
+                    cols=sql.SQL(",\n        ").join(cols), src=src, join=stage.join
+                )
+            )
+            source = sql.Identifier(next(p.table for p in tr.phases if (p.kind, p.layer) == stage.key))
+        return bodies
 
     def _gradient(self, tr: Training, source: str) -> sql.Composable:
         """Sums over the batch: a[k-1]_i * d[k]_j per weight, d[k]_j per node (for its biases)."""
@@ -542,7 +627,6 @@ class WideLayout:
         )
 
     def recursive_cte(self, tr: Training) -> sql.Composable:
-        net = tr.net
         phases = tr.phases
         by_kind = {(p.kind, p.layer): p for p in phases}
         ctes: list[sql.Composable] = [
@@ -571,12 +655,10 @@ class WideLayout:
         ]
         pc = ParamColumns(self._param_columns(tr), _materialized(tr))
         ctes += pc.ctes()
-        source = "batch_rows"
-
-        def add(phase_key: tuple[str, int | None], body: sql.Composable) -> None:
-            nonlocal source
-            phase = by_kind[phase_key]
-            fence = tr.dialect.fence
+        stages = self._stages(tr, pc)
+        fence = tr.dialect.fence
+        for stage, body in zip(stages, self._stage_bodies(tr, stages)):
+            phase = by_kind[stage.key]
             ctes.append(
                 sql.SQL(
                     "    -- phase {n} · {name}: {comment}\n    {cte} {mat} (\n{body}{fence}\n    )"
@@ -590,14 +672,7 @@ class WideLayout:
                     body=body,
                 )
             )
-            source = phase.table
-
-        for k in range(1, net.depth + 1):
-            add(("input", k), self._input(tr, pc, k, source))
-            add(("activation", k), self._activation(tr, k, source))
-        add(("error", net.depth), self._error(tr, source))
-        for k in range(net.depth - 1, 0, -1):
-            add(("delta", k), self._delta(tr, pc, k, source))
+        source = by_kind[stages[-1].key].table
         update = phases[-1]
         ctes.append(
             sql.SQL(

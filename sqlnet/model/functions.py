@@ -29,6 +29,16 @@ class Activation:
     sql_derivative: str  # SQL for f', in terms of {z} and {a}
     formula: str  # for comments in the generated SQL
     elementwise: bool = True  # softmax is not: each output depends on all of its layer
+    # f' in terms of {a} alone, where sql_derivative needs z: a layout that drops z after the
+    # activation (the wide one) uses it (relu: a = max(z, 0) > 0 exactly when z > 0)
+    sql_derivative_of_a: str = ""
+
+    @property
+    def sql_derivative_from_a(self) -> str | None:
+        """f' computed from the activation alone, or None where it needs z."""
+        if "{z}" not in self.sql_derivative:
+            return self.sql_derivative
+        return self.sql_derivative_of_a or None
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -40,6 +50,7 @@ ACTIVATIONS: dict[str, Activation] = {
             derivative=lambda z, a: 1 if z > 0 else 0,
             sql_value="greatest({z}, 0)",
             sql_derivative="CASE WHEN {z} > 0 THEN 1 ELSE 0 END",
+            sql_derivative_of_a="CASE WHEN {a} > 0 THEN 1 ELSE 0 END",
             formula="max(z, 0)",
         ),
         Activation(
