@@ -51,6 +51,17 @@ def matrix_sql(
     ).format(i=i, j=j, v=value, t=table)
 
 
+def flat_sql(table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable) -> sql.Composable:
+    """A matrix as one flat array in row-major order (element (i, j) at (i - 1) * columns + j): the
+    update walks it with unnest, which reads a 2D array in the same order."""
+    return sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {i}, {j}) FROM {t})").format(v=value, i=i, j=j, t=table)
+
+
+def _at(n_out: int, i: int, j: int) -> sql.Composable:
+    """The flat index of element (i, j) of a matrix with n_out columns."""
+    return sql.Literal((i - 1) * n_out + j)
+
+
 def fits(net: Network) -> bool:
     return sample_columns(net) <= MAX_SAMPLE_COLUMNS
 
@@ -238,7 +249,7 @@ class WideLayout:
         w = tr.tables.weights[k - 1]
         key = sql.Literal(tr.state_key)
         if quantity == WEIGHT or tr.net.bias == "edge":
-            return matrix_sql(
+            return flat_sql(
                 sql.SQL(
                     "{t} AS w LEFT JOIN {s} AS s ON s.network = {key} AND s.quantity = {q} AND s.layer = {k} "
                     "AND s.i = w.{i}::int AND s.j = w.{j}::int"
@@ -272,9 +283,9 @@ class WideLayout:
     def _start(self, tr: Training) -> sql.Composable:
         values: list[sql.Composable] = [sql.Literal(tr.first[0]), sql.Literal(tr.first[1] - 1), sql.SQL("0")]
         for k, w in enumerate(tr.tables.weights, start=1):
-            values.append(matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("value")))
+            values.append(flat_sql(w.ident, w.col("in"), w.col("out"), w.col("value")))
             if tr.net.bias == "edge":
-                values.append(matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("bias")))
+                values.append(flat_sql(w.ident, w.col("in"), w.col("out"), w.col("bias")))
             elif tr.net.bias == "node":
                 b = tr.tables.biases[k - 1]
                 values.append(
@@ -313,9 +324,7 @@ class WideLayout:
                     cols.append(
                         (
                             f"w{k}_{i}_{j}",
-                            sql.SQL("p.{w}[{i}][{j}]").format(
-                                w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j)
-                            ),
+                            sql.SQL("p.{w}[{at}]").format(w=_c(f"w{k}"), at=_at(net.sizes[k], i, j)),
                         )
                     )
             for j in range(1, net.sizes[k] + 1):
@@ -324,9 +333,7 @@ class WideLayout:
                 elif net.bias == "edge":
                     bias = _sum(
                         [
-                            sql.SQL("p.{b}[{i}][{j}]").format(
-                                b=_c(f"b{k}"), i=sql.Literal(i), j=sql.Literal(j)
-                            )
+                            sql.SQL("p.{b}[{at}]").format(b=_c(f"b{k}"), at=_at(net.sizes[k], i, j))
                             for i in range(1, net.sizes[k - 1] + 1)
                         ]
                     )
@@ -505,111 +512,89 @@ class WideLayout:
         return bodies
 
     def _gradient(self, tr: Training, source: str) -> sql.Composable:
-        """Sums over the batch: a[k-1]_i * d[k]_j per weight, d[k]_j per node (for its biases)."""
+        """Sums over the batch, as flat arrays in the order of the parameters': a[k-1]_i * d[k]_j per
+        weight, d[k]_j per node (an edge bias (i, j) has node j's: the sum repeats per i, and the
+        planner computes it once)."""
         net = tr.net
         cols: list[sql.Composable] = [sql.SQL("count(*) AS n"), sql.SQL("sum(loss) AS loss")]
         for k in range(1, net.depth + 1):
-            rows = [
-                sql.SQL("[{}]").format(
-                    sql.SQL(", ").join(
-                        sql.SQL("sum({a} * {d})").format(a=_c(self._act(k - 1, i)), d=_c(f"d{k}_{j}"))
-                        for j in range(1, net.sizes[k] + 1)
-                    )
-                )
-                for i in range(1, net.sizes[k - 1] + 1)
+            n_in, n_out = net.sizes[k - 1], net.sizes[k]
+            weights = [
+                sql.SQL("sum({a} * {d})").format(a=_c(self._act(k - 1, i)), d=_c(f"d{k}_{j}"))
+                for i in range(1, n_in + 1)
+                for j in range(1, n_out + 1)
             ]
-            cols.append(sql.SQL("ARRAY[{}] AS {}").format(sql.SQL(", ").join(rows), _c(f"gw{k}")))
-            cols.append(
-                sql.SQL("ARRAY[{}] AS {}").format(
-                    sql.SQL(", ").join(
-                        sql.SQL("sum({d})").format(d=_c(f"d{k}_{j}")) for j in range(1, net.sizes[k] + 1)
-                    ),
-                    _c(f"gb{k}"),
-                )
-            )
+            nodes = [sql.SQL("sum({d})").format(d=_c(f"d{k}_{j}")) for j in range(1, n_out + 1)]
+            cols.append(sql.SQL("ARRAY[{}] AS {}").format(sql.SQL(", ").join(weights), _c(f"gw{k}")))
+            if net.bias != "none":
+                biases = nodes * (n_in if net.bias == "edge" else 1)
+                cols.append(sql.SQL("ARRAY[{}] AS {}").format(sql.SQL(", ").join(biases), _c(f"gb{k}")))
         return sql.SQL("      SELECT\n        {cols}\n      FROM {src}").format(
             cols=sql.SQL(",\n        ").join(cols), src=_c(source)
         )
 
+    def _update_array(self, tr: Training, param: str) -> sql.Composable:
+        """One parameter array after the step, with its optimizer state: a walk over its elements
+        (unnest, in step with the gradient's and the state's arrays), each value computed once: the
+        mean gradient, then the new moments, then the new parameter."""
+        opt = tr.optimizer
+        weight = param.startswith("w")
+        state = list(opt.state)
+        arrays = [sql.SQL("p.{}").format(_c(param)), sql.SQL("g.{}").format(_c(f"g{param}"))]
+        arrays += [sql.SQL("p.{}").format(_c(f"{c}{param}")) for c in state]
+        u = {name: sql.SQL("u.{}").format(_c(name)) for name in ("w", "g", "m", "v", "o")}
+        g = sql.SQL("u.g / g.n")
+        if weight and opt.l2:
+            g = sql.SQL("({g} + {l2} * u.w)").format(g=g, l2=sql.Literal(opt.l2))
+        m_new, v_new = opt.sql_moments(u["g"], u["m"], u["v"])
+        corrections = {name: sql.SQL("c.{}").format(_c(name)) for name, _ in opt.sql_corrections(sql.SQL("t"))}
+        w_new = opt.sql_weight(u["w"], u["g"], u["m"], u["v"], sql.Literal(tr.rate), corrections)
+        if weight:
+            w_new = opt.sql_decay(w_new, u["w"], sql.Literal(tr.rate))
+        state_cols = sql.SQL("").join(sql.SQL(", u.{}").format(_c(c)) for c in state)
+        moments = sql.SQL("").join(
+            sql.SQL(", {e} AS {c}").format(e=e, c=_c(c)) for c, e in zip(("m", "v"), (m_new, v_new)) if c in state
+        )
+        aggregates = [sql.SQL("array_agg({} ORDER BY u.o) AS w").format(w_new)]
+        aggregates += [sql.SQL("array_agg(u.{c} ORDER BY u.o) AS {c}").format(c=_c(c)) for c in state]
+        return sql.SQL(
+            "(\n        SELECT {aggregates}\n"
+            "        FROM (SELECT u.o, u.w, u.g{moments}\n"
+            "              FROM (SELECT u.o, u.w, {g} AS g{state}\n"
+            "                    FROM unnest({arrays}) WITH ORDINALITY AS u(w, g{names}, o) OFFSET 0) AS u\n"
+            "              OFFSET 0) AS u\n"
+            "      ) AS {alias}"
+        ).format(
+            aggregates=sql.SQL(", ").join(aggregates),
+            moments=moments,
+            g=g,
+            state=state_cols,
+            arrays=sql.SQL(", ").join(arrays),
+            names=sql.SQL("").join(sql.SQL(", {}").format(_c(c)) for c in state),
+            alias=_c(f"u{param}"),
+        )
+
     def _update(self, tr: Training) -> sql.Composable:
-        """The next state row: every parameter (and its optimizer state) after one step."""
-        net, opt = tr.net, tr.optimizer
-        t = sql.SQL("(p.t + 1)")
-        rate = sql.Literal(tr.rate)
-        outputs: dict[str, list[list[tuple[sql.Composable, sql.Composable, sql.Composable]]]] = {}
-
-        def step(param: str, index: sql.Composable, g: sql.Composable, weight: bool) -> tuple:
-            w = sql.SQL("p.{}{}").format(_c(param), index)
-            if weight and opt.l2:
-                g = sql.SQL("({g} + {l2} * {w})").format(g=g, l2=sql.Literal(opt.l2), w=w)
-            m = sql.SQL("p.{}{}").format(_c(f"m{param}"), index)
-            v = sql.SQL("p.{}{}").format(_c(f"v{param}"), index)
-            w_new, m_new, v_new = opt.sql_step(w, g, m, v, t, rate)
-            return (opt.sql_decay(w_new, w, rate) if weight else w_new), m_new, v_new
-
-        for k in range(1, net.depth + 1):
-            n_in, n_out = net.sizes[k - 1], net.sizes[k]
-            outputs[f"w{k}"] = [
-                [
-                    step(
-                        f"w{k}",
-                        sql.SQL("[{}][{}]").format(sql.Literal(i), sql.Literal(j)),
-                        sql.SQL("g.{}[{}][{}] / g.n").format(_c(f"gw{k}"), sql.Literal(i), sql.Literal(j)),
-                        True,
-                    )
-                    for j in range(1, n_out + 1)
-                ]
-                for i in range(1, n_in + 1)
-            ]
-            if net.bias == "edge":
-                outputs[f"b{k}"] = [
-                    [
-                        step(
-                            f"b{k}",
-                            sql.SQL("[{}][{}]").format(sql.Literal(i), sql.Literal(j)),
-                            sql.SQL("g.{}[{}] / g.n").format(_c(f"gb{k}"), sql.Literal(j)),
-                            False,
-                        )
-                        for j in range(1, n_out + 1)
-                    ]
-                    for i in range(1, n_in + 1)
-                ]
-            elif net.bias == "node":
-                outputs[f"b{k}"] = [
-                    [
-                        step(
-                            f"b{k}",
-                            sql.SQL("[{}]").format(sql.Literal(j)),
-                            sql.SQL("g.{}[{}] / g.n").format(_c(f"gb{k}"), sql.Literal(j)),
-                            False,
-                        )
-                        for j in range(1, n_out + 1)
-                    ]
-                ]
-
-        def array(name: str, which: int) -> sql.Composable:
-            rows = outputs[name]
-            if name.startswith("b") and net.bias == "node":
-                return sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(e[which] for e in rows[0]))
-            return sql.SQL("ARRAY[{}]").format(
-                sql.SQL(",\n          ").join(
-                    sql.SQL("[{}]").format(sql.SQL(", ").join(e[which] for e in row)) for row in rows
-                )
-            )
-
+        """The next state row: every parameter array (and its optimizer state) after one step."""
+        opt = tr.optimizer
+        names = self._state_names(tr)
         values: list[sql.Composable] = [
             sql.SQL("(SELECT epoch FROM next)"),
             sql.SQL("(SELECT batch FROM next)"),
             sql.Literal(tr.phases[-1].number),
         ]
-        names = self._state_names(tr)
-        values += [array(p, 0) for p in names]
-        for p in names:
-            for c, which in (("m", 1), ("v", 2)):
-                if c in opt.state:
-                    values.append(array(p, which))
-        if opt.name == "adam":
-            values.append(t)
+        values += [sql.SQL("{}.w").format(_c(f"u{p}")) for p in names]
+        values += [sql.SQL("{}.{}").format(_c(f"u{p}"), _c(c)) for p in names for c in opt.state]
+        joins = [sql.SQL("prev AS p"), sql.SQL("gradient AS g")]
+        corrections = opt.sql_corrections(sql.SQL("(p.t + 1)"))
+        if corrections:
+            values.append(sql.SQL("p.t + 1"))
+            joins.append(
+                sql.SQL("LATERAL (SELECT {}) AS c").format(
+                    sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, _c(n)) for n, e in corrections)
+                )
+            )
+        joins += [sql.SQL("LATERAL {}").format(self._update_array(tr, p)) for p in names]
         values += [sql.SQL("g.loss"), sql.SQL("g.n")]
         progress = tr.progress(
             sql.SQL("(SELECT epoch FROM next)"),
@@ -617,13 +602,10 @@ class WideLayout:
             sql.SQL("g.loss / g.n"),
             sql.SQL("g.n"),
         )
-        return sql.SQL(
-            "      SELECT\n        {}\n      FROM prev AS p CROSS JOIN gradient AS g{where}"
-        ).format(
+        return sql.SQL("      SELECT\n        {}\n      FROM {joins}{where}").format(
             sql.SQL(",\n        ").join(values),
-            where=sql.SQL("\n      WHERE true{}").format(progress)
-            if tr.progress_run is not None
-            else sql.SQL(""),
+            joins=sql.SQL("\n      CROSS JOIN ").join(joins),
+            where=sql.SQL("\n      WHERE true{}").format(progress) if tr.progress_run is not None else sql.SQL(""),
         )
 
     def recursive_cte(self, tr: Training) -> sql.Composable:
@@ -746,8 +728,8 @@ class WideLayout:
             zs = []
             for j in range(1, net.sizes[k] + 1):
                 terms = [
-                    sql.SQL("p.{w}[{i}][{j}] * s.{a}").format(
-                        w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j), a=_c(f"a{k - 1}_{i}")
+                    sql.SQL("p.{w}[{at}] * s.{a}").format(
+                        w=_c(f"w{k}"), at=_at(net.sizes[k], i, j), a=_c(f"a{k - 1}_{i}")
                     )
                     for i in range(1, net.sizes[k - 1] + 1)
                 ]
@@ -755,7 +737,7 @@ class WideLayout:
                     terms.append(sql.SQL("p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j)))
                 elif net.bias == "edge":
                     terms += [
-                        sql.SQL("p.{b}[{i}][{j}]").format(b=_c(f"b{k}"), i=sql.Literal(i), j=sql.Literal(j))
+                        sql.SQL("p.{b}[{at}]").format(b=_c(f"b{k}"), at=_at(net.sizes[k], i, j))
                         for i in range(1, net.sizes[k - 1] + 1)
                     ]
                 zs.append(_sum(terms))
@@ -828,7 +810,8 @@ class WideLayout:
                 if quantity == BIAS and net.bias == "none":
                     continue
                 node_bias = quantity == BIAS and net.bias == "node"
-                index = sql.SQL("[j]") if node_bias else sql.SQL("[i][j]")
+                # the flat arrays' element (i, j) (see flat_sql)
+                index = sql.SQL("[j]") if node_bias else sql.SQL("[(i - 1) * {} + j]").format(sql.Literal(net.sizes[k]))
                 state = sql.SQL("").join(
                     sql.SQL(", s.{}{} AS {}").format(_c(f"{c}{name}"), index, _c(c)) for c in opt.state
                 )

@@ -114,6 +114,67 @@ class Optimizer:
             w_new=w_new, rate=rate, f=factor if factor is not None else sql.Literal(self.weight_decay), w=w
         )
 
+    def sql_corrections(self, t: sql.Composable) -> list[tuple[str, sql.Composable]]:
+        """Adam's bias corrections (1 - beta1^t, 1 - beta2^t) as (name, SQL): the same for every
+        parameter of an update, so a layout may compute them once and pass them to sql_weight."""
+        from psycopg import sql
+
+        if self.name != "adam":
+            return []
+        return [
+            (name, sql.SQL("(1 - power({b}, {t}))").format(b=sql.Literal(beta), t=t))
+            for name, beta in (("c1", self.beta1), ("c2", self.beta2))
+        ]
+
+    def sql_moments(
+        self, g: sql.Composable, m: sql.Composable, v: sql.Composable
+    ) -> tuple[sql.Composable, sql.Composable]:
+        """The SQL for (m', v') of one parameter: m and v are unchanged where the optimizer keeps none."""
+        from psycopg import sql  # here: the model itself needs no database driver
+
+        L = sql.Literal
+        if self.name == "gd":
+            return m, v
+        if self.name == "momentum":
+            return sql.SQL("{mu} * {m} + {g}").format(mu=L(self.momentum), m=m, g=g), v
+        m_new = sql.SQL("{b1} * {m} + {c1} * {g}").format(b1=L(self.beta1), m=m, c1=L(1 - self.beta1), g=g)
+        v_new = sql.SQL("{b2} * {v} + {c2} * {g} * {g}").format(
+            b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g
+        )
+        return m_new, v_new
+
+    def sql_weight(
+        self,
+        w: sql.Composable,
+        g: sql.Composable,
+        m_new: sql.Composable,
+        v_new: sql.Composable,
+        rate: sql.Composable,
+        corrections: dict[str, sql.Composable],
+    ) -> sql.Composable:
+        """The SQL for w' of one parameter from its new moments (sql_moments) and, for Adam, the bias
+        corrections (sql_corrections, by name)."""
+        from psycopg import sql
+
+        if self.name == "gd":
+            return sql.SQL("{w} - {rate} * {g}").format(w=w, rate=rate, g=g)
+        if self.name == "momentum":
+            step = (
+                sql.SQL("{g} + {mu} * ({m_new})").format(g=g, mu=sql.Literal(self.momentum), m_new=m_new)
+                if self.nesterov
+                else m_new
+            )
+            return sql.SQL("{w} - {rate} * ({step})").format(w=w, rate=rate, step=step)
+        return sql.SQL("{w} - {rate} * (({m_new}) / {c1}) / (sqrt(({v_new}) / {c2}) + {eps})").format(
+            w=w,
+            rate=rate,
+            m_new=m_new,
+            c1=corrections["c1"],
+            v_new=v_new,
+            c2=corrections["c2"],
+            eps=sql.Literal(self.epsilon),
+        )
+
     def sql_step(
         self,
         w: sql.Composable,
@@ -123,33 +184,8 @@ class Optimizer:
         t: sql.Composable,
         rate: sql.Composable,
     ) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
-        """The SQL for (w', m', v') of one parameter row; m' and v' may refer to m and v only."""
-        from psycopg import sql  # here: the model itself needs no database driver
-        L = sql.Literal
-        if self.name == "gd":
-            return sql.SQL("{w} - {rate} * {g}").format(w=w, rate=rate, g=g), m, v
-        if self.name == "momentum":
-            m_new = sql.SQL("{mu} * {m} + {g}").format(mu=L(self.momentum), m=m, g=g)
-            step = (
-                sql.SQL("{g} + {mu} * ({m_new})").format(g=g, mu=L(self.momentum), m_new=m_new)
-                if self.nesterov
-                else m_new
-            )
-            return sql.SQL("{w} - {rate} * ({step})").format(w=w, rate=rate, step=step), m_new, v
-        m_new = sql.SQL("{b1} * {m} + {c1} * {g}").format(b1=L(self.beta1), m=m, c1=L(1 - self.beta1), g=g)
-        v_new = sql.SQL("{b2} * {v} + {c2} * {g} * {g}").format(
-            b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g
-        )
-        w_new = sql.SQL(
-            "{w} - {rate} * (({m_new}) / (1 - power({b1}, {t}))) / (sqrt(({v_new}) / (1 - power({b2}, {t}))) + {eps})"
-        ).format(
-            w=w,
-            rate=rate,
-            m_new=m_new,
-            b1=L(self.beta1),
-            t=t,
-            v_new=v_new,
-            b2=L(self.beta2),
-            eps=L(self.epsilon),
-        )
+        """The SQL for (w', m', v') of one parameter row, as one expression each; m' and v' may refer
+        to m and v only."""
+        m_new, v_new = self.sql_moments(g, m, v)
+        w_new = self.sql_weight(w, g, m_new, v_new, rate, dict(self.sql_corrections(t)))
         return w_new, m_new, v_new
