@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlnet.ops.verify import CheckReport, check, gradcheck
 
 # The public names, imported when first used: `sqlnet --help` and `sqlnet runs` need not load the
-# training machinery (SQLAlchemy, the compiler) to start, and `import sqlnet` stays cheap.
+# training machinery (psycopg, the compiler) to start, and `import sqlnet` stays cheap.
 _WHERE = {
     "Dataset": "sqlnet.model.network",
     "Network": "sqlnet.model.network",

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from sqlnet.db import libpq_url
+from tests.helpers import url_with
 
 OFFICIAL_IMAGE = "postgres:18"
 BUILD_SCRIPT = Path(__file__).parent / "containers" / "build-image.sh"
@@ -109,7 +109,7 @@ def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 def with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
+    return url_with(url, database=name)
 
 
 @pytest.fixture

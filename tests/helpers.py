@@ -202,3 +202,33 @@ def table_data(conn, net: Network, schema: str = "public") -> Dataset:  # type: 
         for sample, node, value in conn.execute(query):
             into.setdefault(int(sample), [math.nan] * n)[int(node) - 1] = float(value)
     return Dataset([Sample(i, tuple(xs[i]), tuple(ts[i])) for i in sorted(xs)])
+
+
+def url_with(
+    url: str,
+    *,
+    database: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    query: dict[str, str] | None = None,
+) -> str:
+    """A database URL with some of its parts replaced (or, for `query`, added)."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    u = urlsplit(url)
+    user, _, host = u.netloc.rpartition("@")
+    name, _, secret = user.partition(":")
+    name = quote(username, safe="") if username is not None else name
+    secret = quote(password, safe="") if password is not None else secret
+    userinfo = f"{name}:{secret}" if secret else name
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    path = f"/{quote(database, safe='')}" if database is not None else u.path
+    params = dict(parse_qsl(u.query, keep_blank_values=True)) | (query or {})
+    return urlunsplit(u._replace(netloc=netloc, path=path, query=urlencode(params, quote_via=quote, safe="/")))
+
+
+def url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(url).password
+    return unquote(password) if password else password

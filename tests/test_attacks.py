@@ -19,11 +19,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from sqlnet.cli import main
 from sqlnet.model.reference import train as reference_train
-from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params
+from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params, url_with
 from tests.test_reference import assert_close
 
 PASSWORD = "sqlnet-attacker"
@@ -37,12 +36,12 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def with_user(url: str, role: str) -> str:
-    return make_url(url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
+    return url_with(url, username=role, password=PASSWORD)
 
 
 def with_search_path(url: str, path: str) -> str:
     """The URL of a session whose search path is `path` (as ALTER ROLE ... SET search_path would make it)."""
-    return make_url(url).update_query_dict({"options": f"-csearch_path={path}"}).render_as_string(False)
+    return url_with(url, query={"options": f"-csearch_path={path}"})
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import sqlnet
 from sqlnet.errors import InputError
 from sqlnet.model.reference import train as reference_train
-from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, snapshot
+from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, snapshot, url_with
 
 
 def test_samples_without_targets(db_url: str, conn: psycopg.Connection) -> None:
@@ -77,9 +77,8 @@ def test_failure_in_a_later_statement_rolls_back_everything(post_db: str, conn: 
 
 def test_a_servers_own_statement_timeout_is_named(post_db: str, conn: psycopg.Connection) -> None:
     """The role or database may limit statements: the error says so and what to change."""
-    from sqlalchemy.engine import make_url
 
-    url = make_url(post_db).update_query_dict({"options": "-c statement_timeout=50"}).render_as_string(False)
+    url = url_with(post_db, query={"options": "-c statement_timeout=50"})
     before = snapshot(conn)
     with pytest.raises(
         sqlnet.DatabaseError, match=r"statement_timeout = 50ms .* lower --updates-per-statement"

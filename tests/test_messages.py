@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy.engine import make_url
 
 from sqlnet.cli import main
+from tests.helpers import url_password, url_with
 
 SECRET = "s3cret-pa55word"
 
@@ -62,8 +62,8 @@ def test_out_of_range_options_are_refused_before_anything_runs(post_db: str, opt
 def test_psql_gets_the_password_through_the_environment(post_db: str) -> None:
     """`ps` shows every process's command line: the password must not be on psql's."""
     # a server that checks passwords (a container) keeps its own; the embedded one trusts its socket
-    secret = make_url(post_db).password or SECRET
-    url = make_url(post_db).set(password=secret).render_as_string(hide_password=False)
+    secret = url_password(post_db) or SECRET
+    url = url_with(post_db, password=secret)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sqlnet.cli", "psql", "--database-url", url, "-X", "-A", "-t", "-c",
          "SELECT pg_sleep(2)"],
@@ -124,7 +124,7 @@ def test_a_read_only_database_is_a_message(post_db: str, tmp_path: Path) -> None
 
     from tests.helpers import database_snapshot
 
-    name = make_url(post_db).database
+    name = psycopg.conninfo.conninfo_to_dict(post_db)["dbname"]
     with psycopg.connect(post_db, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
         before = database_snapshot(admin)
@@ -149,7 +149,7 @@ def test_a_sql_ascii_database_trains_like_any_other(server_url: str) -> None:
         admin.execute(
             f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
         )
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = url_with(server_url, database=name)
     try:
         assert run("init", "--example", "post", "--database-url", url)[0] == 0
         code, output, _ = run("check", "--epochs", "3", "--learning-rate", "0.001", "--database-url", url)

@@ -205,17 +205,9 @@ def handle_errors(f: F) -> F:
 def database_error(exc: Exception) -> None:
     """What the database refused that sqlnet did not foresee: say what, roll back (done), exit 1.
 
-    psycopg and SQLAlchemy are looked up only here, where one of their errors already loaded them:
-    the command line does not import them to start."""
-    psycopg, sa_exc = sys.modules.get("psycopg"), sys.modules.get("sqlalchemy.exc")
-    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):  # SQLAlchemy's wrapper of what the server said
-        orig = exc.orig
-        detail = (orig.diag.message_primary if psycopg and isinstance(orig, psycopg.Error) else None) or str(orig)
-        err.print(
-            f"[bold red]database error:[/] {escape(detail.strip())}; the transaction was rolled back and no "
-            f"table changed"
-        )
-        sys.exit(EXIT_ERROR)
+    psycopg is looked up only here, where one of its errors already loaded it: the command line does
+    not import it to start."""
+    psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.Error):
         detail = exc.diag.message_primary or str(exc)
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):

@@ -17,25 +17,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-import sqlalchemy as sa
 from psycopg import sql
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from sqlnet.errors import DatabaseError, InputError
 
 URL_VARIABLES = ("SQLNET_DATABASE_URL", "DATABASE_URL")
 
-# what the database side can raise, through psycopg or through SQLAlchemy (which wraps psycopg's)
-DB_ERRORS = (psycopg.Error, sa.exc.SQLAlchemyError)
+# what the database side can raise
+DB_ERRORS = (psycopg.Error,)
 
 
 def connection_lost(exc: BaseException) -> bool:
     """Whether an error means the server went away (shut down, crashed, restarted, network gone)."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        return exc.connection_invalidated or connection_lost(exc.orig)
     if isinstance(exc, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown):
         return True
     # psycopg raises a bare OperationalError for a closed or broken connection (no SQLSTATE)
@@ -43,10 +39,9 @@ def connection_lost(exc: BaseException) -> bool:
 
 
 def error_text(exc: BaseException) -> str:
-    """An error in one line: the server's primary message, through SQLAlchemy's wrapper if need be."""
-    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    text = (orig.diag.message_primary if isinstance(orig, psycopg.Error) else None) or str(orig)
-    return text.strip().splitlines()[0] if text.strip() else type(orig).__name__
+    """An error in one line: the server's primary message."""
+    text = (exc.diag.message_primary if isinstance(exc, psycopg.Error) else None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 class _Doubled(sql.Composable):
@@ -90,10 +85,6 @@ def pin_search_path(pg: psycopg.Connection) -> str | None:
     pg.execute(f"SET search_path = {SAFE_SEARCH_PATH}")
     pg.commit()  # a session-level SET that a later ROLLBACK cannot undo
     return home
-
-
-def _on_connect(dbapi_connection: Any, record: Any) -> None:
-    record.info[HOME] = pin_search_path(dbapi_connection)
 
 
 class Cursor(psycopg.Cursor[Any]):
@@ -188,12 +179,17 @@ def psql_binary() -> Path:
     return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]) / "psql"
 
 
-def parse_url(url: str) -> sa.URL:
+SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
+
+
+def parse_url(url: str) -> SplitResult:
     """The URL, or an error that names what is wrong with it (never the password)."""
     try:
-        u = make_url(url)
+        u = urlsplit(url)
+        if not u.scheme or not url.startswith(f"{u.scheme}://"):
+            raise ValueError("it has no scheme://")
         u.port  # noqa: B018  (a port that is not a number fails here, not later)
-    except (sa.exc.ArgumentError, ValueError) as exc:
+    except ValueError as exc:
         raise DatabaseError(
             f"{redact_text(url)!r} is not a database URL sqlnet can read ({exc}): write it as "
             f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -207,23 +203,29 @@ def redact_text(url: str) -> str:
 
 
 def libpq_url(url: str) -> str:
-    """psycopg and psql want postgresql://; SQLAlchemy URLs may name a driver."""
+    """psycopg and psql want postgresql://; SQLAlchemy-style URLs may name a driver."""
     u = parse_url(url)
-    if u.drivername not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
-        raise DatabaseError(f"sqlnet needs a PostgreSQL URL (postgresql://...), got {u.drivername}://")
-    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+    if u.scheme not in SCHEMES:
+        raise DatabaseError(f"sqlnet needs a PostgreSQL URL (postgresql://...), got {u.scheme}://")
+    return urlunsplit(u._replace(scheme="postgresql"))
 
 
 def sqlalchemy_url(url: str) -> str:
-    return make_url(libpq_url(url)).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    """The URL as SQLAlchemy names the psycopg driver (for users' own SQLAlchemy code)."""
+    return urlunsplit(parse_url(libpq_url(url))._replace(scheme="postgresql+psycopg"))
 
 
 def redact(url: str) -> str:
     """The URL with its password hidden, in the user part or as ?password=."""
     u = parse_url(url)
-    if "password" in u.query:
-        u = u.update_query_dict({"password": "***"})
-    return u.render_as_string(hide_password=True)
+    netloc = u.netloc
+    if u.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = parse_qsl(u.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        query = [(k, "***" if k == "password" else v) for k, v in query]
+    return urlunsplit(u._replace(netloc=netloc, query=urlencode(query, safe="/*:", quote_via=quote)))
 
 
 def without_password(url: str) -> tuple[str, str | None]:
@@ -236,9 +238,8 @@ def without_password(url: str) -> tuple[str, str | None]:
 
 @dataclass
 class Session:
-    """One transaction, seen both through SQLAlchemy (reflection, sqlnet's tables) and psycopg (training)."""
+    """One connection (and its transaction) to the database."""
 
-    sa: sa.Connection
     pg: psycopg.Connection
     home: str | None = None  # the schema the user's search path chose when sqlnet connected
 
@@ -258,16 +259,11 @@ class Session:
         return self.home
 
     def commit(self) -> None:
-        """End the transaction so far (a checkpoint); the next statement begins another.
-
-        Both handles: SQLAlchemy only commits a transaction it began itself, and the training
-        statements run on the psycopg connection underneath."""
-        self.sa.commit()
+        """End the transaction so far (a checkpoint); the next statement begins another."""
         self.pg.commit()
 
     def rollback(self) -> None:
         self.pg.rollback()
-        self.sa.rollback()
 
 
 class Database:
@@ -277,31 +273,32 @@ class Database:
         self.url = libpq_url(resolved) if resolved else embedded_url()
         # text as UTF-8 whatever the database's encoding: in a SQL_ASCII database psycopg would otherwise
         # hand out bytes, which nothing downstream expects
-        args: dict[str, Any] = {"cursor_factory": Cursor, "client_encoding": "utf8"}
+        self.args: dict[str, Any] = {"cursor_factory": Cursor, "client_encoding": "utf8"}
         if connect_timeout is not None:  # libpq takes whole seconds, and at least 2
-            args["connect_timeout"] = max(2, math.ceil(connect_timeout))
-        self.engine = sa.create_engine(sqlalchemy_url(self.url), poolclass=NullPool, connect_args=args)
-        # first of all, before SQLAlchemy's own first queries
-        sa.event.listen(self.engine, "connect", _on_connect, insert=True)
+            self.args["connect_timeout"] = max(2, math.ceil(connect_timeout))
 
-    @staticmethod
-    def _session(conn: sa.Connection) -> Session:
-        return Session(conn, conn.connection.driver_connection, conn.connection.info.get(HOME))  # type: ignore[arg-type]
+    def _connect(self) -> Session:
+        """A new connection whose search path is pinned before anything else runs on it."""
+        try:
+            conn = psycopg.connect(self.url, **self.args)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc}") from exc
+        try:
+            return Session(conn, pin_search_path(conn))
+        except BaseException:
+            conn.close()
+            raise
 
     @contextmanager
     def transaction(self, commit: bool = True) -> Iterator[Session]:
         """Everything inside happens or nothing does: an error, a cancel or commit=False rolls back."""
+        s = self._connect()
         try:
-            conn = self.engine.connect()
-        except sa.exc.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc.orig}") from exc
-        with conn:
-            trans = conn.begin()
             try:
-                yield self._session(conn)
+                yield s
             except BaseException as exc:
                 with contextlib.suppress(*DB_ERRORS):  # a lost connection cannot roll back: the server did
-                    trans.rollback()
+                    s.pg.rollback()
                 if connection_lost(exc):
                     raise DatabaseError(
                         f"the connection to the server was lost ({error_text(exc)}): the transaction did not "
@@ -310,10 +307,10 @@ class Database:
                     ) from exc
                 raise
             if not commit:
-                trans.rollback()
+                s.pg.rollback()
                 return
             try:
-                trans.commit()
+                s.pg.commit()
             except DB_ERRORS as exc:
                 if connection_lost(exc):
                     raise DatabaseError(
@@ -321,22 +318,21 @@ class Database:
                         f"whether the work was saved is unknown. `sqlnet runs` shows the runs that were"
                     ) from exc
                 raise
+        finally:
+            s.pg.close()
 
     @contextmanager
     def connection(self) -> Iterator[Session]:
         """One connection for several transactions (checkpoints): the caller commits; what it has
         not committed when it leaves, by an error or not, rolls back."""
+        s = self._connect()
         try:
-            conn = self.engine.connect()
-        except sa.exc.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to {redact(self.url)}: {exc.orig}") from exc
-        with conn:
-            try:
-                yield self._session(conn)
-            finally:
-                if conn.in_transaction():
-                    with contextlib.suppress(*DB_ERRORS):  # the server may be gone: then it rolled back
-                        conn.rollback()
+            yield s
+        finally:
+            if s.pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(*DB_ERRORS):  # the server may be gone: then it rolled back
+                    s.pg.rollback()
+            s.pg.close()
 
     @contextmanager
     def snapshot_reader(self) -> Iterator[psycopg.Connection]:
@@ -354,4 +350,4 @@ class Database:
             conn.rollback()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        """Nothing to let go: every connection closes when its block ends (kept for callers)."""

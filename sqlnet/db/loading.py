@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-import sqlalchemy as sa
 from psycopg import sql
 
 from sqlnet.db.connection import Session
 from sqlnet.db.networks import read_definition, save_definition
-from sqlnet.db.store import SCHEMA, ensure_schema
+from sqlnet.db.store import ensure_schema, has_schema
 from sqlnet.errors import InputError
 
 T = TypeVar("T")
@@ -252,8 +251,8 @@ def dataset(s: Session, schema: str) -> dict[str, Any] | None:
     definition = read_definition(s, schema)
     if definition is not None and definition.features is not None:
         return definition.as_json()
-    if not sa.inspect(s.sa).has_table("datasets", schema=SCHEMA):
+    if not has_schema(s, "datasets"):
         return None
-    legacy = sa.Table("datasets", sa.MetaData(schema=SCHEMA), autoload_with=s.sa)
-    row = s.sa.execute(sa.select(legacy).where(legacy.c.network == schema)).mappings().first()
-    return dict(row) if row else None
+    cur = s.pg.execute("SELECT * FROM sqlnet.datasets WHERE network = %s", (schema,))
+    row = cur.fetchone()
+    return dict(zip([d.name for d in cur.description or []], row)) if row else None

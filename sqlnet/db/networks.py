@@ -15,11 +15,10 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from psycopg import sql
 
 from sqlnet.db.connection import Session
-from sqlnet.db.store import has_schema, networks, optimizer_state, run_state
+from sqlnet.db.store import has_schema, json_value, networks
 from sqlnet.model.network import Network
 from sqlnet.model.optimizers import Optimizer
 
@@ -76,9 +75,11 @@ def read_definition(s: Session, schema: str) -> Definition | None:
     readable = s.pg.execute(READABLE).fetchone()
     if not readable or not readable[0]:
         return None
-    row = s.sa.execute(sa.select(networks).where(networks.c.network == schema)).mappings().first()
-    if row is None:
+    cur = s.pg.execute("SELECT * FROM sqlnet.networks WHERE network = %s", (schema,))
+    found = cur.fetchone()
+    if found is None:
         return None
+    row = dict(zip([d.name for d in cur.description or []], found))
     values = {k: row[k] for k in Definition.__dataclass_fields__ if k in row}
     values["sizes"] = tuple(row["sizes"]) if row["sizes"] else None
     return Definition(**values)
@@ -88,11 +89,21 @@ def save_definition(s: Session, schema: str, **values: Any) -> None:
     """Insert or update the network's row with these columns (the others stay as they are)."""
     if "sizes" in values and values["sizes"] is not None:
         values["sizes"] = list(values["sizes"])
-    statement = insert(networks).values(network=schema, **values)
-    s.sa.execute(
-        statement.on_conflict_do_update(
-            index_elements=[networks.c.network], set_={**values, "updated_at": sa.func.now()}
-        )
+    unknown = set(values) - set(networks.column_names)
+    assert not unknown, unknown  # sqlnet's own column names, never a user's
+    names = [sql.Identifier(k) for k in values]
+    s.pg.execute(
+        sql.SQL(
+            "INSERT INTO sqlnet.networks (network{cols}) VALUES (%s{marks}) "
+            "ON CONFLICT (network) DO UPDATE SET {sets}"
+        ).format(
+            cols=sql.SQL("").join(sql.SQL(", {}").format(n) for n in names),
+            marks=sql.SQL(", %s" * len(names)),
+            sets=sql.SQL(", ").join(
+                [sql.SQL("{n} = excluded.{n}").format(n=n) for n in names] + [sql.SQL("updated_at = now()")]
+            ),
+        ),
+        [schema, *(json_value(k, v) for k, v in values.items())],
     )
 
 
@@ -122,7 +133,7 @@ def forget(s: Session, schema: str, sizes: tuple[int, ...] | None, bias: str | N
         return
     reset_optimizer_state(s, schema)
     kept = read_definition(s, schema) if keep_data else None
-    s.sa.execute(networks.delete().where(networks.c.network == schema))
+    s.pg.execute("DELETE FROM sqlnet.networks WHERE network = %s", (schema,))
     data = {k: getattr(kept, k) for k in DATA} if kept else {}
     save_definition(s, schema, sizes=sizes, bias=bias, **data)
 
@@ -142,9 +153,8 @@ def load_optimizer_state(s: Session, key: str, net: Network) -> OptimizerState:
     state = OptimizerState.zeros(net)
     if not has_schema(s, "optimizer_state"):
         return state
-    t = optimizer_state.c
-    for quantity, layer, i, j, m, v in s.sa.execute(
-        sa.select(t.quantity, t.layer, t.i, t.j, t.m, t.v).where(t.network == key)
+    for quantity, layer, i, j, m, v in s.pg.execute(
+        "SELECT quantity, layer, i, j, m, v FROM sqlnet.optimizer_state WHERE network = %s", (key,)
     ):
         if quantity == "step":
             state.t = int(m)
@@ -158,15 +168,16 @@ def load_optimizer_state(s: Session, key: str, net: Network) -> OptimizerState:
 
 def reset_optimizer_state(s: Session, key: str) -> None:
     if has_schema(s, "optimizer_state"):
-        s.sa.execute(optimizer_state.delete().where(optimizer_state.c.network == key))
+        s.pg.execute("DELETE FROM sqlnet.optimizer_state WHERE network = %s", (key,))
 
 
 def state_fits(s: Session, key: str, net: Network) -> bool:
     """Whether every state row names a parameter this network has (a layer or bias change makes it not)."""
     if not has_schema(s, "optimizer_state"):
         return True
-    t = optimizer_state.c
-    for quantity, layer, i, j in s.sa.execute(sa.select(t.quantity, t.layer, t.i, t.j).where(t.network == key)):
+    for quantity, layer, i, j in s.pg.execute(
+        "SELECT quantity, layer, i, j FROM sqlnet.optimizer_state WHERE network = %s", (key,)
+    ):
         if quantity == "step":
             continue
         if not 1 <= layer <= net.depth or not 1 <= j <= net.sizes[layer]:
@@ -202,44 +213,38 @@ def prepare_state(s: Session, key: str, net: Network, optimizer: Optimizer, defi
 def has_state(s: Session, key: str) -> bool:
     if not has_schema(s, "optimizer_state"):
         return False
-    return s.sa.execute(sa.select(sa.literal(1)).where(optimizer_state.c.network == key).limit(1)).first() is not None
+    return s.pg.execute("SELECT 1 FROM sqlnet.optimizer_state WHERE network = %s LIMIT 1", (key,)).fetchone() is not None
 
 
 def save_run_state(s: Session, run_id: int, stage: str, key: str, optimizer: str) -> None:
     """Copy the network's optimizer state as it is now into the run's record."""
-    t = optimizer_state.c
-    s.sa.execute(
-        run_state.insert().from_select(
-            ["run_id", "stage", "optimizer", "quantity", "layer", "i", "j", "m", "v"],
-            sa.select(
-                sa.literal(run_id), sa.literal(stage), sa.literal(optimizer), t.quantity, t.layer, t.i, t.j, t.m, t.v
-            ).where(t.network == key),
-        )
+    s.pg.execute(
+        "INSERT INTO sqlnet.run_state (run_id, stage, optimizer, quantity, layer, i, j, m, v) "
+        "SELECT %s, %s, %s, quantity, layer, i, j, m, v FROM sqlnet.optimizer_state WHERE network = %s",
+        (run_id, stage, optimizer, key),
     )
 
 
 def restore_run_state(s: Session, run_id: int, stage: str, key: str) -> str | None:
     """Put back the optimizer state a run started (or ended) with; returns its optimizer, if it kept one."""
     reset_optimizer_state(s, key)
-    r = run_state.c
-    optimizer = s.sa.execute(
-        sa.select(r.optimizer).where(r.run_id == run_id, r.stage == stage).limit(1)
-    ).scalar_one_or_none()
-    s.sa.execute(
-        optimizer_state.insert().from_select(
-            ["network", "quantity", "layer", "i", "j", "m", "v"],
-            sa.select(sa.literal(key), r.quantity, r.layer, r.i, r.j, r.m, r.v).where(
-                r.run_id == run_id, r.stage == stage
-            ),
-        )
+    row = s.pg.execute(
+        "SELECT optimizer FROM sqlnet.run_state WHERE run_id = %s AND stage = %s LIMIT 1", (run_id, stage)
+    ).fetchone()
+    optimizer = row[0] if row else None
+    s.pg.execute(
+        "INSERT INTO sqlnet.optimizer_state (network, quantity, layer, i, j, m, v) "
+        "SELECT %s, quantity, layer, i, j, m, v FROM sqlnet.run_state WHERE run_id = %s AND stage = %s",
+        (key, run_id, stage),
     )
     return optimizer
 
 
 def state_checksum(s: Session, key: str) -> str:
     """A checksum of the network's optimizer state, to tell whether it is still a checkpoint's."""
-    t = optimizer_state.c
-    rows = s.sa.execute(
-        sa.select(t.quantity, t.layer, t.i, t.j, t.m, t.v).where(t.network == key).order_by(t.quantity, t.layer, t.i, t.j)
-    ).all()
+    rows = s.pg.execute(
+        "SELECT quantity, layer, i, j, m, v FROM sqlnet.optimizer_state WHERE network = %s "
+        "ORDER BY quantity, layer, i, j",
+        (key,),
+    ).fetchall()
     return hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()[:16]

@@ -23,7 +23,7 @@ STORE_SCHEMA = store.SCHEMA
 # the tables a training writes
 STORE_TABLES = tuple(
     t.name
-    for t in (store.runs, store.run_losses, store.run_params, store.optimizer_state, store.networks, store.run_state)
+    for t in store.TABLES
 )
 PROGRESS = store.PROGRESS_SIGNATURE
 

@@ -1,7 +1,7 @@
 """sqlnet's own tables: the record of every run (schema `sqlnet`) and the phase trace (`sqlnet_trace`).
 
 A run keeps its hyperparameters, the loss of every epoch and the weights before and after, so a
-training can always be undone (`sqlnet restore`). The run tables are SQLAlchemy Core tables; the
+training can always be undone (`sqlnet restore`). The run tables are described as data (`StoreTable`); the
 trace tables are named after the phases of the network traced, so they are composed with
 ``psycopg.sql`` like the training statement itself.
 """
@@ -10,121 +10,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from sqlnet.db.connection import Session
 from sqlnet.db.policies import POLICY, ensure_policy, may_train, sees_run
+from sqlnet.db.records import (
+    JSON_COLUMNS,
+    SCHEMA,
+    TABLES,
+    networks,
+    optimizer_state,
+    run_losses,
+    run_params,
+    run_state,
+    runs,
+)
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network, Params
 
-if TYPE_CHECKING:
-    pass
-
-SCHEMA = "sqlnet"
-metadata = sa.MetaData(schema=SCHEMA)
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("run_id", sa.Integer, sa.Identity(), primary_key=True),
-    sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("schema_name", sa.Text, comment="the schema of the network's tables, as resolved when the run started"),
-    sa.Column("network", JSONB, nullable=False, comment="sizes, activations, loss and bias layout"),
-    sa.Column("options", JSONB, nullable=False, comment="epochs, learning rate, layout, trace, ..."),
-    sa.Column("epochs", sa.Integer, nullable=False),
-    sa.Column("learning_rate", sa.Float(53), nullable=False),
-    sa.Column("final_loss", sa.Float(53), comment="the mean loss of the last epoch, before its update"),
-    sa.Column("error", sa.Text, comment="why a failed or cancelled run stopped"),
-    sa.Column("checkpoint", sa.Text, comment="epoch:weights:state checksums of the last checkpoint"),
-    comment="one row per sqlnet training run",
-)
-
-run_losses = sa.Table(
-    "run_losses",
-    metadata,
-    sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), primary_key=True),
-    sa.Column("epoch", sa.Integer, primary_key=True),
-    sa.Column("loss", sa.Float(53), nullable=False),
-    sa.Column("val_loss", sa.Float(53), comment="the mean loss over the held-out samples after the epoch"),
-    sa.Column("val_accuracy", sa.Float(53), comment="the share of held-out samples classified right"),
-    comment="the mean loss over the samples of each epoch of each run, before the epoch's update",
-)
-
-run_params = sa.Table(
-    "run_params",
-    metadata,
-    sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), nullable=False),
-    sa.Column("stage", sa.Text, nullable=False, comment="'initial' (before the run) or 'final' (after it)"),
-    sa.Column("quantity", sa.Text, nullable=False, comment="'weight' or 'bias'"),
-    sa.Column("layer", sa.Integer, nullable=False),
-    sa.Column("input_node", sa.Integer, comment="NULL for a node bias"),
-    sa.Column("node", sa.Integer, nullable=False),
-    sa.Column("value", sa.Float(53), nullable=False),
-    sa.Index("run_params_run", "run_id", "stage"),
-    comment="the weights and biases of every run, before and after",
-)
-
-
-optimizer_state = sa.Table(
-    "optimizer_state",
-    metadata,
-    sa.Column("network", sa.Text, primary_key=True, comment="the schema of the network's tables"),
-    sa.Column(
-        "quantity", sa.Text, primary_key=True, comment="'weight', 'bias', or 'step' (Adam's update count)"
-    ),
-    sa.Column("layer", sa.Integer, primary_key=True),
-    sa.Column("i", sa.Integer, primary_key=True, comment="input node; 0 for a node bias"),
-    sa.Column("j", sa.Integer, primary_key=True),
-    sa.Column(
-        "m", sa.Float(53), comment="momentum's velocity or Adam's first moment (the count, for 'step')"
-    ),
-    sa.Column("v", sa.Float(53), comment="Adam's second moment"),
-    comment="optimizer state per parameter, carried from one run to the next",
-)
-
-
-networks = sa.Table(
+__all__ = [
+    "SCHEMA",
+    "TABLES",
     "networks",
-    metadata,
-    sa.Column("network", sa.Text, primary_key=True, comment="the schema of the network's tables"),
-    sa.Column("sizes", JSONB, comment="nodes per layer, input layer first"),
-    sa.Column("hidden_activation", sa.Text, comment="NULL until the first training chooses it"),
-    sa.Column("output_activation", sa.Text, comment="NULL until the first training chooses it"),
-    sa.Column("loss", sa.Text, comment="NULL until the first training chooses it"),
-    sa.Column("bias", sa.Text, comment="edge, node or none"),
-    sa.Column("optimizer", sa.Text, comment="the optimizer whose state optimizer_state holds for it"),
-    sa.Column("features", JSONB, comment="feature names; input node k is the k-th (sqlnet load)"),
-    sa.Column("targets", JSONB, comment="target columns, or the label column with classes"),
-    sa.Column("classes", JSONB, comment="class names; output node k is the k-th class"),
-    sa.Column("means", JSONB, comment="per feature, when standardised: x' = (x - mean) / std"),
-    sa.Column("stds", JSONB, comment="per feature, when standardised"),
-    sa.Column("source", sa.Text, comment="the file or table the samples came from"),
-    sa.Column("samples", sa.Integer, comment="samples loaded"),
-    sa.Column("last_run", sa.Integer, comment="the run that last changed the weights"),
-    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-    comment="one row per network: what it is (functions, bias, preprocessing) beyond its weights",
-)
-
-run_state = sa.Table(
+    "optimizer_state",
+    "run_losses",
+    "run_params",
     "run_state",
-    metadata,
-    sa.Column("run_id", sa.Integer, sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"), nullable=False),
-    sa.Column("stage", sa.Text, nullable=False, comment="'initial' (before the run) or 'final' (after it)"),
-    sa.Column("optimizer", sa.Text, nullable=False),
-    sa.Column("quantity", sa.Text, nullable=False),
-    sa.Column("layer", sa.Integer, nullable=False),
-    sa.Column("i", sa.Integer, nullable=False),
-    sa.Column("j", sa.Integer, nullable=False),
-    sa.Column("m", sa.Float(53)),
-    sa.Column("v", sa.Float(53)),
-    sa.Index("run_state_run", "run_id", "stage"),
-    comment="the optimizer state each run started and ended with, so restore puts back both",
-)
+    "runs",
+]
+
+
+def json_value(column: str, value: Any) -> Any:
+    """A value as psycopg should send it: JSON columns' lists and dicts as jsonb."""
+    return Jsonb(value) if column in JSON_COLUMNS and value is not None else value
 
 
 # the function's signature, by which it is found (to_regprocedure) and granted
@@ -162,9 +83,9 @@ def _policies_complete(s: Session) -> bool:
         "SELECT count(*) FROM pg_catalog.pg_policy AS p JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid "
         "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND p.polname = %s AND c.relrowsecurity AND c.relname = ANY (%s)",
-        (SCHEMA, POLICY, [t.name for t in metadata.sorted_tables]),
+        (SCHEMA, POLICY, [t.name for t in TABLES]),
     ).fetchone()  # type: ignore[misc]
-    return int(n) == len(metadata.sorted_tables)
+    return int(n) == len(TABLES)
 
 
 def lock_for_ddl(s: Session) -> None:
@@ -176,7 +97,7 @@ def lock_for_ddl(s: Session) -> None:
 
 def _complete(s: Session) -> bool:
     """Whether schema sqlnet has every table, column and function this sqlnet uses (one query)."""
-    wanted = [(t.name, c.name) for t in metadata.sorted_tables for c in t.columns]
+    wanted = [(t.name, c) for t in TABLES for c in t.column_names]
     row = s.pg.execute(
         "SELECT count(*) = %s AND to_regprocedure(%s) IS NOT NULL "
         "FROM information_schema.columns WHERE table_schema = 'sqlnet' "
@@ -199,24 +120,22 @@ def ensure_schema(s: Session) -> None:
     if _complete(s) and _policies_complete(s):
         return
     lock_for_ddl(s)
-    inspector = sa.inspect(s.sa)  # a fresh look: another training may have made it meanwhile
-    if SCHEMA not in inspector.get_schema_names():
-        s.sa.execute(sa.schema.CreateSchema(SCHEMA))
-    existing = set(inspector.get_table_names(schema=SCHEMA))
-    missing = [t for t in metadata.sorted_tables if t.name not in existing]
-    if missing:
-        metadata.create_all(s.sa, tables=missing)
-    for table, columns in ADDED_COLUMNS.items():
-        if table in existing:
-            have = {c["name"] for c in inspector.get_columns(table, schema=SCHEMA)}
+    # a fresh look: another training may have made them meanwhile
+    s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+    existing = table_columns(s)
+    for table in TABLES:
+        if table.name not in existing:
+            for statement in table.ddl():
+                s.pg.execute(statement)
+    for name, columns in ADDED_COLUMNS.items():
+        if name in existing:
             for column in columns:
-                name = column.split()[0]
-                if name not in have:
-                    s.pg.execute(f"ALTER TABLE sqlnet.{table} ADD COLUMN {column}")
+                if column.split()[0] not in existing[name]:
+                    s.pg.execute(f"ALTER TABLE sqlnet.{name} ADD COLUMN {column}")
     exists = s.pg.execute("SELECT to_regprocedure(%s)", (f"{SCHEMA}.{PROGRESS_SIGNATURE}",))
     if exists.fetchone()[0] is None:  # type: ignore[index]
         s.pg.execute(PROGRESS_FUNCTION)
-    for table in metadata.sorted_tables:
+    for table in TABLES:
         ensure_policy(s, SCHEMA, table.name, POLICIES[table.name])
 
 
@@ -236,19 +155,36 @@ def network_from_json(data: dict[str, Any]) -> Network:
     )
 
 
+def table_columns(s: Session) -> dict[str, set[str]]:
+    """sqlnet's tables that exist, with their columns (one catalog query)."""
+    rows = s.pg.execute(
+        "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
+        "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+        (SCHEMA,),
+    ).fetchall()
+    out: dict[str, set[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return out
+
+
+def _update_run(s: Session, run_id: int, **values: Any) -> None:
+    s.pg.execute(
+        sql.SQL("UPDATE sqlnet.runs SET {} WHERE run_id = %s").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values)
+        ),
+        [*values.values(), run_id],
+    )
+
+
 def start_run(s: Session, schema: str | None, net: Network, options: dict[str, Any]) -> int:
-    run_id = s.sa.execute(
-        runs.insert()
-        .values(
-            status="running",
-            schema_name=schema,
-            network=network_json(net),
-            options=options,
-            epochs=options["epochs"],
-            learning_rate=options["learning_rate"],
-        )
-        .returning(runs.c.run_id)
-    ).scalar_one()
+    (run_id,) = s.pg.execute(
+        "INSERT INTO sqlnet.runs (status, schema_name, network, options, epochs, learning_rate) "
+        "VALUES ('running', %s, %s, %s, %s, %s) RETURNING run_id",
+        (schema, Jsonb(network_json(net)), Jsonb(options), options["epochs"], options["learning_rate"]),
+    ).fetchone()  # type: ignore[misc]
     return int(run_id)
 
 
@@ -261,27 +197,28 @@ def record_losses(
 ) -> None:
     validation = validation or {}
     if losses:
-        s.sa.execute(
-            run_losses.insert(),
-            [
-                {
-                    "run_id": run_id,
-                    "epoch": first_epoch + e,
-                    "loss": loss,
-                    "val_loss": validation.get(first_epoch + e, [None, None])[0],
-                    "val_accuracy": validation.get(first_epoch + e, [None, None])[1],
-                }
-                for e, loss in enumerate(losses)
-            ],
-        )
+        with s.pg.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sqlnet.run_losses (run_id, epoch, loss, val_loss, val_accuracy) VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (
+                        run_id,
+                        first_epoch + e,
+                        loss,
+                        validation.get(first_epoch + e, [None, None])[0],
+                        validation.get(first_epoch + e, [None, None])[1],
+                    )
+                    for e, loss in enumerate(losses)
+                ],
+            )
 
 
 def set_checkpoint(s: Session, run_id: int, checkpoint: str) -> None:
-    s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(checkpoint=checkpoint))
+    _update_run(s, run_id, checkpoint=checkpoint)
 
 
 def set_status(s: Session, run_id: int, status: str, error: str | None = None) -> None:
-    s.sa.execute(runs.update().where(runs.c.run_id == run_id).values(status=status, error=error))
+    _update_run(s, run_id, status=status, error=error)
 
 
 def finish_run(
@@ -293,24 +230,19 @@ def finish_run(
 ) -> None:
     """Record the losses of epochs first_epoch.. and mark the run finished."""
     record_losses(s, run_id, losses, first_epoch, validation)
-    final = s.sa.execute(
-        sa.select(run_losses.c.loss)
-        .where(run_losses.c.run_id == run_id)
-        .order_by(run_losses.c.epoch.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    s.sa.execute(
-        runs.update()
-        .where(runs.c.run_id == run_id)
-        .values(status="finished", finished_at=sa.func.clock_timestamp(), final_loss=final)
+    s.pg.execute(
+        "UPDATE sqlnet.runs SET status = 'finished', finished_at = pg_catalog.clock_timestamp(), "
+        "final_loss = (SELECT loss FROM sqlnet.run_losses WHERE run_id = %s ORDER BY epoch DESC LIMIT 1) "
+        "WHERE run_id = %s",
+        (run_id, run_id),
     )
 
 
 def last_epoch(s: Session, run_id: int) -> int:
     """The last epoch a run committed (its last checkpoint); 0 when none."""
-    epoch = s.sa.execute(
-        sa.select(sa.func.coalesce(sa.func.max(run_losses.c.epoch), 0)).where(run_losses.c.run_id == run_id)
-    ).scalar_one()
+    (epoch,) = s.pg.execute(
+        "SELECT coalesce(max(epoch), 0) FROM sqlnet.run_losses WHERE run_id = %s", (run_id,)
+    ).fetchone()  # type: ignore[misc]
     return int(epoch)
 
 
@@ -318,33 +250,18 @@ def save_params(s: Session, run_id: int, stage: str, net: Network, params: Param
     rows = []
     for k in range(1, net.depth + 1):
         for i, row in enumerate(params.weights[k - 1], start=1):
-            rows += [
-                {
-                    "run_id": run_id,
-                    "stage": stage,
-                    "quantity": "weight",
-                    "layer": k,
-                    "input_node": i,
-                    "node": j,
-                    "value": v,
-                }
-                for j, v in enumerate(row, start=1)
-            ]
+            rows += [(run_id, stage, "weight", k, i, j, v) for j, v in enumerate(row, start=1)]
         for r, row in enumerate(params.biases[k - 1], start=1):
             rows += [
-                {
-                    "run_id": run_id,
-                    "stage": stage,
-                    "quantity": "bias",
-                    "layer": k,
-                    "input_node": r if net.bias == "edge" else None,
-                    "node": j,
-                    "value": v,
-                }
-                for j, v in enumerate(row, start=1)
+                (run_id, stage, "bias", k, r if net.bias == "edge" else None, j, v) for j, v in enumerate(row, start=1)
             ]
     if rows:
-        s.sa.execute(run_params.insert(), rows)
+        with s.pg.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sqlnet.run_params (run_id, stage, quantity, layer, input_node, node, value) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
 
 
 def load_params(s: Session, run_id: int, stage: str, net: Network) -> Params:
@@ -353,14 +270,9 @@ def load_params(s: Session, run_id: int, stage: str, net: Network) -> Params:
         [[[0.0] * net.sizes[k] for _ in range(net.bias_rows(k))] for k in range(1, net.depth + 1)],
     )
     found = 0
-    for q, layer, i, j, v in s.sa.execute(
-        sa.select(
-            run_params.c.quantity,
-            run_params.c.layer,
-            run_params.c.input_node,
-            run_params.c.node,
-            run_params.c.value,
-        ).where(run_params.c.run_id == run_id, run_params.c.stage == stage)
+    for q, layer, i, j, v in s.pg.execute(
+        "SELECT quantity, layer, input_node, node, value FROM sqlnet.run_params WHERE run_id = %s AND stage = %s",
+        (run_id, stage),
     ):
         found += 1
         if q == "weight":
@@ -405,71 +317,76 @@ class RunInfo:
         }
 
 
-def _run_info(row: sa.Row) -> RunInfo:
+def _run_info(row: dict[str, Any]) -> RunInfo:
     return RunInfo(
-        row.run_id,
-        row.started_at,
-        row.finished_at,
-        row.status,
-        row.schema_name,
-        network_from_json(row.network),
-        row.options,
-        row.epochs,
-        row.learning_rate,
-        row.final_loss,
-        getattr(row, "error", None),
-        getattr(row, "checkpoint", None),
+        row["run_id"],
+        row["started_at"],
+        row["finished_at"],
+        row["status"],
+        row["schema_name"],
+        network_from_json(row["network"]),
+        row["options"],
+        row["epochs"],
+        row["learning_rate"],
+        row["final_loss"],
+        row.get("error"),
+        row.get("checkpoint"),
     )
 
 
 def has_schema(s: Session, table: str = "runs") -> bool:
-    return sa.inspect(s.sa).has_table(table, schema=SCHEMA)
+    """Whether sqlnet's table exists (schema sqlnet, a table of that name)."""
+    row = s.pg.execute(
+        "SELECT 1 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+        (SCHEMA, table),
+    ).fetchone()
+    return row is not None
 
 
-def _runs_columns(s: Session) -> list[sa.Column]:
-    """The columns of sqlnet.runs that exist: a table an older sqlnet made may lack the newer ones
-    until a training (by the table's owner) adds them."""
-    have = {c["name"] for c in sa.inspect(s.sa).get_columns("runs", schema=SCHEMA)}
-    return [c for c in runs.columns if c.name in have]
+def _runs_query(s: Session, where: str) -> sql.Composable:
+    """SELECT of the columns of sqlnet.runs that exist: a table an older sqlnet made may lack the newer
+    ones until a training (by the table's owner) adds them."""
+    have = table_columns(s).get("runs", set())
+    return sql.SQL("SELECT {} FROM sqlnet.runs " + where).format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in runs.column_names if c in have)
+    )
+
+
+def _dicts(cur: Any) -> list[dict[str, Any]]:
+    names = [d.name for d in cur.description or []]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def list_runs(s: Session) -> list[RunInfo]:
     if not has_schema(s):
         return []
-    return [_run_info(r) for r in s.sa.execute(sa.select(*_runs_columns(s)).order_by(runs.c.run_id))]
+    return [_run_info(r) for r in _dicts(s.pg.execute(_runs_query(s, "ORDER BY run_id")))]
 
 
 def get_run(s: Session, run_id: int) -> RunInfo:
-    row = (
-        s.sa.execute(sa.select(*_runs_columns(s)).where(runs.c.run_id == run_id)).first()
-        if has_schema(s)
-        else None
-    )
-    if row is None:
+    rows = _dicts(s.pg.execute(_runs_query(s, "WHERE run_id = %s"), (run_id,))) if has_schema(s) else []
+    if not rows:
         raise InputError(f"run {run_id} not found: `sqlnet runs` lists the runs")
-    return _run_info(row)
+    return _run_info(rows[0])
 
 
 def run_epochs(s: Session, run_id: int) -> list[tuple[int, float, float | None, float | None]]:
     """Each epoch's (epoch, loss, validation loss, validation accuracy); None where not measured."""
-    cols = {c["name"] for c in sa.inspect(s.sa).get_columns("run_losses", schema=SCHEMA)}  # an older table may lack them
-    t = run_losses.c
-    val = [t.val_loss, t.val_accuracy] if {"val_loss", "val_accuracy"} <= cols else [sa.null(), sa.null()]
+    cols = table_columns(s).get("run_losses", set())  # an older table may lack the validation columns
+    val = "val_loss, val_accuracy" if {"val_loss", "val_accuracy"} <= cols else "NULL::float8, NULL::float8"
     return [
         (e, v, vl, va)
-        for e, v, vl, va in s.sa.execute(sa.select(t.epoch, t.loss, *val).where(t.run_id == run_id).order_by(t.epoch))
+        for e, v, vl, va in s.pg.execute(
+            f"SELECT epoch, loss, {val} FROM sqlnet.run_losses WHERE run_id = %s ORDER BY epoch", (run_id,)
+        )
     ]
 
 
 def run_loss_curve(s: Session, run_id: int) -> list[tuple[int, float]]:
     return [
         (e, v)
-        for e, v in s.sa.execute(
-            sa.select(run_losses.c.epoch, run_losses.c.loss)
-            .where(run_losses.c.run_id == run_id)
-            .order_by(run_losses.c.epoch)
+        for e, v in s.pg.execute(
+            "SELECT epoch, loss FROM sqlnet.run_losses WHERE run_id = %s ORDER BY epoch", (run_id,)
         )
     ]
-
-
-# --- the trace schema ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Finding the network in the user's tables, checking it, reading it and writing it back.
 
-SQLAlchemy reflects the tables (names, columns, types); every statement that touches their rows
-is composed with ``psycopg.sql`` so that no table or column name is ever pasted into SQL text.
+One catalog query finds the tables (names, columns, types); every statement that touches their
+rows is composed with ``psycopg.sql`` so that no table or column name is ever pasted into SQL text.
 Table and column names match case-insensitively, as PostgreSQL folds the post's unquoted names.
 """
 
@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
 from psycopg import sql
 
 from sqlnet.compile.tables import (
@@ -26,16 +25,47 @@ from sqlnet.compile.tables import (
     check_names,
 )
 from sqlnet.db.checks import not_a_number
-from sqlnet.db.connection import HOME, Session
+from sqlnet.db.connection import Session
 from sqlnet.errors import InputError
 from sqlnet.model.network import Dataset, Network, Params, Sample
 
-NUMBER_TYPES = (sa.Numeric, sa.Float, sa.Integer)
+# the column types that hold numbers, by type oid: smallint, integer, bigint (whole), numeric, real, double
+INTEGER_TYPES = {21, 23, 20}
+NUMBER_TYPES = INTEGER_TYPES | {1700, 700, 701}
+# how messages name a type: as one writes it in a CREATE TABLE
+TYPE_NAMES = (("character varying", "varchar"), ("character", "char"))
+
+RELATIONS = """
+SELECT c.relname, a.attname, a.atttypid::int, pg_catalog.format_type(a.atttypid, a.atttypmod)
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v')
+ORDER BY c.relname, a.attnum
+"""
 
 
-def require_schema(inspector: sa.Inspector, schema: str | None, option: str = "--schema") -> None:
-    if schema is not None and schema not in inspector.get_schema_names():
+def schema_exists(pg: psycopg.Connection, schema: str) -> bool:
+    return pg.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+
+
+def require_schema(pg: psycopg.Connection, schema: str | None, option: str = "--schema") -> None:
+    if schema is not None and not schema_exists(pg, schema):
         raise InputError(f"schema {schema!r} does not exist: create it, or leave out {option}")
+
+
+def relations(pg: psycopg.Connection, schema: str) -> dict[str, list[tuple[str, int, str]]]:
+    """The tables and views of a schema, each with its columns (name, type oid, type as written), in
+    one catalog query."""
+    out: dict[str, list[tuple[str, int, str]]] = {}
+    for table, column, type_oid, type_name in pg.execute(RELATIONS, (schema,)):
+        columns = out.setdefault(table, [])
+        if column is not None:
+            for long, short in TYPE_NAMES:
+                if type_name.startswith(long):
+                    type_name = short + type_name[len(long) :]
+            columns.append((column, type_oid, type_name))
+    return out
 
 
 def where_table(table: str, schema: str | None) -> str:
@@ -43,15 +73,13 @@ def where_table(table: str, schema: str | None) -> str:
     return f"{table!r} in schema {schema!r}" if schema else repr(table)
 
 
-def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = None) -> TableMap:
-    """Reflect the network's tables in `schema` (default: the current schema) and map their columns."""
+def discover(session: Session, schema: str | None = None, bias: str | None = None) -> TableMap:
+    """Find the network's tables in `schema` (default: the user's own schema) and map their columns."""
     check_names(schema=schema)
-    inspector = sa.inspect(conn)
-    require_schema(inspector, schema)
-    session = Session(conn, conn.connection.driver_connection, conn.connection.info.get(HOME))  # type: ignore[arg-type]
+    require_schema(session.pg, schema)
     home = session.schema(schema)  # the schema itself, never "whatever the search path finds"
     # inputs and outputs may be views; the parameter tables must be tables, as training updates them
-    found = inspector.get_view_names(schema=home) + inspector.get_table_names(schema=home)
+    found = relations(session.pg, home)
     names: dict[str, str] = {}
     for n in found:
         if n.lower() in names:
@@ -69,14 +97,14 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
                 f"table {name!r} not found in {where}: create it (`sqlnet init` makes the post's tables)"
             )
         actual = names[name]
-        columns: dict[str, Any] = {}
-        for c in inspector.get_columns(actual, schema=home):
-            if c["name"].lower() in columns:
+        columns: dict[str, tuple[str, int, str]] = {}
+        for c in found[actual]:
+            if c[0].lower() in columns:
                 raise InputError(
-                    f"table {actual!r} has both columns {columns[c['name'].lower()]['name']!r} and {c['name']!r}, "
+                    f"table {actual!r} has both columns {columns[c[0].lower()][0]!r} and {c[0]!r}, "
                     f"which differ only in case: rename one (ALTER TABLE ... RENAME COLUMN ...)"
                 )
-            columns[c["name"].lower()] = c
+            columns[c[0].lower()] = c
         mapped: dict[str, str] = {}
         integers: set[str] = set()
         wrong: list[tuple[str, str]] = []  # (column, type) of columns that are not numbers
@@ -85,14 +113,14 @@ def discover(conn: sa.Connection, schema: str | None = None, bias: str | None = 
                 if role in optional:
                     continue
                 raise InputError(
-                    f"table {actual!r} has no column {column!r} (it has {', '.join(c['name'] for c in columns.values())})"
+                    f"table {actual!r} has no column {column!r} (it has {', '.join(c[0] for c in columns.values())})"
                 )
-            col = columns[column]
-            if not isinstance(col["type"], NUMBER_TYPES):
-                wrong.append((col["name"], str(col["type"]).lower()))
+            name, type_oid, type_name = columns[column]
+            if type_oid not in NUMBER_TYPES:
+                wrong.append((name, type_name))
                 continue
-            mapped[role] = col["name"]
-            if isinstance(col["type"], sa.Integer):
+            mapped[role] = name
+            if type_oid in INTEGER_TYPES:
                 integers.add(role)
         made = Table(schema, actual, mapped, frozenset(integers), home)
         if wrong:

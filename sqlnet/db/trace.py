@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from psycopg import sql
 
 from sqlnet.compile.training import TRACE_SCHEMA
 from sqlnet.db.connection import Session
 from sqlnet.db.policies import ensure_policy, sees_run
 from sqlnet.db.store import lock_for_ddl
+from sqlnet.db.tables import relations, schema_exists
 from sqlnet.model.phases import Phase
 
 TRACE_COLUMNS = (
@@ -32,9 +32,14 @@ TRACE_COLUMNS = (
 
 
 def ensure_trace_schema(s: Session) -> None:
-    if TRACE_SCHEMA not in sa.inspect(s.sa).get_schema_names():
+    if not schema_exists(s.pg, TRACE_SCHEMA):
         lock_for_ddl(s)
         s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(TRACE_SCHEMA)))
+
+
+def _tables(s: Session) -> dict[str, list[str]]:
+    """The tables of schema sqlnet_trace, with their columns."""
+    return {t: [c for c, _, _ in cols] for t, cols in relations(s.pg, TRACE_SCHEMA).items()}
 
 
 def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
@@ -43,12 +48,10 @@ def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
     Tables an older sqlnet made get the columns they lack, so a new trace never fails on them.
     """
     ensure_trace_schema(s)
-    inspector = sa.inspect(s.sa)
-    existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
+    existing = _tables(s)
     if any(phase.table not in existing for phase in phases):
         lock_for_ddl(s)
-        inspector = sa.inspect(s.sa)
-        existing = set(inspector.get_table_names(schema=TRACE_SCHEMA))
+        existing = _tables(s)
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in TRACE_COLUMNS
     )
@@ -63,7 +66,7 @@ def ensure_trace_tables(s: Session, phases: list[Phase]) -> None:
             )
             ensure_policy(s, TRACE_SCHEMA, phase.table, sees_run(phase.table))
             continue
-        have = {c["name"] for c in inspector.get_columns(phase.table, schema=TRACE_SCHEMA)}
+        have = set(existing[phase.table])
         for name, type_ in TRACE_COLUMNS:
             if name not in have:
                 s.pg.execute(

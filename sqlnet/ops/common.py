@@ -276,7 +276,7 @@ def load_network(
     trust.check_sqlnet_schemas(s.pg, home, trace=bool(trace))
     definition = read_definition(s, home)
     bias = options.bias or (None if redefine or definition is None else definition.bias)
-    tables = discover(s.sa, schema, bias)
+    tables = discover(s, schema, bias)
     if trace is not None:
         check_privileges(s.pg, tables, trace)
     trust.guard(s.pg, tables, write=trace is not None)

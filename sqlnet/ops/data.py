@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from psycopg import sql
 
 from sqlnet.compile import predict as predict_sql
@@ -23,6 +22,7 @@ from sqlnet.db.tables import (
     check_names,
     discover,
     read_params,
+    relations,
     require_schema,
     where_table,
 )
@@ -47,7 +47,7 @@ def _trained_network(
     home = s.schema(schema)
     trust.check_sqlnet_schemas(s.pg, home)
     definition = read_definition(s, home)
-    tables = discover(s.sa, schema, definition.bias if definition else None)
+    tables = discover(s, schema, definition.bias if definition else None)
     trust.guard(s.pg, tables, write=False)
     sizes = check_and_size(s.pg, tables)
     if definition is None or definition.hidden_activation is None:
@@ -103,15 +103,13 @@ def load(
                 s, target_schema, header, rows, file, targets, features, classes, standardize, on_rows
             )
         assert from_table is not None
-        inspector = sa.inspect(s.sa)
-        require_schema(inspector, from_schema, "--from-schema")
+        require_schema(s.pg, from_schema, "--from-schema")
         source_schema = s.schema(from_schema)
         ident = sql.Identifier(source_schema, from_table)
-        if from_table not in inspector.get_table_names(schema=source_schema) + inspector.get_view_names(
-            schema=source_schema
-        ):
+        found = relations(s.pg, source_schema)
+        if from_table not in found:
             raise InputError(f"table {where_table(from_table, from_schema)} not found: check --from-table")
-        header = [c["name"] for c in inspector.get_columns(from_table, schema=source_schema)]
+        header = [c[0] for c in found[from_table]]
         # the passes stream the table from a second connection, in one snapshot, while this one copies
         with db.snapshot_reader() as reader:
 
@@ -148,23 +146,19 @@ def _samples_sql(
 ) -> sql.Composable:
     """The rows to predict, one per sample: from a long (sampleId, inputNode, inputValue) table or a
     wide one (an id column and one column per feature, in input-node order)."""
-    inspector = sa.inspect(s.sa)
-    require_schema(inspector, table_schema, "--table-schema")
+    require_schema(s.pg, table_schema, "--table-schema")
     home = s.schema(table_schema)
     ident = sql.Identifier(home, table)
     trust.check_relations(s.pg, [ident])
-    if not inspector.has_table(table, schema=home) and table not in inspector.get_view_names(schema=home):
+    found = relations(s.pg, home).get(table)
+    if found is None:
         raise InputError(
             f"table {where_table(table, table_schema)} not found: name the table of samples to predict "
             f"with --table"
         )
-    found = inspector.get_columns(table, schema=home)
-    columns = {c["name"].lower(): c["name"] for c in found}
+    columns = {name.lower(): name for name, _, _ in found}
     # the type of each column that is not a number, by lower-case name ('' for numbers)
-    types = {
-        c["name"].lower(): "" if isinstance(c["type"], NUMBER_TYPES) else str(c["type"]).lower()
-        for c in found
-    }
+    types = {name.lower(): "" if oid in NUMBER_TYPES else type_name for name, oid, type_name in found}
     if features is None and {"sampleid", "inputnode", "inputvalue"} <= set(columns):
         long = Table(
             table_schema,

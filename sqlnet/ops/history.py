@@ -51,7 +51,7 @@ def restore(
     with connect(database).transaction() as s:
         trust.check_sqlnet_schemas(s.pg, s.home)
         run = store.get_run(s, run_id)
-        tables = discover(s.sa, run.schema_name, run.network.bias)
+        tables = discover(s, run.schema_name, run.network.bias)
         trust.guard(s.pg, tables)
         sizes = check_and_size(s.pg, tables)
         if sizes != run.network.sizes:

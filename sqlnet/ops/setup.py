@@ -142,7 +142,7 @@ def grants(
     with connect(database).transaction(commit=apply) as s:
         if s.pg.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
             raise InputError(f"role {role!r} does not exist: create it first (CREATE ROLE ... LOGIN)")
-        tables = discover(s.sa, schema, bias)
+        tables = discover(s, schema, bias)
         trust.check_sqlnet_schemas(s.pg, tables.resolved_schema)
         existed = store.has_schema(s)
         if apply:
