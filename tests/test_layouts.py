@@ -45,16 +45,35 @@ def test_too_wide_for_the_wide_layout_falls_back_to_long(db_url: str, conn: psyc
         sqlnet.train(db_url, layout="wide")
 
 
-def test_many_parameters_read_from_arrays(db_url: str, conn: psycopg.Connection) -> None:
-    """Over 1000 parameters the wide layout reads its arrays (a join may carry 1664 columns)."""
-    net = make(conn, (40, 30, 3), samples=4)
-    result = sqlnet.train(db_url, epochs=2, learning_rate=0.05, batch_size=3, layout="wide")
-    initial = result.initial
-    rng = random.Random(str(net.sizes))
-    random_params(rng, net)
-    data = random_data(rng, net, 4)
-    want = reference.train(net, initial, data, 0.05, 2, batch_size=3)
+@pytest.mark.parametrize("bias", ["node", "edge"])
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_many_parameters_in_several_column_ctes_and_gradient_groups(
+    db_url: str, conn: psycopg.Connection, bias: str, optimizer: str
+) -> None:
+    """Past 1000 parameters a layer's columns are split over several one-row CTEs (a target list may
+    have 1664 entries), and past 256 gradient sums a mini-batch training sums in groups: the same
+    numbers as the reference, for both bias layouts (an edge bias repeats its node's sum)."""
+    rng = random.Random("many")
+    net = Network((40, 30, 3), "tanh", "linear", "half-se", bias)
+    params, data = random_params(rng, net, 0.2), random_data(rng, net, 7)
+    create_tables(conn, net, params, data, samples=True)
+    options = dict(epochs=2, learning_rate=0.05, batch_size=3, layout="wide", optimizer=optimizer,
+                   hidden_activation="tanh")
+    script = sqlnet.training_sql(db_url, **options)
+    assert "params1_2 AS MATERIALIZED" in script  # layer 1's 1200 weights and 30 biases: two CTEs
+    assert "g2.part" in script  # the gradient's 1323 sums in groups of 256
+    result = sqlnet.train(db_url, **options)
+    want = reference.train(
+        net, params, data, 0.05, 2, batch_size=3, optimizer=sqlnet_optimizer(optimizer)
+    )
     assert_close(result.params.weights, want.params.weights)
+    assert_close(result.params.biases, want.params.biases)
+
+
+def sqlnet_optimizer(name: str):  # type: ignore[no-untyped-def]
+    from sqlnet.model.optimizers import Optimizer
+
+    return Optimizer(name)
 
 
 @pytest.mark.parametrize("layout", ["long", "wide"])
