@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workload",
         action="append",
-        help="run only these (repeatable): " + ", ".join(w.name for w in WORKLOADS),
+        help="run only these (repeatable; cli: the commands that do little): "
+        + ", ".join(w.name for w in WORKLOADS),
     )
     parser.add_argument("--runs", type=int, help="runs per competitor (default: per workload)")
     parser.add_argument("--output", default=".", help="folder for BENCHMARKS.md and benchmarks.json")

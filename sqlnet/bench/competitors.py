@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,9 +22,10 @@ from sqlnet.model.network import Dataset, Network, Params
 
 
 def run_sqlnet(
-    url: str, schema: str, w: Workload, layout: str, params: Params, net: Network
+    url: str, schema: str, w: Workload, layout: str, params: Params, net: Network, code: Path | None = None
 ) -> tuple[float, float, Params, dict]:
-    """One whole `sqlnet train` process (restoring the initial weights first)."""
+    """One whole `sqlnet train` process (restoring the initial weights first); with `code`, the sqlnet
+    package found there (round 1's) instead of this one."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.execute("DELETE FROM sqlnet.optimizer_state") if _has_state(conn) else None
@@ -41,28 +43,25 @@ def run_sqlnet(
         url,
         "--schema",
         schema,
-        "--epochs",
-        str(w.epochs),
-        "--lr",
-        str(w.learning_rate),
-        "--hidden-activation",
-        w.hidden,
+        *w.train_options(),
         "--layout",
         layout,
-        "--output-activation",
-        w.output,
-        "--loss",
-        w.loss,
-        "--batch-size",
-        str(w.batch_size),
         # every workload trains schema `bench` anew, with every function named: the stored definition of
         # the workload before is not this one's
         "--redefine",
         "--json",
     ]
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
+    if code:  # the process must find round 1's package, nothing else
+        check = subprocess.run(
+            [sys.executable, "-c", "import sqlnet; print(sqlnet.__file__)"], env=env, cwd=code,
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert check.stdout.strip().startswith(str(code)), check.stdout
     started = time.perf_counter()
     with PeakMemory() as peak:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        # python -m puts the working directory first on the path: run where only `code` is found
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=code)
     process = time.perf_counter() - started
     doc = json.loads(out.stdout)
     trained = Params(
@@ -116,6 +115,69 @@ class PeakMemory:
         return round(self.peak / 2**20, 1)
 
 
+# --- round 1 and the floor ---------------------------------------------------------------------------
+
+# the last commit before performance round 2 (issue 16): its sqlnet is the "round1" competitor
+ROUND1_COMMIT = "b9fcf8e"
+
+
+def round1_code(folder: Path) -> Path:
+    """Round 1's sqlnet package, extracted from this checkout's git history into `folder` (once)."""
+    target = folder / "round1"
+    if not (target / "sqlnet").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        repo = Path(__file__).resolve().parents[2]
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", ROUND1_COMMIT, "sqlnet"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def run_floor(url: str, schema: str, w: Workload, params: Params, net: Network) -> float:
+    """The floor of interpreted SQL for a full-batch workload: one update's phases and gradient sums,
+    as the wide layout writes them, run as a plain prepared SELECT (planned once) over the samples in
+    a temp table, once per epoch; no recursion, no update, nothing stored between phases."""
+    from sqlnet.compile.wide import WIDE_TABLE, WideLayout
+    from sqlnet.ops.common import TrainOptions, load_network
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        create_tables(conn, net, params, _data_cache[w.name], schema=schema, samples=True)
+    options = TrainOptions(
+        epochs=w.epochs, learning_rate=w.learning_rate, hidden_activation=w.hidden,
+        output_activation=w.output, loss=w.loss, layout="wide",
+    )  # fmt: skip
+    layout = WideLayout()
+    with Database(url).transaction(commit=False) as s:
+        tr = next(iter(load_network(s, schema, options, redefine=True).trainings()))
+        for statement in (tr.dialect.pin, *tr.dialect.settings, *layout.settings(tr)):
+            s.pg.execute(statement)
+        s.pg.execute(sql.SQL("CREATE TEMP TABLE sqlnet_wide AS {}").format(layout._pivot(tr)))
+        s.pg.execute(sql.SQL("ANALYZE {}").format(WIDE_TABLE))
+        floor = layout.floor(tr, sql.SQL("SELECT * FROM {}").format(WIDE_TABLE))
+        s.pg.execute(sql.SQL("PREPARE sqlnet_floor AS {}").format(floor))
+        s.pg.execute("EXECUTE sqlnet_floor").fetchall()  # planned and warmed, not timed
+        started = time.perf_counter()
+        for _ in range(w.epochs):
+            s.pg.execute("EXECUTE sqlnet_floor").fetchall()
+        return time.perf_counter() - started
+
+
+def cli_times(url: str, runs: int = 5) -> dict[str, float]:
+    """Whole processes of commands that do little: their time is sqlnet's start and connection."""
+    commands = {"sqlnet --help": ["--help"], "sqlnet runs": ["runs", "--database-url", url]}
+    out = {}
+    for name, args in commands.items():
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "sqlnet.cli", *args], capture_output=True, check=True)
+            times.append(time.perf_counter() - started)
+        out[name] = sorted(times)[len(times) // 2]
+    return out
+
+
 def _has_state(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('sqlnet.optimizer_state') IS NOT NULL").fetchone()[0]
 
@@ -133,6 +195,10 @@ def statement_facts(url: str, schema: str, w: Workload, layout: str) -> dict[str
         output_activation=w.output,
         loss=w.loss,
         batch_size=w.batch_size,
+        optimizer=w.optimizer,
+        shuffle=w.shuffle,
+        validation_fraction=w.validation,
+        seed=1,
         layout=layout,
     )
     with db.transaction(commit=False) as s:

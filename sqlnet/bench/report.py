@@ -15,7 +15,17 @@ from typing import Any
 
 import psycopg
 
-from sqlnet.bench.competitors import run_numpy, run_post_sql, run_sklearn, run_sqlnet, statement_facts
+from sqlnet.bench.competitors import (
+    ROUND1_COMMIT,
+    cli_times,
+    round1_code,
+    run_floor,
+    run_numpy,
+    run_post_sql,
+    run_sklearn,
+    run_sqlnet,
+    statement_facts,
+)
 from sqlnet.bench.workloads import WORKLOADS, Result, _data_cache, flat, make_data
 from sqlnet.db.connection import Database
 from sqlnet.model import reference
@@ -61,6 +71,12 @@ def bench(url: str, names: list[str] | None, runs: int | None) -> dict[str, Any]
                         process, inner, trained, extra = run_sqlnet(db.url, "bench", w, layout, params, net)
                         r.extra = extra
                         r.extra.update(statement_facts(db.url, "bench", w, layout))
+                    elif competitor == "round1":
+                        code = round1_code(folder)
+                        process, inner, trained, extra = run_sqlnet(db.url, "bench", w, "auto", params, net, code)
+                        r.extra = {"code": ROUND1_COMMIT, "statements": extra["statements"]}
+                    elif competitor == "floor":
+                        process, inner, trained = None, run_floor(db.url, "bench", w, params, net), None
                     elif competitor == "numpy":
                         process, inner, trained = run_numpy(w, net, params, data, folder)
                     elif competitor == "sklearn":
@@ -74,11 +90,12 @@ def bench(url: str, names: list[str] | None, runs: int | None) -> dict[str, Any]
                         inner = process = time.perf_counter() - started
                     else:
                         process, inner, trained = run_post_sql(db.url, "bench_post", w, net, params)
-                    r.process.append(process)
+                    if process is not None:
+                        r.process.append(process)
                     r.inner.append(inner)
                 if competitor == "sqlnet":
                     sqlnet_params = trained
-                if sqlnet_params is not None:
+                if sqlnet_params is not None and trained is not None:
                     r.max_diff = max(abs(a - b) for a, b in zip(flat(trained), flat(sqlnet_params)))
             except Exception as exc:  # a competitor that fails is reported, not fatal
                 r.extra["error"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -88,6 +105,8 @@ def bench(url: str, names: list[str] | None, runs: int | None) -> dict[str, Any]
             )
             entries.append(r)
         results["workloads"].append({"workload": w.__dict__, "results": [e.__dict__ for e in entries]})
+    if not names or "cli" in names:
+        results["cli"] = cli_times(db.url)
     return results
 
 
@@ -106,7 +125,11 @@ def markdown(results: dict[str, Any]) -> str:
         "the same initial weights on the same data: full-batch gradient descent, node biases, half squared error;",
         '"max diff" is the largest difference of its final weights from sqlnet\'s. Times are medians; "process"',
         'is a whole process (start-up, imports, connection, checks), "training" the training alone (for sqlnet: its',
-        "SQL statements). Ratios are against NumPy's whole process.",
+        "SQL statements). Ratios are against NumPy's whole process. \"round1\" is sqlnet as it was before",
+        f"performance round 2 (commit {ROUND1_COMMIT}, extracted from git and run the same way); \"floor\" is the",
+        "same arithmetic as one update's phases and gradient sums run as a plain prepared SELECT over the samples,",
+        "once per epoch (no recursion, no update): the floor of interpreted SQL. Workloads with other options",
+        "(Adam, shuffling, held-out samples) are run by sqlnet's competitors only.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; Python {m['python']}, NumPy {m['numpy']}; "
         f"PostgreSQL {results['postgres']} (embedded, default settings).",
@@ -131,7 +154,15 @@ def markdown(results: dict[str, Any]) -> str:
             notes = ", ".join(f"{k} {v}" for k, v in r["extra"].items())
             lines.append(f"| {name} | {_fmt(proc)} | {_fmt(inner)} | {ratio} | {diff} | {notes} |")
         lines.append("")
-    return "\n".join(lines + targets(results))
+    return "\n".join(lines + cli_section(results) + targets(results))
+
+
+def cli_section(results: dict[str, Any]) -> list[str]:
+    cli = results.get("cli")
+    if not cli:
+        return []
+    rows = ["## Commands that do little (whole processes, medians of 5)", "", "| command | time |", "|---|---|"]
+    return [*rows, *(f"| `{name}` | {_fmt(seconds)} |" for name, seconds in cli.items()), ""]
 
 
 def targets(results: dict[str, Any]) -> list[str]:
@@ -251,4 +282,45 @@ def targets(results: dict[str, Any]) -> list[str]:
             lambda v: v <= 0.10,
         )
     )
+    rows += round2_targets(results, med, check)
     return [*rows, ""]
+
+
+def round2_targets(results: dict[str, Any], med: Callable, check: Callable) -> list[str]:
+    """The targets of issue 16 (performance round 2)."""
+    rows = []
+
+    def ratio(workload: str, a: str, b: str, which: str) -> float | None:
+        x, y = med(workload, a, which), med(workload, b, which)
+        return x / y if x and y else None
+
+    rows.append(
+        check("tanh-5k training: round 1 / now", ratio("tanh-5k-floor", "round1", "sqlnet", "inner"), 1.5,
+              "{:.2f}x", lambda v: v >= 1.5)
+    )  # fmt: skip
+    rows.append(
+        check("tanh-5k training: now / the floor (the same arithmetic as plain SELECTs)",
+              ratio("tanh-5k-floor", "sqlnet", "floor", "inner"), 1.2, "{:.2f}x", lambda v: v <= 1.2)
+    )  # fmt: skip
+    rows.append(
+        check("digits training: round 1 / now", ratio("digits-round1", "round1", "sqlnet", "inner"), 1.6,
+              "{:.2f}x", lambda v: v >= 1.6)
+    )  # fmt: skip
+    rows.append(
+        check("the README's digits example, whole process: round 1 / now",
+              ratio("digits-readme", "round1", "sqlnet", "process"), 2.0, "{:.2f}x", lambda v: v >= 2.0)
+    )  # fmt: skip
+    rows.append(
+        check("the post's network, whole `sqlnet train` process", med("post", "sqlnet", "process"), 0.4,
+              "{:.2f} s", lambda v: v <= 0.4)
+    )  # fmt: skip
+    for name, seconds in results.get("cli", {}).items():
+        rows.append(check(f"`{name}`, whole process", seconds, 0.3, "{:.2f} s", lambda v: v <= 0.3))
+    for entry in results["workloads"]:
+        name = entry["workload"]["name"]
+        if any(r["competitor"] == "sklearn" for r in entry["results"]):
+            rows.append(
+                check(f"{name}: sqlnet / scikit-learn, whole processes", ratio(name, "sqlnet", "sklearn", "process"),
+                      1.0, "{:.2f}x", lambda v: v <= 1.0)
+            )  # fmt: skip
+    return rows

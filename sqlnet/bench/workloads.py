@@ -25,6 +25,23 @@ class Workload:
     output: str = "linear"
     loss: str = "half-se"
     batch_size: int = 0  # 0: full batch
+    # sqlnet's other options (NumPy and scikit-learn do not take them: only sqlnet competitors run these)
+    optimizer: str = "gd"
+    shuffle: int | None = None
+    validation: float = 0.0
+
+    def train_options(self) -> list[str]:
+        """The options of this workload for `sqlnet train`."""
+        args = [
+            "--epochs", str(self.epochs), "--lr", str(self.learning_rate), "--hidden-activation", self.hidden,
+            "--output-activation", self.output, "--loss", self.loss, "--batch-size", str(self.batch_size),
+            "--optimizer", self.optimizer,
+        ]  # fmt: skip
+        if self.shuffle is not None:
+            args += ["--shuffle", str(self.shuffle)]
+        if self.validation:
+            args += ["--validation-fraction", str(self.validation), "--seed", "1"]
+        return args
 
 
 WORKLOADS = [
@@ -140,6 +157,16 @@ WORKLOADS = [
         runs=1,
     ),
     Workload(
+        "tanh-5k-floor",
+        5000,
+        (12, 24, 2),
+        "tanh",
+        30,
+        0.05,
+        "tanh-5k against its floor: the same arithmetic as plain SELECTs, and against round 1's code",
+        ("sqlnet", "floor", "round1"),
+    ),
+    Workload(
         "digits",
         1797,
         (64, 32, 10),
@@ -152,11 +179,40 @@ WORKLOADS = [
         loss="cross-entropy",
         batch_size=64,
     ),
+    Workload(
+        "digits-round1",
+        1797,
+        (64, 32, 10),
+        "relu",
+        5,
+        0.1,
+        "digits as above, against round 1's code",
+        ("sqlnet", "round1"),
+        output="softmax",
+        loss="cross-entropy",
+        batch_size=64,
+    ),
+    Workload(
+        "digits-readme",
+        1797,
+        (64, 32, 10),
+        "relu",
+        20,
+        0.005,
+        "the README's digits example: Adam, shuffled batches of 32, 20% held out, 20 epochs, against round 1's code",
+        ("sqlnet", "round1"),
+        output="softmax",
+        loss="cross-entropy",
+        batch_size=32,
+        optimizer="adam",
+        shuffle=1,
+        validation=0.2,
+    ),
 ]
 
 
 def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
-    rng = random.Random(w.name)
+    rng = random.Random(w.name.removesuffix("-floor").removesuffix("-round1").removesuffix("-readme"))
     net = Network(w.sizes, w.hidden, w.output, w.loss, "node")
     params = Params(
         [
@@ -168,7 +224,7 @@ def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
         ],
         [[[0.1] * net.sizes[k]] for k in range(1, net.depth + 1)],
     )
-    if w.name == "digits":  # a data set that ships inside scikit-learn
+    if w.name.startswith("digits"):  # a data set that ships inside scikit-learn
         from sklearn.datasets import load_digits
 
         digits = load_digits()

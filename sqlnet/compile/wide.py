@@ -640,9 +640,54 @@ class WideLayout:
             where=sql.SQL("\n      WHERE true{}").format(progress) if tr.progress_run is not None else sql.SQL(""),
         )
 
+    def _phase_ctes(self, tr: Training) -> list[sql.Composable]:
+        """An update's parameter columns, phases and gradient, as CTEs over `prev` and `batch_rows`."""
+        by_kind = {(p.kind, p.layer): p for p in tr.phases}
+        ctes: list[sql.Composable] = []
+        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
+        ctes += pc.ctes()
+        stages = self._stages(tr, pc)
+        fence = tr.dialect.fence
+        for stage, body in zip(stages, self._stage_bodies(tr, stages)):
+            phase = by_kind[stage.key]
+            ctes.append(
+                sql.SQL(
+                    "    -- phase {n} · {name}: {comment}\n    {cte} {mat} (\n{body}{fence}\n    )"
+                ).format(
+                    mat=sql.SQL("AS") if fence else _materialized(tr),
+                    fence=sql.SQL(f"\n      {fence}") if fence else sql.SQL(""),
+                    n=sql.SQL(str(phase.number)),
+                    name=sql.SQL(phase.name),
+                    comment=sql.SQL(phase.comment),
+                    cte=sql.Identifier(phase.table),
+                    body=body,
+                )
+            )
+        source = by_kind[stages[-1].key].table
+        ctes.append(
+            sql.SQL(
+                "    -- the gradient of the loss summed over the batch (the update divides by the batch's size)\n"
+                "    gradient {mat} (\n{body}\n    )"
+            ).format(mat=_materialized(tr), body=self._gradient(tr, source))
+        )
+        return ctes
+
+    def floor(self, tr: Training, rows: sql.Composable) -> sql.Composable:
+        """One update's forward pass, error, deltas and gradient sums over `rows` (the samples, one
+        wide row each) as a plain SELECT: no recursion and no update. The benchmark runs it once per
+        epoch to measure what the arithmetic alone costs, the floor of interpreted SQL."""
+        return sql.SQL(
+            "WITH\n    prev ({columns}) AS MATERIALIZED (\n{start}\n    ),\n"
+            "    batch_rows AS (\n      {rows}\n    ),\n{ctes}\nSELECT n, loss FROM gradient"
+        ).format(
+            columns=sql.SQL(", ").join(_c(c) for c in self._columns(tr)),
+            start=self._start(tr),
+            rows=rows,
+            ctes=sql.SQL(",\n").join(self._phase_ctes(tr)),
+        )
+
     def recursive_cte(self, tr: Training) -> sql.Composable:
         phases = tr.phases
-        by_kind = {(p.kind, p.layer): p for p in phases}
         ctes: list[sql.Composable] = [
             sql.SQL(
                 "    -- the state after the previous update (one row), while updates remain\n"
@@ -667,33 +712,8 @@ class WideLayout:
                 rows=self._batch_rows(tr),
             )
         ]
-        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
-        ctes += pc.ctes()
-        stages = self._stages(tr, pc)
-        fence = tr.dialect.fence
-        for stage, body in zip(stages, self._stage_bodies(tr, stages)):
-            phase = by_kind[stage.key]
-            ctes.append(
-                sql.SQL(
-                    "    -- phase {n} · {name}: {comment}\n    {cte} {mat} (\n{body}{fence}\n    )"
-                ).format(
-                    mat=sql.SQL("AS") if fence else _materialized(tr),
-                    fence=sql.SQL(f"\n      {fence}") if fence else sql.SQL(""),
-                    n=sql.SQL(str(phase.number)),
-                    name=sql.SQL(phase.name),
-                    comment=sql.SQL(phase.comment),
-                    cte=sql.Identifier(phase.table),
-                    body=body,
-                )
-            )
-        source = by_kind[stages[-1].key].table
+        ctes += self._phase_ctes(tr)
         update = phases[-1]
-        ctes.append(
-            sql.SQL(
-                "    -- the gradient of the loss summed over the batch (the update divides by the batch's size)\n"
-                "    gradient {mat} (\n{body}\n    )"
-            ).format(mat=_materialized(tr), body=self._gradient(tr, source))
-        )
         ctes.append(
             sql.SQL("    -- phase {n} · update: {comment}\n    {cte} AS (\n{body}\n    )").format(
                 n=sql.SQL(str(update.number)),
