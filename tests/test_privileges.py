@@ -10,11 +10,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from sqlnet.cli import main
 from sqlnet.model.reference import train as reference_train
-from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params
+from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params, url_with
 from tests.test_reference import assert_close
 
 PASSWORD = "sqlnet-test"
@@ -49,7 +48,7 @@ def role(post_db: str, conn: psycopg.Connection) -> Iterator[str]:
 
 
 def as_role(url: str, role: str) -> str:
-    return make_url(url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
+    return url_with(url, username=role, password=PASSWORD)
 
 
 def test_a_role_with_only_the_printed_grants_trains(
