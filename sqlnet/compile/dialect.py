@@ -23,9 +23,27 @@ class Dialect:
     fence: str | None
     pin: sql.Composable  # resolve every name in the engine's catalog only: no other role's objects
     settings: tuple[sql.Composable, ...]  # what a training's transaction sets before its statements
+    element: str = "{array}[{index}]"  # an array's element, counted from 1
+    array: str = "ARRAY[{items}]"  # an array of these values
+    concat: str = "{a} || {b}"  # two arrays, one after the other
+    # PostgreSQL's planner compares every aggregate of a query with every other: a mini-batch's many
+    # gradient sums are planned in groups (each its own query over the last phase)
+    group_sums: bool = True
 
     def number_type(self, exact: bool) -> str:
         return self.exact_type if exact else self.float_type
+
+    def element_of(self, array: sql.Composable, index: int) -> sql.Composable:
+        return sql.SQL(self.element).format(array=array, index=sql.Literal(index))
+
+    def array_of(self, items: list[sql.Composable]) -> sql.Composable:
+        return sql.SQL(self.array).format(items=sql.SQL(", ").join(items))
+
+    def concat_of(self, arrays: list[sql.Composable]) -> sql.Composable:
+        out = arrays[0]
+        for more in arrays[1:]:
+            out = sql.SQL(self.concat).format(a=out, b=more)
+        return out
 
 
 # PostgreSQL cannot estimate how many rows a recursive CTE's steps hold, guesses "few", and then
@@ -52,4 +70,22 @@ POSTGRES = Dialect(
         sql.SQL("SET LOCAL work_mem = '64MB'"),
         sql.SQL("SET LOCAL jit = off"),
     ),
+)
+
+
+# Apache Spark SQL (4.x): no MATERIALIZED and no fence (its optimiser keeps a projection whose costly
+# expressions a later one reads twice); arrays counted from 0 by [], from 1 by element_at; double
+# quotes name identifiers only with doubleQuotedIdentifiers on (the names psycopg.sql writes).
+SPARK = Dialect(
+    name="spark",
+    float_type="double",
+    exact_type="decimal(38, 18)",
+    materialized="AS",
+    fence=None,
+    pin=sql.SQL("SET spark.sql.ansi.doubleQuotedIdentifiers = true"),
+    settings=(sql.SQL("SET spark.sql.ansi.enabled = true"),),
+    element="element_at({array}, {index})",
+    array="array({items})",
+    concat="concat({a}, {b})",
+    group_sums=False,
 )

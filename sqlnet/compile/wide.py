@@ -59,9 +59,13 @@ def flat_sql(table: sql.Composable, i: sql.Composable, j: sql.Composable, value:
     return sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {i}, {j}) FROM {t})").format(v=value, i=i, j=j, t=table)
 
 
-def _at(n_out: int, i: int, j: int) -> sql.Composable:
+def _index(n_out: int, i: int, j: int) -> int:
     """The flat index of element (i, j) of a matrix with n_out columns."""
-    return sql.Literal((i - 1) * n_out + j)
+    return (i - 1) * n_out + j
+
+
+def _at(n_out: int, i: int, j: int) -> sql.Composable:
+    return sql.Literal(_index(n_out, i, j))
 
 
 def fits(net: Network) -> bool:
@@ -326,16 +330,16 @@ class WideLayout:
                     cols.append(
                         (
                             f"w{k}_{i}_{j}",
-                            sql.SQL("p.{w}[{at}]").format(w=_c(f"w{k}"), at=_at(net.sizes[k], i, j)),
+                            tr.dialect.element_of(sql.SQL("p.{}").format(_c(f"w{k}")), _index(net.sizes[k], i, j)),
                         )
                     )
             for j in range(1, net.sizes[k] + 1):
                 if net.bias == "node":
-                    bias = sql.SQL("p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j))
+                    bias = tr.dialect.element_of(sql.SQL("p.{}").format(_c(f"b{k}")), j)
                 elif net.bias == "edge":
                     bias = _sum(
                         [
-                            sql.SQL("p.{b}[{at}]").format(b=_c(f"b{k}"), at=_at(net.sizes[k], i, j))
+                            tr.dialect.element_of(sql.SQL("p.{}").format(_c(f"b{k}")), _index(net.sizes[k], i, j))
                             for i in range(1, net.sizes[k - 1] + 1)
                         ]
                     )
@@ -538,11 +542,9 @@ class WideLayout:
                 nodes = [sql.SQL("sum({d})").format(d=_c(f"d{k}_{j}")) for j in range(1, n_out + 1)]
                 arrays.append((f"gb{k}", nodes * (n_in if net.bias == "edge" else 1)))
         head = [sql.SQL("count(*) AS n"), sql.SQL("sum(loss) AS loss")]
-        small_batches = tr.mini_batch and tr.batch_size <= MAX_GROUPED_BATCH
+        small_batches = tr.dialect.group_sums and tr.mini_batch and tr.batch_size <= MAX_GROUPED_BATCH
         if sum(len(terms) for _, terms in arrays) <= SUMS_PER_QUERY or not small_batches:
-            cols = head + [
-                sql.SQL("ARRAY[{}] AS {}").format(sql.SQL(", ").join(terms), _c(name)) for name, terms in arrays
-            ]
+            cols = head + [sql.SQL("{} AS {}").format(tr.dialect.array_of(terms), _c(name)) for name, terms in arrays]
             return sql.SQL("      SELECT\n        {cols}\n      FROM {src}").format(
                 cols=sql.SQL(",\n        ").join(cols), src=_c(source)
             )
@@ -555,12 +557,12 @@ class WideLayout:
             for start in range(0, len(terms), SUMS_PER_QUERY):
                 alias = _c(f"g{len(groups)}")
                 groups.append(
-                    sql.SQL("(SELECT ARRAY[{}] AS part FROM {}) AS {}").format(
-                        sql.SQL(", ").join(terms[start : start + SUMS_PER_QUERY]), _c(source), alias
+                    sql.SQL("(SELECT {} AS part FROM {}) AS {}").format(
+                        tr.dialect.array_of(terms[start : start + SUMS_PER_QUERY]), _c(source), alias
                     )
                 )
                 parts.append(sql.SQL("{}.part").format(alias))
-            outputs.append(sql.SQL("{} AS {}").format(sql.SQL(" || ").join(parts), _c(name)))
+            outputs.append(sql.SQL("{} AS {}").format(tr.dialect.concat_of(parts), _c(name)))
         return sql.SQL("      SELECT\n        {cols}\n      FROM {groups}").format(
             cols=sql.SQL(",\n        ").join(outputs), groups=sql.SQL("\n      CROSS JOIN ").join(groups)
         )

@@ -1,0 +1,170 @@
+"""The wide layout's updates on Apache Spark SQL: one plain statement per update over cached samples.
+
+Spark runs recursive CTEs, but forbids PostgreSQL's shape of one (the recursive reference may not
+be aggregated), re-plans every iteration, and has no data-modifying CTEs, so a recursion would
+still end in the client (measured in ``../shared/notes/spark.md`` and the benchmark). Here a client
+loop runs one statement per update instead: the state row of the update before is a one-row view
+(``sqlnet_prev``), the samples a cached table (``sqlnet_data``), and the statement returns the next
+state row.
+
+The phases are the wide layout's own, written through the SPARK dialect (``WideLayout._phase_ctes``);
+what is Spark's is here: the cached samples and shuffled batches, and the update, which walks each
+parameter array with ``transform`` (Spark's unnest) computing the mean gradient, the new moments
+and the new parameter once each, as the PostgreSQL statement does.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from sqlnet.compile.training import Training
+from sqlnet.compile.wide import WideLayout
+
+DATA_VIEW = sql.Identifier("sqlnet_data")
+BATCHES_VIEW = sql.Identifier("sqlnet_batches")
+PREV_VIEW = sql.Identifier("sqlnet_prev")
+LAYOUT = WideLayout()
+
+
+def _c(name: str) -> sql.Composable:
+    return sql.SQL(name)  # names sqlnet makes itself: letters, digits and _
+
+
+def cache_data(tr: Training) -> sql.Composable:
+    """The training samples, one wide row each (sample, x1.., t1..), cached: every update reads them.
+    Consecutive mini-batches also get their batch number (DIV: Spark's / divides as doubles)."""
+    pivot = LAYOUT._pivot(tr)
+    if tr.mini_batch and tr.shuffle is None:
+        pivot = sql.SQL(
+            "SELECT (dense_rank() OVER (ORDER BY sample) - 1) DIV {n} + 1 AS batch, d.* FROM ({p}) AS d"
+        ).format(n=sql.Literal(tr.batch_size), p=pivot)
+    return sql.SQL("-- the samples, one row each, kept in memory\nCACHE TABLE {v} AS {p}").format(v=DATA_VIEW, p=pivot)
+
+
+def cache_batches(tr: Training, epoch: int) -> sql.Composable:
+    """The batch of every sample in a shuffled epoch: ordered by md5('seed:epoch:sampleId') (hex
+    digits, so byte order, as PostgreSQL and the reference order them), then cut into batches."""
+    return sql.SQL(
+        "-- the batches of epoch {e}: the samples ordered by md5('seed:epoch:sampleId')\n"
+        "CACHE TABLE {v} AS\n"
+        "SELECT {e} AS epoch, (row_number() OVER (ORDER BY md5(concat({seed}, ':', CAST({e} AS STRING), ':', "
+        "CAST(sample AS STRING))), sample) - 1) DIV {n} + 1 AS batch, sample\nFROM {d}"
+    ).format(
+        e=sql.Literal(epoch), v=BATCHES_VIEW, seed=sql.Literal(str(tr.shuffle)), n=sql.Literal(tr.batch_size), d=DATA_VIEW
+    )
+
+
+def batch_rows(tr: Training, batch: int) -> sql.Composable:
+    if not tr.mini_batch:
+        return sql.SQL("SELECT * FROM {}").format(DATA_VIEW)
+    if tr.shuffle is None:
+        return sql.SQL("SELECT * FROM {d} WHERE batch = {b}").format(d=DATA_VIEW, b=sql.Literal(batch))
+    return sql.SQL(
+        "SELECT d.* FROM {d} AS d JOIN {bs} AS b ON b.sample = d.sample WHERE b.batch = {b}"
+    ).format(d=DATA_VIEW, bs=BATCHES_VIEW, b=sql.Literal(batch))
+
+
+def state_columns(tr: Training) -> list[str]:
+    """The state row's columns, as the PostgreSQL statement's recursion carries them."""
+    return LAYOUT._columns(tr)
+
+
+def _walk(tr: Training, param: str) -> sql.Composable:
+    """One parameter array after the step, as an array of structs (w, g, m, v): the element's mean
+    gradient (with any L2 term), then its new moments, each computed once."""
+    opt = tr.optimizer
+    state = list(opt.state)
+    g = sql.SQL("element_at(g.{}, i + 1) / g.n").format(_c(f"g{param}"))
+    if param.startswith("w") and opt.l2:
+        g = sql.SQL("({g} + {l2} * w)").format(g=g, l2=sql.Literal(opt.l2))
+    fields = [sql.SQL("'w', w"), sql.SQL("'g', {}").format(g)]
+    fields += [sql.SQL("{c}, element_at(p.{a}, i + 1)").format(c=sql.Literal(c), a=_c(f"{c}{param}")) for c in state]
+    first = sql.SQL("transform(p.{p}, (w, i) -> named_struct({f}))").format(p=_c(param), f=sql.SQL(", ").join(fields))
+    if not state:
+        return first
+    m_new, v_new = opt.sql_moments(sql.SQL("e.g"), sql.SQL("e.m"), sql.SQL("e.v"))
+    moments = [sql.SQL("'w', e.w"), sql.SQL("'g', e.g")]
+    moments += [sql.SQL("{c}, {e}").format(c=sql.Literal(c), e=e) for c, e in (("m", m_new), ("v", v_new)) if c in state]
+    return sql.SQL("transform({first}, e -> named_struct({f}))").format(first=first, f=sql.SQL(", ").join(moments))
+
+
+def update_statement(tr: Training, epoch: int, batch: int) -> sql.Composable:
+    """One update as a plain statement: the state row after it, from the row before (sqlnet_prev)."""
+    opt = tr.optimizer
+    names = LAYOUT._state_names(tr)
+    corrections = opt.sql_corrections(sql.SQL("(p.t + 1)"))
+    steps = [sql.SQL("{} AS {}").format(_walk(tr, p), _c(f"e{p}")) for p in names]
+    steps += [sql.SQL("{} AS {}").format(e, _c(n)) for n, e in corrections]
+    steps += [sql.SQL("g.loss"), sql.SQL("g.n")] + ([sql.SQL("p.t")] if opt.name == "adam" else [])
+    w_new = opt.sql_weight(
+        sql.SQL("e.w"), sql.SQL("e.g"), sql.SQL("e.m"), sql.SQL("e.v"), sql.Literal(tr.rate),
+        {n: sql.SQL("s.{}").format(_c(n)) for n, _ in corrections},
+    )  # fmt: skip
+    values = [
+        sql.SQL("{} AS epoch").format(sql.Literal(epoch)),
+        sql.SQL("{} AS batch").format(sql.Literal(batch)),
+        sql.SQL("{} AS phase").format(sql.Literal(tr.phases[-1].number)),
+    ]
+    for p in names:
+        new = opt.sql_decay(w_new, sql.SQL("e.w"), sql.Literal(tr.rate)) if p.startswith("w") else w_new
+        values.append(sql.SQL("transform(s.{e}, e -> {w}) AS {p}").format(e=_c(f"e{p}"), w=new, p=_c(p)))
+    for p in names:
+        values += [
+            sql.SQL("transform(s.{e}, e -> e.{c}) AS {n}").format(e=_c(f"e{p}"), c=_c(c), n=_c(f"{c}{p}"))
+            for c in opt.state
+        ]
+    if opt.name == "adam":
+        values.append(sql.SQL("s.t + 1 AS t"))
+    values += [sql.SQL("s.loss AS loss"), sql.SQL("s.n AS samples")]
+    ctes = [
+        sql.SQL("    -- the state after the update before (one row)\n    prev AS (SELECT * FROM {})").format(PREV_VIEW),
+        sql.SQL("    -- the samples of this update's batch, one row each\n    batch_rows AS (\n      {}\n    )").format(
+            batch_rows(tr, batch)
+        ),
+        *LAYOUT._phase_ctes(tr),
+        sql.SQL(
+            "    -- each parameter's mean gradient and new moments, computed once\n"
+            "    steps AS (\n      SELECT\n        {}\n      FROM prev AS p CROSS JOIN gradient AS g\n    )"
+        ).format(sql.SQL(",\n        ").join(steps)),
+    ]
+    update = tr.phases[-1]
+    return sql.SQL(
+        "-- update {epoch}.{batch}: the phases of one update over the batch, then the step ({comment})\n"
+        "WITH\n{ctes}\nSELECT\n  {values}\nFROM steps AS s"
+    ).format(
+        epoch=sql.SQL(str(epoch)),
+        batch=sql.SQL(str(batch)),
+        comment=sql.SQL(update.comment),
+        ctes=sql.SQL(",\n").join(ctes),
+        values=sql.SQL(",\n  ").join(values),
+    )
+
+
+def spark_literal(value: object) -> sql.Composable:
+    """A value as Spark SQL reads it: doubles with D (a bare 0.5 is a DECIMAL), arrays as array(...)."""
+    if isinstance(value, list):
+        return sql.SQL("array({})").format(sql.SQL(", ").join(spark_literal(v) for v in value))
+    if isinstance(value, float):
+        return sql.SQL(repr(value) + "D") if value == value and abs(value) != float("inf") else sql.SQL(
+            "CAST({} AS DOUBLE)"
+        ).format(sql.Literal(str(value)))
+    if value is None:
+        return sql.SQL("NULL")
+    return sql.Literal(value)
+
+
+def prev_view(tr: Training, row: dict[str, object]) -> sql.Composable:
+    """The state row as a view of literals (for a script that runs as printed in spark-sql)."""
+    cols = sql.SQL(",\n  ").join(
+        sql.SQL("{} AS {}").format(
+            spark_literal(row[c]) if row[c] is not None else sql.SQL("CAST(NULL AS {})").format(
+                sql.SQL("BIGINT" if c == "samples" else "DOUBLE")
+            ),
+            _c(c),
+        )
+        for c in state_columns(tr)
+    )
+    return sql.SQL(
+        "-- the state before the first update: the parameters as the tables hold them\n"
+        "CREATE OR REPLACE TEMPORARY VIEW {v} AS SELECT\n  {cols}"
+    ).format(v=PREV_VIEW, cols=cols)

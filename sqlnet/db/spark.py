@@ -1,0 +1,302 @@
+"""A network's tables on Apache Spark: one folder of Parquet files per table, under one directory.
+
+The tables are the PostgreSQL ones, with the same names and columns: ``inputs``, ``outputs``,
+``weights1..K`` (and ``biases1..K`` for node biases). sqlnet registers each as a temporary view of
+the same name, so the statements read them by name; the parameters (a few thousand numbers at most)
+are read into Python and checked there.
+
+Writing back is atomic for a reader: a table sqlnet writes is a symbolic link to one version folder
+(``.sqlnet/weights1-v00003``); a new version is written beside it and the link is switched with one
+rename, so ``spark.read.parquet(DIR/weights1)`` sees the old version or the new one, never a mix.
+(A folder a user made is moved into ``.sqlnet`` the first time: that one switch is not atomic.)
+Runs and their losses are Parquet tables beside the network's (``runs``, ``run_losses``), appended to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlnet.compile.tables import Table, TableMap, _bias_columns, _input_columns, _weight_columns
+from sqlnet.errors import DatabaseError, InputError
+from sqlnet.model.network import Network, Params
+
+VERSIONS = ".sqlnet"
+DEFINITION = "network.json"  # in VERSIONS: what the network is beyond its weights
+INTEGER_TYPES = ("byte", "short", "integer", "long")
+NUMBER_TYPES = (*INTEGER_TYPES, "float", "double", "decimal")
+
+
+def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Any:
+    """A SparkSession (the one running, or a new one): UI off and few shuffle partitions unless
+    `conf` says otherwise; a clear error where pyspark or Java is missing."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError(
+            "the Spark engine needs pyspark: python -m pip install 'sqlnet[spark]' (and Java 17 or newer)"
+        ) from None
+    settings = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", **(conf or {})}
+    builder = SparkSession.builder.master(master).appName("sqlnet")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # pyspark raises a bare runtime error when the JVM cannot start
+        raise DatabaseError(
+            f"could not start Spark ({master}): {str(exc).splitlines()[0]}. Spark needs Java 17 or newer "
+            f"(JAVA_HOME, or java on the PATH)"
+        ) from exc
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+class ParquetTables:
+    """The tables of one network: DIR/<table> folders of Parquet files."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
+    def register(self, spark: Any, name: str) -> dict[str, tuple[str, str]]:
+        """Make the table a temporary view of its name; returns its columns, lower-cased name ->
+        (name, Spark type name)."""
+        if not self.exists(name):
+            raise InputError(
+                f"table {name!r} not found in {self.root}: a network needs a folder of Parquet files per table "
+                f"(`sqlnet init --engine spark --parquet {self.root}` makes the post's)"
+            )
+        df = spark.read.parquet(str(self.path(name)))
+        df.createOrReplaceTempView(name)
+        columns: dict[str, tuple[str, str]] = {}
+        for field in df.schema.fields:
+            if field.name.lower() in columns:
+                raise InputError(
+                    f"table {name!r} has both columns {columns[field.name.lower()][0]!r} and {field.name!r}, "
+                    f"which differ only in case: rename one"
+                )
+            columns[field.name.lower()] = (field.name, field.dataType.typeName())
+        return columns
+
+    def write(self, spark: Any, name: str, rows: list[tuple], schema: str) -> None:
+        """Write a new version of a table and switch to it with one rename (see the module's doc)."""
+        versions = self.root / VERSIONS
+        versions.mkdir(parents=True, exist_ok=True)
+        link = self.path(name)
+        numbers = [int(m.group(1)) for p in versions.glob(f"{name}-v*") if (m := re.fullmatch(rf"{name}-v(\d+)", p.name))]
+        target = versions / f"{name}-v{max(numbers, default=0) + 1:05d}"
+        spark.createDataFrame(rows, schema).coalesce(1).write.mode("error").parquet(str(target))
+        if link.exists() and not link.is_symlink():  # a folder the user made: kept as version 0
+            os.rename(link, versions / f"{name}-v00000")
+        temp = link.with_name(f".{name}.switch")
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        temp.symlink_to(os.path.relpath(target, link.parent))
+        os.replace(temp, link)  # atomic: the link names the old version or the new one
+        for old in sorted(versions.glob(f"{name}-v*"))[:-2]:  # the previous version stays, for undo
+            shutil.rmtree(old, ignore_errors=True)
+
+    def append(self, spark: Any, name: str, rows: list[tuple], schema: str) -> None:
+        spark.createDataFrame(rows, schema).coalesce(1).write.mode("append").parquet(str(self.path(name)))
+
+    # --- the network's definition ------------------------------------------------------------------
+
+    def read_definition(self) -> dict[str, Any] | None:
+        path = self.root / VERSIONS / DEFINITION
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_definition(self, definition: dict[str, Any]) -> None:
+        path = self.root / VERSIONS / DEFINITION
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(definition, indent=2))
+        os.replace(temp, path)
+
+
+def _table(tables: ParquetTables, spark: Any, name: str, roles: dict[str, str], optional: tuple[str, ...] = ()) -> Table:
+    columns = tables.register(spark, name)
+    mapped: dict[str, str] = {}
+    integers: set[str] = set()
+    for role, column in roles.items():
+        if column not in columns:
+            if role in optional:
+                continue
+            raise InputError(
+                f"table {name!r} has no column {column!r} (it has {', '.join(c for c, _ in columns.values())})"
+            )
+        actual, kind = columns[column]
+        if kind not in NUMBER_TYPES:
+            raise InputError(f"{name}.{actual} is {kind}, not a number: write it as double")
+        mapped[role] = actual
+        if kind in INTEGER_TYPES:
+            integers.add(role)
+    return Table(None, name, mapped, frozenset(integers))
+
+
+def discover(tables: ParquetTables, spark: Any, bias: str | None = None) -> TableMap:
+    """The network's tables as temporary views, mapped like PostgreSQL's."""
+    inputs = _table(tables, spark, "inputs", {"sample": "sampleid", **_input_columns("input")}, ("sample",))
+    outputs = _table(tables, spark, "outputs", {"sample": "sampleid", **_input_columns("output")}, ("sample",))
+    if inputs.has("sample") != outputs.has("sample"):
+        raise InputError("inputs and outputs must both have a sampleId column, or neither")
+    depth = 0
+    while tables.exists(f"weights{depth + 1}"):
+        depth += 1
+    if depth == 0:
+        raise InputError(f"table 'weights1' not found in {tables.root}: a network needs at least weights1")
+    weights = tuple(_table(tables, spark, f"weights{k}", _weight_columns(k), ("bias",)) for k in range(1, depth + 1))
+    has_bias_tables = all(tables.exists(f"biases{k}") for k in range(1, depth + 1))
+    if bias is None:
+        bias = "node" if has_bias_tables else "edge" if all(w.has("bias") for w in weights) else "none"
+    biases: tuple[Table, ...] = ()
+    if bias == "node":
+        biases = tuple(_table(tables, spark, f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
+    elif bias == "edge" and not all(w.has("bias") for w in weights):
+        missing = next(w for w in weights if not w.has("bias"))
+        raise InputError(f"bias per edge needs a bias column in {missing.name}")
+    return TableMap(None, inputs, outputs, weights, biases, bias, resolved_schema=str(tables.root))
+
+
+def quote(name: str) -> str:
+    """A name as Spark SQL quotes it (a backtick inside is doubled): never read as SQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _rows(spark: Any, t: Table, roles: list[str]) -> list[tuple]:
+    cols = ", ".join(quote(t.columns[r]) for r in roles)
+    return [tuple(r) for r in spark.sql(f"SELECT {cols} FROM {quote(t.name)}").collect()]
+
+
+def _describe(t: Table, roles: list[str], row: tuple) -> str:
+    return ", ".join(f"{t.columns[r]} = {'NULL' if v is None else v}" for r, v in zip(roles, row))
+
+
+def _matrix(spark: Any, t: Table, row_role: str, col_role: str, value_roles: list[str]) -> dict[tuple[int, int], list[float]]:
+    roles = [row_role, col_role, *value_roles]
+    out: dict[tuple[int, int], list[float]] = {}
+    for row in _rows(spark, t, roles):
+        if any(v is None for v in row):
+            raise InputError(f"{t.name} has a NULL in the row {_describe(t, roles, row)}: every value is needed")
+        i, j = row[0], row[1]
+        if i != int(i) or j != int(j):
+            raise InputError(f"{t.name} has a node number that is not whole in the row {_describe(t, roles, row)}")
+        key = (int(i), int(j))
+        if key in out:
+            raise InputError(f"{t.name} has the row {_describe(t, roles[:2], row[:2])} twice")
+        out[key] = [float(v) for v in row[2:]]
+    return out
+
+
+def _nodes(cells: dict[tuple[int, int], list[float]], t: Table, which: int) -> int:
+    numbers = sorted({key[which] for key in cells})
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise InputError(f"{t.name}'s nodes must be numbered 1..n, found {numbers[:5]}{'...' if len(numbers) > 5 else ''}")
+    return len(numbers)
+
+
+def read_network(spark: Any, tm: TableMap) -> tuple[tuple[int, ...], Params]:
+    """The layer sizes and the parameters, checked: no NULLs, every (i, j) once, layers that chain."""
+    sizes: list[int] = []
+    weights, biases = [], []
+    for k, w in enumerate(tm.weights, start=1):
+        values = ["value", "bias"] if tm.bias == "edge" else ["value"]
+        cells = _matrix(spark, w, "in", "out", values)
+        if not cells:
+            raise InputError(f"{w.name} is empty: a layer needs its weights")
+        n_in, n_out = _nodes(cells, w, 0), _nodes(cells, w, 1)
+        if len(cells) != n_in * n_out:
+            raise InputError(f"{w.name} has {len(cells)} rows, but {n_in} x {n_out} nodes need {n_in * n_out}")
+        if sizes and sizes[-1] != n_in:
+            raise InputError(
+                f"the layers do not chain: weights{k - 1} has {sizes[-1]} output nodes but {w.name} has {n_in} "
+                f"input nodes"
+            )
+        sizes += [n_in, n_out] if not sizes else [n_out]
+        weights.append([[cells[(i, j)][0] for j in range(1, n_out + 1)] for i in range(1, n_in + 1)])
+        if tm.bias == "edge":
+            biases.append([[cells[(i, j)][1] for j in range(1, n_out + 1)] for i in range(1, n_in + 1)])
+        elif tm.bias == "node":
+            b = tm.biases[k - 1]
+            node_cells = {(1, int(r[0])): [r[1]] for r in _check_nulls(spark, b, ["node", "value"])}
+            if sorted(j for _, j in node_cells) != list(range(1, n_out + 1)):
+                raise InputError(f"{b.name} must have one row per node 1..{n_out} of layer {k}")
+            biases.append([[float(node_cells[(1, j)][0]) for j in range(1, n_out + 1)]])
+        else:
+            biases.append([])
+    return tuple(sizes), Params(weights, biases)
+
+
+def _check_nulls(spark: Any, t: Table, roles: list[str]) -> list[tuple]:
+    rows = _rows(spark, t, roles)
+    for row in rows:
+        if any(v is None for v in row):
+            raise InputError(f"{t.name} has a NULL in the row {_describe(t, roles, row)}: every value is needed")
+    return rows
+
+
+def check_data(spark: Any, tm: TableMap, sizes: tuple[int, ...]) -> int:
+    """The samples: no NULLs, nodes 1..n of the network's first and last layers, every sample
+    complete; returns how many samples there are."""
+    counts = []
+    for t, n, what in ((tm.inputs, sizes[0], "input"), (tm.outputs, sizes[-1], "output")):
+        sample = quote(t.columns["sample"]) if t.has("sample") else "1"
+        node, value, table = quote(t.columns["node"]), quote(t.columns["value"]), quote(t.name)
+        bad = spark.sql(
+            f"SELECT {sample} AS s, {node} AS n, {value} AS v FROM {table} "
+            f"WHERE {sample} IS NULL OR {node} IS NULL OR {value} IS NULL OR {node} < 1 OR {node} > {n} LIMIT 1"
+        ).collect()
+        if bad:
+            s, nd, v = bad[0]
+            problem = "a NULL" if None in (s, nd, v) else f"node {nd}, but the network has {what} nodes 1..{n}"
+            raise InputError(f"{t.name} has {problem} in the row sample = {s}, node = {nd}, value = {v}")
+        incomplete = spark.sql(
+            f"SELECT {sample} AS s, count(DISTINCT {node}) AS c, count(*) AS r FROM {table} GROUP BY 1 "
+            f"HAVING count(DISTINCT {node}) <> {n} OR count(*) <> {n} LIMIT 1"
+        ).collect()
+        if incomplete:
+            s, c, r = incomplete[0]
+            raise InputError(f"{t.name}: sample {s} has {r} rows for {c} of the {n} {what} nodes; it needs one per node")
+        counts.append(spark.sql(f"SELECT count(DISTINCT {sample}) FROM {table}").collect()[0][0])
+    if counts[0] != counts[1]:
+        raise InputError(f"inputs has {counts[0]} samples but outputs has {counts[1]}: each sample needs both")
+    if not counts[0]:
+        raise InputError("inputs is empty: there is nothing to train on")
+    return int(counts[0])
+
+
+def parameter_rows(net: Network, params: Params, k: int) -> tuple[list[tuple], str, list[tuple], str]:
+    """Layer k's weights (and node biases) as rows and a Spark schema, with the PostgreSQL names."""
+    edge = net.bias == "edge"
+    schema = (
+        f"weight{k}InputNodeNumber int, weight{k}OutputNodeNumber int, weight{k}Value double"
+        + (f", weight{k}Bias double" if edge else "")
+    )
+    rows = [
+        (i + 1, j + 1, w, *([params.biases[k - 1][i][j]] if edge else []))
+        for i, row in enumerate(params.weights[k - 1])
+        for j, w in enumerate(row)
+    ]
+    bias_rows = [(j + 1, b) for j, b in enumerate(params.biases[k - 1][0])] if net.bias == "node" else []
+    return rows, schema, bias_rows, f"bias{k}NodeNumber int, bias{k}Value double"
+
+
+@contextlib.contextmanager
+def cached(spark: Any, names: list[str]) -> Iterator[None]:
+    """Tables cached for a training are uncached after it, whatever happens."""
+    try:
+        yield
+    finally:
+        for name in names:
+            with contextlib.suppress(Exception):
+                spark.sql(f"UNCACHE TABLE IF EXISTS {name}")
