@@ -43,6 +43,54 @@ def database_option(f: F) -> F:
     )(f)
 
 
+ENGINES = ("postgresql", "spark")
+
+
+def _spark_conf(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    conf = {}
+    for value in values:
+        key, sep, setting = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}")
+        conf[key.strip()] = setting.strip()
+    return conf
+
+
+def engine_options(f: F) -> F:
+    """Where the network lives: PostgreSQL (the default) or Apache Spark (Parquet tables)."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(ENGINES),
+            default="postgresql",
+            show_default=True,
+            help="spark: the tables are Parquet folders under --parquet DIR, trained with Spark SQL.",
+        ),
+        click.option("--parquet", metavar="DIR", help="With --engine spark: the folder of the network's tables."),
+        click.option(
+            "--spark-master", metavar="URL", help="With --engine spark: the Spark master (default: local[*])."
+        ),
+        click.option(
+            "--spark-conf",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_spark_conf,
+            help="With --engine spark: a Spark setting (repeatable), e.g. spark.driver.memory=4g.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def spark_only(engine: str, **given: object) -> None:
+    """Options that mean nothing on the engine asked for are refused, not ignored."""
+    if engine == "spark":
+        for name, value in given.items():
+            if value not in (None, False, ()):
+                raise click.UsageError(f"--{name.replace('_', '-')} is PostgreSQL's: --engine spark does not take it")
+
+
 def schema_option(f: F) -> F:
     return click.option(
         "--schema", metavar="NAME", help="Schema of the network's tables (default: the current one)."

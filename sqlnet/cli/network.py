@@ -19,12 +19,14 @@ from sqlnet.cli.base import (
     TRACE_FIELDS,
     _fmt,
     database_option,
+    engine_options,
     handle_errors,
     main,
     network_options,
     out,
     print_comparison,
     schema_option,
+    spark_only,
 )
 from sqlnet.errors import SqlnetError
 from sqlnet.model.initialize import INITS
@@ -44,6 +46,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> li
 @main.command()
 @database_option
 @schema_option
+@engine_options
 @click.option(
     "--example", type=click.Choice(list(EXAMPLES)), help="Fill the post's tables with its values."
 )
@@ -77,6 +80,10 @@ def init(
     seed: int | None,
     bias: str,
     replace: bool,
+    engine: str,
+    parquet: str | None,
+    spark_master: str | None,
+    spark_conf: dict[str, str],
 ) -> None:
     """Create the network's tables: the post's, or random weights for given layer sizes.
 
@@ -85,7 +92,18 @@ def init(
       sqlnet init --example post
       sqlnet init --schema experiment --example post --replace
       sqlnet init --layers 4,8,8,3 --init he --seed 1 --bias node
+      sqlnet init --engine spark --parquet ./net --example post    (Parquet folders, for Apache Spark)
     """
+    spark_only(engine, database_url=database_url, schema=schema)
+    if engine == "spark":
+        from sqlnet.ops import spark as on_spark
+
+        tables = on_spark.init(
+            parquet, example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme, bias=bias,
+            replace=replace, master=spark_master, conf=spark_conf,
+        )  # fmt: skip
+        out.print(f"created {', '.join(tables)} in {on_spark.folder(parquet or '.')} (Parquet, one folder each)")
+        return
     tables = api.init(
         database_url,
         schema=schema,
@@ -208,10 +226,19 @@ def network_command(database_url: str | None, schema: str | None, as_json: bool)
 
 @main.group(invoke_without_command=True)
 @database_option
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @click.pass_context
 @handle_errors
-def runs(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
+def runs(
+    ctx: click.Context,
+    database_url: str | None,
+    as_json: bool,
+    engine: str,
+    parquet: str | None,
+    spark_master: str | None,
+    spark_conf: dict[str, str],
+) -> None:
     """List the recorded training runs; `runs show RUN` shows one with its loss curve.
 
     \b
@@ -219,9 +246,16 @@ def runs(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
       sqlnet runs
       sqlnet runs --json
       sqlnet runs show 3
+      sqlnet runs --engine spark --parquet ./net
     """
     ctx.obj = {"database_url": database_url}
     if ctx.invoked_subcommand is not None:
+        return
+    spark_only(engine, database_url=database_url)
+    if engine == "spark":
+        from sqlnet.cli.spark import print_runs
+
+        print_runs(parquet, spark_master, spark_conf, as_json)
         return
     found = api.runs(database_url)
     if as_json:

@@ -19,6 +19,7 @@ from sqlnet.cli.base import (
     _fmt,
     _hyper,
     database_option,
+    engine_options,
     err,
     handle_errors,
     main,
@@ -26,6 +27,7 @@ from sqlnet.cli.base import (
     params_table,
     print_comparison,
     schema_option,
+    spark_only,
     training_options,
 )
 from sqlnet.ops.defaults import DEFAULT_TOLERANCE
@@ -34,6 +36,7 @@ from sqlnet.ops.defaults import DEFAULT_TOLERANCE
 @main.command()
 @database_option
 @schema_option
+@engine_options
 @training_options
 @click.option("--trace", is_flag=True, help="Keep every phase of every epoch in schema sqlnet_trace.")
 @click.option(
@@ -79,6 +82,10 @@ def train(
     resume: int | None,
     timeout: float | None,
     redefine: bool,
+    engine: str,
+    parquet: str | None,
+    spark_master: str | None,
+    spark_conf: dict[str, str],
     **kwargs: Any,
 ) -> None:
     """Train the network in the tables and write the trained weights back.
@@ -99,7 +106,12 @@ def train(
       sqlnet train --epochs 100 --json | jq .final_loss
       sqlnet train --epochs 20 --batch-size 32 --shuffle 7 --optimizer adam --lr 0.01
       sqlnet train --epochs 5000 --checkpoint-every 100    (after a crash: sqlnet train --resume RUN)
+      sqlnet train --engine spark --parquet ./net --epochs 30    (Parquet tables, Apache Spark SQL)
     """
+    spark_only(
+        engine, database_url=database_url, schema=schema, trace=trace, reset_optimizer=reset_optimizer, wait=wait,
+        checkpoint_every=checkpoint_every, resume=resume, timeout=timeout,
+    )  # fmt: skip
     show = not (as_json or quiet)
     bar = show and sys.stderr.isatty()
     printed: list[int] = []
@@ -110,6 +122,15 @@ def train(
             err.print(f"epoch {epoch}/{kwargs['epochs']}  loss {_fmt(loss)}")
             printed.append(epoch)
 
+    if engine == "spark":
+        from sqlnet.ops import spark as on_spark
+
+        with live_progress(bar) as on_update:
+            result = on_spark.train(
+                parquet, master=spark_master, conf=spark_conf, on_update=on_update, redefine=redefine, **_hyper(kwargs)
+            )
+        _report(result, as_json, quiet, trace=False, undo=False)
+        return
     with live_progress(bar) as on_update:
         result = api.train(
             database_url,
@@ -162,7 +183,7 @@ def live_progress(enabled: bool) -> Iterator[Callable[[api.Progress], None] | No
         yield on_update
 
 
-def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool) -> None:
+def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool, undo: bool = True) -> None:
     warning = result.divergence_warning()
     if warning and not as_json:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -200,15 +221,25 @@ def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool) ->
         out.print(
             f"phases kept in schema sqlnet_trace (run_id = {result.run_id}): `sqlnet phases` shows them"
         )
-    out.print(f"undo with: sqlnet restore {result.run_id}")
+    if undo:
+        out.print(f"undo with: sqlnet restore {result.run_id}")
 
 
 @main.command("sql")
 @database_option
 @schema_option
+@engine_options
 @training_options
 @handle_errors
-def sql_command(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
+def sql_command(
+    database_url: str | None,
+    schema: str | None,
+    engine: str,
+    parquet: str | None,
+    spark_master: str | None,
+    spark_conf: dict[str, str],
+    **kwargs: Any,
+) -> None:
     """Print the SQL that `train` runs with the same options; it runs as is in psql.
 
     The statement reads the tables, trains, writes the weights back and returns the loss of
@@ -217,13 +248,22 @@ def sql_command(database_url: str | None, schema: str | None, **kwargs: Any) -> 
     \b
     Examples:
       sqlnet sql --epochs 3 > train.sql && sqlnet psql -f train.sql
+      sqlnet sql --engine spark --parquet ./net > update.sql && spark-sql -f update.sql
     """
+    spark_only(engine, database_url=database_url, schema=schema)
+    if engine == "spark":
+        from sqlnet.ops import spark as on_spark
+
+        script = on_spark.training_sql(parquet, master=spark_master, conf=spark_conf, **_hyper(kwargs))
+        click.echo(script, nl=False)
+        return
     click.echo(api.training_sql(database_url, schema=schema, **_hyper(kwargs)), nl=False)
 
 
 @main.command()
 @database_option
 @schema_option
+@engine_options
 @training_options
 @click.option(
     "--tolerance",
@@ -235,7 +275,15 @@ def sql_command(database_url: str | None, schema: str | None, **kwargs: Any) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
 def check(
-    database_url: str | None, schema: str | None, tolerance: float, as_json: bool, **kwargs: Any
+    database_url: str | None,
+    schema: str | None,
+    tolerance: float,
+    as_json: bool,
+    engine: str,
+    parquet: str | None,
+    spark_master: str | None,
+    spark_conf: dict[str, str],
+    **kwargs: Any,
 ) -> None:
     """Train with the SQL and with the pure-Python reference and compare; changes nothing.
 
@@ -244,8 +292,15 @@ def check(
     \b
     Examples:
       sqlnet check --epochs 10 --learning-rate 0.001
+      sqlnet check --engine spark --parquet ./net --epochs 3
     """
-    report = api.check(database_url, schema=schema, tolerance=tolerance, **_hyper(kwargs))
+    spark_only(engine, database_url=database_url, schema=schema)
+    if engine == "spark":
+        from sqlnet.ops import spark as on_spark
+
+        report = on_spark.check(parquet, master=spark_master, conf=spark_conf, tolerance=tolerance, **_hyper(kwargs))
+    else:
+        report = api.check(database_url, schema=schema, tolerance=tolerance, **_hyper(kwargs))
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:

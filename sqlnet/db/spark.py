@@ -42,7 +42,12 @@ def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Any
         raise InputError(
             "the Spark engine needs pyspark: python -m pip install 'sqlnet[spark]' (and Java 17 or newer)"
         ) from None
-    settings = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", **(conf or {})}
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # sqlnet shows its own progress
+        "spark.sql.shuffle.partitions": "4",
+        **(conf or {}),
+    }
     builder = SparkSession.builder.master(master).appName("sqlnet")
     for key, value in settings.items():
         builder = builder.config(key, value)
@@ -293,10 +298,20 @@ def parameter_rows(net: Network, params: Params, k: int) -> tuple[list[tuple], s
 
 @contextlib.contextmanager
 def cached(spark: Any, names: list[str]) -> Iterator[None]:
-    """Tables cached for a training are uncached after it, whatever happens."""
+    """Tables cached for a training (CACHE TABLE name AS ...: a cached temporary view) are dropped
+    before and after it, whatever happens."""
+    for name in reversed(names):
+        drop(spark, name)
     try:
         yield
     finally:
-        for name in names:
-            with contextlib.suppress(Exception):
-                spark.sql(f"UNCACHE TABLE IF EXISTS {name}")
+        for name in reversed(names):
+            drop(spark, name)
+
+
+def drop(spark: Any, name: str) -> None:
+    """Uncache and drop a cached temporary view; names read by later ones are dropped last (uncaching
+    resolves the view's query again)."""
+    with contextlib.suppress(Exception):
+        spark.sql(f"UNCACHE TABLE IF EXISTS {quote(name)}")
+    spark.catalog.dropTempView(name)

@@ -222,12 +222,12 @@ def run_updates(
     row = start_row(tr, sn.params)
     losses: list[float] = []
     done, total = 0, epochs * sn.batches
-    cache = [spark_sql.DATA_VIEW.as_string(None)] + ([spark_sql.BATCHES_VIEW.as_string(None)] if tr.shuffle else [])
+    cache = ["sqlnet_data", "sqlnet_batches"]
     with store.cached(spark, cache):
         spark.sql(spark_sql.cache_data(tr).as_string(None))
         for epoch in range(1, epochs + 1):
             if tr.mini_batch and tr.shuffle is not None:
-                spark.sql(f"UNCACHE TABLE IF EXISTS {cache[1]}")
+                store.drop(spark, "sqlnet_batches")
                 spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
             total_loss, total_samples = 0.0, 0
             for batch in range(1, sn.batches + 1):

@@ -1,0 +1,213 @@
+"""The Spark engine against the reference: the same network, phases and numbers as on PostgreSQL.
+
+A real SparkSession (local[2], UI off, two shuffle partitions) trains tiny networks from Parquet
+tables; every result is compared with sqlnet.model.reference. Skipped, saying why, where pyspark or
+Java is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sqlnet.errors import InputError
+from sqlnet.model import reference
+from sqlnet.model.network import Dataset, Network, Params
+from sqlnet.model.optimizers import Optimizer
+from tests.helpers import POST_BIASES_AFTER, POST_WEIGHTS_AFTER, random_data, random_params
+from tests.test_reference import assert_close
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        pytest.skip("pyspark is not installed: python -m pip install -e '.[spark]'")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java 17 or newer: no java on the PATH and no JAVA_HOME")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sqlnet-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def write_network(spark, folder: Path, net: Network, params: Params, data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.db.spark import ParquetTables, parameter_rows
+
+    tables = ParquetTables(folder)
+    tables.write(
+        spark, "inputs", [(s.id, i + 1, x) for s in data.samples for i, x in enumerate(s.x)],
+        "sampleId bigint, inputNode int, inputValue double",
+    )  # fmt: skip
+    tables.write(
+        spark, "outputs", [(s.id, j + 1, t) for s in data.samples for j, t in enumerate(s.t)],
+        "sampleId bigint, outputNode int, outputValue double",
+    )  # fmt: skip
+    for k in range(1, net.depth + 1):
+        rows, schema, bias_rows, bias_schema = parameter_rows(net, params, k)
+        tables.write(spark, f"weights{k}", rows, schema)
+        if net.bias == "node":
+            tables.write(spark, f"biases{k}", bias_rows, bias_schema)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, float]]:
+    """Every file under the folder with its size and modification time (and where each link points)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        out[str(p.relative_to(folder))] = (os.readlink(p) if p.is_symlink() else p.stat().st_size, p.lstat().st_mtime)
+    return out
+
+
+def test_the_post_network_trains_to_the_posts_numbers(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.ops import spark as engine
+
+    engine.init(str(tmp_path), example="post")
+    result = engine.train(str(tmp_path), epochs=1, learning_rate=0.1)
+    assert_close(result.params.weights, POST_WEIGHTS_AFTER)
+    assert_close(result.params.biases, POST_BIASES_AFTER)
+    # written back, as a new version a plain Parquet reader sees
+    again = engine.train(str(tmp_path), epochs=1, learning_rate=0.1)
+    assert_close(again.initial.weights, POST_WEIGHTS_AFTER)
+    runs = engine.runs(str(tmp_path))
+    assert [r["run_id"] for r in runs] == [1, 2] and runs[0]["status"] == "finished"
+    assert spark.read.parquet(str(tmp_path / "runs")).count() == 2
+
+
+CASES = [
+    # (sizes, hidden, output, loss, bias, batch, shuffle, optimizer)
+    ((3, 4, 2), "tanh", "linear", "half-se", "node", 0, None, Optimizer()),
+    ((3, 4, 2), "relu", "linear", "se", "edge", 0, None, Optimizer()),
+    ((2, 3, 3, 1), "sigmoid", "sigmoid", "cross-entropy", "node", 0, None, Optimizer()),
+    ((4, 5, 3), "tanh", "softmax", "cross-entropy", "node", 0, None, Optimizer()),
+    ((3, 4, 2), "linear", "linear", "half-se", "none", 0, None, Optimizer()),
+    ((3, 4, 2), "tanh", "linear", "half-se", "node", 3, None, Optimizer()),
+    ((3, 4, 2), "relu", "linear", "half-se", "node", 2, 7, Optimizer("momentum", l2=0.01)),
+    ((3, 4, 2), "tanh", "linear", "half-se", "edge", 3, 1, Optimizer("momentum", nesterov=True)),
+    ((3, 4, 2), "tanh", "softmax", "cross-entropy", "node", 4, 3, Optimizer("adam", weight_decay=0.01)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'-'.join(map(str, c[0]))}-{c[1]}-{c[2]}-{c[4]}-b{c[5]}-s{c[6]}-{c[7].name}")
+def test_every_mode_equals_the_reference(spark, tmp_path: Path, case) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.ops import spark as engine
+
+    sizes, hidden, output, loss, bias, batch, shuffle, opt = case
+    rng = random.Random(str(case))
+    net = Network(sizes, hidden, output, loss, bias)
+    params, data = random_params(rng, net), random_data(rng, net, 7)
+    if output == "softmax":  # one-hot targets
+        data = Dataset([type(s)(s.id, s.x, tuple(float(j == s.id % sizes[-1]) for j in range(sizes[-1]))) for s in data.samples])
+    elif output == "sigmoid":
+        data = Dataset([type(s)(s.id, s.x, tuple(float(s.id % 2) for _ in s.t)) for s in data.samples])
+    write_network(spark, tmp_path, net, params, data)
+    options = dict(
+        epochs=2, learning_rate=0.05, hidden_activation=hidden, output_activation=output, loss=loss,
+        batch_size=batch, shuffle=shuffle, optimizer=opt.name, nesterov=opt.nesterov, l2=opt.l2,
+        weight_decay=opt.weight_decay,
+    )  # fmt: skip
+    result = engine.train(str(tmp_path), **options)
+    want = reference.train(net, params, data, 0.05, 2, batch_size=batch, shuffle=shuffle, optimizer=opt)
+    assert_close(result.params.weights, want.params.weights)
+    assert_close(result.params.biases, want.params.biases)
+    assert result.losses == pytest.approx(want.losses, rel=1e-9, abs=1e-12)
+    assert result.statements == 2 * (-(-7 // batch) if batch else 1)
+
+
+def test_check_agrees_and_writes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.ops import spark as engine
+
+    net = Network((3, 3, 2), "tanh", "linear", "half-se", "node")
+    rng = random.Random(5)
+    write_network(spark, tmp_path, net, random_params(rng, net), random_data(rng, net, 5))
+    before = snapshot(tmp_path)
+    report = engine.check(str(tmp_path), epochs=3, learning_rate=0.1, hidden_activation="tanh")
+    assert report.ok and max(d.max_rel for d in report.differences) < 1e-12
+    assert snapshot(tmp_path) == before
+
+
+def test_the_printed_script_runs_as_printed(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`sqlnet sql --engine spark`: every statement of the script runs in Spark, and its last one gives
+    the first update's state row, as the training's first update does."""
+    from sqlnet.ops import spark as engine
+
+    net = Network((2, 3, 2), "tanh", "linear", "half-se", "node")
+    rng = random.Random(9)
+    params, data = random_params(rng, net), random_data(rng, net, 4)
+    write_network(spark, tmp_path, net, params, data)
+    script = engine.training_sql(str(tmp_path), epochs=1, learning_rate=0.1, hidden_activation="tanh")
+    statements = [s for s in script.split(";\n") if s.strip() and not all(
+        line.startswith("--") for line in s.strip().splitlines())]  # fmt: skip
+    row = None
+    try:
+        for statement in statements:
+            result = spark.sql(statement)
+        row = result.collect()[0].asDict()
+    finally:
+        from sqlnet.db.spark import drop
+
+        drop(spark, "sqlnet_data")
+    got = engine.params_of(engine.load(engine.SparkTarget(str(tmp_path)), engine.TrainOptions(
+        hidden_activation="tanh")).training, row)  # fmt: skip
+    want = reference.train(net, params, data, 0.1, 1)
+    assert_close(got.weights, want.params.weights)
+
+
+def test_bad_tables_get_a_clear_error_and_nothing_is_written(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.db.spark import ParquetTables
+    from sqlnet.ops import spark as engine
+
+    net = Network((2, 3, 1), bias="node")
+    rng = random.Random(3)
+    write_network(spark, tmp_path, net, random_params(rng, net), random_data(rng, net, 4))
+    tables = ParquetTables(tmp_path)
+    # a NULL weight
+    tables.write(spark, "weights2", [(1, 1, 0.5), (2, 1, None), (3, 1, 0.1)],
+                 "weight2InputNodeNumber int, weight2OutputNodeNumber int, weight2Value double")  # fmt: skip
+    before = snapshot(tmp_path)
+    with pytest.raises(InputError, match=r"weights2 has a NULL in the row weight2InputNodeNumber = 2"):
+        engine.train(str(tmp_path), epochs=1)
+    assert snapshot(tmp_path) == before
+    # layers that do not chain
+    tables.write(spark, "weights2", [(i, 1, 0.5) for i in (1, 2)],
+                 "weight2InputNodeNumber int, weight2OutputNodeNumber int, weight2Value double")  # fmt: skip
+    before = snapshot(tmp_path)
+    with pytest.raises(InputError, match="do not chain: weights1 has 3 output nodes but weights2 has 2 input nodes"):
+        engine.train(str(tmp_path), epochs=1)
+    assert snapshot(tmp_path) == before
+    # a missing table
+    os.unlink(tmp_path / "outputs")  # a link to its current version
+    with pytest.raises(InputError, match="table 'outputs' not found"):
+        engine.train(str(tmp_path), epochs=1)
+
+
+def test_the_command_line_trains_on_spark(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.cli import main
+
+    runner = CliRunner()
+    done = runner.invoke(main, ["init", "--engine", "spark", "--parquet", str(tmp_path), "--example", "post"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(main, ["train", "--engine", "spark", "--parquet", str(tmp_path), "--lr", "0.1", "--json"])
+    assert done.exit_code == 0, done.output
+    import json
+
+    doc = json.loads(done.stdout)
+    assert_close([layer["weights"] for layer in doc["params"]], POST_WEIGHTS_AFTER)
+    done = runner.invoke(main, ["runs", "--engine", "spark", "--parquet", str(tmp_path), "--json"])
+    assert done.exit_code == 0 and json.loads(done.stdout)[0]["run_id"] == 1
+    done = runner.invoke(main, ["train", "--engine", "spark"])
+    assert done.exit_code != 0 and "--parquet" in done.output
