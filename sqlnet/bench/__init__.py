@@ -42,9 +42,15 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(w.name for w in WORKLOADS),
     )
     parser.add_argument("--runs", type=int, help="runs per competitor (default: per workload)")
+    parser.add_argument(
+        "--spark-recursive",
+        type=Path,
+        metavar="FILE",
+        help="the recursive-CTE Spark statement to measure against the client loop (spark-recursive-5k)",
+    )
     parser.add_argument("--output", default=".", help="folder for BENCHMARKS.md and benchmarks.json")
     args = parser.parse_args(argv)
-    results = bench(args.database_url, args.workload, args.runs)
+    results = bench(args.database_url, args.workload, args.runs, args.spark_recursive)
     out = Path(args.output)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "BENCHMARKS.md").write_text(markdown(results))

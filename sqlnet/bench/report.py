@@ -47,7 +47,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench(url: str, names: list[str] | None, runs: int | None) -> dict[str, Any]:
+def bench(
+    url: str, names: list[str] | None, runs: int | None, spark_recursive: Path | None = None
+) -> dict[str, Any]:
     db = Database(url)
     with psycopg.connect(db.url, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
@@ -75,6 +77,16 @@ def bench(url: str, names: list[str] | None, runs: int | None) -> dict[str, Any]
                         code = round1_code(folder)
                         process, inner, trained, extra = run_sqlnet(db.url, "bench", w, "auto", params, net, code)
                         r.extra = {"code": ROUND1_COMMIT, "statements": extra["statements"]}
+                    elif competitor == "spark":
+                        from sqlnet.bench.spark import run_spark
+
+                        process, inner, trained = run_spark(w, net, params, data, folder)
+                    elif competitor == "spark-recursive":
+                        from sqlnet.bench.spark import run_spark_recursive
+
+                        if spark_recursive is None:
+                            raise RuntimeError("not run: give the statement with --spark-recursive FILE")
+                        process, inner, trained = run_spark_recursive(w, net, params, data, folder, spark_recursive)
                     elif competitor == "floor":
                         process, inner, trained = None, run_floor(db.url, "bench", w, params, net), None
                     elif competitor == "numpy":
@@ -93,7 +105,7 @@ def bench(url: str, names: list[str] | None, runs: int | None) -> dict[str, Any]
                     if process is not None:
                         r.process.append(process)
                     r.inner.append(inner)
-                if competitor == "sqlnet":
+                if competitor == "sqlnet" or (competitor == "spark" and "sqlnet" not in w.competitors):
                     sqlnet_params = trained
                 if sqlnet_params is not None and trained is not None:
                     r.max_diff = max(abs(a - b) for a, b in zip(flat(trained), flat(sqlnet_params)))
@@ -154,7 +166,9 @@ def markdown(results: dict[str, Any]) -> str:
             notes = ", ".join(f"{k} {v}" for k, v in r["extra"].items())
             lines.append(f"| {name} | {_fmt(proc)} | {_fmt(inner)} | {ratio} | {diff} | {notes} |")
         lines.append("")
-    return "\n".join(lines + cli_section(results) + targets(results))
+    from sqlnet.bench.spark import crossing
+
+    return "\n".join(lines + cli_section(results) + crossing(results) + targets(results))
 
 
 def cli_section(results: dict[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ class Workload:
     optimizer: str = "gd"
     shuffle: int | None = None
     validation: float = 0.0
+    bias: str = "node"
 
     def train_options(self) -> list[str]:
         """The options of this workload for `sqlnet train`."""
@@ -180,6 +181,52 @@ WORKLOADS = [
         batch_size=64,
     ),
     Workload(
+        "spark-5k",
+        5_000,
+        (12, 24, 2),
+        "tanh",
+        3,
+        0.05,
+        "Spark against PostgreSQL: 5000 samples, 12-24-2 tanh, full batch, 3 epochs",
+        ("sqlnet", "spark"),
+        runs=1,
+    ),
+    Workload(
+        "spark-50k",
+        50_000,
+        (12, 24, 2),
+        "tanh",
+        3,
+        0.05,
+        "Spark against PostgreSQL: 50k samples",
+        ("sqlnet", "spark"),
+        runs=1,
+    ),
+    Workload(
+        "spark-500k",
+        500_000,
+        (12, 24, 2),
+        "tanh",
+        2,
+        0.05,
+        "Spark against PostgreSQL: 500k samples, 2 epochs",
+        ("sqlnet", "spark"),
+        runs=1,
+    ),
+    Workload(
+        "spark-recursive-5k",
+        5_000,
+        (12, 24, 2),
+        "tanh",
+        5,
+        0.05,
+        "Spark's two statement forms: one recursive CTE (the prototype's, edge biases, 5 epochs) against "
+        "sqlnet's client loop of one statement per update",
+        ("spark", "spark-recursive"),
+        runs=1,
+        bias="edge",
+    ),
+    Workload(
         "digits-round1",
         1797,
         (64, 32, 10),
@@ -213,7 +260,9 @@ WORKLOADS = [
 
 def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
     rng = random.Random(w.name.removesuffix("-floor").removesuffix("-round1").removesuffix("-readme"))
-    net = Network(w.sizes, w.hidden, w.output, w.loss, "node")
+    if w.name.startswith("spark-"):  # the Spark comparison's samples are tanh-5k's kind, at other sizes
+        rng = random.Random(f"tanh-{w.samples}")
+    net = Network(w.sizes, w.hidden, w.output, w.loss, w.bias)
     params = Params(
         [
             [
@@ -222,7 +271,7 @@ def make_data(w: Workload) -> tuple[Network, Params, Dataset]:
             ]
             for k in range(1, net.depth + 1)
         ],
-        [[[0.1] * net.sizes[k]] for k in range(1, net.depth + 1)],
+        [[[0.1] * net.sizes[k] for _ in range(net.bias_rows(k))] for k in range(1, net.depth + 1)],
     )
     if w.name.startswith("digits"):  # a data set that ships inside scikit-learn
         from sklearn.datasets import load_digits

@@ -96,12 +96,16 @@ class ParquetTables:
 
     def write(self, spark: Any, name: str, rows: list[tuple], schema: str) -> None:
         """Write a new version of a table and switch to it with one rename (see the module's doc)."""
+        self.write_frame(name, spark.createDataFrame(rows, schema).coalesce(1))
+
+    def write_frame(self, name: str, frame: Any) -> None:
+        """Write a DataFrame as a new version of a table and switch to it with one rename."""
         versions = self.root / VERSIONS
         versions.mkdir(parents=True, exist_ok=True)
         link = self.path(name)
         numbers = [int(m.group(1)) for p in versions.glob(f"{name}-v*") if (m := re.fullmatch(rf"{name}-v(\d+)", p.name))]
         target = versions / f"{name}-v{max(numbers, default=0) + 1:05d}"
-        spark.createDataFrame(rows, schema).coalesce(1).write.mode("error").parquet(str(target))
+        frame.write.mode("error").parquet(str(target))
         if link.exists() and not link.is_symlink():  # a folder the user made: kept as version 0
             os.rename(link, versions / f"{name}-v00000")
         temp = link.with_name(f".{name}.switch")
