@@ -211,3 +211,45 @@ def test_the_command_line_trains_on_spark(spark, tmp_path: Path) -> None:  # typ
     assert done.exit_code == 0 and json.loads(done.stdout)[0]["run_id"] == 1
     done = runner.invoke(main, ["train", "--engine", "spark"])
     assert done.exit_code != 0 and "--parquet" in done.output
+
+
+def test_predict_writes_the_reference_outputs(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.ops import spark as engine
+
+    net = Network((3, 4, 3), "tanh", "softmax", "cross-entropy", "node")
+    rng = random.Random(11)
+    params, data = random_params(rng, net), random_data(rng, net, 5)
+    write_network(spark, tmp_path, net, params, data)
+    path, rows = engine.predict(
+        str(tmp_path), table="inputs", output="predictions", hidden_activation="tanh",
+        output_activation="softmax", loss="cross-entropy",
+    )  # fmt: skip
+    assert rows == 5 * 3
+    got = {(r[0], r[1]): r[2] for r in spark.read.parquet(path).collect()}
+    for s in data.samples:
+        want = reference.forward(net, params, s.x).output
+        for j, value in enumerate(want, start=1):
+            assert got[(s.id, j)] == pytest.approx(value, rel=1e-12, abs=1e-15)
+    with pytest.raises(InputError, match="would overwrite one of the network's own tables"):
+        engine.predict(str(tmp_path), table="inputs", output="weights1")
+
+
+def test_the_optimizer_state_carries_over_from_one_training_to_the_next(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Adam trained 2 + 2 epochs on Spark equals 4 epochs of the reference; another optimizer starts
+    afresh, saying so."""
+    from sqlnet.ops import spark as engine
+
+    net = Network((3, 4, 2), "tanh", "linear", "half-se", "node")
+    rng = random.Random(21)
+    params, data = random_params(rng, net), random_data(rng, net, 6)
+    write_network(spark, tmp_path, net, params, data)
+    options = dict(epochs=2, learning_rate=0.05, hidden_activation="tanh", batch_size=3, optimizer="adam")
+    engine.train(str(tmp_path), **options)
+    report = engine.check(str(tmp_path), epochs=1, learning_rate=0.05, batch_size=3, optimizer="adam")
+    assert report.ok  # check continues from the same kept state as train
+    second = engine.train(str(tmp_path), **options)
+    want = reference.train(net, params, data, 0.05, 4, batch_size=3, optimizer=Optimizer("adam"))
+    assert_close(second.params.weights, want.params.weights)
+    assert_close(second.params.biases, want.params.biases)
+    third = engine.train(str(tmp_path), epochs=1, learning_rate=0.05, batch_size=3, optimizer="momentum")
+    assert third.notes == ["the network's optimizer state was adam's: momentum starts a fresh one"]

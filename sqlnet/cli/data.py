@@ -9,7 +9,17 @@ from typing import Any
 import click
 
 import sqlnet as api
-from sqlnet.cli.base import F, database_option, err, handle_errors, main, out, schema_option
+from sqlnet.cli.base import (
+    F,
+    database_option,
+    engine_options,
+    err,
+    handle_errors,
+    main,
+    out,
+    schema_option,
+    spark_only,
+)
 from sqlnet.model.functions import ACTIVATIONS
 
 
@@ -106,13 +116,22 @@ def prediction_options(f: F) -> F:
 @main.command()
 @database_option
 @schema_option
+@engine_options
 @click.option("--table", required=True, metavar="T", help="The samples to predict.")
 @click.option(
     "--into", required=True, metavar="P", help="The table to create: P(sampleId, outputNode, outputValue)."
 )
 @prediction_options
 @handle_errors
-def predict(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
+def predict(
+    database_url: str | None,
+    schema: str | None,
+    engine: str,
+    parquet: str | None,
+    spark_master: str | None,
+    spark_conf: dict[str, str],
+    **kwargs: Any,
+) -> None:
     """Compute the network's outputs in SQL for the samples of a table.
 
     The weights come from the weights tables, the activations from the network's latest
@@ -122,7 +141,19 @@ def predict(database_url: str | None, schema: str | None, **kwargs: Any) -> None
     Examples:
       sqlnet predict --table new_inputs --into predictions
       sqlnet predict --table customers --id customer_id --features age,income --into scores
+      sqlnet predict --engine spark --parquet ./net --table inputs --into predictions
     """
+    if engine == "spark":
+        from sqlnet.ops import spark as on_spark
+
+        spark_only(engine, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
+                   features=kwargs["features"])  # fmt: skip
+        functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
+        path, rows = on_spark.predict(
+            parquet, table=kwargs["table"], output=kwargs["into"], master=spark_master, conf=spark_conf, **functions
+        )
+        out.print(f"wrote {rows} rows into {path} (Parquet: sampleId, outputNode, prediction)")
+        return
     p = api.predict(database_url, schema=schema, **kwargs)
     out.print(f"wrote {p.rows} rows into {p.created} ({p.network.describe()}; functions from {p.source})")
 

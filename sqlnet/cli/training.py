@@ -109,7 +109,7 @@ def train(
       sqlnet train --engine spark --parquet ./net --epochs 30    (Parquet tables, Apache Spark SQL)
     """
     spark_only(
-        engine, database_url=database_url, schema=schema, trace=trace, reset_optimizer=reset_optimizer, wait=wait,
+        engine, database_url=database_url, schema=schema, trace=trace, wait=wait,
         checkpoint_every=checkpoint_every, resume=resume, timeout=timeout,
     )  # fmt: skip
     show = not (as_json or quiet)
@@ -127,8 +127,9 @@ def train(
 
         with live_progress(bar) as on_update:
             result = on_spark.train(
-                parquet, master=spark_master, conf=spark_conf, on_update=on_update, redefine=redefine, **_hyper(kwargs)
-            )
+                parquet, master=spark_master, conf=spark_conf, on_update=on_update, redefine=redefine,
+                reset_optimizer=reset_optimizer, **_hyper(kwargs),
+            )  # fmt: skip
         _report(result, as_json, quiet, trace=False, undo=False)
         return
     with live_progress(bar) as on_update:

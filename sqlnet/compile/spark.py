@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from sqlnet.compile.shared import data_select
+from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
 from sqlnet.compile.wide import WideLayout
 
@@ -168,3 +170,30 @@ def prev_view(tr: Training, row: dict[str, object]) -> sql.Composable:
         "-- the state before the first update: the parameters as the tables hold them\n"
         "CREATE OR REPLACE TEMPORARY VIEW {v} AS SELECT\n  {cols}"
     ).format(v=PREV_VIEW, cols=cols)
+
+
+def predict_statement(tr: Training, samples: Table) -> sql.Composable:
+    """Each sample's outputs from the network as the state row holds it (sqlnet_prev): the wide layout's
+    forward phases over the samples' inputs, one row per (sample, output node)."""
+    ctes, last = LAYOUT.forward_ctes(tr)
+    n = tr.net.sizes[0]
+    xs = sql.SQL(", ").join(
+        sql.SQL("max(value) FILTER (WHERE node = {i}) AS {x}").format(i=sql.Literal(i), x=_c(f"x{i}"))
+        for i in range(1, n + 1)
+    )
+    outputs = sql.SQL(", ").join(_c(f"a{tr.net.depth}_{j}") for j in range(1, tr.net.sizes[-1] + 1))
+    return sql.SQL(
+        "-- each sample's outputs: the forward phases of the trained network\n"
+        "WITH\n    prev AS (SELECT * FROM {prev}),\n"
+        "    -- the samples, one row each\n"
+        "    batch_rows AS (\n      SELECT sample, {xs} FROM ({rows}) AS x GROUP BY sample\n    ),\n{ctes}\n"
+        "SELECT s.sample AS sampleId, p.pos + 1 AS outputNode, p.value AS prediction\n"
+        "FROM {last} AS s LATERAL VIEW posexplode(array({outputs})) p AS pos, value"
+    ).format(
+        prev=PREV_VIEW,
+        xs=xs,
+        rows=data_select(tr, samples),
+        ctes=sql.SQL(",\n").join(ctes),
+        last=sql.Identifier(last),
+        outputs=outputs,
+    )

@@ -486,15 +486,20 @@ class WideLayout:
         stages += [self._delta(tr, pc, k) for k in range(net.depth - 1, 0, -1)]
         return stages
 
-    def _stage_bodies(self, tr: Training, stages: list[Stage]) -> list[sql.Composable]:
-        """Each stage's SELECT, carrying only the columns a later stage (or the gradient) reads."""
+    def _stage_bodies(
+        self, tr: Training, stages: list[Stage], needed: set[str] | None = None, given: list[str] | None = None
+    ) -> list[sql.Composable]:
+        """Each stage's SELECT, carrying only the columns a later stage (or the gradient; or `needed`)
+        reads, from the batch rows' columns (the inputs and targets; or `given`)."""
         net = tr.net
-        available = [f"x{i}" for i in range(1, net.sizes[0] + 1)] + [f"t{j}" for j in range(1, net.sizes[-1] + 1)]
+        available = given or [f"x{i}" for i in range(1, net.sizes[0] + 1)] + [
+            f"t{j}" for j in range(1, net.sizes[-1] + 1)
+        ]
         outputs = []
         for stage in stages:
             outputs.append((list(available), [name for name, _ in stage.new]))
             available = [c for c in available if c not in {n for n, _ in stage.new}] + [n for n, _ in stage.new]
-        needed = self._gradient_reads(tr)
+        needed = set(needed) if needed is not None else self._gradient_reads(tr)
         keeps: list[tuple[list[str], list[tuple[str, sql.Composable]]]] = []
         for stage, (before, _) in zip(reversed(stages), reversed(outputs)):
             new = [(n, e) for n, e in stage.new if n in needed]
@@ -642,6 +647,17 @@ class WideLayout:
             where=sql.SQL("\n      WHERE true{}").format(progress) if tr.progress_run is not None else sql.SQL(""),
         )
 
+    def forward_ctes(self, tr: Training) -> tuple[list[sql.Composable], str]:
+        """The forward phases alone over `batch_rows` (sample, x1..): each sample's outputs, a{K}_j,
+        in the CTE whose name comes second (predictions)."""
+        net = tr.net
+        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
+        stages = [s for k in range(1, net.depth + 1) for s in (self._input(tr, pc, k), self._activation(tr, k))]
+        needed = {"sample"} | {f"a{net.depth}_{j}" for j in range(1, net.sizes[-1] + 1)}
+        given = ["sample"] + [f"x{i}" for i in range(1, net.sizes[0] + 1)]
+        ctes = pc.ctes() + self._phase_bodies(tr, stages, self._stage_bodies(tr, stages, needed, given))
+        return ctes, next(p.table for p in tr.phases if (p.kind, p.layer) == stages[-1].key)
+
     def _phase_ctes(self, tr: Training) -> list[sql.Composable]:
         """An update's parameter columns, phases and gradient, as CTEs over `prev` and `batch_rows`."""
         by_kind = {(p.kind, p.layer): p for p in tr.phases}
@@ -649,8 +665,22 @@ class WideLayout:
         pc = ParamColumns(self._param_columns(tr), _materialized(tr))
         ctes += pc.ctes()
         stages = self._stages(tr, pc)
+        ctes += self._phase_bodies(tr, stages, self._stage_bodies(tr, stages))
+        source = by_kind[stages[-1].key].table
+        ctes.append(
+            sql.SQL(
+                "    -- the gradient of the loss summed over the batch (the update divides by the batch's size)\n"
+                "    gradient {mat} (\n{body}\n    )"
+            ).format(mat=_materialized(tr), body=self._gradient(tr, source))
+        )
+        return ctes
+
+    def _phase_bodies(self, tr: Training, stages: list[Stage], bodies: list[sql.Composable]) -> list[sql.Composable]:
+        """Each stage as the CTE of its phase: its name, number and comment."""
+        by_kind = {(p.kind, p.layer): p for p in tr.phases}
+        ctes: list[sql.Composable] = []
         fence = tr.dialect.fence
-        for stage, body in zip(stages, self._stage_bodies(tr, stages)):
+        for stage, body in zip(stages, bodies):
             phase = by_kind[stage.key]
             ctes.append(
                 sql.SQL(
@@ -665,13 +695,6 @@ class WideLayout:
                     body=body,
                 )
             )
-        source = by_kind[stages[-1].key].table
-        ctes.append(
-            sql.SQL(
-                "    -- the gradient of the loss summed over the batch (the update divides by the batch's size)\n"
-                "    gradient {mat} (\n{body}\n    )"
-            ).format(mat=_materialized(tr), body=self._gradient(tr, source))
-        )
         return ctes
 
     def floor(self, tr: Training, rows: sql.Composable) -> sql.Composable:

@@ -29,6 +29,7 @@ from sqlnet.model.network import Network, Params
 
 VERSIONS = ".sqlnet"
 DEFINITION = "network.json"  # in VERSIONS: what the network is beyond its weights
+STATE = "optimizer_state.json"  # in VERSIONS: the optimizer's state the last training ended with
 INTEGER_TYPES = ("byte", "short", "integer", "long")
 NUMBER_TYPES = (*INTEGER_TYPES, "float", "double", "decimal")
 
@@ -122,18 +123,36 @@ class ParquetTables:
     # --- the network's definition ------------------------------------------------------------------
 
     def read_definition(self) -> dict[str, Any] | None:
-        path = self.root / VERSIONS / DEFINITION
-        return json.loads(path.read_text()) if path.exists() else None
+        return self._read(DEFINITION)
 
     def save_definition(self, definition: dict[str, Any]) -> None:
-        path = self.root / VERSIONS / DEFINITION
+        self._save(DEFINITION, definition)
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The optimizer state kept for the network: {"optimizer", "t", "arrays": {name: values}}."""
+        return self._read(STATE)
+
+    def save_state(self, state: dict[str, Any] | None) -> None:
+        if state is None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / VERSIONS / STATE).unlink()
+            return
+        self._save(STATE, state)
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        path = self.root / VERSIONS / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _save(self, name: str, doc: dict[str, Any]) -> None:
+        """Written whole, then renamed over the old one: a reader sees one or the other."""
+        path = self.root / VERSIONS / name
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(definition, indent=2))
+        temp.write_text(json.dumps(doc))  # repr of every float: the doubles come back exactly
         os.replace(temp, path)
 
 
-def _table(tables: ParquetTables, spark: Any, name: str, roles: dict[str, str], optional: tuple[str, ...] = ()) -> Table:
+def map_table(tables: ParquetTables, spark: Any, name: str, roles: dict[str, str], optional: tuple[str, ...] = ()) -> Table:
     columns = tables.register(spark, name)
     mapped: dict[str, str] = {}
     integers: set[str] = set()
@@ -155,8 +174,8 @@ def _table(tables: ParquetTables, spark: Any, name: str, roles: dict[str, str], 
 
 def discover(tables: ParquetTables, spark: Any, bias: str | None = None) -> TableMap:
     """The network's tables as temporary views, mapped like PostgreSQL's."""
-    inputs = _table(tables, spark, "inputs", {"sample": "sampleid", **_input_columns("input")}, ("sample",))
-    outputs = _table(tables, spark, "outputs", {"sample": "sampleid", **_input_columns("output")}, ("sample",))
+    inputs = map_table(tables, spark, "inputs", {"sample": "sampleid", **_input_columns("input")}, ("sample",))
+    outputs = map_table(tables, spark, "outputs", {"sample": "sampleid", **_input_columns("output")}, ("sample",))
     if inputs.has("sample") != outputs.has("sample"):
         raise InputError("inputs and outputs must both have a sampleId column, or neither")
     depth = 0
@@ -164,13 +183,13 @@ def discover(tables: ParquetTables, spark: Any, bias: str | None = None) -> Tabl
         depth += 1
     if depth == 0:
         raise InputError(f"table 'weights1' not found in {tables.root}: a network needs at least weights1")
-    weights = tuple(_table(tables, spark, f"weights{k}", _weight_columns(k), ("bias",)) for k in range(1, depth + 1))
+    weights = tuple(map_table(tables, spark, f"weights{k}", _weight_columns(k), ("bias",)) for k in range(1, depth + 1))
     has_bias_tables = all(tables.exists(f"biases{k}") for k in range(1, depth + 1))
     if bias is None:
         bias = "node" if has_bias_tables else "edge" if all(w.has("bias") for w in weights) else "none"
     biases: tuple[Table, ...] = ()
     if bias == "node":
-        biases = tuple(_table(tables, spark, f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
+        biases = tuple(map_table(tables, spark, f"biases{k}", _bias_columns(k)) for k in range(1, depth + 1))
     elif bias == "edge" and not all(w.has("bias") for w in weights):
         missing = next(w for w in weights if not w.has("bias"))
         raise InputError(f"bias per edge needs a bias column in {missing.name}")

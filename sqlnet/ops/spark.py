@@ -21,7 +21,7 @@ from sqlnet.compile import spark as spark_sql
 from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
-from sqlnet.db.networks import Definition
+from sqlnet.db.networks import Definition, optimizer_key
 from sqlnet.errors import CheckFailed, Diverged, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
@@ -173,8 +173,9 @@ def _flat(matrix: list[list[float]]) -> list[float]:
     return [v for row in matrix for v in row]
 
 
-def start_row(tr: Training, params: Params) -> dict[str, Any]:
-    """The state row before the first update: the parameters as flat arrays, a fresh optimizer state."""
+def start_row(tr: Training, params: Params, kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The state row before the first update: the parameters as flat arrays, and the optimizer state
+    kept from the last training (`kept`, when it is this optimizer's and fits) or a fresh one."""
     net = tr.net
     row: dict[str, Any] = {"epoch": 1, "batch": 0, "phase": 0}
     for k in range(1, net.depth + 1):
@@ -186,8 +187,55 @@ def start_row(tr: Training, params: Params) -> dict[str, Any]:
             row[f"{c}{name}"] = [0.0] * len(row[name])
     if tr.optimizer.name == "adam":
         row["t"] = 0.0
+    if kept is not None:
+        for name, values in kept["arrays"].items():
+            row[name] = values
+        if "t" in row:
+            row["t"] = float(kept["t"])
     row["loss"], row["samples"] = None, None
     return row
+
+
+def kept_state(tables: store.ParquetTables, tr: Training, reset: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    """The optimizer state to continue from, and a note when one was dropped (another optimizer's, or
+    one of another shape of network), as PostgreSQL's `train` does."""
+    state = None if reset else tables.read_state()
+    if state is None or not tr.optimizer.state:
+        return None, None
+    fresh = start_row(tr, _zero_params(tr.net))  # the arrays and their lengths
+    if state.get("optimizer") != optimizer_key(tr.optimizer):
+        return None, f"the network's optimizer state was {state.get('optimizer')}'s: {optimizer_key(tr.optimizer)} starts a fresh one"
+    if set(state["arrays"]) != {n for n in fresh if n[0] in "mv" and n[1:2] in ("w", "b")} or any(
+        len(v) != len(fresh[n]) for n, v in state["arrays"].items()
+    ):
+        return None, "the network's optimizer state was for another shape of network: it starts afresh"
+    return state, None
+
+
+def _zero_params(net: Network) -> Params:
+    return reference.zeros_like(net)
+
+
+def reference_state(tr: Training, kept: dict[str, Any] | None) -> reference.OptimizerState:
+    """A kept state as the reference holds it (m and v shaped like the parameters)."""
+    state = reference.OptimizerState.zeros(tr.net)
+    if kept is None:
+        return state
+    row = start_row(tr, _zero_params(tr.net), kept)
+    for c in ("m", "v"):
+        if c in tr.optimizer.state:
+            values = params_of(tr, {**row, **{f"{p}": row[f"{c}{p}"] for p in spark_sql.LAYOUT._state_names(tr)}})
+            setattr(state, c, values)
+    state.t = int(kept["t"])
+    return state
+
+
+def state_of(tr: Training, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The optimizer state a training ended with, to keep beside the tables."""
+    if not tr.optimizer.state:
+        return None
+    arrays = {n: list(row[n]) for n in spark_sql.state_columns(tr) if n[0] in "mv" and n[1:2] in ("w", "b")}
+    return {"optimizer": optimizer_key(tr.optimizer), "t": row.get("t", 0.0), "arrays": arrays}
 
 
 def _schema(tr: Training) -> str:
@@ -213,13 +261,17 @@ def params_of(tr: Training, row: dict[str, Any]) -> Params:
 
 
 def run_updates(
-    sn: SparkNetwork, epochs: int, on_update: Callable[[Progress], None] | None = None, run_id: int = 0
+    sn: SparkNetwork,
+    epochs: int,
+    on_update: Callable[[Progress], None] | None = None,
+    run_id: int = 0,
+    kept: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[float], int]:
     """The client loop: one statement per update, each reading the state row the one before returned.
     Returns the last state row, each epoch's mean loss, and the number of statements run."""
     spark, tr = sn.spark, sn.training
     schema = _schema(tr)
-    row = start_row(tr, sn.params)
+    row = start_row(tr, sn.params, kept)
     losses: list[float] = []
     done, total = 0, epochs * sn.batches
     cache = ["sqlnet_data", "sqlnet_batches"]
@@ -268,17 +320,20 @@ def train(
     conf: dict[str, str] | None = None,
     on_update: Callable[[Progress], None] | None = None,
     redefine: bool = False,
+    reset_optimizer: bool = False,
     **options: Any,
 ) -> TrainResult:
-    """Train the network in DIR's Parquet tables on Spark and write the weights back."""
+    """Train the network in DIR's Parquet tables on Spark and write the weights back (and the
+    optimizer's state beside them, which the next training continues from)."""
     started = time.perf_counter()
     opts = TrainOptions(**options)
     sn = load(_target(parquet, master, conf), opts, redefine)
     spark, tables, tr = sn.spark, sn.tables, sn.training
     run_id = _next_run_id(spark, tables)
     begun = datetime.now(timezone.utc).replace(tzinfo=None)
+    kept, note = kept_state(tables, tr, reset_optimizer)
     t0 = time.perf_counter()
-    row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id)
+    row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept)
     sql_seconds = time.perf_counter() - t0
     params = params_of(tr, row)
     for k in range(1, sn.net.depth + 1):
@@ -302,13 +357,15 @@ def train(
         RUNS_SCHEMA,
     )  # fmt: skip
     tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
-    kept = asdict(sn.definition) if sn.definition else asdict(Definition(str(tables.root)))
-    kept.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
-                output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
-    tables.save_definition(kept)
+    definition = asdict(sn.definition) if sn.definition else asdict(Definition(str(tables.root)))
+    definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
+                      output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
+    definition["optimizer"] = optimizer_key(tr.optimizer) if tr.optimizer.state else definition.get("optimizer")
+    tables.save_definition(definition)
+    tables.save_state(state_of(tr, row))
     return TrainResult(
         run_id, net, resolved, sn.params, params, losses, time.perf_counter() - started, statements, sql_seconds,
-        "wide (Spark, one statement per update)",
+        "wide (Spark, one statement per update)", notes=[note] if note else [],
     )  # fmt: skip
 
 
@@ -349,11 +406,13 @@ def check(
     """Train on Spark and with the reference from the same tables; nothing is written."""
     opts = TrainOptions(**options)
     sn = load(_target(parquet, master, conf), opts)
-    row, losses, _ = run_updates(sn, opts.epochs)
+    kept, _ = kept_state(sn.tables, sn.training)  # the state train would continue from
+    row, losses, _ = run_updates(sn, opts.epochs, kept=kept)
     got = params_of(sn.training, row)
     want = reference.train(
         sn.net, sn.params, read_dataset(sn), float(opts.learning_rate), opts.epochs,
         batch_size=opts.batch_size, shuffle=opts.shuffle, optimizer=sn.training.optimizer,
+        state=reference_state(sn.training, kept),
     )  # fmt: skip
     differences = [*compare(sn.net, sn.training.tables, got, want.params), _pairs_difference(
         "loss per epoch", list(zip(losses, want.losses)))]  # fmt: skip
@@ -416,6 +475,35 @@ def runs(parquet: str | None = None, *, master: str | None = None, conf: dict[st
         d["network"], d["options"] = json.loads(d["network"]), json.loads(d["options"])
         out.append(d)
     return out
+
+
+def predict(
+    parquet: str | None = None,
+    *,
+    table: str = "inputs",
+    output: str = "predictions",
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    **options: Any,
+) -> tuple[str, int]:
+    """Run the network forward over the samples of `table` (a long table: sampleId, inputNode,
+    inputValue) and write each sample's outputs to the table `output` (sampleId, outputNode,
+    prediction), a new version switched atomically; returns its path and its number of rows."""
+    opts = TrainOptions(**options)
+    sn = load(_target(parquet, master, conf), opts)
+    spark, tr, tables = sn.spark, sn.training, sn.tables
+    for given in (table, output):
+        if not given or "/" in given or given.startswith((".", "sqlnet_")):
+            raise InputError(f"{given!r} is not a table name sqlnet can use in {tables.root}: a plain folder name")
+    if output in ("inputs", "outputs", "runs", "run_losses") or output.startswith(("weights", "biases")):
+        raise InputError(f"--into {output} would overwrite one of the network's own tables: name another")
+    samples = store.map_table(tables, spark, table, {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"})
+    spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
+        .createOrReplaceTempView(spark_sql.PREV_VIEW.as_string(None))  # fmt: skip
+    frame = spark.sql(spark_sql.predict_statement(tr, samples).as_string(None))
+    tables.write_frame(output, frame.coalesce(1))
+    count = spark.read.parquet(str(tables.path(output))).count()
+    return str(tables.path(output)), int(count)
 
 
 def folder(parquet: str) -> Path:
