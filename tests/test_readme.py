@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pytest
 
 README = Path(__file__).parent.parent / "README.md"
 SECTIONS = ("## Training real networks", "## Data in, predictions out")
+SPARK_SECTIONS = ("## Apache Spark (`--engine spark`)",)
 TIMING = re.compile(r"\b\d+\.\d+ s\b")
 
 
@@ -28,7 +30,7 @@ class Step:
     output: list[str]  # the lines the README shows it printing
 
 
-def blocks(text: str) -> list[tuple[int, int]]:
+def blocks(text: str, sections: tuple[str, ...] = SECTIONS) -> list[tuple[int, int]]:
     """(start, end) line indexes of the text blocks of the example sections that hold commands."""
     lines = text.split("\n")
     found = []
@@ -37,7 +39,7 @@ def blocks(text: str) -> list[tuple[int, int]]:
     while i < len(lines):
         if lines[i].startswith("## "):
             section = lines[i]
-        if lines[i] == "```text" and section in SECTIONS:
+        if lines[i] == "```text" and section in sections:
             end = lines.index("```", i + 1)
             if lines[i + 1].startswith("$ "):
                 found.append((i + 1, end))
@@ -94,18 +96,30 @@ def sklearn_present() -> None:
 
 
 def test_the_worked_examples_run_as_written(db_url: str, tmp_path: Path, sklearn_present: None) -> None:
+    run_examples(SECTIONS, {"SQLNET_DATABASE_URL": db_url}, tmp_path)
+
+
+@pytest.mark.spark
+def test_the_spark_example_runs_as_written(tmp_path: Path) -> None:
+    pytest.importorskip("pyspark", reason="pyspark is not installed: python -m pip install -e '.[spark]'")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java 17 or newer: no java on the PATH and no JAVA_HOME")
+    run_examples(SPARK_SECTIONS, {}, tmp_path)
+
+
+def run_examples(sections: tuple[str, ...], extra_env: dict[str, str], tmp_path: Path) -> None:
     text = README.read_text()
     lines = text.split("\n")
     env = {
         **os.environ,
-        "SQLNET_DATABASE_URL": db_url,
+        **extra_env,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "COLUMNS": "160",  # rich draws tables this wide when not on a terminal, as the README shows them
     }
     env.pop("PGPASSWORD", None)
     rewritten: dict[tuple[int, int], list[str]] = {}
     mismatches = []
-    for start, end in blocks(text):
+    for start, end in blocks(text, sections):
         new_block: list[str] = []
         for step in steps(lines[start:end]):
             script = "\n".join(step.command)

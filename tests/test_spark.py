@@ -220,12 +220,12 @@ def test_predict_writes_the_reference_outputs(spark, tmp_path: Path) -> None:  #
     rng = random.Random(11)
     params, data = random_params(rng, net), random_data(rng, net, 5)
     write_network(spark, tmp_path, net, params, data)
-    path, rows = engine.predict(
+    table, rows = engine.predict(
         str(tmp_path), table="inputs", output="predictions", hidden_activation="tanh",
         output_activation="softmax", loss="cross-entropy",
     )  # fmt: skip
     assert rows == 5 * 3
-    got = {(r[0], r[1]): r[2] for r in spark.read.parquet(path).collect()}
+    got = {(r[0], r[1]): r[2] for r in spark.read.parquet(str(tmp_path / table)).collect()}
     for s in data.samples:
         want = reference.forward(net, params, s.x).output
         for j, value in enumerate(want, start=1):

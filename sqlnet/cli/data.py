@@ -149,10 +149,10 @@ def predict(
         spark_only(engine, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
                    features=kwargs["features"])  # fmt: skip
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
-        path, rows = on_spark.predict(
+        table, rows = on_spark.predict(
             parquet, table=kwargs["table"], output=kwargs["into"], master=spark_master, conf=spark_conf, **functions
         )
-        out.print(f"wrote {rows} rows into {path} (Parquet: sampleId, outputNode, prediction)")
+        out.print(f"wrote {rows} rows into {table} in {parquet} (Parquet: sampleId, outputNode, prediction)")
         return
     p = api.predict(database_url, schema=schema, **kwargs)
     out.print(f"wrote {p.rows} rows into {p.created} ({p.network.describe()}; functions from {p.source})")

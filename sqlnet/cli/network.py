@@ -102,7 +102,7 @@ def init(
             parquet, example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme, bias=bias,
             replace=replace, master=spark_master, conf=spark_conf,
         )  # fmt: skip
-        out.print(f"created {', '.join(tables)} in {on_spark.folder(parquet or '.')} (Parquet, one folder each)")
+        out.print(f"created {', '.join(tables)} in {parquet} (Parquet, one folder each)")
         return
     tables = api.init(
         database_url,

@@ -306,7 +306,8 @@ def check(
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         table = Table(
-            title=f"SQL vs reference: {report.network.describe()}, {report.options.epochs} epoch(s)",
+            title=f"{'Spark SQL' if engine == 'spark' else 'SQL'} vs reference: {report.network.describe()}, "
+            f"{report.options.epochs} epoch(s)",
             title_justify="left",
         )
         rows = [

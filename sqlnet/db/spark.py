@@ -34,9 +34,10 @@ INTEGER_TYPES = ("byte", "short", "integer", "long")
 NUMBER_TYPES = (*INTEGER_TYPES, "float", "double", "decimal")
 
 
-def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Any:
+def session(master: str = "local[*]", conf: dict[str, str] | None = None, log: Path | None = None) -> Any:
     """A SparkSession (the one running, or a new one): UI off and few shuffle partitions unless
-    `conf` says otherwise; a clear error where pyspark or Java is missing."""
+    `conf` says otherwise; a clear error where pyspark or Java is missing. A new JVM writes its own
+    output (start-up notices, Spark's log) to `log` instead of the terminal sqlnet prints to."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -53,7 +54,8 @@ def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Any
     for key, value in settings.items():
         builder = builder.config(key, value)
     try:
-        spark = builder.getOrCreate()
+        with _stderr_to(log):
+            spark = builder.getOrCreate()
     except Exception as exc:  # pyspark raises a bare runtime error when the JVM cannot start
         raise DatabaseError(
             f"could not start Spark ({master}): {str(exc).splitlines()[0]}. Spark needs Java 17 or newer "
@@ -61,6 +63,24 @@ def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Any
         ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+@contextlib.contextmanager
+def _stderr_to(log: Path | None) -> Iterator[None]:
+    """File descriptor 2 pointed at `log` while the JVM starts: it keeps the stderr it was started with."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(2)
+    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
 
 
 class ParquetTables:

@@ -51,7 +51,9 @@ class SparkTarget:
     conf: dict[str, str] = field(default_factory=dict)
 
     def open(self) -> tuple[Any, store.ParquetTables]:
-        return store.session(self.master, self.conf), store.ParquetTables(self.parquet)
+        tables = store.ParquetTables(self.parquet)
+        log = tables.root / store.VERSIONS / "spark.log"
+        return store.session(self.master, self.conf, log if tables.root.parent.exists() else None), tables
 
 
 def _target(parquet: str | None, master: str | None, conf: dict[str, str] | None) -> SparkTarget:
@@ -497,13 +499,15 @@ def predict(
             raise InputError(f"{given!r} is not a table name sqlnet can use in {tables.root}: a plain folder name")
     if output in ("inputs", "outputs", "runs", "run_losses") or output.startswith(("weights", "biases")):
         raise InputError(f"--into {output} would overwrite one of the network's own tables: name another")
-    samples = store.map_table(tables, spark, table, {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"})
+    samples = store.map_table(
+        tables, spark, table, {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"}, ("sample",)
+    )
     spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
         .createOrReplaceTempView(spark_sql.PREV_VIEW.as_string(None))  # fmt: skip
     frame = spark.sql(spark_sql.predict_statement(tr, samples).as_string(None))
     tables.write_frame(output, frame.coalesce(1))
     count = spark.read.parquet(str(tables.path(output))).count()
-    return str(tables.path(output)), int(count)
+    return output, int(count)
 
 
 def folder(parquet: str) -> Path:
