@@ -53,8 +53,9 @@ def session(master: str = "local[*]", conf: dict[str, str] | None = None, log: P
     builder = SparkSession.builder.master(master).appName("sqlnet")
     for key, value in settings.items():
         builder = builder.config(key, value)
+    running = SparkSession.getActiveSession()
     try:
-        with _stderr_to(log):
+        with _stderr_to(log if running is None else None):  # only a JVM that starts now
             spark = builder.getOrCreate()
     except Exception as exc:  # pyspark raises a bare runtime error when the JVM cannot start
         raise DatabaseError(

@@ -9,10 +9,9 @@ training has ended well: the weights go back as a new version of each table, swi
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,29 @@ from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
 from sqlnet.db.networks import Definition, optimizer_key
-from sqlnet.errors import CheckFailed, Diverged, InputError
+from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
 from sqlnet.model.network import Dataset, Network, Params, Sample
 from sqlnet.ops.common import TrainOptions
 from sqlnet.ops.defaults import DEFAULT_TOLERANCE
+from sqlnet.ops.spark_loop import (
+    SparkNetwork,
+    SparkTarget,
+    _schema,
+    _target,
+    kept_state,
+    load,
+    params_of,
+    reference_state,
+    run_updates,
+    start_row,
+    state_of,
+)
 from sqlnet.ops.train import Progress, TrainResult
 from sqlnet.ops.verify import CheckReport, _pairs_difference, compare
+
+__all__ = ["SparkTarget", "TrainOptions", "check", "init", "load", "params_of", "predict", "runs", "train", "training_sql"]
 
 POST_PARAMS = Params(
     [[[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]],
@@ -40,26 +54,6 @@ RUNS_SCHEMA = (
     "epochs int, learning_rate double, final_loss double"
 )
 LOSSES_SCHEMA = "run_id int, epoch int, loss double"
-
-
-@dataclass(frozen=True)
-class SparkTarget:
-    """Where the network lives on Spark and how to reach it."""
-
-    parquet: str
-    master: str = "local[*]"
-    conf: dict[str, str] = field(default_factory=dict)
-
-    def open(self) -> tuple[Any, store.ParquetTables]:
-        tables = store.ParquetTables(self.parquet)
-        log = tables.root / store.VERSIONS / "spark.log"
-        return store.session(self.master, self.conf, log if tables.root.parent.exists() else None), tables
-
-
-def _target(parquet: str | None, master: str | None, conf: dict[str, str] | None) -> SparkTarget:
-    if not parquet:
-        raise InputError("--engine spark needs --parquet DIR: the folder that holds the network's tables")
-    return SparkTarget(parquet, master or "local[*]", dict(conf or {}))
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -112,204 +106,6 @@ def init(
             raise InputError(f"weights{k} is left over from a deeper network in {tables.root}: remove it")
     tables.save_definition(asdict(Definition(str(tables.root), sizes=net.sizes, bias=net.bias)))
     return names
-
-
-# --- loading a network -------------------------------------------------------------------------
-
-
-@dataclass
-class SparkNetwork:
-    spark: Any
-    tables: store.ParquetTables
-    training: Training
-    params: Params
-    samples: int
-    definition: Definition | None
-
-    @property
-    def net(self) -> Network:
-        return self.training.net
-
-    @property
-    def batches(self) -> int:
-        tr = self.training
-        return math.ceil(self.samples / tr.batch_size) if tr.mini_batch else 1
-
-
-def _refuse_unsupported(opts: TrainOptions) -> None:
-    for what, unsupported in (
-        ("--numeric exact", opts.numeric == "exact"),
-        ("--layout long", opts.layout == "long"),
-        ("--validation-fraction", opts.validation_fraction > 0),
-    ):
-        if unsupported:
-            raise InputError(f"the Spark engine does not take {what} (PostgreSQL does): leave it out")
-
-
-def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> SparkNetwork:
-    spark, tables = target.open()
-    _refuse_unsupported(opts)
-    kept = tables.read_definition()
-    definition = Definition(**{**kept, "sizes": tuple(kept["sizes"]) if kept.get("sizes") else None}) if kept else None
-    opts = opts.resolved(definition, redefine)
-    tm = store.discover(tables, spark, opts.bias or (definition.bias if definition else None))
-    sizes, params = store.read_network(spark, tm)
-    net = Network(sizes, opts.hidden_activation, opts.output_activation, opts.loss, tm.bias)  # type: ignore[arg-type]
-    samples = store.check_data(spark, tm, sizes)
-    tr = Training(
-        net,
-        tm,
-        opts.learning_rate,
-        batch_size=opts.batch_size,
-        shuffle=opts.shuffle,
-        optimizer=opts.make_optimizer(),
-        layout="wide",
-        dialect=SPARK,
-    )
-    for statement in (SPARK.pin, *SPARK.settings):
-        spark.sql(statement.as_string(None))
-    return SparkNetwork(spark, tables, tr, params, samples, definition)
-
-
-def _flat(matrix: list[list[float]]) -> list[float]:
-    return [v for row in matrix for v in row]
-
-
-def start_row(tr: Training, params: Params, kept: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The state row before the first update: the parameters as flat arrays, and the optimizer state
-    kept from the last training (`kept`, when it is this optimizer's and fits) or a fresh one."""
-    net = tr.net
-    row: dict[str, Any] = {"epoch": 1, "batch": 0, "phase": 0}
-    for k in range(1, net.depth + 1):
-        row[f"w{k}"] = _flat(params.weights[k - 1])
-        if net.bias != "none":
-            row[f"b{k}"] = _flat(params.biases[k - 1])
-    for name in [n for n in list(row) if n[0] in "wb" and n[1:].isdigit()]:
-        for c in tr.optimizer.state:
-            row[f"{c}{name}"] = [0.0] * len(row[name])
-    if tr.optimizer.name == "adam":
-        row["t"] = 0.0
-    if kept is not None:
-        for name, values in kept["arrays"].items():
-            row[name] = values
-        if "t" in row:
-            row["t"] = float(kept["t"])
-    row["loss"], row["samples"] = None, None
-    return row
-
-
-def kept_state(tables: store.ParquetTables, tr: Training, reset: bool = False) -> tuple[dict[str, Any] | None, str | None]:
-    """The optimizer state to continue from, and a note when one was dropped (another optimizer's, or
-    one of another shape of network), as PostgreSQL's `train` does."""
-    state = None if reset else tables.read_state()
-    if state is None or not tr.optimizer.state:
-        return None, None
-    fresh = start_row(tr, _zero_params(tr.net))  # the arrays and their lengths
-    if state.get("optimizer") != optimizer_key(tr.optimizer):
-        return None, f"the network's optimizer state was {state.get('optimizer')}'s: {optimizer_key(tr.optimizer)} starts a fresh one"
-    if set(state["arrays"]) != {n for n in fresh if n[0] in "mv" and n[1:2] in ("w", "b")} or any(
-        len(v) != len(fresh[n]) for n, v in state["arrays"].items()
-    ):
-        return None, "the network's optimizer state was for another shape of network: it starts afresh"
-    return state, None
-
-
-def _zero_params(net: Network) -> Params:
-    return reference.zeros_like(net)
-
-
-def reference_state(tr: Training, kept: dict[str, Any] | None) -> reference.OptimizerState:
-    """A kept state as the reference holds it (m and v shaped like the parameters)."""
-    state = reference.OptimizerState.zeros(tr.net)
-    if kept is None:
-        return state
-    row = start_row(tr, _zero_params(tr.net), kept)
-    for c in ("m", "v"):
-        if c in tr.optimizer.state:
-            values = params_of(tr, {**row, **{f"{p}": row[f"{c}{p}"] for p in spark_sql.LAYOUT._state_names(tr)}})
-            setattr(state, c, values)
-    state.t = int(kept["t"])
-    return state
-
-
-def state_of(tr: Training, row: dict[str, Any]) -> dict[str, Any] | None:
-    """The optimizer state a training ended with, to keep beside the tables."""
-    if not tr.optimizer.state:
-        return None
-    arrays = {n: list(row[n]) for n in spark_sql.state_columns(tr) if n[0] in "mv" and n[1:2] in ("w", "b")}
-    return {"optimizer": optimizer_key(tr.optimizer), "t": row.get("t", 0.0), "arrays": arrays}
-
-
-def _schema(tr: Training) -> str:
-    types = {"epoch": "int", "batch": "int", "phase": "int", "t": "double", "loss": "double", "samples": "bigint"}
-    return ", ".join(f"{c} {types.get(c, 'array<double>')}" for c in spark_sql.state_columns(tr))
-
-
-def params_of(tr: Training, row: dict[str, Any]) -> Params:
-    net = tr.net
-    weights, biases = [], []
-    for k in range(1, net.depth + 1):
-        n_in, n_out = net.sizes[k - 1], net.sizes[k]
-        w = row[f"w{k}"]
-        weights.append([list(w[i * n_out : (i + 1) * n_out]) for i in range(n_in)])
-        if net.bias == "edge":
-            b = row[f"b{k}"]
-            biases.append([list(b[i * n_out : (i + 1) * n_out]) for i in range(n_in)])
-        elif net.bias == "node":
-            biases.append([list(row[f"b{k}"])])
-        else:
-            biases.append([])
-    return Params(weights, biases)
-
-
-def run_updates(
-    sn: SparkNetwork,
-    epochs: int,
-    on_update: Callable[[Progress], None] | None = None,
-    run_id: int = 0,
-    kept: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], list[float], int]:
-    """The client loop: one statement per update, each reading the state row the one before returned.
-    Returns the last state row, each epoch's mean loss, and the number of statements run."""
-    spark, tr = sn.spark, sn.training
-    schema = _schema(tr)
-    row = start_row(tr, sn.params, kept)
-    losses: list[float] = []
-    done, total = 0, epochs * sn.batches
-    cache = ["sqlnet_data", "sqlnet_batches"]
-    with store.cached(spark, cache):
-        spark.sql(spark_sql.cache_data(tr).as_string(None))
-        for epoch in range(1, epochs + 1):
-            if tr.mini_batch and tr.shuffle is not None:
-                store.drop(spark, "sqlnet_batches")
-                spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
-            total_loss, total_samples = 0.0, 0
-            for batch in range(1, sn.batches + 1):
-                spark.createDataFrame([tuple(row[c] for c in spark_sql.state_columns(tr))], schema).createOrReplaceTempView(
-                    spark_sql.PREV_VIEW.as_string(None)
-                )
-                statement = spark_sql.update_statement(tr, epoch, batch).as_string(None)
-                row = spark.sql(statement).collect()[0].asDict()
-                done += 1
-                _check_finite(row, epoch, tr)
-                total_loss += row["loss"]
-                total_samples += row["samples"]
-                if on_update is not None:
-                    on_update(Progress(run_id, epoch, batch, done, total, row["loss"] / row["samples"]))
-            losses.append(total_loss / total_samples)
-    return row, losses, done
-
-
-def _check_finite(row: dict[str, Any], epoch: int, tr: Training) -> None:
-    """Spark does not raise on a float overflow as PostgreSQL does: a value that left the doubles
-    ends the training here, before anything is written."""
-    values = [row["loss"]] + [v for name in spark_sql.state_columns(tr) if isinstance(row[name], list) for v in row[name]]
-    if any(v is None or not math.isfinite(v) for v in values):
-        raise Diverged(
-            f"the training diverged in epoch {epoch} (a value is no longer a finite number). Try a smaller "
-            f"learning rate (this run: {tr.learning_rate}), scaling the inputs, or --optimizer adam; nothing was "
-            f"written, so every table is as it was before"
-        )
 
 
 # --- train ---------------------------------------------------------------------------------------
