@@ -253,3 +253,24 @@ def test_the_optimizer_state_carries_over_from_one_training_to_the_next(spark, t
     assert_close(second.params.biases, want.params.biases)
     third = engine.train(str(tmp_path), epochs=1, learning_rate=0.05, batch_size=3, optimizer="momentum")
     assert third.notes == ["the network's optimizer state was adam's: momentum starts a fresh one"]
+
+
+def test_tables_of_a_spark_catalog_database(spark) -> None:  # type: ignore[no-untyped-def]
+    """--spark-database: the post's network as tables of a database in Spark's catalog, trained to the
+    post's numbers and replaced with INSERT OVERWRITE; runs appended beside them."""
+    from sqlnet.ops import spark as engine
+
+    spark.sql("DROP DATABASE IF EXISTS sqlnet_post CASCADE")
+    spark.sql("CREATE DATABASE sqlnet_post")
+    try:
+        assert engine.init(database="sqlnet_post", example="post") == ["inputs", "outputs", "weights1", "weights2"]
+        result = engine.train(database="sqlnet_post", epochs=1, learning_rate=0.1)
+        assert_close(result.params.weights, POST_WEIGHTS_AFTER)
+        stored = sorted(tuple(r) for r in spark.table("sqlnet_post.weights2").collect())
+        assert [r[2] for r in stored] == pytest.approx([w for row in POST_WEIGHTS_AFTER[1] for w in row])
+        assert [r["run_id"] for r in engine.runs(database="sqlnet_post")] == [1]
+        assert "AS SELECT * FROM `sqlnet_post`.`weights1`" in engine.training_sql(database="sqlnet_post")
+        with pytest.raises(InputError, match=r"--parquet DIR .* or --spark-database NAME"):
+            engine.train(epochs=1)
+    finally:
+        spark.sql("DROP DATABASE IF EXISTS sqlnet_post CASCADE")

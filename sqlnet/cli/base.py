@@ -68,6 +68,11 @@ def engine_options(f: F) -> F:
         ),
         click.option("--parquet", metavar="DIR", help="With --engine spark: the folder of the network's tables."),
         click.option(
+            "--spark-database",
+            metavar="NAME",
+            help="With --engine spark: the network's tables are this database's, in Spark's catalog.",
+        ),
+        click.option(
             "--spark-master", metavar="URL", help="With --engine spark: the Spark master (default: local[*])."
         ),
         click.option(

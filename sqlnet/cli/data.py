@@ -128,6 +128,7 @@ def predict(
     schema: str | None,
     engine: str,
     parquet: str | None,
+    spark_database: str | None,
     spark_master: str | None,
     spark_conf: dict[str, str],
     **kwargs: Any,
@@ -150,9 +151,9 @@ def predict(
                    features=kwargs["features"])  # fmt: skip
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
         table, rows = on_spark.predict(
-            parquet, table=kwargs["table"], output=kwargs["into"], master=spark_master, conf=spark_conf, **functions
+            parquet, table=kwargs["table"], output=kwargs["into"], master=spark_master, conf=spark_conf, database=spark_database, **functions
         )
-        out.print(f"wrote {rows} rows into {table} in {parquet} (Parquet: sampleId, outputNode, prediction)")
+        out.print(f"wrote {rows} rows into {table} in {parquet or spark_database} (sampleId, outputNode, prediction)")
         return
     p = api.predict(database_url, schema=schema, **kwargs)
     out.print(f"wrote {p.rows} rows into {p.created} ({p.network.describe()}; functions from {p.source})")

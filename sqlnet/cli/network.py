@@ -82,6 +82,7 @@ def init(
     replace: bool,
     engine: str,
     parquet: str | None,
+    spark_database: str | None,
     spark_master: str | None,
     spark_conf: dict[str, str],
 ) -> None:
@@ -100,9 +101,9 @@ def init(
 
         tables = on_spark.init(
             parquet, example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme, bias=bias,
-            replace=replace, master=spark_master, conf=spark_conf,
+            replace=replace, master=spark_master, conf=spark_conf, database=spark_database,
         )  # fmt: skip
-        out.print(f"created {', '.join(tables)} in {parquet} (Parquet, one folder each)")
+        out.print(f"created {', '.join(tables)} in " + (f"{parquet} (Parquet, one folder each)" if parquet else f"Spark database {spark_database}"))
         return
     tables = api.init(
         database_url,
@@ -236,6 +237,7 @@ def runs(
     as_json: bool,
     engine: str,
     parquet: str | None,
+    spark_database: str | None,
     spark_master: str | None,
     spark_conf: dict[str, str],
 ) -> None:
@@ -255,7 +257,7 @@ def runs(
     if engine == "spark":
         from sqlnet.cli.spark import print_runs
 
-        print_runs(parquet, spark_master, spark_conf, as_json)
+        print_runs(parquet, spark_master, spark_conf, as_json, spark_database)
         return
     found = api.runs(database_url)
     if as_json:

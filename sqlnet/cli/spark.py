@@ -10,10 +10,12 @@ from rich.table import Table
 from sqlnet.cli.base import _fmt, out
 
 
-def print_runs(parquet: str | None, master: str | None, conf: dict[str, str], as_json: bool) -> None:
+def print_runs(
+    parquet: str | None, master: str | None, conf: dict[str, str], as_json: bool, database: str | None = None
+) -> None:
     from sqlnet.ops import spark as on_spark
 
-    found = on_spark.runs(parquet, master=master, conf=conf)
+    found = on_spark.runs(parquet, master=master, conf=conf, database=database)
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return

@@ -84,6 +84,7 @@ def train(
     redefine: bool,
     engine: str,
     parquet: str | None,
+    spark_database: str | None,
     spark_master: str | None,
     spark_conf: dict[str, str],
     **kwargs: Any,
@@ -127,7 +128,7 @@ def train(
 
         with live_progress(bar) as on_update:
             result = on_spark.train(
-                parquet, master=spark_master, conf=spark_conf, on_update=on_update, redefine=redefine,
+                parquet, master=spark_master, conf=spark_conf, database=spark_database, on_update=on_update, redefine=redefine,
                 reset_optimizer=reset_optimizer, **_hyper(kwargs),
             )  # fmt: skip
         _report(result, as_json, quiet, trace=False, undo=False)
@@ -237,6 +238,7 @@ def sql_command(
     schema: str | None,
     engine: str,
     parquet: str | None,
+    spark_database: str | None,
     spark_master: str | None,
     spark_conf: dict[str, str],
     **kwargs: Any,
@@ -255,7 +257,7 @@ def sql_command(
     if engine == "spark":
         from sqlnet.ops import spark as on_spark
 
-        script = on_spark.training_sql(parquet, master=spark_master, conf=spark_conf, **_hyper(kwargs))
+        script = on_spark.training_sql(parquet, master=spark_master, conf=spark_conf, database=spark_database, **_hyper(kwargs))
         click.echo(script, nl=False)
         return
     click.echo(api.training_sql(database_url, schema=schema, **_hyper(kwargs)), nl=False)
@@ -282,6 +284,7 @@ def check(
     as_json: bool,
     engine: str,
     parquet: str | None,
+    spark_database: str | None,
     spark_master: str | None,
     spark_conf: dict[str, str],
     **kwargs: Any,
@@ -299,7 +302,7 @@ def check(
     if engine == "spark":
         from sqlnet.ops import spark as on_spark
 
-        report = on_spark.check(parquet, master=spark_master, conf=spark_conf, tolerance=tolerance, **_hyper(kwargs))
+        report = on_spark.check(parquet, master=spark_master, conf=spark_conf, database=spark_database, tolerance=tolerance, **_hyper(kwargs))
     else:
         report = api.check(database_url, schema=schema, tolerance=tolerance, **_hyper(kwargs))
     if as_json:

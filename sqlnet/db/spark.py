@@ -89,6 +89,17 @@ class ParquetTables:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.where = str(self.root)
+
+    def read(self, spark: Any, name: str) -> Any:
+        return spark.read.parquet(str(self.path(name)))
+
+    def source(self, name: str) -> str:
+        """How a printed script makes the table a view (a path in SQL text: refused if it could break out)."""
+        path = str(self.path(name))
+        if "'" in path or "\\" in path:
+            raise InputError(f"the path {path!r} cannot be written into a printed script: move the tables")
+        return f"USING parquet OPTIONS (path '{path}')"
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -101,10 +112,10 @@ class ParquetTables:
         (name, Spark type name)."""
         if not self.exists(name):
             raise InputError(
-                f"table {name!r} not found in {self.root}: a network needs a folder of Parquet files per table "
+                f"table {name!r} not found in {self.where}: a network needs a folder of Parquet files per table "
                 f"(`sqlnet init --engine spark --parquet {self.root}` makes the post's)"
             )
-        df = spark.read.parquet(str(self.path(name)))
+        df = self.read(spark, name)
         df.createOrReplaceTempView(name)
         columns: dict[str, tuple[str, str]] = {}
         for field in df.schema.fields:
@@ -173,6 +184,76 @@ class ParquetTables:
         os.replace(temp, path)
 
 
+class CatalogTables(ParquetTables):
+    """The tables of one network in a database of Spark's catalog (`--spark-database NAME`): read with
+    spark.table, replaced with INSERT OVERWRITE (Spark writes the new files, then swaps them in; the
+    catalog's own guarantees apply), runs appended. The network's definition and optimizer state are
+    one-row tables of JSON beside them (sqlnet_network, sqlnet_state). A catalog that outlives the
+    process needs a metastore (e.g. --spark-conf spark.sql.catalogImplementation=hive)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.root = Path(database)
+        self.where = f"Spark database {database!r}"
+        self.spark: Any = None
+
+    def bind(self, spark: Any) -> CatalogTables:
+        self.spark = spark
+        return self
+
+    def qualified(self, name: str) -> str:
+        return f"{quote(self.database)}.{quote(name)}"
+
+    def exists(self, name: str) -> bool:
+        return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
+
+    def path(self, name: str) -> Path:
+        raise InputError(f"{name} is a table of {self.where}, not a folder")
+
+    def read(self, spark: Any, name: str) -> Any:
+        return spark.table(self.qualified(name))
+
+    def source(self, name: str) -> str:
+        return f"AS SELECT * FROM {self.qualified(name)}"
+
+    def register(self, spark: Any, name: str) -> dict[str, tuple[str, str]]:
+        if not spark.catalog.databaseExists(self.database):
+            raise InputError(f"Spark database {self.database!r} does not exist: create it, or use --parquet DIR")
+        if not self.exists(name):
+            raise InputError(
+                f"table {name!r} not found in {self.where}: `sqlnet init --engine spark --spark-database "
+                f"{self.database}` makes the post's"
+            )
+        return super().register(spark, name)
+
+    def write_frame(self, name: str, frame: Any) -> None:
+        if self.exists(name):
+            frame.write.insertInto(self.qualified(name), overwrite=True)
+        else:
+            frame.write.saveAsTable(self.qualified(name))
+
+    def append(self, spark: Any, name: str, rows: list[tuple], schema: str) -> None:
+        spark.createDataFrame(rows, schema).write.mode("append").saveAsTable(self.qualified(name))
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        table = "sqlnet_network" if name == DEFINITION else "sqlnet_state"
+        if not self.exists(table):
+            return None
+        rows = self.spark.table(self.qualified(table)).collect()
+        return json.loads(rows[0][0]) if rows else None
+
+    def _save(self, name: str, doc: dict[str, Any]) -> None:
+        table = "sqlnet_network" if name == DEFINITION else "sqlnet_state"
+        frame = self.spark.createDataFrame([(json.dumps(doc),)], "doc string")
+        frame.write.mode("overwrite").saveAsTable(self.qualified(table))
+
+    def save_state(self, state: dict[str, Any] | None) -> None:
+        if state is None:
+            self.spark.sql(f"DROP TABLE IF EXISTS {self.qualified('sqlnet_state')}")
+            return
+        self._save(STATE, state)
+
+
 def map_table(tables: ParquetTables, spark: Any, name: str, roles: dict[str, str], optional: tuple[str, ...] = ()) -> Table:
     columns = tables.register(spark, name)
     mapped: dict[str, str] = {}
@@ -203,7 +284,7 @@ def discover(tables: ParquetTables, spark: Any, bias: str | None = None) -> Tabl
     while tables.exists(f"weights{depth + 1}"):
         depth += 1
     if depth == 0:
-        raise InputError(f"table 'weights1' not found in {tables.root}: a network needs at least weights1")
+        raise InputError(f"table 'weights1' not found in {tables.where}: a network needs at least weights1")
     weights = tuple(map_table(tables, spark, f"weights{k}", _weight_columns(k), ("bias",)) for k in range(1, depth + 1))
     has_bias_tables = all(tables.exists(f"biases{k}") for k in range(1, depth + 1))
     if bias is None:
@@ -214,7 +295,7 @@ def discover(tables: ParquetTables, spark: Any, bias: str | None = None) -> Tabl
     elif bias == "edge" and not all(w.has("bias") for w in weights):
         missing = next(w for w in weights if not w.has("bias"))
         raise InputError(f"bias per edge needs a bias column in {missing.name}")
-    return TableMap(None, inputs, outputs, weights, biases, bias, resolved_schema=str(tables.root))
+    return TableMap(None, inputs, outputs, weights, biases, bias, resolved_schema=tables.where)
 
 
 def quote(name: str) -> str:

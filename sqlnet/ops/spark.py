@@ -70,13 +70,14 @@ def init(
     replace: bool = False,
     master: str | None = None,
     conf: dict[str, str] | None = None,
+    database: str | None = None,
 ) -> list[str]:
     """The post's tables (`example="post"`) or a new network of `layers`, as Parquet folders."""
     if bool(example) == bool(layers):
         raise InputError("choose one of --example post or --layers")
     if example and example != "post":
         raise InputError(f"unknown example {example!r}: the Spark engine knows post")
-    spark, tables = _target(parquet, master, conf).open()
+    spark, tables = _target(parquet, master, conf, database).open()
     if example:
         net, params = Network((3, 2, 3), bias="edge"), POST_PARAMS
     else:
@@ -90,7 +91,7 @@ def init(
     present = [n for n in names if tables.exists(n)]
     if present and not replace:
         raise InputError(
-            f"{', '.join(present)} already exist in {tables.root}: add --replace to overwrite them (the old "
+            f"{', '.join(present)} already exist in {tables.where}: add --replace to overwrite them (the old "
             f"version is kept in {store.VERSIONS})"
         )
     if example:
@@ -103,8 +104,8 @@ def init(
             tables.write(spark, f"biases{k}", bias_rows, bias_schema)
     for k in range(net.depth + 1, 65):  # deeper layers of a network replaced by a shallower one
         if tables.exists(f"weights{k}"):
-            raise InputError(f"weights{k} is left over from a deeper network in {tables.root}: remove it")
-    tables.save_definition(asdict(Definition(str(tables.root), sizes=net.sizes, bias=net.bias)))
+            raise InputError(f"weights{k} is left over from a deeper network in {tables.where}: remove it")
+    tables.save_definition(asdict(Definition(tables.where, sizes=net.sizes, bias=net.bias)))
     return names
 
 
@@ -116,6 +117,7 @@ def train(
     *,
     master: str | None = None,
     conf: dict[str, str] | None = None,
+    database: str | None = None,
     on_update: Callable[[Progress], None] | None = None,
     redefine: bool = False,
     reset_optimizer: bool = False,
@@ -125,7 +127,7 @@ def train(
     optimizer's state beside them, which the next training continues from)."""
     started = time.perf_counter()
     opts = TrainOptions(**options)
-    sn = load(_target(parquet, master, conf), opts, redefine)
+    sn = load(_target(parquet, master, conf, database), opts, redefine)
     spark, tables, tr = sn.spark, sn.tables, sn.training
     run_id = _next_run_id(spark, tables)
     begun = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -155,7 +157,7 @@ def train(
         RUNS_SCHEMA,
     )  # fmt: skip
     tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
-    definition = asdict(sn.definition) if sn.definition else asdict(Definition(str(tables.root)))
+    definition = asdict(sn.definition) if sn.definition else asdict(Definition(tables.where))
     definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
                       output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
     definition["optimizer"] = optimizer_key(tr.optimizer) if tr.optimizer.state else definition.get("optimizer")
@@ -170,7 +172,7 @@ def train(
 def _next_run_id(spark: Any, tables: store.ParquetTables) -> int:
     if not tables.exists("runs"):
         return 1
-    return int(spark.read.parquet(str(tables.path("runs"))).agg({"run_id": "max"}).collect()[0][0] or 0) + 1
+    return int(tables.read(spark, "runs").agg({"run_id": "max"}).collect()[0][0] or 0) + 1
 
 
 # --- check, sql, runs ----------------------------------------------------------------------------
@@ -197,13 +199,14 @@ def check(
     *,
     master: str | None = None,
     conf: dict[str, str] | None = None,
+    database: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     raise_on_failure: bool = False,
     **options: Any,
 ) -> CheckReport:
     """Train on Spark and with the reference from the same tables; nothing is written."""
     opts = TrainOptions(**options)
-    sn = load(_target(parquet, master, conf), opts)
+    sn = load(_target(parquet, master, conf, database), opts)
     kept, _ = kept_state(sn.tables, sn.training)  # the state train would continue from
     row, losses, _ = run_updates(sn, opts.epochs, kept=kept)
     got = params_of(sn.training, row)
@@ -222,13 +225,18 @@ def check(
 
 
 def training_sql(
-    parquet: str | None = None, *, master: str | None = None, conf: dict[str, str] | None = None, **options: Any
+    parquet: str | None = None,
+    *,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    database: str | None = None,
+    **options: Any,
 ) -> str:
     """What a Spark training runs, as a script for spark-sql: the views, the cached samples, the state
     before the first update, and the first update's statement (each later one is the same statement
     over the state row the one before returned)."""
     opts = TrainOptions(**options)
-    sn = load(_target(parquet, master, conf), opts)
+    sn = load(_target(parquet, master, conf, database), opts)
     tr, tables = sn.training, sn.tables
     names = ["inputs", "outputs", *(t.name for t in tr.tables.parameter_tables())]
     lines = [
@@ -238,10 +246,7 @@ def training_sql(
         *(f"{s.as_string(None)};" for s in (SPARK.pin, *SPARK.settings)),
     ]
     for name in names:
-        path = str(tables.path(name))
-        if "'" in path or "\\" in path:
-            raise InputError(f"the path {path!r} cannot be written into a printed script: move the tables")
-        lines.append(f"CREATE OR REPLACE TEMPORARY VIEW {name} USING parquet OPTIONS (path '{path}');")
+        lines.append(f"CREATE OR REPLACE TEMPORARY VIEW {name} {tables.source(name)};")
     lines.append(spark_sql.cache_data(tr).as_string(None) + ";")
     if tr.mini_batch and tr.shuffle is not None:
         lines.append(spark_sql.cache_batches(tr, 1).as_string(None) + ";")
@@ -261,12 +266,18 @@ def describe(tr: Training) -> str:
     )  # fmt: skip
 
 
-def runs(parquet: str | None = None, *, master: str | None = None, conf: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def runs(
+    parquet: str | None = None,
+    *,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    database: str | None = None,
+) -> list[dict[str, Any]]:
     """The runs recorded beside the network's tables, oldest first."""
-    spark, tables = _target(parquet, master, conf).open()
+    spark, tables = _target(parquet, master, conf, database).open()
     if not tables.exists("runs"):
         return []
-    rows = spark.read.parquet(str(tables.path("runs"))).orderBy("run_id").collect()
+    rows = tables.read(spark, "runs").orderBy("run_id").collect()
     out = []
     for r in rows:
         d = r.asDict()
@@ -282,17 +293,18 @@ def predict(
     output: str = "predictions",
     master: str | None = None,
     conf: dict[str, str] | None = None,
+    database: str | None = None,
     **options: Any,
 ) -> tuple[str, int]:
     """Run the network forward over the samples of `table` (a long table: sampleId, inputNode,
     inputValue) and write each sample's outputs to the table `output` (sampleId, outputNode,
     prediction), a new version switched atomically; returns its path and its number of rows."""
     opts = TrainOptions(**options)
-    sn = load(_target(parquet, master, conf), opts)
+    sn = load(_target(parquet, master, conf, database), opts)
     spark, tr, tables = sn.spark, sn.training, sn.tables
     for given in (table, output):
         if not given or "/" in given or given.startswith((".", "sqlnet_")):
-            raise InputError(f"{given!r} is not a table name sqlnet can use in {tables.root}: a plain folder name")
+            raise InputError(f"{given!r} is not a table name sqlnet can use in {tables.where}: a plain folder name")
     if output in ("inputs", "outputs", "runs", "run_losses") or output.startswith(("weights", "biases")):
         raise InputError(f"--into {output} would overwrite one of the network's own tables: name another")
     samples = store.map_table(
@@ -302,7 +314,7 @@ def predict(
         .createOrReplaceTempView(spark_sql.PREV_VIEW.as_string(None))  # fmt: skip
     frame = spark.sql(spark_sql.predict_statement(tr, samples).as_string(None))
     tables.write_frame(output, frame.coalesce(1))
-    count = spark.read.parquet(str(tables.path(output))).count()
+    count = tables.read(spark, output).count()
     return output, int(count)
 
 

@@ -27,20 +27,30 @@ from sqlnet.ops.train import Progress
 class SparkTarget:
     """Where the network lives on Spark and how to reach it."""
 
-    parquet: str
+    parquet: str | None
     master: str = "local[*]"
     conf: dict[str, str] = field(default_factory=dict)
+    database: str | None = None  # tables of this Spark catalog database instead of Parquet folders
 
     def open(self) -> tuple[Any, store.ParquetTables]:
         # a JVM started here writes its own notices to a log, not to the terminal sqlnet prints to
         log = Path(tempfile.gettempdir()) / f"sqlnet-spark-{os.getuid()}.log"
-        return store.session(self.master, self.conf, log), store.ParquetTables(self.parquet)
+        spark = store.session(self.master, self.conf, log)
+        if self.database is not None:
+            return spark, store.CatalogTables(self.database).bind(spark)
+        assert self.parquet is not None
+        return spark, store.ParquetTables(self.parquet)
 
 
-def _target(parquet: str | None, master: str | None, conf: dict[str, str] | None) -> SparkTarget:
-    if not parquet:
-        raise InputError("--engine spark needs --parquet DIR: the folder that holds the network's tables")
-    return SparkTarget(parquet, master or "local[*]", dict(conf or {}))
+def _target(
+    parquet: str | None, master: str | None, conf: dict[str, str] | None, database: str | None = None
+) -> SparkTarget:
+    if bool(parquet) == bool(database):
+        raise InputError(
+            "--engine spark needs --parquet DIR (a folder of the network's Parquet tables) or --spark-database "
+            "NAME (tables of Spark's catalog), one of them"
+        )
+    return SparkTarget(parquet, master or "local[*]", dict(conf or {}), database)
 
 
 # --- loading a network -------------------------------------------------------------------------
