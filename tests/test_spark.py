@@ -274,3 +274,26 @@ def test_tables_of_a_spark_catalog_database(spark) -> None:  # type: ignore[no-u
             engine.train(epochs=1)
     finally:
         spark.sql("DROP DATABASE IF EXISTS sqlnet_post CASCADE")
+
+
+def test_divergence_on_spark_writes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Spark does not raise on a float overflow as PostgreSQL does: sqlnet stops the training itself,
+    names it, and writes nothing."""
+    from sqlnet.errors import Diverged
+    from sqlnet.ops import spark as engine
+
+    engine.init(str(tmp_path), example="post")
+    before = snapshot(tmp_path)
+    with pytest.raises(Diverged, match="nothing was written"):
+        engine.train(str(tmp_path), epochs=40, learning_rate=10.0, hidden_activation="linear")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_engines_options_stay_with_their_engine(tmp_path: Path) -> None:
+    from sqlnet.cli import main
+
+    runner = CliRunner()
+    done = runner.invoke(main, ["train", "--parquet", str(tmp_path)])
+    assert done.exit_code == 2 and "--parquet is the Spark engine's: add --engine spark" in done.output
+    done = runner.invoke(main, ["train", "--engine", "spark", "--parquet", str(tmp_path), "--schema", "s"])
+    assert done.exit_code == 2 and "--schema is PostgreSQL's" in done.output

@@ -89,11 +89,17 @@ def engine_options(f: F) -> F:
 
 
 def spark_only(engine: str, **given: object) -> None:
-    """Options that mean nothing on the engine asked for are refused, not ignored."""
+    """Options that mean nothing on the engine asked for are refused, not ignored: PostgreSQL's (given
+    here) on Spark, and Spark's (read from the command line's own parameters) on PostgreSQL."""
     if engine == "spark":
         for name, value in given.items():
             if value not in (None, False, ()):
                 raise click.UsageError(f"--{name.replace('_', '-')} is PostgreSQL's: --engine spark does not take it")
+        return
+    params = click.get_current_context().params
+    for name in ("parquet", "spark_database", "spark_master", "spark_conf"):
+        if params.get(name):
+            raise click.UsageError(f"--{name.replace('_', '-')} is the Spark engine's: add --engine spark")
 
 
 def schema_option(f: F) -> F:

@@ -144,11 +144,11 @@ def predict(
       sqlnet predict --table customers --id customer_id --features age,income --into scores
       sqlnet predict --engine spark --parquet ./net --table inputs --into predictions
     """
+    spark_only(engine, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
+               features=kwargs["features"])  # fmt: skip
     if engine == "spark":
         from sqlnet.ops import spark as on_spark
 
-        spark_only(engine, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
-                   features=kwargs["features"])  # fmt: skip
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
         table, rows = on_spark.predict(
             parquet, table=kwargs["table"], output=kwargs["into"], master=spark_master, conf=spark_conf, database=spark_database, **functions
