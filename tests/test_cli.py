@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,19 @@ def test_init_train_json_runs_restore(db_url: str, conn: psycopg.Connection) -> 
     code, out, _ = run("restore", "--database-url", db_url, str(doc["run_id"]))
     assert code == 0 and "restored the initial weights" in out
     assert snapshot(conn)["weights1"] == before["weights1"]
+
+
+def test_runs_shows_the_latest_and_says_how_many_it_left_out(post_db: str) -> None:
+    for _ in range(3):
+        assert run("train", "--database-url", post_db, "--quiet")[0] == 0
+    code, out, _ = run("runs", "--database-url", post_db, "--last", "2")
+    assert code == 0 and "(and 1 older runs: --all shows every run)" in out
+    first_column = re.findall(r"^│ (\d+) ", out, re.M)  # the run ids (other columns hold numbers too)
+    assert first_column == ["2", "3"]
+    code, out, _ = run("runs", "--database-url", post_db, "--all")
+    assert re.findall(r"^│ (\d+) ", out, re.M) == ["1", "2", "3"] and "older runs" not in out
+    code, out, _ = run("runs", "--database-url", post_db, "--json", "--last", "1")
+    assert [r["run_id"] for r in json.loads(out)] == [3]
 
 
 def test_train_prints_a_summary(post_db: str) -> None:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Any
 
@@ -28,6 +27,7 @@ from sqlnet.cli.base import (
     schema_option,
     spark_only,
 )
+from sqlnet.cli.plot import text_plot
 from sqlnet.errors import SqlnetError
 from sqlnet.model.initialize import INITS
 from sqlnet.model.network import BIAS_LAYOUTS
@@ -228,13 +228,17 @@ def network_command(database_url: str | None, schema: str | None, as_json: bool)
 @main.group(invoke_without_command=True)
 @database_option
 @engine_options
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON (every run, unless --last).")
+@click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the N latest runs (the table: 20).")
+@click.option("--all", "show_all", is_flag=True, help="Every run in the table, however many.")
 @click.pass_context
 @handle_errors
 def runs(
     ctx: click.Context,
     database_url: str | None,
     as_json: bool,
+    last: int | None,
+    show_all: bool,
     engine: str,
     parquet: str | None,
     spark_database: str | None,
@@ -246,6 +250,7 @@ def runs(
     \b
     Examples:
       sqlnet runs
+      sqlnet runs --all
       sqlnet runs --json
       sqlnet runs show 3
       sqlnet runs --engine spark --parquet ./net
@@ -261,15 +266,17 @@ def runs(
         return
     found = api.runs(database_url)
     if as_json:
-        click.echo(json.dumps([r.as_json() for r in found], indent=2))
+        click.echo(json.dumps([r.as_json() for r in (found[-last:] if last else found)], indent=2))
         return
     if not found:
         out.print("no runs yet: `sqlnet train` records one")
         return
+    # a table of hundreds of rows takes rich longer to draw than sqlnet takes to start: the latest first
+    shown = found if show_all else found[-(last or 20) :]
     table = Table()
     for name in ("run", "started", "status", "schema", "network", "epochs", "rate", "final loss", "trace"):
         table.add_column(name)
-    for r in found:
+    for r in shown:
         table.add_row(
             str(r.run_id),
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -282,34 +289,8 @@ def runs(
             "yes" if r.options.get("trace") else "",
         )
     out.print(table)
-
-
-def text_plot(points: list[tuple[int, float]], width: int = 60, height: int = 12) -> list[str]:
-    """The loss per epoch as a terminal plot; a log scale when it spans more than 100x."""
-    if not points:
-        return ["(no losses recorded)"]
-    values = [v for _, v in points]
-    log = min(values) > 0 and max(values) / min(values) > 100
-    ys = [math.log10(v) for v in values] if log else values
-    lo, hi = min(ys), max(ys)
-    span = (hi - lo) or 1.0
-    columns = min(width, len(points))
-    grid = [[" "] * columns for _ in range(height)]
-    for c in range(columns):
-        # each column shows the epochs that fall into it by their mean
-        chunk = ys[c * len(ys) // columns : max((c + 1) * len(ys) // columns, c * len(ys) // columns + 1)]
-        y = sum(chunk) / len(chunk)
-        grid[height - 1 - round((y - lo) / span * (height - 1))][c] = "*"
-    label = (lambda y: f"{10**y:.4g}") if log else (lambda y: f"{y:.4g}")
-    lines = []
-    for r, row in enumerate(grid):
-        y = hi - r * span / (height - 1)
-        lines.append(f"{label(y):>11} |{''.join(row)}")
-    lines.append(" " * 12 + "+" + "-" * columns)
-    lines.append(" " * 13 + f"epoch {points[0][0]}" + " " * max(1, columns - 16) + f"epoch {points[-1][0]}")
-    if log:
-        lines.append(" " * 13 + "(log scale)")
-    return lines
+    if len(shown) < len(found):
+        out.print(f"(and {len(found) - len(shown)} older runs: --all shows every run)")
 
 
 @runs.command("show")
