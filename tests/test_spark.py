@@ -47,7 +47,7 @@ def spark():  # type: ignore[no-untyped-def]
 
 
 def write_network(spark, folder: Path, net: Network, params: Params, data: Dataset) -> None:  # type: ignore[no-untyped-def]
-    from sqlnet.db.spark import ParquetTables, parameter_rows
+    from sqlnet.db.spark import ParquetTables, write_parameters
 
     tables = ParquetTables(folder)
     tables.write(
@@ -58,11 +58,7 @@ def write_network(spark, folder: Path, net: Network, params: Params, data: Datas
         spark, "outputs", [(s.id, j + 1, t) for s in data.samples for j, t in enumerate(s.t)],
         "sampleId bigint, outputNode int, outputValue double",
     )  # fmt: skip
-    for k in range(1, net.depth + 1):
-        rows, schema, bias_rows, bias_schema = parameter_rows(net, params, k)
-        tables.write(spark, f"weights{k}", rows, schema)
-        if net.bias == "node":
-            tables.write(spark, f"biases{k}", bias_rows, bias_schema)
+    write_parameters(spark, tables, net, params)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, float]]:

@@ -25,7 +25,7 @@ def _session() -> Any:
 
 def write_tables(folder: Path, net: Network, params: Params, data: Dataset) -> None:
     """The workload's tables as Parquet folders (the samples through CSV: Spark writes them, fast)."""
-    from sqlnet.db.spark import ParquetTables, parameter_rows
+    from sqlnet.db.spark import ParquetTables, write_parameters
 
     spark = _session()
     shutil.rmtree(folder, ignore_errors=True)
@@ -40,11 +40,7 @@ def write_tables(folder: Path, net: Network, params: Params, data: Dataset) -> N
         frame = spark.read.csv(str(path), schema=f"sampleId bigint, {prefix}Node int, {prefix}Value double")
         tables.write_frame(name, frame.repartition(2))
         path.unlink()
-    for k in range(1, net.depth + 1):
-        rows, schema, bias_rows, bias_schema = parameter_rows(net, params, k)
-        tables.write(spark, f"weights{k}", rows, schema)
-        if net.bias == "node":
-            tables.write(spark, f"biases{k}", bias_rows, bias_schema)
+    write_parameters(spark, tables, net, params)
 
 
 def run_spark(w: Workload, net: Network, params: Params, data: Dataset, folder: Path) -> tuple[float, float, Params]:

@@ -56,8 +56,24 @@ def _spark_conf(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return conf
 
 
+# Spark's options, by the name the Spark operations take them under (--spark-conf arrives as a dict)
+SPARK_OPTIONS = {"parquet": "parquet", "spark_database": "database", "spark_master": "master", "spark_conf": "conf"}
+
+
 def engine_options(f: F) -> F:
-    """Where the network lives: PostgreSQL (the default) or Apache Spark (Parquet tables)."""
+    """Where the network lives: PostgreSQL (the default) or Apache Spark (Parquet tables or a catalog
+    database). The command receives `spark`: the Spark operations' keywords (parquet, database, master,
+    conf) with --engine spark, else None; Spark's options without --engine spark are refused."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, engine: str, **kwargs: Any) -> Any:
+        given = {SPARK_OPTIONS[name]: kwargs.pop(name) for name in SPARK_OPTIONS}
+        if engine != "spark":
+            for name, key in SPARK_OPTIONS.items():
+                if given[key]:
+                    raise click.UsageError(f"--{name.replace('_', '-')} is the Spark engine's: add --engine spark")
+        return f(*args, spark=given if engine == "spark" else None, **kwargs)
+
     options = [
         click.option(
             "--engine",
@@ -83,23 +99,18 @@ def engine_options(f: F) -> F:
             help="With --engine spark: a Spark setting (repeatable), e.g. spark.driver.memory=4g.",
         ),
     ]
+    command: Any = wrapper
     for option in reversed(options):
-        f = option(f)
-    return f
+        command = option(command)
+    return command  # type: ignore[no-any-return]
 
 
-def spark_only(engine: str, **given: object) -> None:
-    """Options that mean nothing on the engine asked for are refused, not ignored: PostgreSQL's (given
-    here) on Spark, and Spark's (read from the command line's own parameters) on PostgreSQL."""
-    if engine == "spark":
+def spark_only(spark: dict[str, Any] | None, **given: object) -> None:
+    """PostgreSQL's options are refused on Spark, not ignored (engine_options refuses the reverse)."""
+    if spark is not None:
         for name, value in given.items():
             if value not in (None, False, ()):
                 raise click.UsageError(f"--{name.replace('_', '-')} is PostgreSQL's: --engine spark does not take it")
-        return
-    params = click.get_current_context().params
-    for name in ("parquet", "spark_database", "spark_master", "spark_conf"):
-        if params.get(name):
-            raise click.UsageError(f"--{name.replace('_', '-')} is the Spark engine's: add --engine spark")
 
 
 def schema_option(f: F) -> F:

@@ -126,11 +126,7 @@ def prediction_options(f: F) -> F:
 def predict(
     database_url: str | None,
     schema: str | None,
-    engine: str,
-    parquet: str | None,
-    spark_database: str | None,
-    spark_master: str | None,
-    spark_conf: dict[str, str],
+    spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
     """Compute the network's outputs in SQL for the samples of a table.
@@ -144,16 +140,15 @@ def predict(
       sqlnet predict --table customers --id customer_id --features age,income --into scores
       sqlnet predict --engine spark --parquet ./net --table inputs --into predictions
     """
-    spark_only(engine, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
+    spark_only(spark, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
                features=kwargs["features"])  # fmt: skip
-    if engine == "spark":
+    if spark is not None:
         from sqlnet.ops import spark as on_spark
 
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
-        table, rows = on_spark.predict(
-            parquet, table=kwargs["table"], output=kwargs["into"], master=spark_master, conf=spark_conf, database=spark_database, **functions
-        )
-        out.print(f"wrote {rows} rows into {table} in {parquet or spark_database} (sampleId, outputNode, prediction)")
+        table, rows = on_spark.predict(**spark, table=kwargs["table"], output=kwargs["into"], **functions)
+        where = spark["parquet"] or spark["database"]
+        out.print(f"wrote {rows} rows into {table} in {where} (sampleId, outputNode, prediction)")
         return
     p = api.predict(database_url, schema=schema, **kwargs)
     out.print(f"wrote {p.rows} rows into {p.created} ({p.network.describe()}; functions from {p.source})")

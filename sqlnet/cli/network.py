@@ -80,11 +80,7 @@ def init(
     seed: int | None,
     bias: str,
     replace: bool,
-    engine: str,
-    parquet: str | None,
-    spark_database: str | None,
-    spark_master: str | None,
-    spark_conf: dict[str, str],
+    spark: dict[str, Any] | None,
 ) -> None:
     """Create the network's tables: the post's, or random weights for given layer sizes.
 
@@ -95,15 +91,16 @@ def init(
       sqlnet init --layers 4,8,8,3 --init he --seed 1 --bias node
       sqlnet init --engine spark --parquet ./net --example post    (Parquet folders, for Apache Spark)
     """
-    spark_only(engine, database_url=database_url, schema=schema)
-    if engine == "spark":
+    spark_only(spark, database_url=database_url, schema=schema)
+    if spark is not None:
         from sqlnet.ops import spark as on_spark
 
         tables = on_spark.init(
-            parquet, example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme, bias=bias,
-            replace=replace, master=spark_master, conf=spark_conf, database=spark_database,
+            **spark, example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme, bias=bias,
+            replace=replace,
         )  # fmt: skip
-        out.print(f"created {', '.join(tables)} in " + (f"{parquet} (Parquet, one folder each)" if parquet else f"Spark database {spark_database}"))
+        where = f"{spark['parquet']} (Parquet, one folder each)" if spark["parquet"] else f"Spark database {spark['database']}"
+        out.print(f"created {', '.join(tables)} in {where}")
         return
     tables = api.init(
         database_url,
@@ -239,11 +236,7 @@ def runs(
     as_json: bool,
     last: int | None,
     show_all: bool,
-    engine: str,
-    parquet: str | None,
-    spark_database: str | None,
-    spark_master: str | None,
-    spark_conf: dict[str, str],
+    spark: dict[str, Any] | None,
 ) -> None:
     """List the recorded training runs; `runs show RUN` shows one with its loss curve.
 
@@ -258,11 +251,11 @@ def runs(
     ctx.obj = {"database_url": database_url}
     if ctx.invoked_subcommand is not None:
         return
-    spark_only(engine, database_url=database_url)
-    if engine == "spark":
+    spark_only(spark, database_url=database_url)
+    if spark is not None:
         from sqlnet.cli.spark import print_runs
 
-        print_runs(parquet, spark_master, spark_conf, as_json, spark_database)
+        print_runs(spark, as_json)
         return
     found = api.runs(database_url)
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.table import Table
@@ -10,12 +11,10 @@ from rich.table import Table
 from sqlnet.cli.base import _fmt, out
 
 
-def print_runs(
-    parquet: str | None, master: str | None, conf: dict[str, str], as_json: bool, database: str | None = None
-) -> None:
+def print_runs(spark: dict[str, Any], as_json: bool) -> None:
     from sqlnet.ops import spark as on_spark
 
-    found = on_spark.runs(parquet, master=master, conf=conf, database=database)
+    found = on_spark.runs(**spark)
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return

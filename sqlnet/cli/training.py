@@ -82,11 +82,7 @@ def train(
     resume: int | None,
     timeout: float | None,
     redefine: bool,
-    engine: str,
-    parquet: str | None,
-    spark_database: str | None,
-    spark_master: str | None,
-    spark_conf: dict[str, str],
+    spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
     """Train the network in the tables and write the trained weights back.
@@ -110,7 +106,7 @@ def train(
       sqlnet train --engine spark --parquet ./net --epochs 30    (Parquet tables, Apache Spark SQL)
     """
     spark_only(
-        engine, database_url=database_url, schema=schema, trace=trace, wait=wait,
+        spark, database_url=database_url, schema=schema, trace=trace, wait=wait,
         checkpoint_every=checkpoint_every, resume=resume, timeout=timeout,
     )  # fmt: skip
     show = not (as_json or quiet)
@@ -123,14 +119,13 @@ def train(
             err.print(f"epoch {epoch}/{kwargs['epochs']}  loss {_fmt(loss)}")
             printed.append(epoch)
 
-    if engine == "spark":
+    if spark is not None:
         from sqlnet.ops import spark as on_spark
 
         with live_progress(bar) as on_update:
             result = on_spark.train(
-                parquet, master=spark_master, conf=spark_conf, database=spark_database, on_update=on_update, redefine=redefine,
-                reset_optimizer=reset_optimizer, **_hyper(kwargs),
-            )  # fmt: skip
+                **spark, on_update=on_update, redefine=redefine, reset_optimizer=reset_optimizer, **_hyper(kwargs)
+            )
         _report(result, as_json, quiet, trace=False, undo=False)
         return
     with live_progress(bar) as on_update:
@@ -236,11 +231,7 @@ def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool, un
 def sql_command(
     database_url: str | None,
     schema: str | None,
-    engine: str,
-    parquet: str | None,
-    spark_database: str | None,
-    spark_master: str | None,
-    spark_conf: dict[str, str],
+    spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
     """Print the SQL that `train` runs with the same options; it runs as is in psql.
@@ -253,12 +244,11 @@ def sql_command(
       sqlnet sql --epochs 3 > train.sql && sqlnet psql -f train.sql
       sqlnet sql --engine spark --parquet ./net > update.sql && spark-sql -f update.sql
     """
-    spark_only(engine, database_url=database_url, schema=schema)
-    if engine == "spark":
+    spark_only(spark, database_url=database_url, schema=schema)
+    if spark is not None:
         from sqlnet.ops import spark as on_spark
 
-        script = on_spark.training_sql(parquet, master=spark_master, conf=spark_conf, database=spark_database, **_hyper(kwargs))
-        click.echo(script, nl=False)
+        click.echo(on_spark.training_sql(**spark, **_hyper(kwargs)), nl=False)
         return
     click.echo(api.training_sql(database_url, schema=schema, **_hyper(kwargs)), nl=False)
 
@@ -282,11 +272,7 @@ def check(
     schema: str | None,
     tolerance: float,
     as_json: bool,
-    engine: str,
-    parquet: str | None,
-    spark_database: str | None,
-    spark_master: str | None,
-    spark_conf: dict[str, str],
+    spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
     """Train with the SQL and with the pure-Python reference and compare; changes nothing.
@@ -298,18 +284,18 @@ def check(
       sqlnet check --epochs 10 --learning-rate 0.001
       sqlnet check --engine spark --parquet ./net --epochs 3
     """
-    spark_only(engine, database_url=database_url, schema=schema)
-    if engine == "spark":
+    spark_only(spark, database_url=database_url, schema=schema)
+    if spark is not None:
         from sqlnet.ops import spark as on_spark
 
-        report = on_spark.check(parquet, master=spark_master, conf=spark_conf, database=spark_database, tolerance=tolerance, **_hyper(kwargs))
+        report = on_spark.check(**spark, tolerance=tolerance, **_hyper(kwargs))
     else:
         report = api.check(database_url, schema=schema, tolerance=tolerance, **_hyper(kwargs))
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         table = Table(
-            title=f"{'Spark SQL' if engine == 'spark' else 'SQL'} vs reference: {report.network.describe()}, "
+            title=f"{'Spark SQL' if spark is not None else 'SQL'} vs reference: {report.network.describe()}, "
             f"{report.options.epochs} epoch(s)",
             title_justify="left",
         )

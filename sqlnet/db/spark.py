@@ -184,6 +184,10 @@ class ParquetTables:
         os.replace(temp, path)
 
 
+# in a catalog database, the documents kept in DIR/.sqlnet are one-row tables of JSON
+CATALOG_DOCUMENTS = {DEFINITION: "sqlnet_network", STATE: "sqlnet_state"}
+
+
 class CatalogTables(ParquetTables):
     """The tables of one network in a database of Spark's catalog (`--spark-database NAME`): read with
     spark.table, replaced with INSERT OVERWRITE (Spark writes the new files, then swaps them in; the
@@ -236,20 +240,20 @@ class CatalogTables(ParquetTables):
         spark.createDataFrame(rows, schema).write.mode("append").saveAsTable(self.qualified(name))
 
     def _read(self, name: str) -> dict[str, Any] | None:
-        table = "sqlnet_network" if name == DEFINITION else "sqlnet_state"
+        table = CATALOG_DOCUMENTS[name]
         if not self.exists(table):
             return None
         rows = self.spark.table(self.qualified(table)).collect()
         return json.loads(rows[0][0]) if rows else None
 
     def _save(self, name: str, doc: dict[str, Any]) -> None:
-        table = "sqlnet_network" if name == DEFINITION else "sqlnet_state"
+        table = CATALOG_DOCUMENTS[name]
         frame = self.spark.createDataFrame([(json.dumps(doc),)], "doc string")
         frame.write.mode("overwrite").saveAsTable(self.qualified(table))
 
     def save_state(self, state: dict[str, Any] | None) -> None:
         if state is None:
-            self.spark.sql(f"DROP TABLE IF EXISTS {self.qualified('sqlnet_state')}")
+            self.spark.sql(f"DROP TABLE IF EXISTS {self.qualified(CATALOG_DOCUMENTS[STATE])}")
             return
         self._save(STATE, state)
 
@@ -315,9 +319,7 @@ def _describe(t: Table, roles: list[str], row: tuple) -> str:
 def _matrix(spark: Any, t: Table, row_role: str, col_role: str, value_roles: list[str]) -> dict[tuple[int, int], list[float]]:
     roles = [row_role, col_role, *value_roles]
     out: dict[tuple[int, int], list[float]] = {}
-    for row in _rows(spark, t, roles):
-        if any(v is None for v in row):
-            raise InputError(f"{t.name} has a NULL in the row {_describe(t, roles, row)}: every value is needed")
+    for row in _check_nulls(spark, t, roles):
         i, j = row[0], row[1]
         if i != int(i) or j != int(j):
             raise InputError(f"{t.name} has a node number that is not whole in the row {_describe(t, roles, row)}")
@@ -440,3 +442,12 @@ def drop(spark: Any, name: str) -> None:
     with contextlib.suppress(Exception):
         spark.sql(f"UNCACHE TABLE IF EXISTS {quote(name)}")
     spark.catalog.dropTempView(name)
+
+
+def write_parameters(spark: Any, tables: ParquetTables, net: Network, params: Params) -> None:
+    """Every layer's weights (and node biases) as new versions of their tables."""
+    for k in range(1, net.depth + 1):
+        rows, schema, bias_rows, bias_schema = parameter_rows(net, params, k)
+        tables.write(spark, f"weights{k}", rows, schema)
+        if net.bias == "node":
+            tables.write(spark, f"biases{k}", bias_rows, bias_schema)

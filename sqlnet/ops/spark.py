@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from sqlnet.compile import spark as spark_sql
@@ -21,6 +20,7 @@ from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
 from sqlnet.db.networks import Definition, optimizer_key
+from sqlnet.db.store import network_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
@@ -97,11 +97,7 @@ def init(
     if example:
         tables.write(spark, "inputs", [(1, 1.0), (2, 3.0), (3, 5.0)], "inputNode int, inputValue double")
         tables.write(spark, "outputs", [(1, 290.0), (2, 399.0), (3, 505.0)], "outputNode int, outputValue double")
-    for k in range(1, net.depth + 1):
-        rows, schema, bias_rows, bias_schema = store.parameter_rows(net, params, k)
-        tables.write(spark, f"weights{k}", rows, schema)
-        if net.bias == "node":
-            tables.write(spark, f"biases{k}", bias_rows, bias_schema)
+    store.write_parameters(spark, tables, net, params)
     for k in range(net.depth + 1, 65):  # deeper layers of a network replaced by a shallower one
         if tables.exists(f"weights{k}"):
             raise InputError(f"weights{k} is left over from a deeper network in {tables.where}: remove it")
@@ -136,12 +132,8 @@ def train(
     row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept)
     sql_seconds = time.perf_counter() - t0
     params = params_of(tr, row)
-    for k in range(1, sn.net.depth + 1):
-        rows, schema, bias_rows, bias_schema = store.parameter_rows(sn.net, params, k)
-        tables.write(spark, f"weights{k}", rows, schema)
-        if sn.net.bias == "node":
-            tables.write(spark, f"biases{k}", bias_rows, bias_schema)
     net = sn.net
+    store.write_parameters(spark, tables, net, params)
     resolved = TrainOptions(**{**asdict(opts), **{f: getattr(net, f) for f in ("hidden_activation", "output_activation", "loss")}})
     tables.append(
         spark,
@@ -149,8 +141,7 @@ def train(
         [
             (
                 run_id, begun, datetime.now(timezone.utc).replace(tzinfo=None), "finished",
-                json.dumps({"sizes": list(net.sizes), "hidden_activation": net.hidden_activation,
-                            "output_activation": net.output_activation, "loss": net.loss, "bias": net.bias}),
+                json.dumps(network_json(net)),
                 json.dumps(asdict(resolved)), opts.epochs, float(opts.learning_rate), losses[-1],
             )
         ],
@@ -180,11 +171,9 @@ def _next_run_id(spark: Any, tables: store.ParquetTables) -> int:
 
 def read_dataset(sn: SparkNetwork) -> Dataset:
     """The samples in Python, for the reference."""
-    tm, spark = sn.training.tables, sn.spark
     pivot = spark_sql.LAYOUT._pivot(sn.training).as_string(None)
     n_in, n_out = sn.net.sizes[0], sn.net.sizes[-1]
-    rows = spark.sql(pivot).collect()
-    del tm
+    rows = sn.spark.sql(pivot).collect()
     return Dataset(
         [
             Sample(int(r["sample"]), tuple(float(r[f"x{i}"]) for i in range(1, n_in + 1)),
@@ -316,7 +305,3 @@ def predict(
     tables.write_frame(output, frame.coalesce(1))
     count = tables.read(spark, output).count()
     return output, int(count)
-
-
-def folder(parquet: str) -> Path:
-    return store.ParquetTables(parquet).root

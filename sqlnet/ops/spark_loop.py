@@ -123,7 +123,7 @@ def start_row(tr: Training, params: Params, kept: dict[str, Any] | None = None) 
         row[f"w{k}"] = _flat(params.weights[k - 1])
         if net.bias != "none":
             row[f"b{k}"] = _flat(params.biases[k - 1])
-    for name in [n for n in list(row) if n[0] in "wb" and n[1:].isdigit()]:
+    for name in spark_sql.LAYOUT._state_names(tr):
         for c in tr.optimizer.state:
             row[f"{c}{name}"] = [0.0] * len(row[name])
     if tr.optimizer.name == "adam":
@@ -143,18 +143,17 @@ def kept_state(tables: store.ParquetTables, tr: Training, reset: bool = False) -
     state = None if reset else tables.read_state()
     if state is None or not tr.optimizer.state:
         return None, None
-    fresh = start_row(tr, _zero_params(tr.net))  # the arrays and their lengths
+    fresh = start_row(tr, reference.zeros_like(tr.net))  # the arrays and their lengths
     if state.get("optimizer") != optimizer_key(tr.optimizer):
         return None, f"the network's optimizer state was {state.get('optimizer')}'s: {optimizer_key(tr.optimizer)} starts a fresh one"
-    if set(state["arrays"]) != {n for n in fresh if n[0] in "mv" and n[1:2] in ("w", "b")} or any(
-        len(v) != len(fresh[n]) for n, v in state["arrays"].items()
-    ):
+    if set(state["arrays"]) != set(state_arrays(tr)) or any(len(v) != len(fresh[n]) for n, v in state["arrays"].items()):
         return None, "the network's optimizer state was for another shape of network: it starts afresh"
     return state, None
 
 
-def _zero_params(net: Network) -> Params:
-    return reference.zeros_like(net)
+def state_arrays(tr: Training) -> list[str]:
+    """The state row's optimizer-state arrays (mw1, vw1, mb1, ...), as the layout names them."""
+    return [f"{c}{p}" for p in spark_sql.LAYOUT._state_names(tr) for c in tr.optimizer.state]
 
 
 def reference_state(tr: Training, kept: dict[str, Any] | None) -> reference.OptimizerState:
@@ -162,11 +161,9 @@ def reference_state(tr: Training, kept: dict[str, Any] | None) -> reference.Opti
     state = reference.OptimizerState.zeros(tr.net)
     if kept is None:
         return state
-    row = start_row(tr, _zero_params(tr.net), kept)
-    for c in ("m", "v"):
-        if c in tr.optimizer.state:
-            values = params_of(tr, {**row, **{f"{p}": row[f"{c}{p}"] for p in spark_sql.LAYOUT._state_names(tr)}})
-            setattr(state, c, values)
+    row = start_row(tr, reference.zeros_like(tr.net), kept)
+    for c in tr.optimizer.state:  # m and v are flat like the parameters: read them as if they were
+        setattr(state, c, params_of(tr, {p: row[f"{c}{p}"] for p in spark_sql.LAYOUT._state_names(tr)}))
     state.t = int(kept["t"])
     return state
 
@@ -175,7 +172,7 @@ def state_of(tr: Training, row: dict[str, Any]) -> dict[str, Any] | None:
     """The optimizer state a training ended with, to keep beside the tables."""
     if not tr.optimizer.state:
         return None
-    arrays = {n: list(row[n]) for n in spark_sql.state_columns(tr) if n[0] in "mv" and n[1:2] in ("w", "b")}
+    arrays = {n: list(row[n]) for n in state_arrays(tr)}
     return {"optimizer": optimizer_key(tr.optimizer), "t": row.get("t", 0.0), "arrays": arrays}
 
 
@@ -212,6 +209,7 @@ def run_updates(
     Returns the last state row, each epoch's mean loss, and the number of statements run."""
     spark, tr = sn.spark, sn.training
     schema = _schema(tr)
+    updates = spark_sql.Updates(tr)
     row = start_row(tr, sn.params, kept)
     losses: list[float] = []
     done, total = 0, epochs * sn.batches
@@ -227,7 +225,7 @@ def run_updates(
                 spark.createDataFrame([tuple(row[c] for c in spark_sql.state_columns(tr))], schema).createOrReplaceTempView(
                     spark_sql.PREV_VIEW.as_string(None)
                 )
-                statement = spark_sql.update_statement(tr, epoch, batch).as_string(None)
+                statement = updates.statement(epoch, batch).as_string(None)
                 row = spark.sql(statement).collect()[0].asDict()
                 done += 1
                 _check_finite(row, epoch, tr)
