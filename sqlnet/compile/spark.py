@@ -20,16 +20,12 @@ from psycopg import sql
 from sqlnet.compile.shared import data_select
 from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
-from sqlnet.compile.wide import WideLayout
+from sqlnet.compile.wide import WideLayout, _c, pivot_columns
 
 DATA_VIEW = sql.Identifier("sqlnet_data")
 BATCHES_VIEW = sql.Identifier("sqlnet_batches")
 PREV_VIEW = sql.Identifier("sqlnet_prev")
 LAYOUT = WideLayout()
-
-
-def _c(name: str) -> sql.Composable:
-    return sql.SQL(name)  # names sqlnet makes itself: letters, digits and _
 
 
 def cache_data(tr: Training) -> sql.Composable:
@@ -192,11 +188,7 @@ def predict_statement(tr: Training, samples: Table) -> sql.Composable:
     """Each sample's outputs from the network as the state row holds it (sqlnet_prev): the wide layout's
     forward phases over the samples' inputs, one row per (sample, output node)."""
     ctes, last = LAYOUT.forward_ctes(tr)
-    n = tr.net.sizes[0]
-    xs = sql.SQL(", ").join(
-        sql.SQL("max(value) FILTER (WHERE node = {i}) AS {x}").format(i=sql.Literal(i), x=_c(f"x{i}"))
-        for i in range(1, n + 1)
-    )
+    xs = pivot_columns("x", tr.net.sizes[0])
     outputs = sql.SQL(", ").join(_c(f"a{tr.net.depth}_{j}") for j in range(1, tr.net.sizes[-1] + 1))
     return sql.SQL(
         "-- each sample's outputs: the forward phases of the trained network\n"

@@ -68,6 +68,14 @@ def _at(n_out: int, i: int, j: int) -> sql.Composable:
     return sql.Literal(_index(n_out, i, j))
 
 
+def pivot_columns(prefix: str, n: int) -> sql.Composable:
+    """Nodes 1..n of (sample, node, value) rows as the columns prefix1..prefixn of a GROUP BY sample."""
+    return sql.SQL(", ").join(
+        sql.SQL("max(value) FILTER (WHERE node = {i}) AS {c}").format(i=sql.Literal(i), c=_c(f"{prefix}{i}"))
+        for i in range(1, n + 1)
+    )
+
+
 def fits(net: Network) -> bool:
     return sample_columns(net) <= MAX_SAMPLE_COLUMNS
 
@@ -151,14 +159,7 @@ class WideLayout:
         """One row per sample: sample, x1..xn, t1..tm, from the user's long tables (training samples,
         or with `validation` the held-out ones)."""
         net, t = tr.net, tr.tables
-        xs = sql.SQL(", ").join(
-            sql.SQL("max(value) FILTER (WHERE node = {i}) AS {x}").format(i=sql.Literal(i), x=_c(f"x{i}"))
-            for i in range(1, net.sizes[0] + 1)
-        )
-        ts = sql.SQL(", ").join(
-            sql.SQL("max(value) FILTER (WHERE node = {j}) AS {t}").format(j=sql.Literal(j), t=_c(f"t{j}"))
-            for j in range(1, net.sizes[-1] + 1)
-        )
+        xs, ts = pivot_columns("x", net.sizes[0]), pivot_columns("t", net.sizes[-1])
         return sql.SQL(
             "SELECT * FROM (SELECT sample, {xs} FROM ({x}) AS x GROUP BY sample) AS x\n"
             "  JOIN (SELECT sample, {ts} FROM ({t}) AS t GROUP BY sample) AS t USING (sample)"

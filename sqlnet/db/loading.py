@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from sqlnet.db.connection import Session
 from sqlnet.db.networks import read_definition, save_definition
@@ -253,6 +254,6 @@ def dataset(s: Session, schema: str) -> dict[str, Any] | None:
         return definition.as_json()
     if not has_schema(s, "datasets"):
         return None
-    cur = s.pg.execute("SELECT * FROM sqlnet.datasets WHERE network = %s", (schema,))
-    row = cur.fetchone()
-    return dict(zip([d.name for d in cur.description or []], row)) if row else None
+    return s.pg.cursor(row_factory=dict_row).execute(
+        "SELECT * FROM sqlnet.datasets WHERE network = %s", (schema,)
+    ).fetchone()

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from sqlnet.db.connection import Session
 from sqlnet.db.store import has_schema, json_value, networks
@@ -75,11 +76,11 @@ def read_definition(s: Session, schema: str) -> Definition | None:
     readable = s.pg.execute(READABLE).fetchone()
     if not readable or not readable[0]:
         return None
-    cur = s.pg.execute("SELECT * FROM sqlnet.networks WHERE network = %s", (schema,))
-    found = cur.fetchone()
-    if found is None:
+    row = s.pg.cursor(row_factory=dict_row).execute(
+        "SELECT * FROM sqlnet.networks WHERE network = %s", (schema,)
+    ).fetchone()
+    if row is None:
         return None
-    row = dict(zip([d.name for d in cur.description or []], found))
     values = {k: row[k] for k in Definition.__dataclass_fields__ if k in row}
     values["sizes"] = tuple(row["sizes"]) if row["sizes"] else None
     return Definition(**values)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sqlnet.db.connection import Session
@@ -28,6 +29,7 @@ from sqlnet.db.records import (
     run_state,
     runs,
 )
+from sqlnet.db.tables import relations
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network, Params
 
@@ -157,17 +159,7 @@ def network_from_json(data: dict[str, Any]) -> Network:
 
 def table_columns(s: Session) -> dict[str, set[str]]:
     """sqlnet's tables that exist, with their columns (one catalog query)."""
-    rows = s.pg.execute(
-        "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
-        "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-        "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
-        (SCHEMA,),
-    ).fetchall()
-    out: dict[str, set[str]] = {}
-    for table, column in rows:
-        out.setdefault(table, set()).add(column)
-    return out
+    return {t: {c for c, _, _ in columns} for t, columns in relations(s.pg, SCHEMA, ("r", "p")).items()}
 
 
 def _update_run(s: Session, run_id: int, **values: Any) -> None:
@@ -353,19 +345,15 @@ def _runs_query(s: Session, where: str) -> sql.Composable:
     )
 
 
-def _dicts(cur: Any) -> list[dict[str, Any]]:
-    names = [d.name for d in cur.description or []]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
-
-
 def list_runs(s: Session) -> list[RunInfo]:
     if not has_schema(s):
         return []
-    return [_run_info(r) for r in _dicts(s.pg.execute(_runs_query(s, "ORDER BY run_id")))]
+    return [_run_info(r) for r in s.pg.cursor(row_factory=dict_row).execute(_runs_query(s, "ORDER BY run_id"))]
 
 
 def get_run(s: Session, run_id: int) -> RunInfo:
-    rows = _dicts(s.pg.execute(_runs_query(s, "WHERE run_id = %s"), (run_id,))) if has_schema(s) else []
+    query = _runs_query(s, "WHERE run_id = %s")
+    rows = s.pg.cursor(row_factory=dict_row).execute(query, (run_id,)).fetchall() if has_schema(s) else []
     if not rows:
         raise InputError(f"run {run_id} not found: `sqlnet runs` lists the runs")
     return _run_info(rows[0])

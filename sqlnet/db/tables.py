@@ -40,7 +40,7 @@ SELECT c.relname, a.attname, a.atttypid::int, pg_catalog.format_type(a.atttypid,
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v')
+WHERE n.nspname = %s AND c.relkind = ANY (%s)
 ORDER BY c.relname, a.attnum
 """
 
@@ -54,11 +54,13 @@ def require_schema(pg: psycopg.Connection, schema: str | None, option: str = "--
         raise InputError(f"schema {schema!r} does not exist: create it, or leave out {option}")
 
 
-def relations(pg: psycopg.Connection, schema: str) -> dict[str, list[tuple[str, int, str]]]:
-    """The tables and views of a schema, each with its columns (name, type oid, type as written), in
-    one catalog query."""
+def relations(
+    pg: psycopg.Connection, schema: str, kinds: tuple[str, ...] = ("r", "p", "v")
+) -> dict[str, list[tuple[str, int, str]]]:
+    """The tables and views (relkinds `kinds`) of a schema, each with its columns (name, type oid, type
+    as written), in one catalog query."""
     out: dict[str, list[tuple[str, int, str]]] = {}
-    for table, column, type_oid, type_name in pg.execute(RELATIONS, (schema,)):
+    for table, column, type_oid, type_name in pg.execute(RELATIONS, (schema, list(kinds))):
         columns = out.setdefault(table, [])
         if column is not None:
             for long, short in TYPE_NAMES:
