@@ -134,7 +134,6 @@ def train(
     params = params_of(tr, row)
     net = sn.net
     store.write_parameters(spark, tables, net, params)
-    resolved = TrainOptions(**{**asdict(opts), **{f: getattr(net, f) for f in ("hidden_activation", "output_activation", "loss")}})
     tables.append(
         spark,
         "runs",
@@ -142,7 +141,7 @@ def train(
             (
                 run_id, begun, datetime.now(timezone.utc).replace(tzinfo=None), "finished",
                 json.dumps(network_json(net)),
-                json.dumps(asdict(resolved)), opts.epochs, float(opts.learning_rate), losses[-1],
+                json.dumps(asdict(sn.options)), opts.epochs, float(opts.learning_rate), losses[-1],
             )
         ],
         RUNS_SCHEMA,
@@ -155,7 +154,7 @@ def train(
     tables.save_definition(definition)
     tables.save_state(state_of(tr, row))
     return TrainResult(
-        run_id, net, resolved, sn.params, params, losses, time.perf_counter() - started, statements, sql_seconds,
+        run_id, net, sn.options, sn.params, params, losses, time.perf_counter() - started, statements, sql_seconds,
         "wide (Spark, one statement per update)", notes=[note] if note else [],
     )  # fmt: skip
 

@@ -64,6 +64,7 @@ class SparkNetwork:
     params: Params
     samples: int
     definition: Definition | None
+    options: TrainOptions  # as given, with the network's functions filled in from its definition
 
     @property
     def net(self) -> Network:
@@ -107,7 +108,7 @@ def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> Spa
     )
     for statement in (SPARK.pin, *SPARK.settings):
         spark.sql(statement.as_string(None))
-    return SparkNetwork(spark, tables, tr, params, samples, definition)
+    return SparkNetwork(spark, tables, tr, params, samples, definition, opts)
 
 
 def _flat(matrix: list[list[float]]) -> list[float]:
