@@ -20,5 +20,10 @@ class CheckFailed(SqlnetError):
 
 
 class Diverged(SqlnetError):
-    """The training's numbers left the range of double precision (overflow, underflow, NaN):
-    nothing of it was kept beyond the last checkpoint."""
+    """The training's numbers left the range of double precision (overflow, underflow, NaN), or its loss
+    grew past a million times its first epoch's: nothing of it was kept beyond the last checkpoint.
+    `losses` are the epochs' losses measured before it stopped (for the run's record)."""
+
+    def __init__(self, message: str, losses: list[float] | None = None) -> None:
+        super().__init__(message)
+        self.losses = losses or []

@@ -3,6 +3,7 @@ the tables at their state before it, or at its last checkpoint; one that merely 
 
 from __future__ import annotations
 
+import math
 import re
 
 import psycopg
@@ -16,6 +17,18 @@ from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, t
 from tests.test_reference import assert_close
 
 
+def assert_only_the_run_recorded(conn: psycopg.Connection, before: dict[str, str]) -> None:
+    """Nothing changed but sqlnet's record of one diverged run (its weights were not written back)."""
+    after = database_snapshot(conn)
+    mine = {k: v for k, v in after.items() if not k.startswith("sqlnet.")}
+    assert mine == {k: v for k, v in before.items() if not k.startswith("sqlnet.")}
+    (run, status, error) = conn.execute(
+        "SELECT run_id, status, error FROM sqlnet.runs ORDER BY run_id DESC LIMIT 1"
+    ).fetchone()
+    assert status == "diverged" and "nothing was written back" in error
+    assert conn.execute("SELECT count(*) FROM sqlnet.run_params WHERE run_id = %s", (run,)).fetchone() == (0,)
+
+
 def test_overflow_rolls_everything_back_with_advice(post_db: str, conn: psycopg.Connection) -> None:
     before = database_snapshot(conn)
     result = CliRunner().invoke(
@@ -27,8 +40,8 @@ def test_overflow_rolls_everything_back_with_advice(post_db: str, conn: psycopg.
     assert "value out of range: overflow" in message
     assert "smaller learning rate (this run: 10; try 1)" in message
     assert "--optimizer adam" in message
-    assert "every table is as it was before" in message
-    assert database_snapshot(conn) == before
+    assert "every table is as it was before" in message and "diverged)" in message
+    assert_only_the_run_recorded(conn, before)
 
 
 def test_large_data_is_named_in_the_advice(post_db: str, conn: psycopg.Connection) -> None:
@@ -38,7 +51,7 @@ def test_large_data_is_named_in_the_advice(post_db: str, conn: psycopg.Connectio
         sqlnet.Diverged, match=r"scaling inputs \(it holds values up to 5e\+150; `sqlnet load --standardize`"
     ):
         sqlnet.train(post_db, epochs=5, learning_rate=0.1)
-    assert database_snapshot(conn) == before
+    assert_only_the_run_recorded(conn, before)
 
 
 def test_divergence_keeps_the_last_checkpoint(post_db: str, conn: psycopg.Connection) -> None:
@@ -52,7 +65,7 @@ def test_divergence_keeps_the_last_checkpoint(post_db: str, conn: psycopg.Connec
     got = table_params(conn, POST_NET)
     assert_close(got.weights + got.biases, want.weights + want.biases, 1e-9)
     (run,) = sqlnet.runs(post_db)
-    assert run.status == "failed" and "overflow" in run.error
+    assert run.status == "diverged" and "past 1e+06 times" in run.error
     assert len(sqlnet.run_losses(post_db, run.run_id)) == kept
     # and the run's weights from before it can be put back
     sqlnet.restore(post_db, run.run_id)
@@ -81,7 +94,7 @@ def test_underflow_of_a_saturated_network_is_reported_as_divergence(
             db_url, epochs=100, learning_rate=1000, hidden_activation="sigmoid", output_activation="softmax",
             loss="cross-entropy", optimizer="momentum", layout="long",
         )  # fmt: skip
-    assert database_snapshot(conn) == before
+    assert_only_the_run_recorded(conn, before)
 
 
 def test_a_growing_loss_is_warned_about(post_db: str) -> None:
@@ -95,3 +108,34 @@ def test_a_growing_loss_is_warned_about(post_db: str) -> None:
         main, ["train", "--epochs", "5", "--learning-rate", "0.001", "--database-url", post_db]
     )
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_a_loss_past_a_million_times_the_first_is_an_error_and_writes_nothing(
+    post_db: str, conn: psycopg.Connection
+) -> None:
+    """No overflow: the loss grows 9 -> 2e7 in four epochs (the reference says so) and the weights stay
+    finite; that is still divergence. --quiet does not hide it; --allow-divergence keeps the weights."""
+    want = reference_train(POST_NET, POST_PARAMS, POST_DATA, 2, 6)
+    assert want.losses[3] > 1e6 * want.losses[0] and all(map(math.isfinite, want.losses))
+    before = database_snapshot(conn)
+    result = CliRunner().invoke(main, ["train", "--epochs", "6", "--lr", "2", "--quiet", "--database-url", post_db])
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())
+    assert "the loss grew from 9 in the first epoch to" in message and "past 1e+06 times" in message
+    assert "--allow-divergence" in message and "every table is as it was before" in message
+    assert_only_the_run_recorded(conn, before)
+    (run,) = sqlnet.runs(post_db)
+    assert [round(x, 1) for _, x in sqlnet.run_losses(post_db, run.run_id)[:4]] == [round(x, 1) for x in want.losses[:4]]
+    kept = CliRunner().invoke(
+        main, ["train", "--epochs", "6", "--lr", "2", "--quiet", "--allow-divergence", "--database-url", post_db]
+    )
+    assert kept.exit_code == 0 and "warning: the loss grew" in " ".join(kept.stderr.split())
+    got = table_params(conn, POST_NET)
+    assert_close(got.weights + got.biases, want.params.weights + want.params.biases, 1e-9)
+
+
+def test_a_diverging_checkpointed_run_is_recorded_as_diverged(post_db: str) -> None:
+    with pytest.raises(sqlnet.Diverged, match="past 1e\\+06 times"):
+        sqlnet.train(post_db, epochs=6, learning_rate=2, checkpoint_every=2)
+    (run,) = sqlnet.runs(post_db)
+    assert run.status == "diverged"

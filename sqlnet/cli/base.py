@@ -205,16 +205,14 @@ def training_options(f: F) -> F:
         click.option(
             "--validation-fraction",
             type=float,
-            default=0.0,
-            show_default=True,
-            help="Hold out this share of the samples (by md5 of --seed and sampleId) and score it after every epoch.",
+            help="Hold out this share of the samples (by md5 of --seed and sampleId) and score it after every "
+            "epoch. Default: the network's own split (stored by load or the training that chose it), else none; "
+            "0 trains on every sample.",
         ),
         click.option(
             "--seed",
             type=int,
-            default=0,
-            show_default=True,
-            help="Which samples --validation-fraction holds out.",
+            help="Which samples --validation-fraction holds out (default: the network's, else 0).",
         ),
         click.option(
             "--updates-per-statement",

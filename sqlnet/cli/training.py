@@ -69,6 +69,12 @@ from sqlnet.ops.defaults import DEFAULT_TOLERANCE
     is_flag=True,
     help="Change the network's stored functions (activations, loss, bias) to the ones given.",
 )
+@click.option(
+    "--allow-divergence",
+    is_flag=True,
+    help="Keep the weights of a training whose loss grew past a million times its first epoch's "
+    "(by default that is an error and nothing is written back).",
+)
 @handle_errors
 def train(
     database_url: str | None,
@@ -82,6 +88,7 @@ def train(
     resume: int | None,
     timeout: float | None,
     redefine: bool,
+    allow_divergence: bool,
     spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
@@ -92,7 +99,9 @@ def train(
     refused unless --redefine.
 
     Everything runs in one transaction: on an error, Ctrl-C (exit 130) or --timeout (exit 1) no
-    table changes. The run is recorded (sqlnet runs) with the weights before and after, so
+    table changes. A training that diverges (a loss out of range, or past a million times the
+    first epoch's) is an error too: nothing is written back, the run is recorded as diverged.
+    The run is recorded (sqlnet runs) with the weights before and after, so
     `sqlnet restore RUN` undoes it. One training per network at a time: a second one fails at once
     naming the first, or waits with --wait.
 
@@ -107,7 +116,7 @@ def train(
     """
     spark_only(
         spark, database_url=database_url, schema=schema, trace=trace, wait=wait,
-        checkpoint_every=checkpoint_every, resume=resume, timeout=timeout,
+        checkpoint_every=checkpoint_every, resume=resume, timeout=timeout, allow_divergence=allow_divergence,
     )  # fmt: skip
     show = not (as_json or quiet)
     bar = show and sys.stderr.isatty()
@@ -141,6 +150,7 @@ def train(
             checkpoint_every=checkpoint_every,
             resume=resume,
             redefine=redefine,
+            allow_divergence=allow_divergence,
             **_hyper(kwargs),
         )
     _report(result, as_json, quiet, trace)

@@ -29,6 +29,25 @@ def lock_key(schema: str) -> str:
     return f"sqlnet train {schema}"
 
 
+# the networks among these schemas whose training lock some session holds now (pg_locks is readable by
+# every role): a run recorded as running whose network nobody holds was interrupted
+HELD = """
+SELECT n FROM pg_catalog.unnest(%s::text[]) AS n
+WHERE EXISTS (
+  SELECT 1 FROM pg_catalog.pg_locks AS l
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.classid = ((pg_catalog.hashtextextended('sqlnet train ' || n, 0) >> 32) & 4294967295)::oid
+    AND l.objid = (pg_catalog.hashtextextended('sqlnet train ' || n, 0) & 4294967295)::oid)
+"""
+
+
+def held_networks(conn: psycopg.Connection, schemas: list[str]) -> set[str]:
+    """The networks (schemas) some session is training now."""
+    if not schemas:
+        return set()
+    return {n for (n,) in conn.execute(HELD, (schemas,))}
+
+
 def lock_network(conn: psycopg.Connection, schema: str, wait: bool) -> None:
     """Take the network's lock for this transaction, or fail at once naming who holds it."""
     key = lock_key(schema)

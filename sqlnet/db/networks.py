@@ -46,6 +46,10 @@ class Definition:
     source: str | None = None
     samples: int | None = None
     last_run: int | None = None
+    validation_fraction: float | None = None
+    validation_seed: int | None = None
+    id_column: str | None = None
+    raw_table: str | None = None
 
     @property
     def scaling(self) -> tuple[list[float], list[float]] | None:
@@ -108,8 +112,16 @@ def save_definition(s: Session, schema: str, **values: Any) -> None:
     )
 
 
-def define(s: Session, schema: str, net: Network, optimizer: str | None = None, last_run: int | None = None) -> None:
-    """Record what a training trained: shape, functions, bias (and the optimizer, the run)."""
+def define(
+    s: Session,
+    schema: str,
+    net: Network,
+    optimizer: str | None = None,
+    last_run: int | None = None,
+    validation: tuple[float, int] | None = None,
+) -> None:
+    """Record what a training trained: shape, functions, bias (and the optimizer, the run, the samples it
+    held out: later trainings hold out the same ones)."""
     values: dict[str, Any] = {
         "sizes": net.sizes,
         "hidden_activation": net.hidden_activation,
@@ -117,6 +129,8 @@ def define(s: Session, schema: str, net: Network, optimizer: str | None = None, 
         "loss": net.loss,
         "bias": net.bias,
     }
+    if validation is not None:
+        values["validation_fraction"], values["validation_seed"] = validation
     if optimizer is not None:
         values["optimizer"] = optimizer
     if last_run is not None:
@@ -124,7 +138,10 @@ def define(s: Session, schema: str, net: Network, optimizer: str | None = None, 
     save_definition(s, schema, **values)
 
 
-DATA = ("features", "targets", "classes", "means", "stds", "source", "samples")
+DATA = (
+    "features", "targets", "classes", "means", "stds", "source", "samples", "validation_fraction",
+    "validation_seed", "id_column", "raw_table",
+)  # fmt: skip
 
 
 def forget(s: Session, schema: str, sizes: tuple[int, ...] | None, bias: str | None, keep_data: bool) -> None:

@@ -8,6 +8,7 @@ trace tables are named after the phases of the network traced, so they are compo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sqlnet.db.connection import Session
+from sqlnet.db.guard import held_networks
 from sqlnet.db.policies import POLICY, ensure_policy, may_train, sees_run
 from sqlnet.db.records import (
     JSON_COLUMNS,
@@ -113,6 +115,12 @@ def _complete(s: Session) -> bool:
 ADDED_COLUMNS = {
     "run_losses": ("val_loss double precision", "val_accuracy double precision"),
     "runs": ("error text", "checkpoint text"),
+    "networks": (
+        "validation_fraction double precision",
+        "validation_seed integer",
+        "id_column text",
+        "raw_table text",
+    ),
 }
 
 
@@ -345,10 +353,42 @@ def _runs_query(s: Session, where: str) -> sql.Composable:
     )
 
 
-def list_runs(s: Session) -> list[RunInfo]:
+def _truthful(s: Session, found: list[RunInfo]) -> list[RunInfo]:
+    """A run recorded as running whose network no session is training (its client or server died) is
+    shown as interrupted, saying where its tables are; the next training of that network records it so."""
+    running = [r for r in found if r.status == "running" and r.schema_name]
+    live = held_networks(s.pg, sorted({r.schema_name for r in running if r.schema_name}))
+    stale = {r.run_id for r in running if r.schema_name not in live}
+    return [
+        dataclasses.replace(r, status="interrupted", error=r.error or interrupted_note(r)) if r.run_id in stale else r
+        for r in found
+    ]
+
+
+def interrupted_note(run: RunInfo) -> str:
+    epoch = int(run.checkpoint.split(":")[0]) if run.checkpoint else 0
+    if epoch:
+        return (
+            f"its training ended without a word (the client or the server died); the tables hold the checkpoint "
+            f"after epoch {epoch}: `sqlnet train --resume {run.run_id}` continues it"
+        )
+    return "its training ended without a word (the client or the server died) before its first checkpoint"
+
+
+def mark_interrupted(s: Session, schema: str, keep: int | None = None) -> None:
+    """The runs of this network still recorded as running are not (this session holds its lock): say so."""
+    if not has_schema(s):
+        return
+    for r in list_runs(s, truthful=False):
+        if r.status == "running" and r.schema_name == schema and r.run_id != keep:
+            set_status(s, r.run_id, "interrupted", r.error or interrupted_note(r))
+
+
+def list_runs(s: Session, truthful: bool = True) -> list[RunInfo]:
     if not has_schema(s):
         return []
-    return [_run_info(r) for r in s.pg.cursor(row_factory=dict_row).execute(_runs_query(s, "ORDER BY run_id"))]
+    found = [_run_info(r) for r in s.pg.cursor(row_factory=dict_row).execute(_runs_query(s, "ORDER BY run_id"))]
+    return _truthful(s, found) if truthful else found
 
 
 def get_run(s: Session, run_id: int) -> RunInfo:
@@ -356,7 +396,7 @@ def get_run(s: Session, run_id: int) -> RunInfo:
     rows = s.pg.cursor(row_factory=dict_row).execute(query, (run_id,)).fetchall() if has_schema(s) else []
     if not rows:
         raise InputError(f"run {run_id} not found: `sqlnet runs` lists the runs")
-    return _run_info(rows[0])
+    return _truthful(s, [_run_info(rows[0])])[0]
 
 
 def run_epochs(s: Session, run_id: int) -> list[tuple[int, float, float | None, float | None]]:

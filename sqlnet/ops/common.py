@@ -36,6 +36,12 @@ DEMO_SCHEMA = "sqlnet_demo"
 DatabaseLike = Database | str | None
 
 
+def check_fraction(fraction: object) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (0 <= fraction < 1):
+        raise InputError(f"--validation-fraction must be at least 0 and below 1, got {fraction!r}")
+    return float(fraction)
+
+
 def connect(database: DatabaseLike = None, timeout: float | None = None) -> Database:
     """The database; with `timeout` (seconds), connecting gives up after about that long."""
     return database if isinstance(database, Database) else Database(database, connect_timeout=timeout)
@@ -66,8 +72,10 @@ class TrainOptions:
     numeric: str = "float"  # "exact": NUMERIC rounded at `scale` decimals in every phase
     scale: int = 12
     updates_per_statement: int | None = None  # None: the layout's default
-    validation_fraction: float = 0.0  # held out of training, evaluated after every epoch
-    seed: int = 0  # which samples are held out: the first by md5('seed:sampleId')
+    # held out of training, evaluated after every epoch; None: the network's own split (stored at load or
+    # by the training that chose it), else none
+    validation_fraction: float | None = None
+    seed: int | None = None  # which samples are held out: the first by md5('seed:sampleId'); None: the network's
     layout: str = "auto"  # auto: wide when the network fits and nothing needs long; else long
 
     def __post_init__(self) -> None:
@@ -92,14 +100,10 @@ class TrainOptions:
             raise InputError(f"the shuffle seed must be a whole number, got {self.shuffle!r}")
         if self.layout not in ("auto", *LAYOUTS):
             raise InputError(f"unknown layout {self.layout!r}: choose auto, {', '.join(LAYOUTS)}")
-        if (
-            isinstance(self.validation_fraction, bool)
-            or not isinstance(self.validation_fraction, (int, float))
-            or not (0 <= self.validation_fraction < 1)
-        ):
-            raise InputError(
-                f"--validation-fraction must be at least 0 and below 1, got {self.validation_fraction!r}"
-            )
+        if self.validation_fraction is not None:
+            check_fraction(self.validation_fraction)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise InputError(f"the seed must be a whole number, got {self.seed!r}")
         if self.numeric not in ("float", "exact"):
             raise InputError(f"--numeric must be float or exact, got {self.numeric!r}")
         opt = self.make_optimizer()  # checks the optimizer's own settings
@@ -133,7 +137,31 @@ class TrainOptions:
                 f"network {definition.network!r} has bias per {definition.bias}: --bias {self.bias} contradicts "
                 f"it; leave it out, or train with --redefine"
             )
+        kept_fraction = definition.validation_fraction if definition else None
+        kept_seed = definition.validation_seed if definition else None
+        values["validation_fraction"] = (
+            self.validation_fraction if self.validation_fraction is not None else kept_fraction or 0.0
+        )
+        values["seed"] = (
+            self.seed if self.seed is not None else kept_seed if kept_seed is not None and self.validation_fraction is None else 0
+        )
         return dataclasses.replace(self, **values)
+
+    def split_note(self, definition: Definition | None) -> str | None:
+        """What a training given another validation split than the network's stored one does instead."""
+        kept = (definition.validation_fraction or 0.0, definition.validation_seed or 0) if definition else (0.0, 0)
+        now = (float(self.validation_fraction or 0.0), int(self.seed or 0))
+        if not kept[0] or now == kept or (not now[0] and not kept[0]):
+            return None
+        if not now[0]:
+            return (
+                f"--validation-fraction 0: this training uses every sample, including those held out "
+                f"until now (fraction {kept[0]:g}, seed {kept[1]}); later trainings hold out none"
+            )
+        return (
+            f"the held-out samples change from fraction {kept[0]:g}, seed {kept[1]} to fraction {now[0]:g}, seed "
+            f"{now[1]}: some samples held out before are trained on now"
+        )
 
     def make_optimizer(self) -> Optimizer:
         return Optimizer(
@@ -219,7 +247,9 @@ class Loaded:
         if o.validation_fraction and layout == "long":
             why = needs_long[0] if needs_long else "--layout long"
             raise InputError(
-                f"--validation-fraction is evaluated by the wide layout only, and {why} needs the long one"
+                f"validation (fraction {o.validation_fraction:g}: --validation-fraction, or the network's own "
+                f"split) is evaluated by the wide layout only, and {why} needs the long one; "
+                f"--validation-fraction 0 trains on every sample without it"
             )
         return layout
 
@@ -247,7 +277,7 @@ class Loaded:
                 layout,
                 trace_run,
                 progress_run,
-                (float(o.validation_fraction), int(o.seed)) if o.validation_fraction else None,
+                (float(o.validation_fraction), int(o.seed or 0)) if o.validation_fraction else None,
             )
             for first, last in iter_update_blocks(
                 last_epoch or o.epochs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -52,6 +53,36 @@ def _validation_from_rows(rows: list[tuple[Any, ...]], into: dict[int, list[floa
             )
 
 
+# an epoch's loss this many times the first epoch's: the training diverged (an error, unless allowed)
+DIVERGED_GROWTH = 1e6
+
+
+@dataclass
+class Growth:
+    """Watches the epochs' losses across a run's statements (and checkpoints) for divergence: a loss past
+    `factor` times the first epoch's. `factor` None: allowed (`--allow-divergence`)."""
+
+    factor: float | None = DIVERGED_GROWTH
+    first: float | None = None  # the first epoch's loss (for a resumed run: its recorded epoch 1)
+
+    def check(self, tr: Training, means: dict[int, float], largest: dict[str, float] | None) -> None:
+        if self.first is None and means:
+            self.first = means[min(means)]
+        if self.factor is None or not self.first or self.first <= 0:
+            return
+        for epoch, loss in sorted(means.items()):
+            if loss > self.factor * self.first:
+                raise Diverged(
+                    divergence_message(
+                        tr,
+                        f"the loss grew from {self.first:.4g} in the first epoch to {loss:.4g} in epoch {epoch}, "
+                        f"past {self.factor:g} times; --allow-divergence would keep such weights",
+                        largest,
+                    ),
+                    [means[e] for e in sorted(means)],
+                )
+
+
 def run_statements(
     s: Session,
     trainings: Iterable[Training],
@@ -59,13 +90,19 @@ def run_statements(
     deadline: Deadline | None = None,
     validation: dict[int, list[float | None]] | None = None,
     largest: dict[str, float] | None = None,
-) -> tuple[Params, list[float], float]:
+    growth: Growth | None = None,
+) -> tuple[Params, list[float], float, int]:
     """Run every block; returns the trained parameters, the loss per epoch, the seconds in SQL and the
-    number of training statements."""
+    number of training statements. A loss that leaves float8's range, is not finite, or grows past
+    `growth` raises Diverged (with the epochs' losses so far)."""
     params: Params | None = None
     in_sql = 0.0
     sums: dict[int, list[float]] = {}
     count = 0
+    growth = growth if growth is not None else Growth()
+
+    def so_far() -> list[float]:
+        return [total / n for _, (total, n) in sorted(sums.items()) if n]
     s.pg.execute(POSTGRES.pin)
     (limit,) = s.pg.execute("SELECT current_setting('statement_timeout')").fetchone()  # type: ignore[misc]
     for tr in trainings:
@@ -92,17 +129,20 @@ def run_statements(
                 ) from exc
             raise
         except OUT_OF_RANGE as exc:
-            raise Diverged(divergence_message(tr, exc.diag.message_primary or str(exc), largest)) from exc
+            raise Diverged(
+                divergence_message(tr, exc.diag.message_primary or str(exc), largest), so_far()
+            ) from exc
         params, block = _params_from_rows(tr.net, rows)
-        verify_params(s.pg, tr.tables, params)  # the tables hold exactly what the statement wrote
         if not all(math.isfinite(total) for total, _ in block.values()):
-            raise Diverged(divergence_message(tr, "the loss is not a finite number", largest))
+            raise Diverged(divergence_message(tr, "the loss is not a finite number", largest), so_far())
+        verify_params(s.pg, tr.tables, params)  # the tables hold exactly what the statement wrote
         if validation is not None:
             _validation_from_rows(rows, validation)
         for epoch, (total, n) in block.items():
             acc = sums.setdefault(epoch, [0.0, 0])
             acc[0] += total
             acc[1] += n
+        growth.check(tr, {e: t / n for e, (t, n) in sums.items() if n}, largest)
         if on_block:
             epoch = tr.last[0]
             on_block(epoch, sums[epoch][0] / sums[epoch][1])

@@ -80,7 +80,7 @@ def _refuse_unsupported(opts: TrainOptions) -> None:
     for what, unsupported in (
         ("--numeric exact", opts.numeric == "exact"),
         ("--layout long", opts.layout == "long"),
-        ("--validation-fraction", opts.validation_fraction > 0),
+        ("--validation-fraction", (opts.validation_fraction or 0) > 0),
     ):
         if unsupported:
             raise InputError(f"the Spark engine does not take {what} (PostgreSQL does): leave it out")

@@ -41,7 +41,7 @@ from sqlnet.ops.common import (
     floats,
     load_network,
 )
-from sqlnet.ops.execute import run_statements
+from sqlnet.ops.execute import DIVERGED_GROWTH, Growth, run_statements
 
 # a last epoch's loss this many times the first's: the training diverges (warned, not refused)
 DIVERGING = 10.0
@@ -112,6 +112,7 @@ def train(
     checkpoint_every: int | None = None,
     resume: int | None = None,
     redefine: bool = False,
+    allow_divergence: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train the network in the tables and write the trained weights back, all in one transaction.
@@ -130,23 +131,72 @@ def train(
     ``checkpoint_every=K`` commits the weights, the optimizer state and the losses every K epochs
     instead (a cancel or a crash loses at most K epochs); ``resume=RUN`` continues such a run from
     its last checkpoint with its own options, ending where the uninterrupted run would have.
+
+    A training whose loss leaves float8's range, or grows past a million times its first epoch's, raises
+    ``Diverged`` and writes nothing back (the run is recorded as diverged); ``allow_divergence=True``
+    keeps the weights of a merely growing loss.
     """
     deadline = Deadline(timeout)
     db = connect(database, timeout)
+    growth = Growth(None if allow_divergence else DIVERGED_GROWTH)
     if checkpoint_every is not None or resume is not None:
         with deadline.bounds():
             return _train_with_checkpoints(
                 db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, checkpoint_every, resume,
-                options, redefine,
+                options, redefine, growth,
             )
     opts = TrainOptions(**options)
     started = time.perf_counter()
+    begun: list[Loaded] = []  # what to record if the training diverges (its transaction rolls back)
+    try:
+        return _train_once(db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, opts,
+                           redefine, growth, started, begun)  # fmt: skip
+    except Diverged as exc:
+        if not begun:
+            raise
+        run_id = _record_diverged(db, begun[0], {"trace": trace}, exc)
+        raise Diverged(
+            f"{exc}; the transaction rolled back, so every table is as it was before (recorded as run {run_id}, "
+            f"diverged)",
+            exc.losses,
+        ) from exc
+
+
+def _record_diverged(db: Database, loaded: Loaded, extra: dict[str, Any], exc: Diverged) -> int:
+    """A run whose training diverged and rolled back, on record all the same: its options, its losses
+    until it stopped, and why; its weights were not written back."""
+    with db.transaction() as s:
+        store.ensure_schema(s)
+        key = loaded.tables.resolved_schema
+        run_id = store.start_run(s, key, loaded.net, {**loaded.options.as_json(), **extra})
+        store.record_losses(s, run_id, exc.losses)
+        store.set_status(s, run_id, "diverged", f"{exc}; nothing was written back")
+        return run_id
+
+
+def _train_once(
+    db: Database,
+    schema: str | None,
+    trace: bool,
+    reset_optimizer: bool,
+    wait: bool,
+    deadline: Deadline,
+    on_block: Callable[[int, float], None] | None,
+    on_update: Callable[[Progress], None] | None,
+    opts: TrainOptions,
+    redefine: bool,
+    growth: Growth,
+    started: float,
+    begun: list[Loaded],
+) -> TrainResult:
+    """A training in one transaction: everything or nothing."""
     with deadline.bounds(), db.transaction() as s:
         deadline.arm(s.pg)  # waiting for locks and checking the tables count too
         lock_network(s.pg, s.schema(schema), wait)
         loaded = load_network(s, schema, opts, trace, redefine)
         tables, net, opts = loaded.tables, loaded.net, loaded.options
         run_id, initial, notes = _begin_run(s, loaded, reset_optimizer, {"trace": trace})
+        begun.append(loaded)
         name_run(s.pg, tables.resolved_schema, run_id)
         trainings = loaded.trainings(run_id if trace else None, run_id if on_update else None)
         if on_update:
@@ -154,12 +204,9 @@ def train(
         if trace:
             trace_store.ensure_trace_tables(s, loaded.phases)
         validation: dict[int, list[float | None]] = {}
-        try:
-            params, losses, in_sql, count = run_statements(
-                s, trainings, on_block, deadline, validation, loaded.largest
-            )
-        except Diverged as exc:
-            raise Diverged(f"{exc}; the transaction rolled back, so every table is as it was before") from exc
+        params, losses, in_sql, count = run_statements(
+            s, trainings, on_block, deadline, validation, loaded.largest, growth
+        )
         _end_run(s, loaded, run_id, params)
         store.finish_run(s, run_id, losses, 1, validation)
     return TrainResult(
@@ -187,6 +234,7 @@ def _begin_run(
     key = tables.resolved_schema
     initial = read_params(s.pg, tables, net, opts.num)
     store.ensure_schema(s)
+    store.mark_interrupted(s, key)  # this session holds the network's lock: no other run of it is running
     notes = []
     if reset_optimizer:
         reset_optimizer_state(s, key)
@@ -201,10 +249,13 @@ def _begin_run(
     ]
     if changed:
         notes.append(f"network {key!r} redefined: {', '.join(changed)}")
+    split = opts.split_note(loaded.definition)
+    if split:
+        notes.append(split)
     run_id = store.start_run(s, key, net, {**opts.as_json(), **extra})
     store.save_params(s, run_id, "initial", net, floats(initial))
     save_run_state(s, run_id, "initial", key, optimizer_key(optimizer))
-    define(s, key, net, optimizer_key(optimizer), run_id)
+    define(s, key, net, optimizer_key(optimizer), run_id, (float(opts.validation_fraction or 0), int(opts.seed or 0)))
     return run_id, initial, notes
 
 
@@ -238,6 +289,7 @@ def _train_with_checkpoints(
     resume: int | None,
     options: dict[str, Any],
     redefine: bool = False,
+    growth: Growth | None = None,
 ) -> TrainResult:
     """A training in several transactions, one per checkpoint, under a session-level lock."""
     started = time.perf_counter()
@@ -282,15 +334,19 @@ def _train_with_checkpoints(
                 initial = store.load_params(s, run_id, "initial", net)
                 last_checkpoint = store.last_epoch(s, run_id)
                 _check_checkpoint(s, loaded, run, last_checkpoint)
-                store.set_status(s, run_id, "running")
+                store.mark_interrupted(s, tables.resolved_schema, keep=run_id)
+                store.set_status(s, run_id, "running", None)
+                first_losses = store.run_loss_curve(s, run_id)[:1]
+                if growth is not None and first_losses:
+                    growth.first = first_losses[0][1]
             else:
                 run_id, initial, notes = _begin_run(
                     s, loaded, reset_optimizer, {"trace": trace, "checkpoint_every": checkpoint_every}
                 )
             if trace:
                 trace_store.ensure_trace_tables(s, loaded.phases)
-            s.commit()  # the run is on record before the first update
             name_run(s.pg, tables.resolved_schema, run_id)
+            s.commit()  # the run is on record before the first update
             if on_update:
                 s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
             statements, in_sql, params = 0, 0.0, initial
@@ -306,7 +362,7 @@ def _train_with_checkpoints(
                 )
                 validation: dict[int, list[float | None]] = {}
                 params, losses, seconds, count = run_statements(
-                    s, trainings, on_block, deadline, validation, loaded.largest
+                    s, trainings, on_block, deadline, validation, loaded.largest, growth
                 )
                 store.record_losses(s, run_id, losses, first, validation)
                 store.set_checkpoint(s, run_id, f"{last}:{checkpoint_digest(s, loaded)}")
@@ -321,7 +377,11 @@ def _train_with_checkpoints(
         except BaseException as exc:
             with contextlib.suppress(*DB_ERRORS):  # the connection may be gone (a server restart)
                 s.rollback()
-            status = "cancelled" if isinstance(exc, (KeyboardInterrupt, TrainingTimeout)) else "failed"
+            status = (
+                "cancelled"
+                if isinstance(exc, (KeyboardInterrupt, TrainingTimeout))
+                else "diverged" if isinstance(exc, Diverged) else "failed"
+            )
             if run_id is not None and last_checkpoint:
                 where = f"the tables hold the checkpoint after epoch {last_checkpoint} of run {run_id}"
                 if isinstance(exc, Diverged):  # resuming would diverge again

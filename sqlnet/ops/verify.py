@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from sqlnet.compile.shared import held_out
 from sqlnet.db import store
 from sqlnet.db.networks import load_optimizer_state, prepare_state
 from sqlnet.db.tables import TableMap, read_data, read_params
 from sqlnet.errors import CheckFailed
 from sqlnet.model import reference
-from sqlnet.model.network import Network, Params
+from sqlnet.model.network import Dataset, Network, Params
 from sqlnet.model.reference import Arithmetic
 from sqlnet.ops.common import (
     DatabaseLike,
@@ -111,6 +112,9 @@ def check(
         tables, net, opts = loaded.tables, loaded.net, loaded.options
         initial = read_params(s.pg, tables, net, opts.num)
         data = read_data(s.pg, tables, net, opts.num)
+        if opts.validation_fraction:  # the reference trains on the samples the SQL trains on
+            held = {int(r[0]) for r in s.pg.execute(held_out(next(loaded.trainings())))}
+            data = Dataset([x for x in data.samples if x.id not in held])
         store.ensure_schema(s)  # momentum and Adam read their state from it; all of this rolls back
         # the state train would start from: another optimizer's, or one of another shape, is dropped
         prepare_state(s, tables.resolved_schema, net, opts.make_optimizer(), loaded.definition)
