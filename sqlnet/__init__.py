@@ -17,8 +17,9 @@ from sqlnet.errors import CheckFailed, DatabaseError, Diverged, InputError, Sqln
 if TYPE_CHECKING:
     from sqlnet.model.network import Dataset, Network, Params, Sample
     from sqlnet.ops.common import TrainOptions, connect
-    from sqlnet.ops.data import export, load, predict
+    from sqlnet.ops.data import load
     from sqlnet.ops.history import network, phases, restore, run_epochs, run_losses, runs
+    from sqlnet.ops.predict import export, predict
     from sqlnet.ops.setup import DemoResult, Grants, demo, grants, init
     from sqlnet.ops.train import Progress, TrainResult, train, training_sql
     from sqlnet.ops.verify import CheckReport, check, gradcheck
@@ -32,9 +33,9 @@ _WHERE = {
     "Sample": "sqlnet.model.network",
     "TrainOptions": "sqlnet.ops.common",
     "connect": "sqlnet.ops.common",
-    "export": "sqlnet.ops.data",
+    "export": "sqlnet.ops.predict",
     "load": "sqlnet.ops.data",
-    "predict": "sqlnet.ops.data",
+    "predict": "sqlnet.ops.predict",
     "network": "sqlnet.ops.history",
     "phases": "sqlnet.ops.history",
     "restore": "sqlnet.ops.history",

@@ -142,7 +142,7 @@ def post_db(db_url: str) -> str:
 @pytest.fixture(autouse=True)
 def _no_configured_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests pass their database explicitly; a developer's own settings must not leak in."""
-    for name in ("SQLNET_DATABASE_URL", "DATABASE_URL"):
+    for name in ("SQLNET_DATABASE_URL", "DATABASE_URL", "SQLNET_SCHEMA"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SQLNET_HOME", str(tmp_path / "sqlnet-home"))
 

@@ -115,7 +115,10 @@ def spark_only(spark: dict[str, Any] | None, **given: object) -> None:
 
 def schema_option(f: F) -> F:
     return click.option(
-        "--schema", metavar="NAME", help="Schema of the network's tables (default: the current one)."
+        "--schema",
+        metavar="NAME",
+        envvar="SQLNET_SCHEMA",
+        help="Schema of the network's tables (default: $SQLNET_SCHEMA, else the current schema).",
     )(f)
 
 

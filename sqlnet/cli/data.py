@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 
 import sqlnet as api
 from sqlnet.cli.base import (
@@ -40,24 +41,42 @@ def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--features",
     callback=_features,
     metavar="A,B,...",
-    help="Feature columns (default: all but the targets).",
+    help="Feature columns (default: all but the targets and --id).",
 )
+@click.option("--id", "id_column", metavar="COL", help="A column that names each row: kept beside the samples.")
 @click.option(
     "--classes", is_flag=True, help="The target is a label: one-hot outputs, class names remembered."
 )
 @click.option(
     "--standardize", is_flag=True, help="Scale each feature to mean 0, std 1 (predict does it again)."
 )
+@click.option(
+    "--validation-fraction",
+    type=float,
+    help="Hold out this share of the samples from every training (by md5 of --seed and sampleId); stored with "
+    "the network.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which samples --validation-fraction holds out.")
+@click.option(
+    "--raw-table",
+    default="raw",
+    show_default=True,
+    metavar="NAME",
+    help="Where the rows are kept as read, beside inputs and outputs.",
+)
+@click.option("--replace", is_flag=True, help="Replace the samples sqlnet loaded into this network before.")
 @handle_errors
 def load(database_url: str | None, schema: str | None, file: str | None, **kwargs: Any) -> None:
     """Fill inputs and outputs (with sampleId) from a CSV file or a table, one row per example.
 
-    Input node k is the k-th feature. What was there before is replaced (and said so).
+    Input node k is the k-th feature. The rows are also kept as read in a table of their own (raw),
+    which `sqlnet predict --table raw` reads by the feature names. Samples loaded before are replaced
+    with --replace; tables that sqlnet did not make are never replaced.
 
     \b
     Examples:
-      sqlnet load digits.csv --target label --classes --standardize --schema digits
-      sqlnet load --from-table houses --target price --features rooms,area
+      sqlnet load wine.csv --schema wine --target class --classes --standardize --validation-fraction 0.2
+      sqlnet load --from-table houses --target price --features rooms,area --id house_id
     """
     kwargs["targets"] = list(kwargs["targets"])
     if sys.stderr.isatty():
@@ -74,38 +93,75 @@ def load(database_url: str | None, schema: str | None, file: str | None, **kwarg
             loaded = api.load(database_url, schema=schema, file=file, on_rows=on_rows, **kwargs)
     else:
         loaded = api.load(database_url, schema=schema, file=file, **kwargs)
+    for line in load_report(loaded):
+        out.print(escape(line))
+
+
+def load_report(loaded: Any) -> list[str]:
+    """What load did, in the words a user checks it by."""
+    lines = []
     if loaded.replaced:
-        out.print(f"replaced the {loaded.replaced} samples that were in {loaded.schema}.inputs/outputs")
-    classes = f", {len(loaded.classes)} classes" if loaded.classes else ""
-    out.print(
-        f"loaded {loaded.samples} samples into {loaded.schema}.inputs/outputs: {len(loaded.features)} features"
-        f"{classes}, targets {', '.join(loaded.targets)}"
+        lines.append(f"replaced the {loaded.replaced} samples that were in {loaded.schema}.inputs/outputs")
+    kind = f"{len(loaded.classes)} classes ({', '.join(loaded.classes)})" if loaded.classes else (
+        f"target{'s' if len(loaded.targets) > 1 else ''} {', '.join(loaded.targets)}"
+    )  # fmt: skip
+    lines.append(
+        f"loaded {loaded.samples} samples into {loaded.schema}.inputs/outputs: {len(loaded.features)} features, {kind}"
     )
+    lines.append(
+        f"features ({'standardised' if loaded.standardized else 'as they are'}): {', '.join(loaded.features)}"
+    )
+    fraction, seed = loaded.validation
+    if loaded.held_out:
+        lines.append(
+            f"validation: {loaded.held_out} of {loaded.samples} samples held out of training (fraction {fraction:g}, "
+            f"seed {seed}), kept by every training unless --validation-fraction says otherwise"
+        )
+    else:
+        lines.append("validation: none (every sample is trained on; --validation-fraction holds some out)")
+    ids = f", ids from {loaded.id_column}" if loaded.id_column else ""
+    lines.append(f"the rows as read: {loaded.schema}.{loaded.raw_table} (sampleid{ids}); predict reads it by name")
+    return lines
 
 
 def prediction_options(f: F) -> F:
     options = [
-        click.option("--table-schema", metavar="NAME", help="Schema of --table (and of what is created)."),
         click.option(
-            "--id", "id_column", default="id", show_default=True, help="Id column of a wide --table."
+            "--table-schema", metavar="NAME", help="Schema of --table (default: the network's, --schema)."
+        ),
+        click.option(
+            "--into-schema", metavar="NAME", help="Schema of what is created (default: the network's, --schema)."
+        ),
+        click.option(
+            "--id",
+            "id_column",
+            metavar="COL",
+            help="Id column of a wide --table or --csv (default: the id load kept, else sampleid, else the row number).",
         ),
         click.option(
             "--features",
             callback=_features,
             metavar="A,B,...",
-            help="Feature columns of a wide --table, in input-node order (default: a long table with "
-            "sampleId, inputNode, inputValue).",
+            help="The feature columns, in input-node order, where they are not named as the network's "
+            "(`sqlnet network` lists them).",
         ),
-        click.option("--replace", is_flag=True, help="Replace what exists under that name."),
+        click.option(
+            "--raw/--standardized",
+            "raw",
+            default=None,
+            help="Whether the values are raw (sqlnet standardises them as load did: the default for a wide "
+            "table or a CSV) or already standardised (the network's own inputs are).",
+        ),
+        click.option("--replace", is_flag=True, help="Replace what sqlnet made for this network under that name."),
         click.option(
             "--hidden-activation",
             type=click.Choice([a for a in ACTIVATIONS if ACTIVATIONS[a].elementwise]),
-            help="Default: the network's latest finished run.",
+            help="Default: the network's own.",
         ),
         click.option(
             "--output-activation",
             type=click.Choice(list(ACTIVATIONS)),
-            help="Default: the network's latest finished run.",
+            help="Default: the network's own.",
         ),
     ]
     for option in reversed(options):
@@ -113,13 +169,19 @@ def prediction_options(f: F) -> F:
     return f
 
 
+def _standardized(kwargs: dict[str, Any]) -> dict[str, Any]:
+    raw = kwargs.pop("raw")
+    return {**kwargs, "standardized": None if raw is None else not raw}
+
+
 @main.command()
 @database_option
 @schema_option
 @engine_options
-@click.option("--table", required=True, metavar="T", help="The samples to predict.")
+@click.option("--table", metavar="T", help="The samples to predict: a table (or view).")
+@click.option("--csv", metavar="FILE", help="The samples to predict: a CSV file with a header ('-': standard input).")
 @click.option(
-    "--into", required=True, metavar="P", help="The table to create: P(sampleId, outputNode, outputValue)."
+    "--into", required=True, metavar="P", help="The table to create: one row per sample, its id and its predictions."
 )
 @prediction_options
 @handle_errors
@@ -129,48 +191,72 @@ def predict(
     spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
-    """Compute the network's outputs in SQL for the samples of a table.
+    """Compute the network's predictions in SQL for the rows of a table or a CSV file.
 
-    The weights come from the weights tables, the activations from the network's latest
-    finished run (or --hidden-activation/--output-activation).
+    The rows' feature columns are found by the network's own feature names and standardised as
+    load did (never twice: the network's own inputs are used as they are). A classifier's
+    predictions are its label, the label's probability and each class's; a regressor's, its
+    targets by name. The weights come from the weights tables, the functions from the network.
 
     \b
     Examples:
-      sqlnet predict --table new_inputs --into predictions
-      sqlnet predict --table customers --id customer_id --features age,income --into scores
+      sqlnet predict --schema wine --table raw --into predictions
+      sqlnet predict --schema wine --csv new_wines.csv --id name --into scored
+      cat new.csv | sqlnet predict --schema wine --csv - --into scored --replace
+      sqlnet predict --table customers --features age,income --id customer_id --into scores
       sqlnet predict --engine spark --parquet ./net --table inputs --into predictions
     """
     spark_only(spark, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
-               features=kwargs["features"])  # fmt: skip
+               features=kwargs["features"], csv=kwargs["csv"], id=kwargs["id_column"],
+               into_schema=kwargs["into_schema"], raw=kwargs["raw"])  # fmt: skip
     if spark is not None:
         from sqlnet.ops import spark as on_spark
 
+        if not kwargs["table"]:
+            raise click.UsageError("--engine spark predicts a --table")
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
         table, rows = on_spark.predict(**spark, table=kwargs["table"], output=kwargs["into"], **functions)
         where = spark["parquet"] or spark["database"]
         out.print(f"wrote {rows} rows into {table} in {where} (sampleId, outputNode, prediction)")
         return
-    p = api.predict(database_url, schema=schema, **kwargs)
-    out.print(f"wrote {p.rows} rows into {p.created} ({p.network.describe()}; functions from {p.source})")
+    p = api.predict(database_url, schema=schema, **_standardized(kwargs))
+    for note in p.notes:
+        err.print(f"[cyan]note:[/] {escape(note)}")
+    out.print(
+        escape(
+            f"wrote {p.rows} rows into {p.created} ({', '.join(p.columns)}): network {p.schema!r}, "
+            f"{p.network.describe()}, weights of {p.source}"
+        )
+    )
 
 
 @main.command()
 @database_option
 @schema_option
 @click.option("--view", metavar="NAME", help="Create a view of the predictions for --table.")
-@click.option("--function", metavar="NAME", help="Create a SQL function: double precision[] in, outputs out.")
+@click.option(
+    "--function",
+    metavar="NAME",
+    help="Create SQL functions of a double precision[] of raw features: a classifier's label (and NAME_probabilities), "
+    "a regressor's target.",
+)
 @click.option("--table", metavar="T", help="The samples the view predicts.")
 @prediction_options
 @handle_errors
 def export(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
     """Write the trained network into a plain SQL view or function, weights as constants.
 
-    The result needs neither sqlnet nor the weights tables: any client can query it.
+    The result needs neither sqlnet nor the weights tables: any client can query it. It goes
+    into the network's schema (or --into-schema); --replace replaces only what sqlnet exported.
 
     \b
     Examples:
-      sqlnet export --view predictions --table new_inputs
-      sqlnet export --function net_predict      then: SELECT net_predict(ARRAY[0.1, 0.7])
+      sqlnet export --schema wine --view wine_predictions --table raw
+      sqlnet export --schema wine --function wine_class
+          then: SELECT wine.wine_class(ARRAY[13.2, 1.8, ...]), wine.wine_class_probabilities(ARRAY[...])
     """
-    p = api.export(database_url, schema=schema, **kwargs)
-    out.print(f"created {p.created} ({p.network.describe()}; functions from {p.source})")
+    p = api.export(database_url, schema=schema, **_standardized(kwargs))
+    for note in p.notes:
+        err.print(f"[cyan]note:[/] {escape(note)}")
+    columns = f" ({', '.join(p.columns)})" if p.columns else ""
+    out.print(escape(f"created {p.created}{columns}: network {p.schema!r}, {p.network.describe()}, weights of {p.source}"))

@@ -12,11 +12,13 @@ each layer's expressions into the next, a tree that grows with the product of th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from psycopg import sql
 
 from sqlnet.compile.tables import Table
 from sqlnet.compile.wide import matrix_sql
+from sqlnet.errors import InputError
 from sqlnet.model.functions import ACTIVATIONS
 from sqlnet.model.network import Network, Params
 
@@ -32,6 +34,19 @@ def forward_sql(
     net: Network, samples: sql.Composable, weight: Ref, bias: BiasRef, params_join: sql.Composable
 ) -> sql.Composable:
     """SELECT sample, node, value: the output of every sample of `samples` (sample, x1, x2, ...)."""
+    K = net.depth
+    values = sql.SQL(", ").join(
+        sql.SQL("({j}, {a})").format(j=sql.Literal(j), a=_c(f"a{K}_{j}")) for j in range(1, net.sizes[-1] + 1)
+    )
+    return sql.SQL(
+        "SELECT y.sample, o.node, o.value FROM ({stage}) AS y CROSS JOIN LATERAL (VALUES {values}) AS o (node, value)"
+    ).format(stage=forward_stage(net, samples, weight, bias, params_join), values=values)
+
+
+def forward_stage(
+    net: Network, samples: sql.Composable, weight: Ref, bias: BiasRef, params_join: sql.Composable
+) -> sql.Composable:
+    """SELECT sample, aK_1, aK_2, ...: the output layer of every sample of `samples`, one row per sample."""
     stage = sql.SQL("SELECT sample, {cols} FROM ({src}) AS x").format(
         cols=sql.SQL(", ").join(
             sql.SQL("{x} AS {a}").format(x=_c(f"x{i}"), a=_c(f"a0_{i}")) for i in range(1, net.sizes[0] + 1)
@@ -77,13 +92,7 @@ def forward_sql(
                 "SELECT sample, {cols} FROM (SELECT sample, {exps} FROM "
                 "(SELECT s.sample, {zs} FROM ({prev}) AS s{join} OFFSET 0) AS z OFFSET 0) AS e OFFSET 0"
             ).format(cols=cols, exps=exps, zs=zs, prev=stage, join=params_join)
-    K = net.depth
-    values = sql.SQL(", ").join(
-        sql.SQL("({j}, {a})").format(j=sql.Literal(j), a=_c(f"a{K}_{j}")) for j in range(1, net.sizes[-1] + 1)
-    )
-    return sql.SQL(
-        "SELECT y.sample, o.node, o.value FROM ({stage}) AS y CROSS JOIN LATERAL (VALUES {values}) AS o (node, value)"
-    ).format(stage=stage, values=values)
+    return stage
 
 
 def long_samples(table: sql.Composable, sample: str, node: str, value: str, n: int) -> sql.Composable:
@@ -100,10 +109,11 @@ def long_samples(table: sql.Composable, sample: str, node: str, value: str, n: i
     )
 
 
-def wide_samples(table: sql.Composable, id_column: str, features: list[str]) -> sql.Composable:
-    """A wide table: its id column and the feature columns, in the order of the input nodes."""
+def wide_samples(table: sql.Composable, id_value: sql.Composable, features: list[str]) -> sql.Composable:
+    """A wide table: its id (a column, or an expression such as row_number() OVER ()) and the feature
+    columns, in the order of the input nodes."""
     return sql.SQL("SELECT {id} AS sample, {xs} FROM {t}").format(
-        id=sql.Identifier(id_column),
+        id=id_value,
         xs=sql.SQL(", ").join(
             sql.SQL("{f}::float8 AS {x}").format(f=sql.Identifier(f), x=_c(f"x{i}"))
             for i, f in enumerate(features, start=1)
@@ -180,16 +190,73 @@ def constant_params(net: Network, params: Params) -> tuple[Ref, BiasRef]:
     return weight, bias
 
 
-def with_classes(forward: sql.Composable, classes: list[str] | None) -> sql.Composable:
-    """The forward pass's rows as (sampleid, outputnode, outputvalue), and with class names the class of
-    each sample: the name of its largest output (the lowest node on a tie), as `predict` writes it."""
-    rows = sql.SQL("SELECT sample AS sampleid, node AS outputnode, value AS outputvalue")
-    if not classes:
-        return sql.SQL("{rows} FROM ({forward}) AS f").format(rows=rows, forward=forward)
-    return sql.SQL(
-        "{rows},\n  ({classes}::text[])[first_value(node) OVER (PARTITION BY sample ORDER BY value DESC, node)] "
-        "AS predictedclass\nFROM ({forward}) AS f"
-    ).format(rows=rows, classes=sql.Literal(classes), forward=forward)
+MAX_NAME = 63  # bytes PostgreSQL keeps of a name; sqlnet never lets it cut one
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a prediction's columns are called: the samples' id, then for a classifier the label (a class
+    name) and, with a softmax output, the probability of that label; then one column per output node (each
+    class's probability or output, each target by its name, or output_1..)."""
+
+    id_name: str
+    nodes: tuple[str, ...]
+    classes: tuple[str, ...] | None = None
+    probabilities: bool = False
+    targets: bool = False  # the nodes are the targets `load` named (a regressor)
+    note: str | None = None  # how the columns were named, when not as asked
+
+    @property
+    def columns(self) -> list[str]:
+        label = ["label", *(["probability"] if self.probabilities else [])] if self.classes else []
+        return [self.id_name, *label, *self.nodes]
+
+
+def outputs_of(
+    net: Network, id_name: str, classes: list[str] | None, targets: list[str] | None
+) -> Outputs:
+    """How the predictions of `net` are named, from what `load` kept: class names (one output node per
+    class), target names (one per node), else output_1..output_n."""
+    n = net.sizes[-1]
+    note = None
+    if classes and len(classes) == n:
+        softmax = net.output_activation == "softmax"
+        prefix = "p_" if softmax else "output_"
+        nodes = tuple(f"{prefix}{c}" for c in classes)
+        if any(len(c.encode()) > MAX_NAME for c in nodes) or len({c for c in nodes}) < n:
+            nodes = tuple(f"{prefix}{k}" for k in range(1, n + 1))
+            note = f"some class names are too long for column names: {prefix}k is the k-th class of {classes}"
+        out = Outputs(id_name, nodes, tuple(classes), softmax, note)
+    elif targets and len(targets) == n and not classes:
+        out = Outputs(id_name, tuple(targets), targets=True)
+    else:
+        out = Outputs(id_name, tuple(f"output_{k}" for k in range(1, n + 1)))
+    taken = [c for c in out.columns if out.columns.count(c) > 1]
+    if taken:
+        raise InputError(
+            f"the predictions would have two columns named {taken[0]!r} (the id column and an output): name the "
+            f"id column differently (--id)"
+        )
+    return out
+
+
+def labelled(net: Network, stage: sql.Composable, outputs: Outputs) -> sql.Composable:
+    """One row per sample from the forward pass's last stage (sample, aK_1..): its id, the label and its
+    probability (a classifier: the class of the largest output, the lowest node on a tie), then each node."""
+    K = net.depth
+    a = [_c(f"a{K}_{j}") for j in range(1, net.sizes[-1] + 1)]
+    cols: list[sql.Composable] = [sql.SQL("y.sample AS {}").format(sql.Identifier(outputs.id_name))]
+    if outputs.classes:
+        top = sql.SQL("greatest({})").format(sql.SQL(", ").join(a))
+        cols.append(
+            sql.SQL("({classes}::text[])[array_position(ARRAY[{a}], {top})] AS label").format(
+                classes=sql.Literal(list(outputs.classes)), a=sql.SQL(", ").join(a), top=top
+            )
+        )
+        if outputs.probabilities:
+            cols.append(sql.SQL("{} AS probability").format(top))
+    cols += [sql.SQL("{} AS {}").format(v, sql.Identifier(name)) for v, name in zip(a, outputs.nodes)]
+    return sql.SQL("SELECT {cols}\nFROM ({stage}) AS y").format(cols=sql.SQL(", ").join(cols), stage=stage)
 
 
 def exported_functions(
@@ -198,56 +265,76 @@ def exported_functions(
     bias: BiasRef,
     schema: str,
     function: str,
-    create: sql.Composable,
     scaling: tuple[list[float], list[float]] | None,
-    classes: list[str] | None,
+    outputs: Outputs,
     features: list[str] | None,
-) -> list[sql.Composable]:
-    """`name(x float8[]) -> float8[]`: the outputs for one sample of raw features, standardised as at
-    load, refusing an array of the wrong length or with NULLs; with classes also `name_class(x) -> text`.
+) -> list[tuple[sql.Composable, sql.Composable]]:
+    """The exported function(s) of one sample of raw features (a float8[] in input-node order,
+    standardised as at load; an array of the wrong length or with NULLs is refused): for a classifier
+    `name(x) -> text`, the label, and `name_probabilities(x) -> float8[]` (or `name_outputs` without a
+    softmax), each class's in class order; for one target `name(x) -> float8`; else `name(x) -> float8[]`.
+    Returns (the function's name with its argument types, the CREATE statement), the one the others call first.
 
-    Both pin their search path: a function body is parsed when it is called, under the caller's path."""
+    Each pins its search path: a function body is parsed when it is called, under the caller's path."""
     n = net.sizes[0]
-    name = sql.Identifier(schema, function)
     xs = sql.SQL(", ").join(
         sql.SQL("x[{i}] AS {c}").format(i=sql.Literal(i), c=_c(f"x{i}")) for i in range(1, n + 1)
     )
     samples = standardized(sql.SQL("SELECT 1::bigint AS sample, {xs}").format(xs=xs), scaling)
     forward = forward_sql(net, samples, weight, bias, sql.SQL(""))
     hint = f"the {n} raw features in input-node order" + (f": {', '.join(features)}" if features else "")
-    statements: list[sql.Composable] = [
-        sql.SQL(
-            "{create} FUNCTION {name}(x double precision[]) RETURNS double precision[]\n"
-            "LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
-            "BEGIN\n"
-            "  IF x IS NULL OR array_ndims(x) IS DISTINCT FROM 1 OR array_lower(x, 1) <> 1\n"
-            "     OR array_length(x, 1) <> {n} OR array_position(x, NULL) IS NOT NULL THEN\n"
-            "    RAISE EXCEPTION 'sqlnet: % takes % numbers, none of them NULL; got %', {label}, {n}, x\n"
-            "      USING HINT = {hint};\n"
-            "  END IF;\n"
-            "  RETURN (SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f);\n"
-            "END\n$sqlnet$"
-        ).format(
-            create=create,
-            name=name,
-            n=sql.Literal(n),
-            label=sql.Literal(f"{schema}.{function}"),
-            hint=sql.Literal(hint),
-            forward=forward,
+    single = outputs.targets and len(outputs.nodes) == 1
+    core = function
+    if outputs.classes:
+        core = f"{function}_probabilities" if outputs.probabilities else f"{function}_outputs"
+    returns, result = (
+        (sql.SQL("double precision"), sql.SQL("(SELECT value FROM ({forward}) AS f)"))
+        if single
+        else (sql.SQL("double precision[]"), sql.SQL("(SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f)"))
+    )
+    name = sql.Identifier(schema, core)
+    made = [
+        (
+            sql.SQL("{}(double precision[])").format(name),
+            sql.SQL(
+                "CREATE FUNCTION {name}(x double precision[]) RETURNS {returns}\n"
+                "LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
+                "BEGIN\n"
+                "  IF x IS NULL OR array_ndims(x) IS DISTINCT FROM 1 OR array_lower(x, 1) <> 1\n"
+                "     OR array_length(x, 1) <> {n} OR array_position(x, NULL) IS NOT NULL THEN\n"
+                "    RAISE EXCEPTION 'sqlnet: % takes % numbers, none of them NULL; got %', {label}, {n}, x\n"
+                "      USING HINT = {hint};\n"
+                "  END IF;\n"
+                "  RETURN {result};\n"
+                "END\n$sqlnet$"
+            ).format(
+                name=name,
+                returns=returns,
+                n=sql.Literal(n),
+                label=sql.Literal(f"{schema}.{core}"),
+                hint=sql.Literal(hint),
+                result=result.format(forward=forward),
+            ),
         )
     ]
-    if classes:
-        statements.append(
-            sql.SQL(
-                "{create} FUNCTION {class_name}(x double precision[]) RETURNS text\n"
-                "LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
-                "SELECT ({classes}::text[])[(SELECT o.i FROM unnest({name}(x)) WITH ORDINALITY AS o (v, i) "
-                "ORDER BY o.v DESC, o.i LIMIT 1)]\n$sqlnet$"
-            ).format(
-                create=create,
-                class_name=sql.Identifier(schema, f"{function}_class"),
-                classes=sql.Literal(classes),
-                name=name,
+    if outputs.classes:
+        label = sql.Identifier(schema, function)
+        made.append(
+            (
+                sql.SQL("{}(double precision[])").format(label),
+                sql.SQL(
+                    "CREATE FUNCTION {label}(x double precision[]) RETURNS text\n"
+                    "LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $sqlnet$\n"
+                    "SELECT ({classes}::text[])[(SELECT o.i FROM unnest({name}(x)) WITH ORDINALITY AS o (v, i) "
+                    "ORDER BY o.v DESC, o.i LIMIT 1)]\n$sqlnet$"
+                ).format(label=label, classes=sql.Literal(list(outputs.classes)), name=name),
             )
         )
-    return statements
+    return made
+
+
+def function_names(function: str, outputs: Outputs) -> list[str]:
+    """The names `exported_functions` creates for `function`."""
+    if not outputs.classes:
+        return [function]
+    return [f"{function}_probabilities" if outputs.probabilities else f"{function}_outputs", function]

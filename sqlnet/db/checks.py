@@ -233,14 +233,13 @@ def check_sample_rows(conn: psycopg.Connection, t: Table, n: int, what: str) -> 
 
 
 def check_wide_samples(conn: psycopg.Connection, t: Table, types: dict[str, str]) -> None:
-    """A wide table of samples to predict (role "sample" = its id, the other roles its features):
-    each id once and not NULL, every feature a finite number."""
+    """A wide table of samples to predict (role "sample" = its id, if it has one; the other roles its
+    features): each id once and not NULL, every feature a finite number."""
     wrong = [(t.columns[r], types[r]) for r in t.columns if r != "sample" and types[r]]
+    keys = {"sample": t.columns["sample"]} if t.has("sample") else {}
     if wrong:
-        raise InputError(
-            not_a_number(conn, Table(t.schema, t.name, {"sample": t.columns["sample"]}, home=t.home), *wrong[0])
-        )
-    dup = conn.execute(
+        raise InputError(not_a_number(conn, Table(t.schema, t.name, keys, home=t.home), *wrong[0]))
+    dup = None if not t.has("sample") else conn.execute(
         sql.SQL(
             "SELECT {s}::text, count(*) FROM {t} GROUP BY {s} HAVING count(*) > 1 OR {s} IS NULL LIMIT 1"
         ).format(s=t.col("sample"), t=t.ident)

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+import psycopg
 from psycopg import sql
 
-from sqlnet.db import store, trust
+from sqlnet.db import marks, store, trust
 from sqlnet.db import trace as trace_store
 from sqlnet.db.checks import check_and_size
 from sqlnet.db.networks import forget
@@ -89,8 +90,8 @@ def init(
                 f"{', '.join(ours)} already exist in schema {current!r}: use --replace to drop and recreate them "
                 f"(`sqlnet runs` keeps every trained weight), or --schema for another schema"
             )
-        for t in ours:
-            s.pg.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(current, t)))
+        # only tables sqlnet made for this network: a user's own are refused, naming them, and stay
+        marks.make_room(s.pg, current, ours, current, replace, "--schema")
         # a new network: the functions, optimizer state and preprocessing of the one before are not its own
         trust.check_sqlnet_schemas(s.pg, current)
         if net is None:
@@ -102,6 +103,7 @@ def init(
             s.pg.execute(_sql_file(TABLES_FILE).encode())
             if example:
                 s.pg.execute(_sql_file(EXAMPLES[example]).encode())
+            _mark(s.pg, current, list(POST_TABLES), f"the post's tables{' with its example' if example else ''}")
             return list(POST_TABLES)
         assert params is not None
         created = []
@@ -115,7 +117,14 @@ def init(
             for kind in ("weights", "biases")
             if kind == "weights" or net.bias == "node"
         ]
+        _mark(s.pg, current, created, f"a {net.describe()}, {init} initialisation, seed {seed}")
     return created
+
+
+def _mark(pg: psycopg.Connection, schema: str, names: list[str], about: str) -> None:
+    for name in names:
+        what = "samples" if name == "inputs" else "targets" if name == "outputs" else "parameters"
+        marks.comment(pg, "TABLE", sql.Identifier(schema, name), marks.mark(what, schema, f"made by sqlnet init: {about}"))
 
 
 @dataclass
