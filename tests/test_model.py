@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from click.testing import CliRunner
 
 import sqlnet
@@ -174,30 +175,35 @@ def test_export_predict_and_the_reference_agree_on_raw_rows(
     def want(raw: list[float]) -> list[float]:
         return reference.forward(net, params, tuple((x - m) / s for x, m, s in zip(raw, means, stds))).output
 
-    conn.execute("CREATE TABLE raw (id int, size float8, tilt float8, shade float8)")
-    for n, r in enumerate(rows, start=1):
-        conn.execute("INSERT INTO raw VALUES (%s, %s, %s, %s)", (n, *r))
-    features = ["size", "tilt", "shade"]
-    sqlnet.predict(db_url, table="raw", into="predicted", features=features)
-    sqlnet.export(db_url, view="exported", table="raw", features=features)
+    # load kept the rows as read in table raw; predict and the view find its columns by the stored names
+    sqlnet.predict(db_url, table="raw", into="predicted")
+    sqlnet.export(db_url, view="exported", table="raw")
     sqlnet.export(db_url, function="classify")
+    nodes = [f"p_{c}" for c in classes] if classes else ["y"]
+    picked = sql.SQL(", ").join(map(sql.Identifier, nodes))
     for n, r in enumerate(rows, start=1):
         expected = want(r)
-        predicted = [v for (v,) in conn.execute("SELECT outputvalue FROM predicted WHERE sampleid = %s ORDER BY outputnode", (n,))]
-        viewed = [v for (v,) in conn.execute("SELECT outputvalue FROM exported WHERE sampleid = %s ORDER BY outputnode", (n,))]
-        (called,) = conn.execute("SELECT public.classify(%s::float8[])", (r,)).fetchone()
+        predicted = list(conn.execute(sql.SQL("SELECT {} FROM predicted WHERE sampleid = %s").format(picked), (n,)).fetchone())
+        viewed = list(conn.execute(sql.SQL("SELECT {} FROM exported WHERE sampleid = %s").format(picked), (n,)).fetchone())
+        if classes:
+            (called,) = conn.execute("SELECT public.classify_probabilities(%s::float8[])", (r,)).fetchone()
+        else:
+            called = list(conn.execute("SELECT public.classify(%s::float8[])", (r,)).fetchone())  # one target: a number
         for got in (predicted, viewed, called):
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
         if classes:
             best = classes[max(range(3), key=lambda j: (expected[j], -j))]
-            (p_class,) = conn.execute("SELECT DISTINCT predictedclass FROM predicted WHERE sampleid = %s", (n,)).fetchone()
-            (v_class,) = conn.execute("SELECT DISTINCT predictedclass FROM exported WHERE sampleid = %s", (n,)).fetchone()
-            (f_class,) = conn.execute("SELECT public.classify_class(%s::float8[])", (r,)).fetchone()
+            p_class, p_top = conn.execute("SELECT label, probability FROM predicted WHERE sampleid = %s", (n,)).fetchone()
+            v_class, v_top = conn.execute("SELECT label, probability FROM exported WHERE sampleid = %s", (n,)).fetchone()
+            (f_class,) = conn.execute("SELECT public.classify(%s::float8[])", (r,)).fetchone()
             assert p_class == v_class == f_class == best
+            assert p_top == pytest.approx(max(expected), rel=1e-9) and v_top == pytest.approx(max(expected), rel=1e-9)
     (comment,) = conn.execute("SELECT obj_description('public.exported'::regclass)").fetchone()
-    assert "network in schema public" in comment and "run " in comment and "standardised" in comment
+    assert comment.startswith('sqlnet: exported view of network "public"') and "run " in comment
+    assert "standardised" in comment
+    core = "classify_probabilities" if classes else "classify"
     for bad in ("ARRAY[1, 2]::float8[]", "ARRAY[1, NULL, 3]::float8[]", "NULL::float8[]", "ARRAY[1, 2, 3, 4]::float8[]"):
-        with pytest.raises(psycopg.errors.RaiseException, match=r"public\.classify takes 3 numbers"):
+        with pytest.raises(psycopg.errors.RaiseException, match=rf"public\.{core} takes 3 numbers"):
             conn.execute(f"SELECT public.classify({bad})")
 
 

@@ -9,6 +9,7 @@ temporary directory instead of using the shared test server.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import re
 import subprocess
@@ -21,8 +22,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import sqlnet
+from sqlnet.cli import main
 from sqlnet.db.tables import create_tables
 from sqlnet.model import reference
 from sqlnet.model.network import Network
@@ -143,7 +146,14 @@ def test_a_checkpointed_run_survives_a_server_restart(server: Server, mode: str)
         got = table_params(conn, NET)
         assert_close(got.weights + got.biases, want.params.weights + want.params.biases, 1e-9)
         (status,) = conn.execute("SELECT status FROM sqlnet.runs WHERE run_id = %s", (run_id,)).fetchone()
-        assert status == "running"  # nobody could say otherwise: the server went away
+        assert status == "running"  # nobody could write otherwise: the server went away
+    # but nobody holds the network's lock: `runs`, `runs show` and --json say interrupted, and how to resume
+    (run,) = sqlnet.runs(url)
+    assert run.status == "interrupted" and f"`sqlnet train --resume {run_id}` continues it" in (run.error or "")
+    shown = CliRunner().invoke(main, ["runs", "show", str(run_id), "--database-url", url])
+    assert shown.exit_code == 0 and f"run {run_id} (interrupted)" in shown.stdout, shown.output
+    listed = CliRunner().invoke(main, ["runs", "--json", "--database-url", url])
+    assert json.loads(listed.stdout)[0]["status"] == "interrupted"
 
     resumed = subprocess.run(
         [

@@ -136,7 +136,8 @@ def prediction_options(f: F) -> F:
             "--id",
             "id_column",
             metavar="COL",
-            help="Id column of a wide --table or --csv (default: the id load kept, else sampleid, else the row number).",
+            help="Id column of a wide --table or --csv (default: the id load kept, else sampleid, else id, else the "
+            "row number).",
         ),
         click.option(
             "--features",

@@ -95,10 +95,11 @@ def forward_stage(
     return stage
 
 
-def long_samples(table: sql.Composable, sample: str, node: str, value: str, n: int) -> sql.Composable:
-    """A long table (sample, node, value) pivoted to one row per sample: sample, x1..xn."""
-    return sql.SQL("SELECT {s}::bigint AS sample, {xs} FROM {t} GROUP BY {s}").format(
-        s=sql.Identifier(sample),
+def long_samples(table: sql.Composable, sample: sql.Composable, node: str, value: str, n: int) -> sql.Composable:
+    """A long table (sample, node, value) pivoted to one row per sample: sample, x1..xn (`sample`: its
+    column, or 1 for a table of one sample)."""
+    return sql.SQL("SELECT {s}::bigint AS sample, {xs} FROM {t} GROUP BY 1").format(
+        s=sample,
         xs=sql.SQL(", ").join(
             sql.SQL("max({v}::float8) FILTER (WHERE {n} = {i}) AS {x}").format(
                 v=sql.Identifier(value), n=sql.Identifier(node), i=sql.Literal(i), x=_c(f"x{i}")

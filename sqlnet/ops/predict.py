@@ -37,7 +37,7 @@ from sqlnet.errors import InputError
 from sqlnet.model.network import Network
 from sqlnet.ops.common import DatabaseLike, TrainOptions, connect
 
-LONG_COLUMNS = {"sampleid", "inputnode", "inputvalue"}
+LONG_COLUMNS = {"inputnode", "inputvalue"}  # and sampleid, unless the table holds one sample (the post's)
 
 
 @dataclass
@@ -196,11 +196,8 @@ def _table_samples(
             )
         elif standardized:
             scaling = None
-        long = Table(
-            home,
-            table,
-            {"sample": columns["sampleid"], "node": columns["inputnode"], "value": columns["inputvalue"]},
-        )
+        sample = {"sample": columns["sampleid"]} if "sampleid" in columns else {}
+        long = Table(home, table, {**sample, "node": columns["inputnode"], "value": columns["inputvalue"]})
         for column in long.columns.values():
             if types[column.lower()]:
                 raise InputError(not_a_number(s.pg, long, column, types[column.lower()]))
@@ -214,8 +211,10 @@ def _table_samples(
                 f"{long.label('node')} has nodes {lo}..{hi}, but network {trained.home!r} has input nodes 1..{n}"
             )
         check_sample_rows(s.pg, long, n, "input")
-        select = predict_sql.long_samples(ident, columns["sampleid"], columns["inputnode"], columns["inputvalue"], n)
-        return Samples(predict_sql.standardized(select, scaling), columns["sampleid"], label, notes)
+        select = predict_sql.long_samples(
+            ident, long.col("sample") if sample else sql.SQL("1"), columns["inputnode"], columns["inputvalue"], n
+        )
+        return Samples(predict_sql.standardized(select, scaling), columns.get("sampleid", "sampleid"), label, notes)
     wanted = _feature_names(trained, features, label)
     real = {name: name for name, _, _ in found}
     picked = []
@@ -243,13 +242,13 @@ def _table_samples(
 
 
 def _id_column(trained: Trained, columns: dict[str, str], id_column: str | None, label: str) -> str | None:
-    """The id of a wide table's rows: --id, else the id `load` kept, else sampleid; None: no id."""
+    """The id of a wide table's rows: --id, else the id `load` kept, else sampleid, else id; None: no id."""
     if id_column is not None:
         found = _column(columns, id_column)
         if found is None:
             raise InputError(f"table {label} has no column {id_column!r} (--id); it has {', '.join(columns)}")
         return found
-    for candidate in (trained.data.get("id_column"), "sampleid"):
+    for candidate in (trained.data.get("id_column"), "sampleid", "id"):
         if candidate and _column(columns, candidate):
             return _column(columns, candidate)
     return None
