@@ -133,9 +133,14 @@ def test_hostile_names_for_what_sqlnet_creates_and_reads(
     assert code == 0, err
     code, _, err = run("export", "--database-url", bait, *where, "--view", name + " view")
     assert code == 0, err
-    query = "SELECT array_agg(outputvalue ORDER BY sampleid, outputnode) FROM {}"
-    table = conn.execute(sql.SQL(query).format(sql.Identifier(name, name))).fetchone()[0]
-    view = conn.execute(sql.SQL(query).format(sql.Identifier(name, name + " view"))).fetchone()[0]
+    query = "SELECT array_agg(v ORDER BY i, n) FROM (SELECT {id} AS i, output_1, output_2, output_3 FROM {t}) AS p, " \
+        "LATERAL (VALUES (1, output_1), (2, output_2), (3, output_3)) AS o (n, v)"
+    table = conn.execute(
+        sql.SQL(query).format(id=sql.Identifier(name + "id"), t=sql.Identifier(name, name))
+    ).fetchone()[0]
+    view = conn.execute(
+        sql.SQL(query).format(id=sql.Identifier(name + "id"), t=sql.Identifier(name, name + " view"))
+    ).fetchone()[0]
     function = conn.execute(
         sql.SQL("SELECT {}(ARRAY[1, 3, 5]::float8[]) || {}(ARRAY[0.5, 0, 1]::float8[])").format(
             sql.Identifier(name, name), sql.Identifier(name, name)

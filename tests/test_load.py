@@ -55,9 +55,12 @@ def test_load_csv_with_classes_and_standardisation(
     )
     conn.execute("CREATE TABLE fresh (id int, size float8, weight float8)")
     conn.execute("INSERT INTO fresh VALUES (1, 1.5, 15), (2, 8.5, 80)")
-    sqlnet.predict(db_url, table="fresh", into="guess", features=["size", "weight"])
-    guesses = dict(conn.execute("SELECT DISTINCT sampleid, predictedclass FROM guess"))
+    sqlnet.predict(db_url, table="fresh", into="guess")  # its columns by the names load kept
+    guesses = dict(conn.execute("SELECT id, label FROM guess"))
     assert guesses == {1: "small", 2: "large"}
+    # load kept the rows as read, beside the samples
+    raw = conn.execute("SELECT sampleid, size, weight, label FROM raw ORDER BY sampleid").fetchall()
+    assert raw[0] == (1, 1, 10, "small") and len(raw) == 5
 
 
 def test_load_from_table_with_numeric_targets(db_url: str, conn: psycopg.Connection) -> None:
@@ -90,11 +93,36 @@ def test_load_streams_a_large_view(db_url: str, conn: psycopg.Connection) -> Non
     assert conn.execute("SELECT sum(outputvalue) FROM outputs").fetchone() == (12000 // 7,)
 
 
-def test_load_replaces_and_says_so(db_url: str, tmp_path: Path) -> None:
-    sqlnet.init(db_url, example="post")  # the post's inputs, without sampleId
-    result = CliRunner().invoke(
-        main,
-        ["load", write(tmp_path, CSV), "--database-url", db_url, "--target", "weight", "--features", "size"],
-    )
+def test_load_replaces_what_it_made_only_with_replace_and_says_so(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    sqlnet.init(db_url, example="post")  # the post's inputs, made by sqlnet, without sampleId
+    args = ["load", write(tmp_path, CSV), "--database-url", db_url, "--target", "weight", "--features", "size"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "table public.inputs already exists (sqlnet made it" in refused.stderr
+    assert "--replace" in refused.stderr
+    result = CliRunner().invoke(main, [*args, "--replace"])
     assert result.exit_code == 0, result.stderr
     assert "replaced" in result.stdout and "loaded 5 samples" in result.stdout
+    again = CliRunner().invoke(main, [*args, "--replace"])
+    assert again.exit_code == 0 and "replaced the 5 samples that were in public.inputs/outputs" in again.stdout
+
+
+def test_empty_samples_init_made_are_filled_without_replace(db_url: str, tmp_path: Path) -> None:
+    sqlnet.init(db_url, layers=[2, 3], seed=1)  # empty inputs and outputs: nothing to lose
+    loaded = sqlnet.load(db_url, file=write(tmp_path, CSV), targets=["label"], classes=True)
+    assert loaded.samples == 5 and loaded.replaced == 0
+
+
+def test_an_id_column_is_kept_and_must_be_unique(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    text = "name,size,weight,label\nann,1,10,small\nbob,9,90,large\n"
+    loaded = sqlnet.load(db_url, file=write(tmp_path, text), targets=["label"], classes=True, id_column="name")
+    assert loaded.features == ["size", "weight"] and loaded.id_column == "name"
+    assert conn.execute("SELECT sampleid, name FROM raw ORDER BY 1").fetchall() == [(1, "ann"), (2, "bob")]
+    numbers = "n,size,weight,label\n7,1,10,small\n9,9,90,large\n"
+    sqlnet.load(db_url, file=write(tmp_path, numbers), targets=["label"], classes=True, id_column="n", replace=True)
+    assert conn.execute("SELECT pg_typeof(n)::text FROM raw LIMIT 1").fetchone() == ("bigint",)  # whole numbers
+    twice = "name,size,weight,label\nann,1,10,small\nann,9,90,large\n"
+    with pytest.raises(sqlnet.InputError, match="the id 'ann' is in 2 rows; an id must be unique"):
+        sqlnet.load(db_url, file=write(tmp_path, twice), targets=["label"], classes=True, id_column="name", replace=True)
+    assert conn.execute("SELECT count(*) FROM raw").fetchone() == (2,)  # the load before stays

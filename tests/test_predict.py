@@ -257,7 +257,6 @@ def test_replace_never_destroys_what_sqlnet_did_not_make(
         (["export", "--view", "mine", "--table", "inputs"], "table public.mine"),
         (["export", "--view", "their_view", "--table", "inputs"], "view public.their_view"),
         (["export", "--function", "their_f"], "function public.their_f(x double precision[])"),
-        (["export", "--function", "mine"], "table public.mine"),
     ):
         code, _, err = run(*args, "--replace", "--database-url", db_url)
         assert code == 1 and f"{name} (owner postgres) already exists and sqlnet did not make it" in err, err

@@ -91,3 +91,41 @@ def test_validation_refuses_what_it_cannot_do(db_url: str, conn: psycopg.Connect
         sqlnet.train(db_url, schema="v", validation_fraction=0.5, trace=True, loss=net.loss)
     with pytest.raises(sqlnet.InputError, match="below 1"):
         sqlnet.train(db_url, schema="v", validation_fraction=1.0, loss=net.loss)
+
+
+def test_the_split_is_part_of_the_network(db_url: str, conn: psycopg.Connection) -> None:
+    """The first training that asks for a split stores it; later trainings and check hold out the same
+    samples without being told (equal to the reference on the same training samples); 0 uses every sample,
+    saying so, and is kept too."""
+    rng = random.Random("kept split")
+    net = random_network(rng, 2, "node", "tanh", "linear", "half-se")
+    params, data = random_params(rng, net), random_data(rng, net, 16)
+    create_tables(conn, net, params, data, samples=True)
+    functions = {"hidden_activation": "tanh", "output_activation": "linear", "loss": "half-se"}
+    first = sqlnet.train(db_url, epochs=2, learning_rate=0.1, validation_fraction=0.25, seed=4, **functions)
+    definition = sqlnet.network(db_url)
+    assert (definition.validation_fraction, definition.validation_seed) == (0.25, 4)
+    training, held = split(data, 0.25, 4)
+    second = sqlnet.train(db_url, epochs=2, learning_rate=0.1)  # no split given: the network's own
+    assert len(second.validation) == 2 and second.options.validation_fraction == 0.25 and second.options.seed == 4
+    want = reference.train(net, first.params, training, 0.1, 2)
+    assert_close(second.params.weights + second.params.biases, want.params.weights + want.params.biases, 1e-9)
+    report = sqlnet.check(db_url, epochs=3, learning_rate=0.1)  # the reference trains on the same samples
+    assert report.ok, report.differences
+    everything = sqlnet.train(db_url, epochs=1, learning_rate=0.1, validation_fraction=0)
+    assert any("uses every sample, including those held out until now (fraction 0.25, seed 4)" in n
+               for n in everything.notes)  # fmt: skip
+    assert not everything.validation
+    later = sqlnet.train(db_url, epochs=1, learning_rate=0.1)
+    assert not later.validation and sqlnet.network(db_url).validation_fraction == 0
+    assert len(held) == 4 and len(training) == 12
+
+
+def test_a_split_stored_at_load_is_kept_by_training(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(1, 21)))
+    loaded = sqlnet.load(db_url, file=str(path), targets=["y"], validation_fraction=0.2, seed=1)
+    assert loaded.held_out == 4 and loaded.validation == (0.2, 1)
+    sqlnet.init(db_url, layers=[2, 3, 1], seed=1)
+    result = sqlnet.train(db_url, epochs=2, learning_rate=0.01)
+    assert len(result.validation) == 2 and result.options.validation_fraction == 0.2

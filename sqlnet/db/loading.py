@@ -264,6 +264,8 @@ def _write(
         )}  # fmt: skip
         if "sampleid" in columns:
             (replaced,) = s.pg.execute(sql.SQL("SELECT count(DISTINCT sampleid) FROM {}").format(inputs)).fetchone()  # type: ignore[misc]
+        else:  # the post's layout: one sample, if it holds any rows
+            (replaced,) = s.pg.execute(sql.SQL("SELECT count(*) > 0 FROM {}").format(inputs)).fetchone()  # type: ignore[misc]
     # only what sqlnet made for this network goes (with --replace, or when it is empty); a user's own
     # inputs, outputs or raw table stay, and the load is refused naming them
     marks.make_room(

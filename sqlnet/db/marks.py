@@ -54,20 +54,22 @@ FIND = """
 SELECT c.relkind::text, pg_catalog.format('%%I.%%I', n.nspname, c.relname), pg_catalog.pg_get_userbyid(c.relowner),
        pg_catalog.obj_description(c.oid, 'pg_class'), NULL::text
 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relname = ANY (%(names)s)
+WHERE n.nspname = %(schema)s AND c.relname = ANY (%(names)s) AND NOT %(functions)s
 UNION ALL
 SELECT 'function', pg_catalog.format('%%I.%%I(%%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
        pg_catalog.pg_get_userbyid(p.proowner), pg_catalog.obj_description(p.oid, 'pg_proc'),
        pg_catalog.pg_get_function_identity_arguments(p.oid)
 FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
-WHERE n.nspname = %(schema)s AND p.proname = ANY (%(names)s)
+WHERE n.nspname = %(schema)s AND p.proname = ANY (%(names)s) AND %(functions)s
 """
 
 
-def find(pg: psycopg.Connection, schema: str, names: Sequence[str]) -> list[Found]:
-    """Every relation or function in `schema` under one of `names` (one catalog query)."""
+def find(pg: psycopg.Connection, schema: str, names: Sequence[str], functions: bool = False) -> list[Found]:
+    """Every relation (or with `functions`, every function: they have names of their own) in `schema` under
+    one of `names` (one catalog query)."""
     found = []
-    for relkind, label, owner, comment, _ in pg.execute(FIND, {"schema": schema, "names": list(names)}):
+    query = {"schema": schema, "names": list(names), "functions": functions}
+    for relkind, label, owner, comment, _ in pg.execute(FIND, query):
         kind = "function" if relkind == "function" else KINDS.get(relkind, "relation")
         drop: sql.Composable | None = None
         if kind in DROP:  # the label is the catalog's format('%I.%I(args)'): quoted as SQL needs it
@@ -84,12 +86,13 @@ def make_room(
     replace: bool,
     option: str,
     replace_empty: bool = False,
+    functions: bool = False,
 ) -> list[str]:
     """Before creating `names` in `schema` for `network`: nothing there, or (with `replace`) only what sqlnet
     made for that network, which is dropped. Anything else is refused, naming it, and nothing is dropped.
     `replace_empty`: empty tables sqlnet made for the network go without `replace` (nothing is lost).
     Returns the labels of what was dropped."""
-    found = find(pg, schema, names)
+    found = find(pg, schema, names, functions)
     if not found:
         return []
     foreign = [f for f in found if not f.made_for(network)]

@@ -398,7 +398,7 @@ def export(
                 net, weight, bias, where, function, trained.scaling, outputs, data.get("features")
             )
             names = predict_sql.function_names(function, outputs)
-            marks.make_room(s.pg, where, names, trained.home, replace, "--function name")
+            marks.make_room(s.pg, where, names, trained.home, replace, "--function name", functions=True)
             for signature, statement in created:
                 s.pg.execute(statement)
                 marks.comment(s.pg, "FUNCTION", signature, marks.mark("exported function", trained.home, about))
