@@ -79,3 +79,28 @@ def test_workloads_of_different_functions_run_one_after_another(db_url: str) -> 
         want = reference.train(net, params, data, w.learning_rate, w.epochs).params
         assert_close(trained.weights + trained.biases, want.weights + want.biases, 1e-12)
         assert facts["layout"] == "wide"
+
+
+def test_the_benchmark_keeps_to_a_database_of_its_own(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --database-url it makes a database on the default server, works there and drops it: the
+    default database (here the server's own) gets no schema bench, bench_post or sqlnet."""
+    monkeypatch.setenv("SQLNET_DATABASE_URL", server_url)
+    from sqlnet.bench.report import own_database
+
+    def schemas(url: str) -> set[str]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+
+    before = schemas(server_url)
+    with own_database(None) as url:
+        assert url != server_url and "/sqlnet_bench_" in url
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA bench")
+        name = url.split("?")[0].rsplit("/", 1)[1]
+    assert schemas(server_url) == before
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (0,)
+    with own_database("postgresql://given") as url:  # an explicit URL is the user's choice
+        assert url == "postgresql://given"

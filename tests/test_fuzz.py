@@ -167,9 +167,11 @@ def test_whatever_is_generated_trains_correctly_or_fails_cleanly(db_url: str, o:
             after = database_snapshot(conn, watched)
             if options["checkpoint_every"] and isinstance(exc, sqlnet.Diverged):
                 return  # a checkpointed run keeps its checkpoints: test_divergence checks them
-            if options[
-                "checkpoint_every"
-            ]:  # the run is on record as failed; the network's tables are untouched
+            if isinstance(exc, sqlnet.Diverged):  # the run is on record as diverged, nothing else changed
+                (status,) = conn.execute("SELECT status FROM sqlnet.runs ORDER BY run_id DESC LIMIT 1").fetchone()
+                assert status == "diverged"
+            if options["checkpoint_every"] or isinstance(exc, sqlnet.Diverged):
+                # the run is on record as failed or diverged; the network's tables are untouched
                 after = {k: v for k, v in after.items() if not k.startswith("sqlnet.")}
                 before = {k: v for k, v in before.items() if not k.startswith("sqlnet.")}
             assert after == before, exc

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from click.testing import CliRunner
+from psycopg import sql
 
 import sqlnet
 from sqlnet.cli import main

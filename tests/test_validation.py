@@ -112,6 +112,7 @@ def test_the_split_is_part_of_the_network(db_url: str, conn: psycopg.Connection)
     assert_close(second.params.weights + second.params.biases, want.params.weights + want.params.biases, 1e-9)
     report = sqlnet.check(db_url, epochs=3, learning_rate=0.1)  # the reference trains on the same samples
     assert report.ok, report.differences
+    assert sqlnet.gradcheck(db_url).ok  # the gradient over every sample, on both sides
     everything = sqlnet.train(db_url, epochs=1, learning_rate=0.1, validation_fraction=0)
     assert any("uses every sample, including those held out until now (fraction 0.25, seed 4)" in n
                for n in everything.notes)  # fmt: skip

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from sqlnet.bench.competitors import post_sql
-from sqlnet.bench.report import bench, markdown, targets
+from sqlnet.bench.report import bench, markdown, own_database, targets
 from sqlnet.bench.workloads import WORKLOADS, Workload, make_data
 
 __all__ = ["WORKLOADS", "Workload", "bench", "main", "make_data", "markdown", "post_sql", "targets"]
@@ -33,7 +33,9 @@ __all__ = ["WORKLOADS", "Workload", "bench", "main", "make_data", "markdown", "p
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sqlnet.bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--database-url", help="default: $SQLNET_DATABASE_URL, $DATABASE_URL, or the embedded server"
+        "--database-url",
+        help="the database to write into (schemas bench, bench_post and its runs); default: a database of its own "
+        "on the default server ($SQLNET_DATABASE_URL, $DATABASE_URL, or the embedded one), dropped at the end",
     )
     parser.add_argument(
         "--workload",
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", default=".", help="folder for BENCHMARKS.md and benchmarks.json")
     args = parser.parse_args(argv)
-    results = bench(args.database_url, args.workload, args.runs, args.spark_recursive)
+    with own_database(args.database_url) as url:
+        results = bench(url, args.workload, args.runs, args.spark_recursive)
     out = Path(args.output)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "BENCHMARKS.md").write_text(markdown(results))

@@ -9,11 +9,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from sqlnet.bench.competitors import (
     ROUND1_COMMIT,
@@ -45,6 +47,26 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "platform": platform.platform(),
     }
+
+
+@contextlib.contextmanager
+def own_database(url: str | None) -> Iterator[str]:
+    """Where the benchmark writes (schemas bench and bench_post, runs): the database --database-url names, or
+    else a database of its own on the default server, created here and dropped at the end, so that it never
+    writes into the user's default database."""
+    if url is not None:
+        yield url
+        return
+    server = Database(None).url
+    name = f"sqlnet_bench_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    print(f"the benchmark runs in database {name}, made for it and dropped at the end", file=sys.stderr)
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def bench(

@@ -303,10 +303,10 @@ def params_table(net: Network, params: Params, title: str, other: Params | None 
     """Weights and biases as the post's tables show them; with `other`, a reference column beside."""
     table = Table(title=title, title_justify="left")
     for name in ("layer", "in", "out", "weight", "bias"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", overflow="fold")
     if other is not None:
-        table.add_column("reference weight", justify="right")
-        table.add_column("reference bias", justify="right")
+        table.add_column("reference weight", justify="right", overflow="fold")
+        table.add_column("reference bias", justify="right", overflow="fold")
 
     def bias(p: Params, k: int, i: int, j: int) -> str:
         if net.bias == "none":
@@ -337,9 +337,10 @@ def print_comparison(
     tolerance: float,
 ) -> None:
     """check and gradcheck: one row per table column compared, then the verdict."""
-    table.add_column("table", justify="left")
-    for name in (*columns, "within tolerance"):
-        table.add_column(name, justify="right")
+    # 80 columns: the table.column names may fold (never be cut), the numbers never do
+    table.add_column("table.column", justify="left", overflow="fold")
+    for name in (*columns, "ok"):
+        table.add_column(name, justify="right", no_wrap=True)
     for name, *values, within in rows:
         table.add_row(escape(name), *values, "yes" if within else "[red]NO[/]")
     out.print(table)

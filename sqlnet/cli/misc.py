@@ -72,7 +72,7 @@ def demo(database_url: str | None) -> None:
     by_name = {t.phase.name: t for t in d.trace}
     fwd = Table(title="forward pass (epoch 1)", title_justify="left")
     for name in ("phase", "node", "SQL", "reference"):
-        fwd.add_column(name, justify="right" if name != "phase" else "left")
+        fwd.add_column(name, justify="right" if name != "phase" else "left", overflow="fold")
     for phase_name, k, quantity in (
         ("hidden_input", 1, "input"),
         ("hidden_activation", 1, "activation"),

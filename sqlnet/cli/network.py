@@ -174,7 +174,7 @@ def gradcheck(
             for d in report.differences
         ]
         print_comparison(
-            table, ("checked", "worst relative error", "worst absolute error"), rows, report.ok, tolerance
+            table, ("checked", "worst relative", "worst absolute"), rows, report.ok, tolerance
         )
     if not report.ok:
         sys.exit(EXIT_ERROR)
@@ -201,8 +201,8 @@ def network_command(database_url: str | None, schema: str | None, as_json: bool)
         click.echo(json.dumps(d.as_json(), indent=2))
         return
     table = Table(title=f"network {d.network}", title_justify="left", show_header=False)
-    table.add_column("what")
-    table.add_column("value")
+    table.add_column("what", overflow="fold")
+    table.add_column("value", overflow="fold")
     rows = [
         ("layers", "-".join(map(str, d.sizes)) if d.sizes else "-"),
         ("hidden activation", d.hidden_activation or "not chosen yet (the first training chooses)"),
@@ -266,20 +266,19 @@ def runs(
         return
     # a table of hundreds of rows takes rich longer to draw than sqlnet takes to start: the latest first
     shown = found if show_all else found[-(last or 20) :]
+    # 80 columns: names may fold, numbers and words never do (`runs show` and --json have the rest)
     table = Table()
-    for name in ("run", "started", "status", "schema", "network", "epochs", "rate", "final loss", "trace"):
-        table.add_column(name)
+    for name in ("run", "started", "status", "network", "epochs", "rate", "final loss"):
+        table.add_column(name, overflow="fold" if name == "network" else "ellipsis", no_wrap=name != "network")
     for r in shown:
         table.add_row(
             str(r.run_id),
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.status,
-            r.schema_name or "",
-            "-".join(map(str, r.network.sizes)),
+            r.started_at.strftime("%m-%d %H:%M"),
+            r.status + (" +trace" if r.options.get("trace") else ""),
+            f"{r.schema_name or '?'} {'-'.join(map(str, r.network.sizes))}",
             str(r.epochs),
-            str(r.learning_rate),
-            _fmt(r.final_loss) if r.final_loss is not None else "",
-            "yes" if r.options.get("trace") else "",
+            f"{r.learning_rate:g}",
+            f"{r.final_loss:.6g}" if r.final_loss is not None else "",
         )
     out.print(table)
     if len(shown) < len(found):
@@ -468,7 +467,7 @@ def phases(database_url: str | None, run: int | None, epoch: int, as_json: bool)
     for t in traces:
         table = Table(title=escape(f"sqlnet_trace.{t.phase.table} — {t.phase.comment}"), title_justify="left")
         for name in TRACE_FIELDS:
-            table.add_column(name, justify="right")
+            table.add_column(name, justify="right", overflow="fold")
         for r in t.rows:
             table.add_row(*("" if v is None else _fmt(v) if isinstance(v, float) else str(v) for v in r))
         out.print(table)

@@ -23,7 +23,7 @@ def print_runs(spark: dict[str, Any], as_json: bool) -> None:
         return
     table = Table()
     for name in ("run", "started", "status", "network", "epochs", "rate", "final loss"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for r in found:
         table.add_row(
             str(r["run_id"]), r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), r["status"],

@@ -313,6 +313,6 @@ def check(
             (d.table, str(d.values), f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", d.max_rel <= tolerance)
             for d in report.differences
         ]
-        print_comparison(table, ("values", "largest difference", "relative"), rows, report.ok, tolerance)
+        print_comparison(table, ("values", "max |diff|", "relative"), rows, report.ok, tolerance)
     if not report.ok:
         sys.exit(EXIT_ERROR)
