@@ -63,13 +63,13 @@ CASES = [
         "sampleId only in inputs",
         "post",
         ["ALTER TABLE inputs ADD COLUMN sampleId integer DEFAULT 1"],
-        ["inputs has a sampleId column but outputs has none"],
+        ["public.inputs has a sampleId column but public.outputs has none"],
     ),
     Case(
         "edge bias column missing",
         "post",
         ["ALTER TABLE weights2 DROP COLUMN weight2bias"],
-        ["'weight2bias' in weights2", "--bias none"],
+        ["'weight2bias' in public.weights2", "--bias none"],
         ["--bias", "edge"],
     ),
     # --- values that are not finite numbers --------------------------------------------------------
@@ -184,13 +184,13 @@ CASES = [
         "sample without targets",
         "samples",
         ["DELETE FROM outputs WHERE sampleid = 3"],
-        ["sample 3 is in inputs but not in outputs"],
+        ["sample 3 is in public.inputs but not in public.outputs"],
     ),
     Case(
         "targets without a sample",
         "samples",
         ["INSERT INTO outputs VALUES (4, 1, 0.5)"],
-        ["sample 4 is in outputs but not in inputs"],
+        ["sample 4 is in public.outputs but not in public.inputs"],
     ),
     Case(
         "gap in node numbers",
@@ -299,7 +299,7 @@ CASES = [
         [
             "UPDATE outputs SET outputvalue = 0.5",
         ],
-        ["the targets of sample 1 in outputs sum to 1.5", "sum to 1"],
+        ["the targets of sample 1 in public.outputs sum to 1.5", "sum to 1"],
         ["--loss", "cross-entropy", "--output-activation", "softmax"],
     ),
     # --- options that do not fit the data ----------------------------------------------------------

@@ -48,7 +48,7 @@ def test_large_data_is_named_in_the_advice(post_db: str, conn: psycopg.Connectio
     conn.execute("UPDATE inputs SET inputvalue = inputvalue * 1e150")
     before = database_snapshot(conn)
     with pytest.raises(
-        sqlnet.Diverged, match=r"scaling inputs \(it holds values up to 5e\+150; `sqlnet load --standardize`"
+        sqlnet.Diverged, match=r"scaling public.inputs \(it holds values up to 5e\+150; `sqlnet load --standardize`"
     ):
         sqlnet.train(post_db, epochs=5, learning_rate=0.1)
     assert_only_the_run_recorded(conn, before)

@@ -131,8 +131,8 @@ def test_gradcheck_catches_a_wrong_derivative(
     report = sqlnet.gradcheck(db_url, hidden_activation="tanh")
     assert not report.ok
     worst = {d.table: d.worst_relative for d in report.differences}
-    assert worst["weights1.weight1value"] > 1e-3  # the hidden layer's gradient is wrong
-    assert worst["weights2.weight2value"] < 1e-5  # the output layer's is not
+    assert worst["public.weights1.weight1value"] > 1e-3  # the hidden layer's gradient is wrong
+    assert worst["public.weights2.weight2value"] < 1e-5  # the output layer's is not
 
 
 def test_gradcheck_samples_large_networks(db_url: str, conn: psycopg.Connection) -> None:

@@ -16,10 +16,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 README = Path(__file__).parent.parent / "README.md"
-SECTIONS = ("## Training real networks", "## Data in, predictions out")
+SECTIONS = (
+    "## The tables",
+    "## The command line",
+    "## Training real networks",
+    "## Data in, predictions out",
+    "## Reliability and security",
+    "## Looking at the phases in psql",
+)
+PYTHON_SECTION = "## The Python API"
 SPARK_SECTIONS = ("## Apache Spark (`--engine spark`)",)
 TIMING = re.compile(r"\b\d+\.\d+ s\b")
 
@@ -86,8 +95,13 @@ def steps(lines: list[str]) -> list[Step]:
     return result
 
 
-def normal(lines: list[str]) -> list[str]:
-    return [TIMING.sub("<t> s", line.rstrip()) for line in lines]
+def normal(lines: list[str], database: str = "sqlnet") -> list[str]:
+    """Timings aside, and the test's database named as the README's (sqlnet, the embedded server's)."""
+    return [TIMING.sub("<t> s", line.rstrip()).replace(database, "sqlnet") for line in lines]
+
+
+EXPORT = re.compile(r"^export ([A-Z_][A-Z0-9_]*)=(\S*)")
+UNSET = re.compile(r"^unset ([A-Z_][A-Z0-9_]*)")
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +109,39 @@ def sklearn_present() -> None:
     pytest.importorskip("sklearn", reason="the digits example reads scikit-learn's copy of the data")
 
 
-def test_the_worked_examples_run_as_written(db_url: str, tmp_path: Path, sklearn_present: None) -> None:
-    run_examples(SECTIONS, {"SQLNET_DATABASE_URL": db_url}, tmp_path)
+def test_the_worked_examples_run_as_written(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path, sklearn_present: None
+) -> None:
+    try:
+        run_examples(SECTIONS, {"SQLNET_DATABASE_URL": db_url}, tmp_path, conn.info.dbname)
+        run_python(PYTHON_SECTION, {"SQLNET_DATABASE_URL": db_url}, tmp_path)
+    finally:  # the README makes role trainer: roles belong to the whole server, not to the test's database
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'trainer'").fetchone():
+            conn.execute("DROP OWNED BY trainer")
+            conn.execute("DROP ROLE trainer")
+
+
+def run_python(section: str, extra_env: dict[str, str], tmp_path: Path) -> None:
+    """The Python API block runs as written (after the examples before it) and prints what the README shows
+    in the text block after it."""
+    lines = README.read_text().split("\n")
+    start = lines.index(section)
+    begin = lines.index("```python", start)
+    end = lines.index("```", begin + 1)
+    shown = lines.index("```text", end)
+    shown_end = lines.index("```", shown + 1)
+    env = {**os.environ, **extra_env}
+    done = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines[begin + 1 : end])],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.rstrip("\n").split("\n")
+    if os.environ.get("SQLNET_UPDATE_README"):
+        lines[shown + 1 : shown_end] = printed
+        README.write_text("\n".join(lines))
+        return
+    assert normal(printed) == normal(lines[shown + 1 : shown_end]), "\n".join(printed)
 
 
 @pytest.mark.spark
@@ -107,7 +152,9 @@ def test_the_spark_example_runs_as_written(tmp_path: Path) -> None:
     run_examples(SPARK_SECTIONS, {}, tmp_path)
 
 
-def run_examples(sections: tuple[str, ...], extra_env: dict[str, str], tmp_path: Path) -> None:
+def run_examples(
+    sections: tuple[str, ...], extra_env: dict[str, str], tmp_path: Path, database: str = "sqlnet"
+) -> None:
     text = README.read_text()
     lines = text.split("\n")
     env = {
@@ -123,14 +170,22 @@ def run_examples(sections: tuple[str, ...], extra_env: dict[str, str], tmp_path:
         new_block: list[str] = []
         for step in steps(lines[start:end]):
             script = "\n".join(step.command)
+            exported = EXPORT.match(script)
+            if exported:  # the shell's variable lasts for the commands after it, as in a terminal
+                env[exported.group(1)] = exported.group(2)
+            unset = UNSET.match(script)
+            if unset:
+                env.pop(unset.group(1), None)
             done = subprocess.run(
                 ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
             )
-            assert done.returncode == 0, (script, done.stdout, done.stderr)
+            # a step shown failing must fail (exit 1, with sqlnet's message), every other must succeed
+            failing = any(line.startswith("error:") for line in step.output)
+            assert done.returncode == (1 if failing else 0), (script, done.stdout, done.stderr)
             # what a terminal shows: stderr (progress, notes) and stdout, in that order for these commands
             printed = [line.rstrip() for line in (done.stderr + done.stdout).rstrip("\n").split("\n") if done.stderr + done.stdout]
             new_block += ["$ " + step.command[0], *step.command[1:], *printed]
-            if normal(printed) != normal(step.output):
+            if normal(printed, database) != normal(step.output):
                 mismatches.append((script, step.output, printed))
         rewritten[(start, end)] = new_block
     if os.environ.get("SQLNET_UPDATE_README"):

@@ -40,8 +40,10 @@ class Table:
         return role in self.columns
 
     def label(self, role: str | None = None) -> str:
-        """How messages name it: schema.table or table.column."""
-        table = f"{self.schema}.{self.name}" if self.schema else self.name
+        """How messages name it: schema.table, or schema.table.column (the schema it was found in, when
+        the user named none: a message says which network it looked at)."""
+        schema = self.schema or self.home
+        table = f"{schema}.{self.name}" if schema else self.name
         return table if role is None else f"{table}.{self.columns[role]}"
 
 
