@@ -20,7 +20,7 @@ def test_samples_without_targets(db_url: str, conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO inputs VALUES (1, 1, 0.5), (2, 1, 0.7)")
     conn.execute("INSERT INTO outputs VALUES (1, 1, 1.0)")
     conn.execute("INSERT INTO weights1 VALUES (1, 1, 0.3)")
-    with pytest.raises(InputError, match="sample 2 is in public.inputs but not in public.outputs"):
+    with pytest.raises(InputError, match=r"sample 2 is in public\.inputs but not in public\.outputs"):
         sqlnet.train(db_url)
 
 
@@ -52,7 +52,7 @@ def test_missing_schema(post_db: str) -> None:
 
 def test_edge_bias_without_bias_columns(post_db: str, conn: psycopg.Connection) -> None:
     conn.execute("ALTER TABLE weights2 DROP COLUMN weight2bias")
-    with pytest.raises(InputError, match="'weight2bias' in public.weights2"):
+    with pytest.raises(InputError, match=r"'weight2bias' in public\.weights2"):
         sqlnet.train(post_db, bias="edge")
 
 
