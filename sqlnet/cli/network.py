@@ -215,6 +215,10 @@ def network_command(database_url: str | None, schema: str | None, as_json: bool)
         ("targets", ", ".join(d.targets) if d.targets else "-"),
         ("classes", ", ".join(d.classes) if d.classes else "-"),
         ("samples loaded", f"{d.samples} from {d.source}" if d.samples else "-"),
+        ("rows as read", f"{d.network}.{d.raw_table}" + (f" (ids in {d.id_column})" if d.id_column else "")
+         if d.raw_table else "-"),
+        ("validation split", f"fraction {d.validation_fraction:g}, seed {d.validation_seed or 0} (held out of "
+         "every training)" if d.validation_fraction else "none: every sample is trained on"),
         ("last changed by", f"run {d.last_run}" if d.last_run else "-"),
     ]
     for what, value in rows:
