@@ -310,3 +310,30 @@ def test_sqlnet_schema_names_the_network_for_a_shell(
     code, out, err = run("predict", "--table", "inputs", "--into", "p", "--database-url", db_url)
     assert code == 0 and "into mine.p" in out and "network 'mine'" in out, err
     assert conn.execute("SELECT to_regclass('mine.p') IS NOT NULL").fetchone() == (True,)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("a,b,y\n1,x,0\n", ["line 2, column 'b': 'x' is not a number"]),
+        ("a,b,y\n1,,0\n", ["line 2, column 'b': the value is missing"]),
+        ("a,b,y\n1,2\n", ["line 2: 2 fields where the header has 3"]),
+        ("a,y\n1,0\n", ["has no column 'b'", "a feature of the network"]),
+        ("a,b,y\n1,1e999,0\n", ["'1e999' is not a finite number"]),
+        ("", ["is empty"]),
+    ],
+    ids=["text", "missing", "ragged", "no such feature", "overflow", "empty"],
+)
+def test_a_bad_csv_to_predict_is_refused_naming_the_line(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path, content: str, words: list[str]
+) -> None:
+    (tmp_path / "d.csv").write_text("a,b,y\n1,10,0\n2,20,1\n3,40,1\n")
+    sqlnet.load(db_url, file=str(tmp_path / "d.csv"), targets=["y"], standardize=True)
+    sqlnet.init(db_url, layers=[2, 1], seed=1)
+    (tmp_path / "bad.csv").write_text(content)
+    before = database_snapshot(conn)
+    code, _, err = run("predict", "--csv", str(tmp_path / "bad.csv"), "--into", "p", "--database-url", db_url)
+    assert code == 1 and str(tmp_path / "bad.csv") in err, err
+    for word in words:
+        assert word in err, err
+    assert database_snapshot(conn) == before
