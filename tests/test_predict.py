@@ -337,3 +337,22 @@ def test_a_bad_csv_to_predict_is_refused_naming_the_line(
     for word in words:
         assert word in err, err
     assert database_snapshot(conn) == before
+
+
+def test_prediction_columns_are_named_from_the_record() -> None:
+    """Class names too long for a column name are numbered (and said so), never cut; a regressor's
+    targets keep their names; a network without names gets output_1.."""
+    from sqlnet.compile.predict import outputs_of
+
+    net = sqlnet.Network((2, 2), "relu", "softmax", "cross-entropy", "node")
+    long_names = ["x" * 70, "y"]
+    out = outputs_of(net, "id", long_names, ["label"])
+    assert out.nodes == ("p_1", "p_2") and out.classes == tuple(long_names) and out.probabilities
+    assert not out.targets and out.note and "p_k is the k-th class" in out.note
+    assert outputs_of(net, "id", ["a", "b"], ["label"]).columns == ["id", "label", "probability", "p_a", "p_b"]
+    linear = sqlnet.Network((2, 2), "relu", "linear", "half-se", "node")
+    assert outputs_of(linear, "id", ["a", "b"], ["label"]).columns == ["id", "label", "output_a", "output_b"]
+    assert outputs_of(linear, "sampleid", None, ["price", "rent"]).columns == ["sampleid", "price", "rent"]
+    assert outputs_of(linear, "sampleid", None, None).columns == ["sampleid", "output_1", "output_2"]
+    with pytest.raises(sqlnet.InputError, match="two columns named 'price'"):
+        outputs_of(linear, "price", None, ["price", "rent"])

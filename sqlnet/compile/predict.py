@@ -227,7 +227,7 @@ def outputs_of(
         if any(len(c.encode()) > MAX_NAME for c in nodes) or len({c for c in nodes}) < n:
             nodes = tuple(f"{prefix}{k}" for k in range(1, n + 1))
             note = f"some class names are too long for column names: {prefix}k is the k-th class of {classes}"
-        out = Outputs(id_name, nodes, tuple(classes), softmax, note)
+        out = Outputs(id_name, nodes, classes=tuple(classes), probabilities=softmax, note=note)
     elif targets and len(targets) == n and not classes:
         out = Outputs(id_name, tuple(targets), targets=True)
     else:
@@ -269,7 +269,7 @@ def exported_functions(
     scaling: tuple[list[float], list[float]] | None,
     outputs: Outputs,
     features: list[str] | None,
-) -> list[tuple[sql.Composable, sql.Composable]]:
+) -> list[tuple[sql.Composed, sql.Composed]]:
     """The exported function(s) of one sample of raw features (a float8[] in input-node order,
     standardised as at load; an array of the wrong length or with NULLs is refused): for a classifier
     `name(x) -> text`, the label, and `name_probabilities(x) -> float8[]` (or `name_outputs` without a

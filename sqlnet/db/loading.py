@@ -46,13 +46,14 @@ class Loaded:
     validation: tuple[float, int] = (0.0, 0)  # the split: fraction, seed
 
 
-def _number(value: str, where: Callable[[], str]) -> float:
+def _number(value: str, where: str) -> float:
+    """A field as a finite number, or a message that says where it is (file, line, column)."""
     try:
         x = float(value)
     except ValueError:
-        raise InputError(f"{where()}: {value!r} is not a number") from None
+        raise InputError(f"{where}: {value!r} is not a number") from None
     if not math.isfinite(x):
-        raise InputError(f"{where()}: {value!r} is not a finite number")
+        raise InputError(f"{where}: {value!r} is not a finite number")
     return x
 
 
@@ -172,7 +173,7 @@ def load(
             where = f"{source}, line {line}, column {c!r}"
             if row[c] in (None, ""):
                 raise InputError(f"{where}: the value is missing")
-            values.append(_number(str(row[c]), lambda where=where: where))
+            values.append(_number(str(row[c]), where))
         return values
 
     def label(line: int, row: dict[str, Any]) -> str:
@@ -305,12 +306,12 @@ def _write(
     marks.comment(s.pg, "TABLE", raw, marks.mark("raw rows", schema, f"{about}, as read (sampleid = inputs.sampleId)"))
     # what the samples are is part of the network: predict and export apply the same standardisation
     ensure_schema(s)
-    values: dict[str, Any] = {}
+    split: dict[str, Any] = {}
     if spec.validation is not None:
-        values["validation_fraction"], values["validation_seed"] = spec.validation
+        split["validation_fraction"], split["validation_seed"] = spec.validation
     save_definition(
         s, schema, source=source, features=features, targets=spec.targets, classes=classes, means=means, stds=stds,
-        samples=count, id_column=spec.id_column, raw_table=spec.raw_table, **values,
+        samples=count, id_column=spec.id_column, raw_table=spec.raw_table, **split,
     )  # fmt: skip
     definition = read_definition(s, schema)
     fraction = (definition.validation_fraction or 0.0) if definition else 0.0
@@ -408,7 +409,7 @@ def copy_samples(
                 where = f"{name}, line {line}, column {c!r}"
                 if row[c] == "":
                     raise InputError(f"{where}: the value is missing")
-                xs_.append(_number(row[c], lambda where=where: where))
+                xs_.append(_number(row[c], where))
             yield (key, *xs_)
 
     count = _copy(s, table, values())

@@ -44,7 +44,7 @@ class Found:
     label: str  # schema.name (with a function's arguments)
     owner: str
     comment: str | None
-    drop: sql.Composable | None  # how to drop it (None: sqlnet never drops this kind)
+    drop: sql.Composed | None  # how to drop it (None: sqlnet never drops this kind)
 
     def made_for(self, network: str) -> bool:
         return self.drop is not None and made_for(self.comment, network)
@@ -71,7 +71,7 @@ def find(pg: psycopg.Connection, schema: str, names: Sequence[str], functions: b
     query = {"schema": schema, "names": list(names), "functions": functions}
     for relkind, label, owner, comment, _ in pg.execute(FIND, query):
         kind = "function" if relkind == "function" else KINDS.get(relkind, "relation")
-        drop: sql.Composable | None = None
+        drop: sql.Composed | None = None
         if kind in DROP:  # the label is the catalog's format('%I.%I(args)'): quoted as SQL needs it
             drop = sql.SQL("DROP {} {}").format(sql.SQL(DROP[kind]), sql.SQL(label))
         found.append(Found(kind, label, owner, comment, drop))

@@ -219,11 +219,11 @@ def _table_samples(
     real = {name: name for name, _, _ in found}
     picked = []
     for f in wanted:
-        column = _column(real, f)
-        if column is None:
+        match = _column(real, f)
+        if match is None:
             how = "--features names it" if features else "a feature of the network; --features maps other names"
             raise InputError(f"table {label} has no column {f!r} ({how}); it has {', '.join(real)}")
-        picked.append(column)
+        picked.append(match)
     id_name = _id_column(trained, real, id_column, label)
     roles = {**({"sample": id_name} if id_name else {}), **{f"x{i}": c for i, c in enumerate(picked, 1)}}
     wide = Table(home, table, roles)
@@ -261,7 +261,7 @@ def _csv_samples(
     """A CSV file's rows (or standard input's, for '-'), streamed with COPY into a temporary table."""
     name = "standard input" if csv == "-" or not isinstance(csv, (str, Path)) else str(csv)
     wanted = _feature_names(trained, features, name)
-    handle = sys.stdin if csv == "-" else csv
+    handle: Any = sys.stdin if csv == "-" else csv
     copied = loader.copy_samples(s, handle, name, wanted, id_column, trained.data.get("id_column"))
     notes = [f"{name} has no id column (--id names one): its rows are named by line in column line"] if (
         copied.id_name == "line" and id_column is None
