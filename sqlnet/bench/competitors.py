@@ -31,7 +31,7 @@ def run_sqlnet(
         conn.execute("DELETE FROM sqlnet.optimizer_state") if _has_state(conn) else None
     with psycopg.connect(url, autocommit=True) as conn:
         create_tables(conn, net, params, _data_cache[w.name], schema=schema, samples=True)
-        (temp_before,) = conn.execute(
+        (temp_before,) = conn.execute(  # type: ignore[misc]
             "SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
     cmd = [
@@ -68,7 +68,7 @@ def run_sqlnet(
         [layer["weights"] for layer in doc["params"]], [layer["biases"] for layer in doc["params"]]
     )
     with psycopg.connect(url, autocommit=True) as conn:
-        (temp_after,) = conn.execute(
+        (temp_after,) = conn.execute(  # type: ignore[misc]
             "SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
     return (
@@ -152,7 +152,7 @@ def run_floor(url: str, schema: str, w: Workload, params: Params, net: Network) 
     with Database(url).transaction(commit=False) as s:
         tr = next(iter(load_network(s, schema, options, redefine=True).trainings()))
         for statement in (tr.dialect.pin, *tr.dialect.settings, *layout.settings(tr)):
-            s.pg.execute(statement)
+            s.pg.execute(sql.Composed([statement]))
         s.pg.execute(sql.SQL("CREATE TEMP TABLE sqlnet_wide AS {}").format(layout._pivot(tr)))
         s.pg.execute(sql.SQL("ANALYZE {}").format(WIDE_TABLE))
         floor = layout.floor(tr, sql.SQL("SELECT * FROM {}").format(WIDE_TABLE))
@@ -179,7 +179,7 @@ def cli_times(url: str, runs: int = 5) -> dict[str, float]:
 
 
 def _has_state(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('sqlnet.optimizer_state') IS NOT NULL").fetchone()[0]
+    return conn.execute("SELECT to_regclass('sqlnet.optimizer_state') IS NOT NULL").fetchone()[0]  # type: ignore[index]
 
 
 def statement_facts(url: str, schema: str, w: Workload, layout: str) -> dict[str, Any]:
@@ -206,11 +206,11 @@ def statement_facts(url: str, schema: str, w: Workload, layout: str) -> dict[str
         text = training_statement(tr).as_string(s.pg)
         s.pg.execute("SET LOCAL enable_nestloop = off")
         for statement in LAYOUTS[tr.layout].preparation(tr):  # mini-batches: the temp tables it reads
-            s.pg.execute(statement)
+            s.pg.execute(sql.Composed([statement]))
         plan = s.pg.execute(
             sql.SQL("EXPLAIN (SUMMARY, FORMAT JSON) {}").format(sql.SQL(text.rstrip().rstrip(";")))
         )
-        (doc,) = plan.fetchone()
+        (doc,) = plan.fetchone()  # type: ignore[misc]
     return {"planning_ms": round(doc[0]["Planning Time"], 1), "statement_kb": round(len(text) / 1024, 1)}
 
 

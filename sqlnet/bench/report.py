@@ -74,7 +74,7 @@ def bench(
 ) -> dict[str, Any]:
     db = Database(url)
     with psycopg.connect(db.url, autocommit=True) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     results: dict[str, Any] = {"machine": machine(), "postgres": version, "workloads": []}
     folder = Path(tempfile.mkdtemp(prefix="sqlnet-bench-"))
     for w in WORKLOADS:

@@ -7,6 +7,7 @@ needs), not a second copy of the layouts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -21,7 +22,7 @@ class Dialect:
     # what keeps a subquery from being merged into the query that reads it, so that its expressions are
     # computed once per row without storing the rows (None: materialise instead)
     fence: str | None
-    pin: sql.Composable  # resolve every name in the engine's catalog only: no other role's objects
+    pin: sql.Composed | sql.SQL  # resolve every name in the engine's catalog only: no other role's objects
     settings: tuple[sql.Composable, ...]  # what a training's transaction sets before its statements
     element: str = "{array}[{index}]"  # an array's element, counted from 1
     array: str = "ARRAY[{items}]"  # an array of these values
@@ -36,10 +37,10 @@ class Dialect:
     def element_of(self, array: sql.Composable, index: int) -> sql.Composable:
         return sql.SQL(self.element).format(array=array, index=sql.Literal(index))
 
-    def array_of(self, items: list[sql.Composable]) -> sql.Composable:
+    def array_of(self, items: Sequence[sql.Composable]) -> sql.Composable:
         return sql.SQL(self.array).format(items=sql.SQL(", ").join(items))
 
-    def concat_of(self, arrays: list[sql.Composable]) -> sql.Composable:
+    def concat_of(self, arrays: Sequence[sql.Composable]) -> sql.Composable:
         out = arrays[0]
         for more in arrays[1:]:
             out = sql.SQL(self.concat).format(a=out, b=more)

@@ -348,7 +348,7 @@ class LongLayout:
 
     def _layer_input(self, tr: Training, phase: Phase, k: int) -> sql.Composable:
         if k > 1:
-            source = sql.SQL("prev AS a ON a.quantity = {q} AND a.layer = {k} AND a.j = w.i").format(
+            source: sql.Composable = sql.SQL("prev AS a ON a.quantity = {q} AND a.layer = {k} AND a.j = w.i").format(
                 q=Q(ACTIVATION), k=Q(k - 1)
             )
         else:
@@ -436,7 +436,8 @@ class LongLayout:
         """f'_k as SQL, and the joins that bring the z (and a) it needs, matched on (sample, node)."""
         f = ACTIVATIONS[tr.net.activation(k)]
         joins: list[sql.Composable] = []
-        z = a = sql.SQL("NULL")
+        z: sql.Composable = sql.SQL("NULL")
+        a: sql.Composable = sql.SQL("NULL")
         col = sql.SQL("j" if node == "y" else "i")
         if "{z}" in f.sql_derivative:
             joins.append(
@@ -495,7 +496,7 @@ class LongLayout:
         else:
             # cross-entropy with its own output: the loss from z (stable), the delta is y - t
             joins = sql.SQL("")
-            lse_join = sql.SQL("")
+            lse_join: sql.Composable = sql.SQL("")
             if tr.net.output_activation == "softmax":
                 lse_join = sql.SQL(
                     "\n      JOIN (\n"
@@ -567,7 +568,7 @@ class LongLayout:
 
     def _update(self, tr: Training, phase: Phase) -> sql.Composable:
         opt = tr.optimizer
-        g = sql.SQL("g.value")
+        g: sql.Composable = sql.SQL("g.value")
         if opt.l2:
             g = sql.SQL("(g.value + CASE WHEN p.quantity = {wq} THEN {l2} * p.value ELSE 0 END)").format(
                 wq=Q(WEIGHT), l2=sql.Literal(opt.l2)
@@ -585,7 +586,7 @@ class LongLayout:
             ),
         )
         state = sql.SQL("").join(sql.SQL(", {}").format(e) for e in (m_new, v_new)[: len(opt.state)])
-        steps = sql.SQL("")
+        steps: sql.Composable = sql.SQL("")
         if opt.name == "adam":
             steps = sql.SQL(
                 "\n      UNION ALL\n"
@@ -633,6 +634,9 @@ class LongLayout:
 
     # --- reading the result ----------------------------------------------------------------------
 
+    def validation_ctes(self, tr: Training) -> list[sql.Composable]:
+        raise AssertionError("validation is the wide layout's: Loaded.layout refuses it in the long one")
+
     def trained(self, tr: Training) -> sql.Composable:
         state = "".join(f", {c}" for c in tr.optimizer.state)
         return sql.SQL(
@@ -654,7 +658,7 @@ class LongLayout:
         produced = tuple(q for q in phase.produces if q.layer is not None)
         # the loss has no layer: NULL never matches IN, so it is tested on its own
         produces_loss = Quantity(LOSS) in phase.produces
-        starts = sql.SQL("")
+        starts: sql.Composable = sql.SQL("")
         if phase.number == 0:
             # the weights every later epoch of the block starts from: the last update of the epoch before,
             # kept as that epoch's phase 0 (batch 0), so each epoch's start can be looked at

@@ -6,6 +6,7 @@ the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -22,13 +23,34 @@ class Traced(Protocol):
     def trace(self, tr: Training, phase: Phase) -> sql.Composable: ...
 
 
+class Layout(Traced, Protocol):
+    """What a layout gives the statement (``sqlnet.compile.statement``): its settings and preparation, the
+    data and recursive CTEs, and what the result reads of the last update."""
+
+    settings_why: str
+
+    def settings(self, tr: Training) -> Sequence[sql.Composable]: ...
+
+    def preparation(self, tr: Training, again: bool = False) -> Sequence[sql.Composable]: ...
+
+    def data_ctes(self, tr: Training) -> sql.Composable: ...
+
+    def recursive_cte(self, tr: Training) -> sql.Composable: ...
+
+    def trained(self, tr: Training) -> sql.Composable: ...
+
+    def losses(self, tr: Training) -> sql.Composable: ...
+
+    def validation_ctes(self, tr: Training) -> Sequence[sql.Composable]: ...
+
+
 def sample_id(table: Table) -> sql.Composable:
     return (
         sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
     )
 
 
-def held_out(tr: Training) -> sql.Composable:
+def held_out(tr: Training) -> sql.Composed:
     """The validation samples: the first round(fraction * n) by md5('seed:sampleId') (byte order)."""
     assert tr.validation is not None
     fraction, seed = tr.validation

@@ -81,7 +81,7 @@ def _walk(tr: Training, param: str) -> sql.Composable:
     if not state:
         return first
     m_new, v_new = opt.sql_moments(sql.SQL("e.g"), sql.SQL("e.m"), sql.SQL("e.v"))
-    moments = [sql.SQL("'w', e.w"), sql.SQL("'g', e.g")]
+    moments: list[sql.Composable] = [sql.SQL("'w', e.w"), sql.SQL("'g', e.g")]
     moments += [sql.SQL("{c}, {e}").format(c=sql.Literal(c), e=e) for c, e in (("m", m_new), ("v", v_new)) if c in state]
     return sql.SQL("transform({first}, e -> named_struct({f}))").format(first=first, f=sql.SQL(", ").join(moments))
 
@@ -96,14 +96,14 @@ class Updates:
         opt = tr.optimizer
         names = LAYOUT._state_names(tr)
         corrections = opt.sql_corrections(sql.SQL("(p.t + 1)"))
-        steps = [sql.SQL("{} AS {}").format(_walk(tr, p), _c(f"e{p}")) for p in names]
+        steps: list[sql.Composable] = [sql.SQL("{} AS {}").format(_walk(tr, p), _c(f"e{p}")) for p in names]
         steps += [sql.SQL("{} AS {}").format(e, _c(n)) for n, e in corrections]
         steps += [sql.SQL("g.loss"), sql.SQL("g.n")] + ([sql.SQL("p.t")] if opt.name == "adam" else [])
         w_new = opt.sql_weight(
             sql.SQL("e.w"), sql.SQL("e.g"), sql.SQL("e.m"), sql.SQL("e.v"), sql.Literal(tr.rate),
             {n: sql.SQL("s.{}").format(_c(n)) for n, _ in corrections},
         )  # fmt: skip
-        values = []
+        values: list[sql.Composable] = []
         for p in names:
             new = opt.sql_decay(w_new, sql.SQL("e.w"), sql.Literal(tr.rate)) if p.startswith("w") else w_new
             values.append(sql.SQL("transform(s.{e}, e -> {w}) AS {p}").format(e=_c(f"e{p}"), w=new, p=_c(p)))

@@ -20,12 +20,12 @@ from psycopg import sql
 from sqlnet.compile.dialect import POSTGRES
 from sqlnet.compile.long import LongLayout
 from sqlnet.compile.names import LAYOUT_NAMES
-from sqlnet.compile.shared import trace, write_back
+from sqlnet.compile.shared import Layout, trace, write_back
 from sqlnet.compile.training import Training
 from sqlnet.compile.wide import WideLayout
 from sqlnet.model.phases import BIAS, WEIGHT
 
-LAYOUTS = {"long": LongLayout(), "wide": WideLayout()}
+LAYOUTS: dict[str, Layout] = {"long": LongLayout(), "wide": WideLayout()}
 assert tuple(LAYOUTS) == LAYOUT_NAMES, "sqlnet.compile.names lists the layouts the command line offers"
 
 

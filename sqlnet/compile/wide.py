@@ -20,7 +20,7 @@ in one place, in the order the statement runs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -90,7 +90,7 @@ def _materialized(tr: Training) -> sql.Composable:
     return sql.SQL(tr.dialect.materialized)
 
 
-def _sum(terms: list[sql.Composable]) -> sql.Composable:
+def _sum(terms: Sequence[sql.Composable]) -> sql.Composable:
     return sql.SQL(" + ").join(terms) if terms else sql.SQL("0")
 
 
@@ -115,7 +115,7 @@ class ParamColumns:
         return sql.SQL("{}.{}").format(_c(self.where[name]), _c(name))
 
     def ctes(self) -> list[sql.Composable]:
-        out = []
+        out: list[sql.Composable] = []
         for k, parts in self.parts.items():
             for n, (name, chunk) in enumerate(parts, start=1):
                 of = f" (part {n} of {len(parts)})" if len(parts) > 1 else ""
@@ -144,7 +144,7 @@ class Stage:
     reads, and the parameter CTEs it joins. Only columns a later phase reads are carried on."""
 
     key: tuple[str, int | None]
-    new: list[tuple[str, sql.Composable]]
+    new: Sequence[tuple[str, sql.Composable]]
     reads: set[str]
     join: sql.Composable = field(default_factory=lambda: sql.SQL(""))
     source: Callable[[sql.Composable], sql.Composable] | None = None  # softmax: subqueries around the source
@@ -377,6 +377,7 @@ class WideLayout:
         f = ACTIVATIONS[net.activation(k)]
         n = net.sizes[k]
         zs = {f"z{k}_{j}" for j in range(1, n + 1)}
+        new: list[tuple[str, sql.Composable]]
         if f.elementwise:
             new = [
                 (f"a{k}_{j}", sql.SQL(f.sql_value).format(z=sql.SQL("s.{}").format(_c(f"z{k}_{j}"))))
@@ -438,7 +439,7 @@ class WideLayout:
         else:
             reads |= {f"z{K}_{j}" for j in range(1, n + 1)}
             if net.output_activation == "softmax":
-                lse = sql.SQL("(s.zmax + ln({}))").format(
+                lse: sql.Composable = sql.SQL("(s.zmax + ln({}))").format(
                     _sum([sql.SQL("s.{}").format(_c(f"e{K}_{j}")) for j in range(1, n + 1)])
                 )
                 reads |= {"zmax"} | {f"e{K}_{j}" for j in range(1, n + 1)}
@@ -508,7 +509,7 @@ class WideLayout:
             keeps.append(([c for c in before if c in needed and c not in new_names], new))
             needed = (needed - new_names) | stage.reads
         keeps.reverse()
-        bodies = []
+        bodies: list[sql.Composable] = []
         source: sql.Composable = sql.SQL("batch_rows")
         for stage, (keep, new) in zip(stages, keeps):
             # the columns carried on, on one line; then each new column on its own
@@ -535,7 +536,7 @@ class WideLayout:
         keeps one scan: storing and re-reading its every sample cost more than the planning saved
         (8-256-1, 1000 samples: 0.95x)."""
         net = tr.net
-        arrays: list[tuple[str, list[sql.Composable]]] = []
+        arrays: list[tuple[str, Sequence[sql.Composable]]] = []
         for k in range(1, net.depth + 1):
             n_in, n_out = net.sizes[k - 1], net.sizes[k]
             weights = [
@@ -547,7 +548,7 @@ class WideLayout:
             if net.bias != "none":
                 nodes = [sql.SQL("sum({d})").format(d=_c(f"d{k}_{j}")) for j in range(1, n_out + 1)]
                 arrays.append((f"gb{k}", nodes * (n_in if net.bias == "edge" else 1)))
-        head = [sql.SQL("count(*) AS n"), sql.SQL("sum(loss) AS loss")]
+        head: list[sql.Composable] = [sql.SQL("count(*) AS n"), sql.SQL("sum(loss) AS loss")]
         small_batches = tr.dialect.group_sums and tr.mini_batch and tr.batch_size <= MAX_GROUPED_BATCH
         if sum(len(terms) for _, terms in arrays) <= SUMS_PER_QUERY or not small_batches:
             cols = head + [sql.SQL("{} AS {}").format(tr.dialect.array_of(terms), _c(name)) for name, terms in arrays]
@@ -557,9 +558,9 @@ class WideLayout:
         groups: list[sql.Composable] = [
             sql.SQL("(SELECT {} FROM {}) AS g0").format(sql.SQL(", ").join(head), _c(source))
         ]
-        outputs = [sql.SQL("g0.n"), sql.SQL("g0.loss")]
+        outputs: list[sql.Composable] = [sql.SQL("g0.n"), sql.SQL("g0.loss")]
         for name, terms in arrays:
-            parts = []
+            parts: list[sql.Composable] = []
             for start in range(0, len(terms), SUMS_PER_QUERY):
                 alias = _c(f"g{len(groups)}")
                 groups.append(
@@ -583,7 +584,7 @@ class WideLayout:
         arrays = [sql.SQL("p.{}").format(_c(param)), sql.SQL("g.{}").format(_c(f"g{param}"))]
         arrays += [sql.SQL("p.{}").format(_c(f"{c}{param}")) for c in state]
         u = {name: sql.SQL("u.{}").format(_c(name)) for name in ("w", "g", "m", "v", "o")}
-        g = sql.SQL("u.g / g.n")
+        g: sql.Composable = sql.SQL("u.g / g.n")
         if weight and opt.l2:
             g = sql.SQL("({g} + {l2} * u.w)").format(g=g, l2=sql.Literal(opt.l2))
         m_new, v_new = opt.sql_moments(u["g"], u["m"], u["v"])
@@ -625,7 +626,7 @@ class WideLayout:
         ]
         values += [sql.SQL("{}.w").format(_c(f"u{p}")) for p in names]
         values += [sql.SQL("{}.{}").format(_c(f"u{p}"), _c(c)) for p in names for c in opt.state]
-        joins = [sql.SQL("prev AS p"), sql.SQL("gradient AS g")]
+        joins: list[sql.Composable] = [sql.SQL("prev AS p"), sql.SQL("gradient AS g")]
         corrections = opt.sql_corrections(sql.SQL("(p.t + 1)"))
         if corrections:
             values.append(sql.SQL("p.t + 1"))
@@ -778,7 +779,7 @@ class WideLayout:
         net = tr.net
         K = net.depth
         n_out = net.sizes[-1]
-        ctes = [
+        ctes: list[sql.Composable] = [
             sql.SQL(
                 "-- the held-out samples, one row each\nvalidation_rows {mat} (\n  {rows}\n)"
             ).format(mat=_materialized(tr), rows=self._pivot(tr, validation=True)),
@@ -860,7 +861,7 @@ class WideLayout:
                 ]
             )
         if net.output_activation == "softmax":  # classification: the largest output is the class
-            correct = sql.SQL(
+            correct: sql.Composable = sql.SQL(
                 "(array_position(ARRAY[{z}], {zmax}) = array_position(ARRAY[{t}], greatest({t})))::int"
             ).format(z=sql.SQL(", ").join(z), zmax=zmax, t=sql.SQL(", ").join(ts))
         else:

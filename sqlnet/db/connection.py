@@ -233,7 +233,7 @@ def without_password(url: str) -> tuple[str, str | None]:
     environment (PGPASSWORD), never on a command line that `ps` shows."""
     params = psycopg.conninfo.conninfo_to_dict(url)
     password = params.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**params), None if password is None else str(password)
+    return psycopg.conninfo.make_conninfo("", **params), None if password is None else str(password)
 
 
 @dataclass

@@ -52,7 +52,7 @@ class Need:
             return sql.Identifier(self.schema, self.name)
         return sql.Identifier(self.name)
 
-    def grant(self, role: str) -> sql.Composable:
+    def grant(self, role: str) -> sql.Composed:
         return sql.SQL("GRANT {} ON {} {} TO {}").format(
             sql.SQL(self.privilege), sql.SQL(self.kind), self.target(), sql.Identifier(role)
         )
@@ -173,7 +173,7 @@ def check_privileges(conn: psycopg.Connection, tables: TableMap, trace: bool = F
     )
 
 
-def grant_script(needs: list[Need], role: str) -> list[sql.Composable]:
+def grant_script(needs: list[Need], role: str) -> list[sql.Composed]:
     """GRANT statements for the needs, one per privilege set and object."""
     by_object: dict[tuple[str, str | None, str], list[str]] = {}
     for n in needs:

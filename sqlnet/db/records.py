@@ -27,11 +27,11 @@ class StoreTable:
     def column_names(self) -> list[str]:
         return [c for c, _, _ in self.columns]
 
-    def ddl(self) -> list[sql.Composable]:
+    def ddl(self) -> list[sql.Composed]:
         ident = sql.Identifier(SCHEMA, self.name)
         lines = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t, _ in self.columns]
-        lines += [sql.SQL(c) for c in self.constraints]
-        out: list[sql.Composable] = [
+        lines += [sql.Composed([sql.SQL(c)]) for c in self.constraints]
+        out: list[sql.Composed] = [
             sql.SQL("CREATE TABLE {} (\n  {}\n)").format(ident, sql.SQL(",\n  ").join(lines)),
             sql.SQL("COMMENT ON TABLE {} IS {}").format(ident, sql.Literal(self.comment)),
         ]

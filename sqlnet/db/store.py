@@ -247,7 +247,7 @@ def last_epoch(s: Session, run_id: int) -> int:
 
 
 def save_params(s: Session, run_id: int, stage: str, net: Network, params: Params) -> None:
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for k in range(1, net.depth + 1):
         for i, row in enumerate(params.weights[k - 1], start=1):
             rows += [(run_id, stage, "weight", k, i, j, v) for j, v in enumerate(row, start=1)]
@@ -344,7 +344,7 @@ def has_schema(s: Session, table: str = "runs") -> bool:
     return row is not None
 
 
-def _runs_query(s: Session, where: str) -> sql.Composable:
+def _runs_query(s: Session, where: str) -> sql.Composed:
     """SELECT of the columns of sqlnet.runs that exist: a table an older sqlnet made may lack the newer
     ones until a training (by the table's owner) adds them."""
     have = table_columns(s).get("runs", set())

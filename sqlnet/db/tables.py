@@ -8,7 +8,7 @@ Table and column names match case-insensitively, as PostgreSQL folds the post's 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -245,7 +245,7 @@ def write_params(conn: psycopg.Connection, tables: TableMap, params: Params) -> 
 
 def integer_parameter_columns(tables: TableMap) -> list[tuple[Table, str]]:
     """Parameter columns (table, role) of an integer type: trained values are fractional and would be rounded."""
-    found = []
+    found: list[tuple[Table, str]] = []
     for t in tables.parameter_tables():
         for role in ("value", "bias"):
             if t.has(role) and role in t.integer_columns and (role == "value" or tables.bias == "edge"):
@@ -360,7 +360,7 @@ def verify_params(conn: psycopg.Connection, tables: TableMap, params: Params) ->
     column that cannot hold the values (numeric(6,2), say) all show up here."""
     for k, w in enumerate(tables.weights, start=1):
         roles = ["value", "bias"] if tables.bias == "edge" else ["value"]
-        wanted = {
+        wanted: dict[tuple[int, ...], list[Any]] = {
             (i + 1, j + 1): [v, *([params.biases[k - 1][i][j]] if tables.bias == "edge" else [])]
             for i, row in enumerate(params.weights[k - 1])
             for j, v in enumerate(row)
@@ -371,7 +371,7 @@ def verify_params(conn: psycopg.Connection, tables: TableMap, params: Params) ->
 
 
 def _compare(
-    conn: psycopg.Connection, t: Table, keys: list[str], roles: list[str], wanted: dict[tuple[int, ...], list[Any]]
+    conn: psycopg.Connection, t: Table, keys: list[str], roles: list[str], wanted: Mapping[tuple[int, ...], Sequence[Any]]
 ) -> None:
     cur = conn.execute(
         sql.SQL("SELECT {keys}, {values} FROM {t}").format(

@@ -121,7 +121,7 @@ def check_own_schema(
                 f"{kind} {schema}.{name} belongs to role {object_owner!r}, which sqlnet does not trust; {fix}"
             )
     expected = functions or {}
-    bodies = dict(
+    bodies: dict[str, str] = dict(
         pg.execute(
             "SELECT p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', "
             "p.prosrc FROM pg_catalog.pg_proc AS p WHERE p.pronamespace = %s::pg_catalog.oid",

@@ -22,6 +22,7 @@ Two ways to pull weights towards zero (weights only, never biases):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -150,7 +151,7 @@ class Optimizer:
         m_new: sql.Composable,
         v_new: sql.Composable,
         rate: sql.Composable,
-        corrections: dict[str, sql.Composable],
+        corrections: Mapping[str, sql.Composable],
     ) -> sql.Composable:
         """The SQL for w' of one parameter from its new moments (sql_moments) and, for Adam, the bias
         corrections (sql_corrections, by name)."""

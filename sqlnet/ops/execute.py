@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from sqlnet.compile.dialect import POSTGRES
 from sqlnet.compile.statement import settings
@@ -111,7 +112,7 @@ def run_statements(
     for tr in trainings:
         if count == 0:
             for setting in settings(tr):
-                s.pg.execute(setting)
+                s.pg.execute(sql.Composed([setting]))  # one Composable, as psycopg executes it
         count += 1
         try:
             started = time.perf_counter()

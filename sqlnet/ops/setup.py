@@ -37,7 +37,7 @@ from sqlnet.ops.verify import Difference, compare
 
 
 def _sql_file(name: str) -> str:
-    return resources.files("sqlnet").joinpath("sql", name).read_text()
+    return resources.files("sqlnet").joinpath("sql").joinpath(name).read_text()  # (one name per call on 3.10)
 
 
 def init(
