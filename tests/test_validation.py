@@ -130,3 +130,15 @@ def test_a_split_stored_at_load_is_kept_by_training(db_url: str, tmp_path) -> No
     sqlnet.init(db_url, layers=[2, 3, 1], seed=1)
     result = sqlnet.train(db_url, epochs=2, learning_rate=0.01)
     assert len(result.validation) == 2 and result.options.validation_fraction == 0.2
+
+
+def test_a_checkpointed_training_reports_its_validation_too(db_url: str, conn: psycopg.Connection) -> None:
+    rng = random.Random("checkpointed validation")
+    net = random_network(rng, 2, "node", "tanh", "softmax", "cross-entropy")
+    create_tables(conn, net, random_params(rng, net), random_data(rng, net, 12), samples=True)
+    functions = {"hidden_activation": "tanh", "output_activation": "softmax", "loss": "cross-entropy"}
+    once = sqlnet.train(db_url, epochs=3, learning_rate=0.1, validation_fraction=0.25, seed=2, **functions)
+    sqlnet.restore(db_url, once.run_id)
+    checkpointed = sqlnet.train(db_url, epochs=3, learning_rate=0.1, checkpoint_every=1)
+    assert len(once.validation) == 3 and checkpointed.validation == pytest.approx(once.validation, rel=1e-12)
+    assert checkpointed.losses == pytest.approx(once.losses, rel=1e-12)

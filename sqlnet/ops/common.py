@@ -265,19 +265,19 @@ class Loaded:
         layout = self.layout(trace_run is not None)
         return (
             Training(
-                self.net,
-                self.tables,
-                float(o.learning_rate),
-                first,
-                last,
-                o.batch_size,
-                o.shuffle,
-                o.make_optimizer(),
-                o.scale_or_none,
-                layout,
-                trace_run,
-                progress_run,
-                (float(o.validation_fraction), int(o.seed or 0)) if o.validation_fraction else None,
+                net=self.net,
+                tables=self.tables,
+                learning_rate=float(o.learning_rate),
+                first=first,
+                last=last,
+                batch_size=o.batch_size,
+                shuffle=o.shuffle,
+                optimizer=o.make_optimizer(),
+                scale=o.scale_or_none,
+                layout=layout,
+                trace_run=trace_run,
+                progress_run=progress_run,
+                validation=(float(o.validation_fraction), int(o.seed or 0)) if o.validation_fraction else None,
             )
             for first, last in iter_update_blocks(
                 last_epoch or o.epochs,

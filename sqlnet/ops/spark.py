@@ -154,8 +154,9 @@ def train(
     tables.save_definition(definition)
     tables.save_state(state_of(tr, row))
     return TrainResult(
-        run_id, net, sn.options, sn.params, params, losses, time.perf_counter() - started, statements, sql_seconds,
-        "wide (Spark, one statement per update)", notes=[note] if note else [],
+        run_id=run_id, network=net, options=sn.options, initial=sn.params, params=params, losses=losses,
+        seconds=time.perf_counter() - started, statements=statements, sql_seconds=sql_seconds,
+        layout="wide (Spark, one statement per update)", notes=[note] if note else [],
     )  # fmt: skip
 
 

@@ -97,9 +97,9 @@ def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> Spa
     net = Network(sizes, opts.hidden_activation, opts.output_activation, opts.loss, tm.bias)  # type: ignore[arg-type]
     samples = store.check_data(spark, tm, sizes)
     tr = Training(
-        net,
-        tm,
-        opts.learning_rate,
+        net=net,
+        tables=tm,
+        learning_rate=opts.learning_rate,
         batch_size=opts.batch_size,
         shuffle=opts.shuffle,
         optimizer=opts.make_optimizer(),

@@ -210,18 +210,18 @@ def _train_once(
         _end_run(s, loaded, run_id, params)
         store.finish_run(s, run_id, losses, 1, validation)
     return TrainResult(
-        run_id,
-        net,
-        opts,
-        initial,
-        params,
-        losses,
-        time.perf_counter() - started,
-        count,
-        in_sql,
-        loaded.layout(trace),
-        [tuple(validation[e]) for e in sorted(validation)],  # type: ignore[misc]
-        notes,
+        run_id=run_id,
+        network=net,
+        options=opts,
+        initial=initial,
+        params=params,
+        losses=losses,
+        seconds=time.perf_counter() - started,
+        statements=count,
+        sql_seconds=in_sql,
+        layout=loaded.layout(trace),
+        validation=[(validation[e][0], validation[e][1]) for e in sorted(validation)],
+        notes=notes,
     )
 
 
@@ -372,7 +372,7 @@ def _train_with_checkpoints(
                 last_checkpoint, statements, in_sql = last, statements + count, in_sql + seconds
             _end_run(s, loaded, run_id, params)
             store.finish_run(s, run_id, [])
-            curve = [loss for _, loss in store.run_loss_curve(s, run_id)]
+            epochs = store.run_epochs(s, run_id)
             s.commit()
         except BaseException as exc:
             with contextlib.suppress(*DB_ERRORS):  # the connection may be gone (a server restart)
@@ -423,16 +423,18 @@ def _train_with_checkpoints(
                 s.rollback()
                 unlock_network(s.pg, key)
     return TrainResult(
-        run_id,
-        net,
-        opts,
-        initial,
-        params,
-        curve,
-        time.perf_counter() - started,
-        statements,
-        in_sql,
-        loaded.layout(trace),
+        run_id=run_id,
+        network=net,
+        options=opts,
+        initial=initial,
+        params=params,
+        losses=[loss for _, loss, _, _ in epochs],
+        seconds=time.perf_counter() - started,
+        statements=statements,
+        sql_seconds=in_sql,
+        layout=loaded.layout(trace),
+        # every checkpoint's epochs, as recorded (a resumed run's first ones included)
+        validation=[(vl, va) for _, _, vl, va in epochs if vl is not None],
         notes=notes,
     )
 
