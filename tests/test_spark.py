@@ -220,12 +220,13 @@ def test_predict_writes_the_reference_outputs(spark, tmp_path: Path) -> None:  #
         str(tmp_path), table="inputs", output="predictions", hidden_activation="tanh",
         output_activation="softmax", loss="cross-entropy",
     )  # fmt: skip
-    assert rows == 5 * 3
-    got = {(r[0], r[1]): r[2] for r in spark.read.parquet(str(tmp_path / table)).collect()}
+    assert rows == 5  # one row per sample: sampleid, output_1.., as PostgreSQL's predict writes them
+    frame = spark.read.parquet(str(tmp_path / table))
+    assert frame.columns == ["sampleid", "output_1", "output_2", "output_3"]
+    got = {r[0]: list(r[1:]) for r in frame.collect()}
     for s in data.samples:
         want = reference.forward(net, params, s.x).output
-        for j, value in enumerate(want, start=1):
-            assert got[(s.id, j)] == pytest.approx(value, rel=1e-12, abs=1e-15)
+        assert got[s.id] == pytest.approx(want, rel=1e-12, abs=1e-15)
     with pytest.raises(InputError, match="would overwrite one of the network's own tables"):
         engine.predict(str(tmp_path), table="inputs", output="weights1")
 

@@ -218,7 +218,7 @@ def predict(
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
         table, rows = on_spark.predict(**spark, table=kwargs["table"], output=kwargs["into"], **functions)
         where = spark["parquet"] or spark["database"]
-        out.print(f"wrote {rows} rows into {table} in {where} (sampleId, outputNode, prediction)")
+        out.print(f"wrote {rows} rows into {table} in {where} (sampleid, output_1, ...: one row per sample)")
         return
     p = api.predict(database_url, schema=schema, **_standardized(kwargs))
     for note in p.notes:

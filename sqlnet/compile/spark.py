@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from sqlnet.compile.predict import outputs_of
 from sqlnet.compile.shared import data_select
 from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
@@ -186,17 +187,22 @@ def prev_view(tr: Training, row: dict[str, object]) -> sql.Composable:
 
 def predict_statement(tr: Training, samples: Table) -> sql.Composable:
     """Each sample's outputs from the network as the state row holds it (sqlnet_prev): the wide layout's
-    forward phases over the samples' inputs, one row per (sample, output node)."""
+    forward phases over the samples' inputs, one row per sample with its id and one column per output
+    node, named as PostgreSQL's predictions of a network without names (sampleid, output_1, ...)."""
     ctes, last = LAYOUT.forward_ctes(tr)
     xs = pivot_columns("x", tr.net.sizes[0])
-    outputs = sql.SQL(", ").join(_c(f"a{tr.net.depth}_{j}") for j in range(1, tr.net.sizes[-1] + 1))
+    names = outputs_of(tr.net, "sampleid", None, None)
+    outputs = sql.SQL(", ").join(
+        sql.SQL("s.{} AS {}").format(_c(f"a{tr.net.depth}_{j}"), sql.Identifier(name))
+        for j, name in enumerate(names.nodes, start=1)
+    )
     return sql.SQL(
         "-- each sample's outputs: the forward phases of the trained network\n"
         "WITH\n    prev AS (SELECT * FROM {prev}),\n"
         "    -- the samples, one row each\n"
         "    batch_rows AS (\n      SELECT sample, {xs} FROM ({rows}) AS x GROUP BY sample\n    ),\n{ctes}\n"
-        "SELECT s.sample AS sampleId, p.pos + 1 AS outputNode, p.value AS prediction\n"
-        "FROM {last} AS s LATERAL VIEW posexplode(array({outputs})) p AS pos, value"
+        "SELECT s.sample AS sampleid, {outputs}\n"
+        "FROM {last} AS s"
     ).format(
         prev=PREV_VIEW,
         xs=xs,

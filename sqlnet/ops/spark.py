@@ -286,8 +286,9 @@ def predict(
     **options: Any,
 ) -> tuple[str, int]:
     """Run the network forward over the samples of `table` (a long table: sampleId, inputNode,
-    inputValue) and write each sample's outputs to the table `output` (sampleId, outputNode,
-    prediction), a new version switched atomically; returns its path and its number of rows."""
+    inputValue) and write each sample's outputs to the table `output` (sampleid, output_1, ..., as
+    PostgreSQL's predict names them), a new version switched atomically; returns its path and its number
+    of rows."""
     opts = TrainOptions(**options)
     sn = load(_target(parquet, master, conf, database), opts)
     spark, tr, tables = sn.spark, sn.training, sn.tables
