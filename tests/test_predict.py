@@ -356,3 +356,21 @@ def test_prediction_columns_are_named_from_the_record() -> None:
     assert outputs_of(linear, "sampleid", None, None).columns == ["sampleid", "output_1", "output_2"]
     with pytest.raises(sqlnet.InputError, match="two columns named 'price'"):
         outputs_of(linear, "price", None, ["price", "rent"])
+
+
+def test_load_predict_and_export_speak_json_for_scripts(db_url: str, tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "d.csv").write_text("n,a,b,kind\nx1,1,10,no\nx2,2,20,yes\nx3,3,40,yes\nx4,4,30,no\n")
+    code, out, err = run("load", str(tmp_path / "d.csv"), "--target", "kind", "--classes", "--id", "n", "--json",
+                         "--database-url", db_url)  # fmt: skip
+    loaded = json.loads(out)
+    assert code == 0 and loaded["samples"] == 4 and loaded["classes"] == ["no", "yes"] and loaded["id_column"] == "n"
+    sqlnet.init(db_url, layers=[2, 2], seed=1)
+    sqlnet.train(db_url, epochs=2, learning_rate=0.01, output_activation="softmax", loss="cross-entropy")
+    code, out, err = run("predict", "--table", "raw", "--into", "p", "--json", "--database-url", db_url)
+    written = json.loads(out)
+    assert code == 0 and written["rows"] == 4 and written["created"] == "public.p", err
+    assert written["columns"] == ["n", "label", "probability", "p_no", "p_yes"] and written["network"] == "public"
+    code, out, err = run("export", "--function", "kind_of", "--json", "--database-url", db_url)
+    assert code == 0 and json.loads(out)["created"] == "public.kind_of, public.kind_of_probabilities", err

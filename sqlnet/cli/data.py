@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from typing import Any
 
@@ -65,8 +67,9 @@ def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Where the rows are kept as read, beside inputs and outputs.",
 )
 @click.option("--replace", is_flag=True, help="Replace the samples sqlnet loaded into this network before.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was loaded as one JSON document.")
 @handle_errors
-def load(database_url: str | None, schema: str | None, file: str | None, **kwargs: Any) -> None:
+def load(database_url: str | None, schema: str | None, file: str | None, as_json: bool, **kwargs: Any) -> None:
     """Fill inputs and outputs (with sampleId) from a CSV file or a table, one row per example.
 
     Input node k is the k-th feature. The rows are also kept as read in a table of their own (raw),
@@ -79,7 +82,7 @@ def load(database_url: str | None, schema: str | None, file: str | None, **kwarg
       sqlnet load --from-table houses --target price --features rooms,area --id house_id
     """
     kwargs["targets"] = list(kwargs["targets"])
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not as_json:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         with Progress(
@@ -93,6 +96,9 @@ def load(database_url: str | None, schema: str | None, file: str | None, **kwarg
             loaded = api.load(database_url, schema=schema, file=file, on_rows=on_rows, **kwargs)
     else:
         loaded = api.load(database_url, schema=schema, file=file, **kwargs)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(loaded), indent=2))
+        return
     for line in load_report(loaded):
         out.print(escape(line))
 
@@ -170,6 +176,19 @@ def prediction_options(f: F) -> F:
     return f
 
 
+def prediction_json(p: Any) -> dict[str, Any]:
+    return {
+        "network": p.schema,
+        "created": p.created,
+        "rows": p.rows,
+        "columns": p.columns,
+        "weights_of": p.source,
+        "functions": {"hidden_activation": p.network.hidden_activation,
+                      "output_activation": p.network.output_activation, "loss": p.network.loss},
+        "notes": p.notes,
+    }  # fmt: skip
+
+
 def _standardized(kwargs: dict[str, Any]) -> dict[str, Any]:
     raw = kwargs.pop("raw")
     return {**kwargs, "standardized": None if raw is None else not raw}
@@ -185,11 +204,13 @@ def _standardized(kwargs: dict[str, Any]) -> dict[str, Any]:
     "--into", required=True, metavar="P", help="The table to create: one row per sample, its id and its predictions."
 )
 @prediction_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON document.")
 @handle_errors
 def predict(
     database_url: str | None,
     schema: str | None,
     spark: dict[str, Any] | None,
+    as_json: bool,
     **kwargs: Any,
 ) -> None:
     """Compute the network's predictions in SQL for the rows of a table or a CSV file.
@@ -218,9 +239,15 @@ def predict(
         functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
         table, rows = on_spark.predict(**spark, table=kwargs["table"], output=kwargs["into"], **functions)
         where = spark["parquet"] or spark["database"]
+        if as_json:
+            click.echo(json.dumps({"created": table, "where": where, "rows": rows}, indent=2))
+            return
         out.print(f"wrote {rows} rows into {table} in {where} (sampleid, output_1, ...: one row per sample)")
         return
     p = api.predict(database_url, schema=schema, **_standardized(kwargs))
+    if as_json:
+        click.echo(json.dumps(prediction_json(p), indent=2))
+        return
     for note in p.notes:
         err.print(f"[cyan]note:[/] {escape(note)}")
     out.print(
@@ -243,8 +270,9 @@ def predict(
 )
 @click.option("--table", metavar="T", help="The samples the view predicts.")
 @prediction_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was created as one JSON document.")
 @handle_errors
-def export(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
+def export(database_url: str | None, schema: str | None, as_json: bool, **kwargs: Any) -> None:
     """Write the trained network into a plain SQL view or function, weights as constants.
 
     The result needs neither sqlnet nor the weights tables: any client can query it. It goes
@@ -257,6 +285,9 @@ def export(database_url: str | None, schema: str | None, **kwargs: Any) -> None:
           then: SELECT wine.wine_class(ARRAY[13.2, 1.8, ...]), wine.wine_class_probabilities(ARRAY[...])
     """
     p = api.export(database_url, schema=schema, **_standardized(kwargs))
+    if as_json:
+        click.echo(json.dumps(prediction_json(p), indent=2))
+        return
     for note in p.notes:
         err.print(f"[cyan]note:[/] {escape(note)}")
     columns = f" ({', '.join(p.columns)})" if p.columns else ""
