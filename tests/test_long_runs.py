@@ -221,7 +221,14 @@ def test_killed_client_resumes_to_the_uninterrupted_result(db_url: str, conn: ps
     proc.wait()
     (run_id, status) = conn.execute("SELECT run_id, status FROM sqlnet.runs").fetchone()
     assert status == "running"
-    resumed = sqlnet.train(db_url, resume=run_id, wait=True)  # waits for the dead client's backend to go
+    # once the dead client's backend is gone (it ends when it next writes to the closed socket), nobody
+    # holds the network: the run shows as interrupted, with how to resume it
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sqlnet.runs(db_url)[0].status == "running":
+        time.sleep(0.2)
+    (shown,) = sqlnet.runs(db_url)
+    assert shown.status == "interrupted" and f"`sqlnet train --resume {run_id}` continues it" in (shown.error or "")
+    resumed = sqlnet.train(db_url, resume=run_id, wait=True)
     assert resumed.run_id == run_id and len(resumed.losses) == 30
     uninterrupted = subprocess.run(
         [sys.executable, "-m", "sqlnet.cli", "train", "--database-url", db_url, "--schema", "b", *args],
@@ -238,6 +245,18 @@ def test_killed_client_resumes_to_the_uninterrupted_result(db_url: str, conn: ps
         by_run.setdefault(r, []).append(loss)
     first_run, second_run = by_run.values()
     assert first_run == second_run
+
+
+def test_the_next_training_records_a_dead_run_as_interrupted(post_db: str, conn: psycopg.Connection) -> None:
+    """A run left as running (its client died before sqlnet could say so) is shown as interrupted while
+    nobody holds its network, and the network's next training writes that down."""
+    dead = sqlnet.train(post_db, learning_rate=1e-5, checkpoint_every=1)
+    conn.execute("UPDATE sqlnet.runs SET status = 'running', error = NULL WHERE run_id = %s", (dead.run_id,))
+    (shown,) = sqlnet.runs(post_db)
+    assert shown.status == "interrupted" and "`sqlnet train --resume" in (shown.error or "")
+    sqlnet.train(post_db, learning_rate=1e-5)
+    (status, error) = conn.execute("SELECT status, error FROM sqlnet.runs WHERE run_id = %s", (dead.run_id,)).fetchone()
+    assert status == "interrupted" and "the client or the server died" in error
 
 
 def test_resume_refuses_finished_or_uncheckpointed_runs(post_db: str) -> None:

@@ -376,12 +376,15 @@ def interrupted_note(run: RunInfo) -> str:
 
 
 def mark_interrupted(s: Session, schema: str, keep: int | None = None) -> None:
-    """The runs of this network still recorded as running are not (this session holds its lock): say so."""
+    """The runs of this network still recorded as running are not (this session holds its lock): say so,
+    in one statement (a network's many old runs are not read)."""
     if not has_schema(s):
         return
-    for r in list_runs(s, truthful=False):
-        if r.status == "running" and r.schema_name == schema and r.run_id != keep:
-            set_status(s, r.run_id, "interrupted", r.error or interrupted_note(r))
+    stale = s.pg.cursor(row_factory=dict_row).execute(
+        _runs_query(s, "WHERE status = 'running' AND schema_name = %s AND run_id IS DISTINCT FROM %s"), (schema, keep)
+    )
+    for r in [_run_info(row) for row in stale]:
+        set_status(s, r.run_id, "interrupted", r.error or interrupted_note(r))
 
 
 def list_runs(s: Session, truthful: bool = True) -> list[RunInfo]:
