@@ -180,6 +180,8 @@ def test_the_wine_workflow_from_csv_to_labelled_predictions(
     p = sqlnet.predict(db_url, schema="wine", table="raw", into="pred")
     assert p.columns == ["wine", "label", "probability", "p_class_0", "p_class_1", "p_class_2"]
     assert p.created == "wine.pred" and p.rows == 178 and not p.notes
+    # the raw table holds the truth under the stored target name: the predictions are scored against it
+    assert p.score is not None and p.score["against"] == "wine.raw.kind" and p.score["rows"] == 178
     own = sqlnet.predict(db_url, schema="wine", table="inputs", into="pred_inputs")
     assert own.notes and "already standardised by load: used as they are, not standardised again" in own.notes[0]
     code, out, err = run("predict", "--database-url", db_url, "--schema", "wine", "--csv",
@@ -213,7 +215,8 @@ def test_the_wine_workflow_from_csv_to_labelled_predictions(
         assert label == classes[int(want[n].argmax())]
         assert probabilities == pytest.approx(list(want[n]), rel=1e-9, abs=1e-12)
     accuracy = conn.execute("SELECT avg((p.label = r.kind)::int) FROM wine.pred AS p JOIN wine.raw AS r USING (wine)")
-    assert float(accuracy.fetchone()[0]) > 0.9
+    assert p.score["accuracy"] == pytest.approx(float(accuracy.fetchone()[0]), abs=1e-12) and p.score["accuracy"] > 0.9
+    assert own.score is None  # the long table of the network's own samples holds no target columns
 
 
 def test_a_regressor_predicts_its_target_by_name_in_its_units(
@@ -227,6 +230,9 @@ def test_a_regressor_predicts_its_target_by_name_in_its_units(
     sqlnet.train(db_url, schema="houses", epochs=5, learning_rate=0.01)
     p = sqlnet.predict(db_url, schema="houses", table="raw", into="priced")
     assert p.columns == ["sampleid", "price"]
+    pairs = conn.execute("SELECT p.price, r.price FROM houses.priced p JOIN houses.raw r USING (sampleid)").fetchall()
+    rmse = (sum((a - b) ** 2 for a, b in pairs) / len(pairs)) ** 0.5
+    assert p.score is not None and p.score["rows"] == 6 and p.score["rmse"]["price"] == pytest.approx(rmse, rel=1e-9)
     sqlnet.export(db_url, schema="houses", function="price_of")
     net = sqlnet.Network((2, 4, 1), bias="node")
     params = table_params(conn, net, "houses")

@@ -186,6 +186,7 @@ def prediction_json(p: Any) -> dict[str, Any]:
         "functions": {"hidden_activation": p.network.hidden_activation,
                       "output_activation": p.network.output_activation, "loss": p.network.loss},
         "notes": p.notes,
+        "score": getattr(p, "score", None),
     }  # fmt: skip
 
 
@@ -256,6 +257,11 @@ def predict(
             f"{p.network.describe()}, weights of {p.source}"
         )
     )
+    if p.score and "accuracy" in p.score:
+        out.print(escape(f"accuracy against {p.score['against']}: {p.score['accuracy']:.2%} of {p.score['rows']} rows"))
+    elif p.score:
+        rmse = ", ".join(f"{t} {v:.6g}" for t, v in p.score["rmse"].items())
+        out.print(escape(f"root mean squared error against {p.score['against']} ({p.score['rows']} rows): {rmse}"))
 
 
 @main.command()

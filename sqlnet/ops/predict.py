@@ -49,6 +49,9 @@ class Prediction:
     columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what sqlnet decided for the user, said aloud
     schema: str = ""  # the network's
+    # against the targets the source table holds (by the stored target names): a classifier's accuracy, a
+    # regressor's root mean squared error per target; with the rows compared and where the truth came from
+    score: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Samples:
     id_name: str  # what the id column of the predictions is called
     label: str  # how messages name where they came from
     notes: list[str]
+    # the source table and its numeric (or, for a label, any) columns by name: where a prediction's truth is
+    truth: tuple[sql.Identifier, dict[str, str]] | None = None
 
 
 def _column(columns: dict[str, str], name: str) -> str | None:
@@ -238,6 +243,7 @@ def _table_samples(
         id_name or "row_number",
         label,
         notes,
+        (ident, {name: kind for name, kind in ((n, types[n.lower()]) for n in real)}) if id_name else None,
     )
 
 
@@ -332,8 +338,43 @@ def predict(
                        f"samples from {samples.label}"),
         )  # fmt: skip
         (rows,) = s.pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()  # type: ignore[misc]
+        score = _score(s, trained, samples, outputs, target)
     notes = samples.notes + ([outputs.note] if outputs.note else [])
-    return Prediction(trained.net, trained.source, int(rows), f"{where}.{into}", outputs.columns, notes, trained.home)
+    return Prediction(
+        trained.net, trained.source, int(rows), f"{where}.{into}", outputs.columns, notes, trained.home, score
+    )
+
+
+def _score(s: Session, trained: Trained, samples: Samples, outputs: Outputs, target: sql.Identifier) -> dict[str, Any] | None:
+    """How the predictions compare with the targets the source table holds under the stored target names
+    (the raw table `load` kept does): a classifier's share of labels right, a regressor's RMSE per target."""
+    targets = trained.data.get("targets") or []
+    if samples.truth is None or not targets or outputs.id_name not in samples.truth[1]:
+        return None
+    source, kinds = samples.truth
+    found = {t: _column({c: c for c in kinds}, t) for t in targets}
+    if any(c is None for c in found.values()):
+        return None
+    join = sql.SQL("FROM {p} AS p JOIN {s} AS s ON s.{i} = p.{i}").format(
+        p=target, s=source, i=sql.Identifier(outputs.id_name)
+    )
+    where = f"{samples.label}.{', '.join(str(c) for c in found.values())}"
+    if outputs.classes:
+        (truth,) = found.values()
+        n, right = s.pg.execute(
+            sql.SQL("SELECT count(*), avg((p.label = s.{t}::text)::int) {join}").format(
+                t=sql.Identifier(str(truth)), join=join
+            )
+        ).fetchone()  # type: ignore[misc]
+        return {"against": where, "rows": int(n), "accuracy": float(right)} if n else None
+    if not outputs.targets or any(kinds[str(c)] for c in found.values()):
+        return None  # a target column that is not a number here: nothing to compare
+    errors = sql.SQL(", ").join(
+        sql.SQL("sqrt(avg((p.{o} - s.{t}::float8) ^ 2))").format(o=sql.Identifier(t), t=sql.Identifier(str(c)))
+        for t, c in found.items()
+    )
+    n, *rmse = s.pg.execute(sql.SQL("SELECT count(*), {e} {join}").format(e=errors, join=join)).fetchone()  # type: ignore[misc]
+    return {"against": where, "rows": int(n), "rmse": dict(zip(targets, map(float, rmse)))} if n else None
 
 
 def export(
