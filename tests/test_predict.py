@@ -257,6 +257,7 @@ def test_replace_never_destroys_what_sqlnet_did_not_make(
     conn.execute("INSERT INTO mine VALUES ('keep me')")
     conn.execute("CREATE VIEW their_view AS SELECT 1 AS one")
     conn.execute("CREATE FUNCTION their_f(x double precision[]) RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    (me,) = conn.execute("SELECT current_user").fetchone()  # the owner of what the test made
     before = database_snapshot(conn)
     for args, name in (
         (["predict", "--table", "inputs", "--into", "mine"], "table public.mine"),
@@ -265,7 +266,7 @@ def test_replace_never_destroys_what_sqlnet_did_not_make(
         (["export", "--function", "their_f"], "function public.their_f(x double precision[])"),
     ):
         code, _, err = run(*args, "--replace", "--database-url", db_url)
-        assert code == 1 and f"{name} (owner postgres) already exists and sqlnet did not make it" in err, err
+        assert code == 1 and f"{name} (owner {me}) already exists and sqlnet did not make it" in err, err
         assert "sqlnet never replaces it, even with --replace" in err
         assert database_snapshot(conn) == before
     # a table sqlnet made for another network is not this one's either
@@ -280,11 +281,11 @@ def test_replace_never_destroys_what_sqlnet_did_not_make(
     conn.execute("CREATE TABLE hand.inputs (sampleId int, inputNode int, inputValue float8)")
     conn.execute("INSERT INTO hand.inputs VALUES (1, 1, 0.5)")
     code, _, err = run("init", "--schema", "hand", "--layers", "2,2", "--replace", "--database-url", db_url)
-    assert code == 1 and "table hand.weights1 (owner postgres) already exists and sqlnet did not make it" in err
+    assert code == 1 and f"table hand.weights1 (owner {me}) already exists and sqlnet did not make it" in err
     (tmp_path / "a.csv").write_text("a,y\n1,2\n")
     code, _, err = run("load", str(tmp_path / "a.csv"), "--schema", "hand", "--target", "y", "--replace",
                        "--database-url", db_url)  # fmt: skip
-    assert code == 1 and "table hand.inputs (owner postgres) already exists and sqlnet did not make it" in err
+    assert code == 1 and f"table hand.inputs (owner {me}) already exists and sqlnet did not make it" in err
     assert conn.execute("SELECT * FROM hand.inputs").fetchall() == [(1, 1, 0.5)]
     # what sqlnet made for this network is replaced with --replace (and said when it exists)
     sqlnet.predict(db_url, table="inputs", into="mine_too")
