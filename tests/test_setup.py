@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sqlnet.db import configured_url, libpq_url, sqlalchemy_url
-from sqlnet.errors import DatabaseError
+from sqlnet.errors import DatabaseError, InputError
 
 ROOT = Path(__file__).parent.parent
 
@@ -74,3 +74,24 @@ def test_containers_asked_for_without_an_engine_fail_saying_why(tmp_path: Path) 
     assert done.returncode != 0, done.stdout
     assert "--containers needs a running Docker engine" in done.stdout, done.stdout[-2000:]
     assert "passed" not in done.stdout.splitlines()[-1]
+
+
+def test_an_option_an_engine_cannot_honour_is_refused_once_naming_the_capability() -> None:
+    from sqlnet.ops.engines import CAPABILITIES, refusal
+
+    assert refusal("postgresql", {"trace": True, "numeric": "exact", "checkpoint_every": 5}) is None
+    assert refusal("spark", {"numeric": "float", "layout": "auto", "validation_fraction": 0.0, "trace": False}) is None
+    message = refusal("spark", {"checkpoint_every": 5})
+    assert message == (
+        "--checkpoint-every needs checkpoints and resuming, which the Spark engine does not have: "
+        "leave --checkpoint-every out (PostgreSQL has it)"
+    )
+    assert (refusal("spark", {"numeric": "exact"}) or "").startswith("--numeric exact needs exact decimals")
+    assert "--validation-fraction 0.2 needs a validation split" in (refusal("spark", {"validation_fraction": 0.2}) or "")
+    from sqlnet.ops.common import TrainOptions
+    from sqlnet.ops.spark_loop import _refuse_unsupported
+
+    with pytest.raises(InputError, match="--layout long needs the long layout, which the Spark engine"):
+        _refuse_unsupported(TrainOptions(layout="long"))
+    options = [o for c in CAPABILITIES for o in c.options]
+    assert len(options) == len(set(options)), "an option needs one capability"

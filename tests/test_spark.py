@@ -293,4 +293,4 @@ def test_the_engines_options_stay_with_their_engine(tmp_path: Path) -> None:
     done = runner.invoke(main, ["train", "--parquet", str(tmp_path)])
     assert done.exit_code == 2 and "--parquet is the Spark engine's: add --engine spark" in done.output
     done = runner.invoke(main, ["train", "--engine", "spark", "--parquet", str(tmp_path), "--schema", "s"])
-    assert done.exit_code == 2 and "--schema is PostgreSQL's" in done.output
+    assert done.exit_code == 2 and "--schema needs schemas, which the Spark engine does not have" in done.output

@@ -106,11 +106,14 @@ def engine_options(f: F) -> F:
 
 
 def spark_only(spark: dict[str, Any] | None, **given: object) -> None:
-    """PostgreSQL's options are refused on Spark, not ignored (engine_options refuses the reverse)."""
+    """An option that needs what Spark cannot do is refused, naming the capability, not ignored (the one
+    rule, in sqlnet.ops.engines; engine_options refuses Spark's options without --engine spark)."""
     if spark is not None:
-        for name, value in given.items():
-            if value not in (None, False, ()):
-                raise click.UsageError(f"--{name.replace('_', '-')} is PostgreSQL's: --engine spark does not take it")
+        from sqlnet.ops.engines import refusal
+
+        message = refusal("spark", given)
+        if message:
+            raise click.UsageError(message)
 
 
 def schema_option(f: F) -> F:

@@ -20,6 +20,7 @@ from sqlnet.errors import Diverged, InputError
 from sqlnet.model import reference
 from sqlnet.model.network import Network, Params
 from sqlnet.ops.common import TrainOptions
+from sqlnet.ops.engines import refusal
 from sqlnet.ops.train import Progress
 
 
@@ -77,13 +78,11 @@ class SparkNetwork:
 
 
 def _refuse_unsupported(opts: TrainOptions) -> None:
-    for what, unsupported in (
-        ("--numeric exact", opts.numeric == "exact"),
-        ("--layout long", opts.layout == "long"),
-        ("--validation-fraction", (opts.validation_fraction or 0) > 0),
-    ):
-        if unsupported:
-            raise InputError(f"the Spark engine does not take {what} (PostgreSQL does): leave it out")
+    """What Spark cannot do is refused by the one rule the command line uses too (sqlnet.ops.engines)."""
+    message = refusal("spark", {"numeric": opts.numeric, "layout": opts.layout,
+                                "validation_fraction": opts.validation_fraction})  # fmt: skip
+    if message:
+        raise InputError(message)
 
 
 def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> SparkNetwork:
