@@ -294,3 +294,27 @@ def test_the_engines_options_stay_with_their_engine(tmp_path: Path) -> None:
     assert done.exit_code == 2 and "--parquet is the Spark engine's: add --engine spark" in done.output
     done = runner.invoke(main, ["train", "--engine", "spark", "--parquet", str(tmp_path), "--schema", "s"])
     assert done.exit_code == 2 and "--schema needs schemas, which the Spark engine does not have" in done.output
+
+
+def test_one_trainer_per_spark_network(tmp_path: Path) -> None:
+    """A second trainer of a Parquet network (or of a catalog database, on one machine) is refused at once,
+    naming the process that holds it, before it reads or writes anything; the lock goes with its holder."""
+    import os
+
+    from sqlnet.db.spark_lock import SparkNetworkBusy, training_lock
+    from sqlnet.ops import spark as engine
+
+    with training_lock(tmp_path, None, str(tmp_path)):
+        with pytest.raises(SparkNetworkBusy, match=rf"is being trained: process {os.getpid()}, started"):
+            with training_lock(tmp_path, None, str(tmp_path)):
+                pass
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(SparkNetworkBusy, match="Wait for it to finish"):
+            engine.train(str(tmp_path), epochs=1)  # refused before a Spark session is even asked for
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        with pytest.raises(SparkNetworkBusy):
+            with training_lock(tmp_path / "elsewhere", "db1", "Spark database 'db1'"):
+                with training_lock(tmp_path / "other", "db1", "Spark database 'db1'"):
+                    pass
+    with training_lock(tmp_path, None, str(tmp_path)):  # released with its holder
+        pass

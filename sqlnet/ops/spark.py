@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlnet.compile import spark as spark_sql
@@ -20,6 +21,7 @@ from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
 from sqlnet.db.networks import Definition, optimizer_key
+from sqlnet.db.spark_lock import training_lock
 from sqlnet.db.store import network_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
@@ -123,36 +125,44 @@ def train(
     optimizer's state beside them, which the next training continues from)."""
     started = time.perf_counter()
     opts = TrainOptions(**options)
-    sn = load(_target(parquet, master, conf, database), opts, redefine)
-    spark, tables, tr = sn.spark, sn.tables, sn.training
-    run_id = _next_run_id(spark, tables)
-    begun = datetime.now(timezone.utc).replace(tzinfo=None)
-    kept, note = kept_state(tables, tr, reset_optimizer)
-    t0 = time.perf_counter()
-    row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept)
-    sql_seconds = time.perf_counter() - t0
-    params = params_of(tr, row)
-    net = sn.net
-    store.write_parameters(spark, tables, net, params)
-    tables.append(
-        spark,
-        "runs",
-        [
-            (
-                run_id, begun, datetime.now(timezone.utc).replace(tzinfo=None), "finished",
-                json.dumps(network_json(net)),
-                json.dumps(asdict(sn.options)), opts.epochs, float(opts.learning_rate), losses[-1],
-            )
-        ],
-        RUNS_SCHEMA,
-    )  # fmt: skip
-    tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
-    definition = asdict(sn.definition) if sn.definition else asdict(Definition(tables.where))
-    definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
-                      output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
-    definition["optimizer"] = optimizer_key(tr.optimizer) if tr.optimizer.state else definition.get("optimizer")
-    tables.save_definition(definition)
-    tables.save_state(state_of(tr, row))
+    target = _target(parquet, master, conf, database)
+    folder = Path(parquet).expanduser().resolve() if parquet else None
+    if folder is not None and not folder.is_dir():
+        load(target, opts, redefine)  # says what is missing, and makes nothing (not even the lock's folder)
+    where = str(folder) if folder is not None else f"Spark database {database!r}"
+    # one trainer per network, taken before the tables are read: the weights, the run id (the largest
+    # recorded + 1) and every write are the lock holder's alone
+    with training_lock(folder or Path("."), None if folder is not None else database, where):
+        sn = load(target, opts, redefine)
+        spark, tables, tr = sn.spark, sn.tables, sn.training
+        run_id = _next_run_id(spark, tables)
+        begun = datetime.now(timezone.utc).replace(tzinfo=None)
+        kept, note = kept_state(tables, tr, reset_optimizer)
+        t0 = time.perf_counter()
+        row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept)
+        sql_seconds = time.perf_counter() - t0
+        params = params_of(tr, row)
+        net = sn.net
+        store.write_parameters(spark, tables, net, params)
+        tables.append(
+            spark,
+            "runs",
+            [
+                (
+                    run_id, begun, datetime.now(timezone.utc).replace(tzinfo=None), "finished",
+                    json.dumps(network_json(net)),
+                    json.dumps(asdict(sn.options)), opts.epochs, float(opts.learning_rate), losses[-1],
+                )
+            ],
+            RUNS_SCHEMA,
+        )  # fmt: skip
+        tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
+        definition = asdict(sn.definition) if sn.definition else asdict(Definition(tables.where))
+        definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
+                          output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
+        definition["optimizer"] = optimizer_key(tr.optimizer) if tr.optimizer.state else definition.get("optimizer")
+        tables.save_definition(definition)
+        tables.save_state(state_of(tr, row))
     return TrainResult(
         run_id=run_id, network=net, options=sn.options, initial=sn.params, params=params, losses=losses,
         seconds=time.perf_counter() - started, statements=statements, sql_seconds=sql_seconds,

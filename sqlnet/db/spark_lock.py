@@ -1,0 +1,64 @@
+"""One trainer per network on Spark, as PostgreSQL's advisory lock gives it: an exclusive lock on a file.
+
+Parquet tables: `DIR/.sqlnet/train.lock`, beside the network's versions, so every process that trains the
+folder (on any machine that mounts it with working `flock`) takes the same lock. A database of Spark's
+catalog has no folder of sqlnet's: its lock is a file in the system's temporary folder named after the
+database, which keeps apart the trainers of one machine only (said in the README). The lock is held for the
+whole training, so the run id taken under it (the largest recorded + 1) is the holder's alone; the operating
+system releases it when the process ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlnet.errors import SqlnetError
+
+
+class SparkNetworkBusy(SqlnetError):
+    """Another process trains this Spark network."""
+
+
+def lock_path(root: Path, database: str | None) -> Path:
+    if database is None:
+        return root / ".sqlnet" / "train.lock"
+    digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"sqlnet-spark-{digest}.lock"
+
+
+@contextmanager
+def training_lock(root: Path, database: str | None, where: str) -> Iterator[None]:
+    """Hold the network's training lock, or fail at once naming who holds it."""
+    path = lock_path(root, database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            raise SparkNetworkBusy(
+                f"the network in {where} is being trained{holder}. Wait for it to finish (one training per "
+                f"network at a time, as on PostgreSQL)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f": process {info['pid']}, started {info['since']}"
+    except (ValueError, KeyError, OSError):
+        return ""
