@@ -305,16 +305,19 @@ def test_one_trainer_per_spark_network(tmp_path: Path) -> None:
     from sqlnet.ops import spark as engine
 
     with training_lock(tmp_path, None, str(tmp_path)):
-        with pytest.raises(SparkNetworkBusy, match=rf"is being trained: process {os.getpid()}, started"):
-            with training_lock(tmp_path, None, str(tmp_path)):
-                pass
+        busy = pytest.raises(SparkNetworkBusy, match=rf"is being trained: process {os.getpid()}, started")
+        with busy, training_lock(tmp_path, None, str(tmp_path)):
+            pass
         before = sorted(p.name for p in tmp_path.iterdir())
         with pytest.raises(SparkNetworkBusy, match="Wait for it to finish"):
             engine.train(str(tmp_path), epochs=1)  # refused before a Spark session is even asked for
         assert sorted(p.name for p in tmp_path.iterdir()) == before
-        with pytest.raises(SparkNetworkBusy):
-            with training_lock(tmp_path / "elsewhere", "db1", "Spark database 'db1'"):
-                with training_lock(tmp_path / "other", "db1", "Spark database 'db1'"):
-                    pass
-    with training_lock(tmp_path, None, str(tmp_path)):  # released with its holder
+        with (
+            pytest.raises(SparkNetworkBusy),
+            training_lock(tmp_path / "elsewhere", "db1", "Spark database 'db1'"),
+            training_lock(tmp_path / "other", "db1", "Spark database 'db1'"),
+        ):
+            pass
+    with training_lock(tmp_path, None, str(tmp_path)):  # released with its holder, and its file gone after
         pass
+    assert not (tmp_path / ".sqlnet-train.lock").exists()
