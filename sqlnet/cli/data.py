@@ -190,6 +190,18 @@ def prediction_json(p: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _reported(p: Any, as_json: bool, what: str) -> bool:
+    """Print what predict or export made: one JSON document (True: nothing more to say), or its notes and a
+    line naming it, the network and the weights."""
+    if as_json:
+        click.echo(json.dumps(prediction_json(p), indent=2))
+        return True
+    for note in p.notes:
+        err.print(f"[cyan]note:[/] {escape(note)}")
+    out.print(escape(f"{what}: network {p.schema!r}, {p.network.describe()}, weights of {p.source}"))
+    return False
+
+
 def _standardized(kwargs: dict[str, Any]) -> dict[str, Any]:
     raw = kwargs.pop("raw")
     return {**kwargs, "standardized": None if raw is None else not raw}
@@ -246,17 +258,8 @@ def predict(
         out.print(f"wrote {rows} rows into {table} in {where} (sampleid, output_1, ...: one row per sample)")
         return
     p = api.predict(database_url, schema=schema, **_standardized(kwargs))
-    if as_json:
-        click.echo(json.dumps(prediction_json(p), indent=2))
+    if _reported(p, as_json, f"wrote {p.rows} rows into {p.created} ({', '.join(p.columns)})"):
         return
-    for note in p.notes:
-        err.print(f"[cyan]note:[/] {escape(note)}")
-    out.print(
-        escape(
-            f"wrote {p.rows} rows into {p.created} ({', '.join(p.columns)}): network {p.schema!r}, "
-            f"{p.network.describe()}, weights of {p.source}"
-        )
-    )
     if p.score and "accuracy" in p.score:
         out.print(escape(f"accuracy against {p.score['against']}: {p.score['accuracy']:.2%} of {p.score['rows']} rows"))
     elif p.score:
@@ -291,10 +294,4 @@ def export(database_url: str | None, schema: str | None, as_json: bool, **kwargs
           then: SELECT wine.wine_class(ARRAY[13.2, 1.8, ...]), wine.wine_class_probabilities(ARRAY[...])
     """
     p = api.export(database_url, schema=schema, **_standardized(kwargs))
-    if as_json:
-        click.echo(json.dumps(prediction_json(p), indent=2))
-        return
-    for note in p.notes:
-        err.print(f"[cyan]note:[/] {escape(note)}")
-    columns = f" ({', '.join(p.columns)})" if p.columns else ""
-    out.print(escape(f"created {p.created}{columns}: network {p.schema!r}, {p.network.describe()}, weights of {p.source}"))
+    _reported(p, as_json, f"created {p.created}" + (f" ({', '.join(p.columns)})" if p.columns else ""))

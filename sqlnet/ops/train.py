@@ -139,18 +139,18 @@ def train(
     deadline = Deadline(timeout)
     db = connect(database, timeout)
     growth = Growth(None if allow_divergence else DIVERGED_GROWTH)
+    request = Request(
+        db=db, schema=schema, trace=trace, reset_optimizer=reset_optimizer, wait=wait, deadline=deadline,
+        on_block=on_block, on_update=on_update, redefine=redefine, growth=growth,
+    )  # fmt: skip
     if checkpoint_every is not None or resume is not None:
         with deadline.bounds():
-            return _train_with_checkpoints(
-                db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, checkpoint_every, resume,
-                options, redefine, growth,
-            )
+            return _train_with_checkpoints(request, checkpoint_every, resume, options)
     opts = TrainOptions(**options)
     started = time.perf_counter()
     begun: list[Loaded] = []  # what to record if the training diverges (its transaction rolls back)
     try:
-        return _train_once(db, schema, trace, reset_optimizer, wait, deadline, on_block, on_update, opts,
-                           redefine, growth, started, begun)  # fmt: skip
+        return _train_once(request, opts, started, begun)
     except Diverged as exc:
         if not begun:
             raise
@@ -174,22 +174,27 @@ def _record_diverged(db: Database, loaded: Loaded, extra: dict[str, Any], exc: D
         return run_id
 
 
-def _train_once(
-    db: Database,
-    schema: str | None,
-    trace: bool,
-    reset_optimizer: bool,
-    wait: bool,
-    deadline: Deadline,
-    on_block: Callable[[int, float], None] | None,
-    on_update: Callable[[Progress], None] | None,
-    opts: TrainOptions,
-    redefine: bool,
-    growth: Growth,
-    started: float,
-    begun: list[Loaded],
-) -> TrainResult:
+@dataclass(frozen=True)
+class Request:
+    """What a training was asked to do besides its hyperparameters: where, how, and whom to tell."""
+
+    db: Database
+    schema: str | None
+    trace: bool
+    reset_optimizer: bool
+    wait: bool
+    deadline: Deadline
+    on_block: Callable[[int, float], None] | None
+    on_update: Callable[[Progress], None] | None
+    redefine: bool
+    growth: Growth
+
+
+def _train_once(request: Request, opts: TrainOptions, started: float, begun: list[Loaded]) -> TrainResult:
     """A training in one transaction: everything or nothing."""
+    db, schema, trace, wait, deadline = request.db, request.schema, request.trace, request.wait, request.deadline
+    reset_optimizer, redefine, growth = request.reset_optimizer, request.redefine, request.growth
+    on_block, on_update = request.on_block, request.on_update
     with deadline.bounds(), db.transaction() as s:
         deadline.arm(s.pg)  # waiting for locks and checking the tables count too
         lock_network(s.pg, s.schema(schema), wait)
@@ -277,21 +282,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def _train_with_checkpoints(
-    db: Database,
-    schema: str | None,
-    trace: bool,
-    reset_optimizer: bool,
-    wait: bool,
-    deadline: Deadline,
-    on_block: Callable[[int, float], None] | None,
-    on_update: Callable[[Progress], None] | None,
-    checkpoint_every: int | None,
-    resume: int | None,
-    options: dict[str, Any],
-    redefine: bool = False,
-    growth: Growth | None = None,
+    request: Request, checkpoint_every: int | None, resume: int | None, options: dict[str, Any]
 ) -> TrainResult:
     """A training in several transactions, one per checkpoint, under a session-level lock."""
+    db, schema, trace, wait, deadline = request.db, request.schema, request.trace, request.wait, request.deadline
+    reset_optimizer, redefine, growth = request.reset_optimizer, request.redefine, request.growth
+    on_block, on_update = request.on_block, request.on_update
     started = time.perf_counter()
     with db.connection() as s:
         if resume is not None:
