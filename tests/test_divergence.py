@@ -139,3 +139,14 @@ def test_a_diverging_checkpointed_run_is_recorded_as_diverged(post_db: str) -> N
         sqlnet.train(post_db, epochs=6, learning_rate=2, checkpoint_every=2)
     (run,) = sqlnet.runs(post_db)
     assert run.status == "diverged"
+
+
+def test_a_divergence_in_a_later_statement_records_every_epoch_before_it(post_db: str) -> None:
+    """One update per statement: the growth is seen in the statement of epoch 4, and the diverged run's
+    record holds the losses of epochs 1-4, each the reference's."""
+    want = reference_train(POST_NET, POST_PARAMS, POST_DATA, 2, 6)
+    with pytest.raises(sqlnet.Diverged, match="in epoch 4"):
+        sqlnet.train(post_db, epochs=6, learning_rate=2, updates_per_statement=1)
+    (run,) = sqlnet.runs(post_db)
+    got = [loss for _, loss in sqlnet.run_losses(post_db, run.run_id)]
+    assert run.status == "diverged" and got == pytest.approx(want.losses[:4], rel=1e-9)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from sqlnet.compile.tables import Table
+from sqlnet.compile.tables import MAX_NAME_BYTES, Table
 from sqlnet.compile.wide import matrix_sql
 from sqlnet.errors import InputError
 from sqlnet.model.functions import ACTIVATIONS
@@ -191,9 +191,6 @@ def constant_params(net: Network, params: Params) -> tuple[Ref, BiasRef]:
     return weight, bias
 
 
-MAX_NAME = 63  # bytes PostgreSQL keeps of a name; sqlnet never lets it cut one
-
-
 @dataclass(frozen=True)
 class Outputs:
     """What a prediction's columns are called: the samples' id, then for a classifier the label (a class
@@ -224,7 +221,7 @@ def outputs_of(
         softmax = net.output_activation == "softmax"
         prefix = "p_" if softmax else "output_"
         nodes = tuple(f"{prefix}{c}" for c in classes)
-        if any(len(c.encode()) > MAX_NAME for c in nodes) or len({c for c in nodes}) < n:
+        if any(len(c.encode()) > MAX_NAME_BYTES for c in nodes) or len({c for c in nodes}) < n:
             nodes = tuple(f"{prefix}{k}" for k in range(1, n + 1))
             note = f"some class names are too long for column names: {prefix}k is the k-th class of {classes}"
         out = Outputs(id_name, nodes, classes=tuple(classes), probabilities=softmax, note=note)
@@ -285,9 +282,7 @@ def exported_functions(
     forward = forward_sql(net, samples, weight, bias, sql.SQL(""))
     hint = f"the {n} raw features in input-node order" + (f": {', '.join(features)}" if features else "")
     single = outputs.targets and len(outputs.nodes) == 1
-    core = function
-    if outputs.classes:
-        core = f"{function}_probabilities" if outputs.probabilities else f"{function}_outputs"
+    core = function_names(function, outputs)[0]  # the one the label function calls, when there are two
     returns, result = (
         (sql.SQL("double precision"), sql.SQL("(SELECT value FROM ({forward}) AS f)"))
         if single

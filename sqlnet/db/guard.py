@@ -29,23 +29,27 @@ def lock_key(schema: str) -> str:
     return f"sqlnet train {schema}"
 
 
-# the networks among these schemas whose training lock some session holds now (pg_locks is readable by
-# every role): a run recorded as running whose network nobody holds was interrupted
-HELD = """
-SELECT n FROM pg_catalog.unnest(%s::text[]) AS n
-WHERE EXISTS (
-  SELECT 1 FROM pg_catalog.pg_locks AS l
-  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-    AND l.classid = ((pg_catalog.hashtextextended('sqlnet train ' || n, 0) >> 32) & 4294967295)::oid
-    AND l.objid = (pg_catalog.hashtextextended('sqlnet train ' || n, 0) & 4294967295)::oid)
-"""
+# the pg_locks row (l) of a granted advisory lock taken on hashtextextended(k.key, 0): pg_locks shows the
+# 64-bit key as two oids (pg_locks is readable by every role)
+HOLDS = (
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "AND l.classid = ((pg_catalog.hashtextextended(k.key, 0) >> 32) & 4294967295)::oid "
+    "AND l.objid = (pg_catalog.hashtextextended(k.key, 0) & 4294967295)::oid"
+)
 
 
 def held_networks(conn: psycopg.Connection, schemas: list[str]) -> set[str]:
-    """The networks (schemas) some session is training now."""
+    """The networks (schemas) some session is training now: a run recorded as running whose network nobody
+    holds was interrupted."""
     if not schemas:
         return set()
-    return {n for (n,) in conn.execute(HELD, (schemas,))}
+    keys = {lock_key(schema): schema for schema in schemas}
+    held = conn.execute(
+        "SELECT k.key FROM pg_catalog.unnest(%s::text[]) AS k (key) "
+        f"WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_locks AS l WHERE {HOLDS})",
+        (list(keys),),
+    )
+    return {keys[key] for (key,) in held}
 
 
 def lock_network(conn: psycopg.Connection, schema: str, wait: bool) -> None:
@@ -59,11 +63,9 @@ def lock_network(conn: psycopg.Connection, schema: str, wait: bool) -> None:
     if acquired:
         return
     holder = conn.execute(
-        "WITH k AS (SELECT hashtextextended(%s, 0) AS key) "
         "SELECT a.application_name, a.pid, to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS') "
-        "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid, k "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-        "AND l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid",
+        "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid, (SELECT %s::text AS key) AS k "
+        f"WHERE {HOLDS}",
         (key,),
     ).fetchone()
     who = f"{holder[0]} (backend pid {holder[1]}, started {holder[2]})" if holder else "another training"

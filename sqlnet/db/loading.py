@@ -19,6 +19,7 @@ from typing import Any, TextIO, TypeVar
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from sqlnet.compile.tables import MAX_NAME_BYTES
 from sqlnet.db import marks
 from sqlnet.db.connection import Session
 from sqlnet.db.networks import read_definition, save_definition
@@ -28,7 +29,6 @@ from sqlnet.errors import InputError
 T = TypeVar("T")
 
 RAW_TABLE = "raw"  # where load keeps the rows it read, in the network's schema
-MAX_NAME = 63  # bytes of a name PostgreSQL keeps
 
 
 @dataclass
@@ -160,7 +160,7 @@ def load(
         raise InputError(f"{source} has no feature columns besides the targets")
     kept = [*([spec.id_column] if spec.id_column else []), *features, *targets]
     for c in kept:
-        if c == "sampleid" or len(c.encode()) > MAX_NAME or not c or "\x00" in c:
+        if c == "sampleid" or len(c.encode()) > MAX_NAME_BYTES or not c or "\x00" in c:
             raise InputError(
                 f"{source}: column {c!r} cannot be a column of the raw table {schema}.{spec.raw_table} "
                 + ("(sqlnet numbers the samples in sampleid)" if c == "sampleid" else "(PostgreSQL keeps names of 1 to 63 bytes)")

@@ -6,7 +6,6 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlnet.compile import wide
@@ -15,6 +14,7 @@ from sqlnet.compile.training import Training, iter_update_blocks
 from sqlnet.db import trust
 from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
 from sqlnet.db.connection import Database, Session
+from sqlnet.db.loading import held_out_count
 from sqlnet.db.networks import Definition, read_definition
 from sqlnet.db.privileges import check_privileges
 from sqlnet.db.tables import TableMap, discover, integer_parameter_columns
@@ -151,7 +151,7 @@ class TrainOptions:
         """What a training given another validation split than the network's stored one does instead."""
         kept = (definition.validation_fraction or 0.0, definition.validation_seed or 0) if definition else (0.0, 0)
         now = (float(self.validation_fraction or 0.0), int(self.seed or 0))
-        if not kept[0] or now == kept or (not now[0] and not kept[0]):
+        if not kept[0] or now == kept:
             return None
         if not now[0]:
             return (
@@ -332,9 +332,7 @@ def load_network(
             raise InputError(
                 "--validation-fraction needs many samples: add a sampleId column to inputs and outputs"
             )
-        held = int(
-            (Decimal(str(options.validation_fraction)) * samples).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-        )
+        held = held_out_count(options.validation_fraction, samples)
         if held < 1 or held >= samples:
             raise InputError(
                 f"--validation-fraction {options.validation_fraction} holds out {held} of {samples} samples: "

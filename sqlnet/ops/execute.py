@@ -67,7 +67,14 @@ class Growth:
     factor: float | None = DIVERGED_GROWTH
     first: float | None = None  # the first epoch's loss (for a resumed run: its recorded epoch 1)
 
-    def check(self, tr: Training, means: dict[int, float], largest: dict[str, float] | None) -> None:
+    def check(
+        self,
+        tr: Training,
+        means: dict[int, float],
+        largest: dict[str, float] | None,
+        so_far: Callable[[], list[float]],
+    ) -> None:
+        """Raise Diverged (with every epoch's loss so far) if one of these epochs' losses is past the bound."""
         if self.first is None and means:
             self.first = means[min(means)]
         if self.factor is None or self.first is None:
@@ -83,7 +90,7 @@ class Growth:
                         f"past {self.factor:g} times; --allow-divergence would keep such weights",
                         largest,
                     ),
-                    [means[e] for e in sorted(means)],
+                    so_far(),
                 )
 
 
@@ -146,7 +153,8 @@ def run_statements(
             acc = sums.setdefault(epoch, [0.0, 0])
             acc[0] += total
             acc[1] += n
-        growth.check(tr, {e: t / n for e, (t, n) in sums.items() if n}, largest)
+        # the epochs this block touched (each one's mean so far): earlier epochs were looked at already
+        growth.check(tr, {e: sums[e][0] / sums[e][1] for e in block if sums[e][1]}, largest, so_far)
         if on_block:
             epoch = tr.last[0]
             on_block(epoch, sums[epoch][0] / sums[epoch][1])

@@ -243,7 +243,7 @@ def _table_samples(
         id_name or "row_number",
         label,
         notes,
-        (ident, {name: kind for name, kind in ((n, types[n.lower()]) for n in real)}) if id_name else None,
+        (ident, {n: types[n.lower()] for n in real}) if id_name else None,
     )
 
 
