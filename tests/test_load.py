@@ -126,3 +126,12 @@ def test_an_id_column_is_kept_and_must_be_unique(db_url: str, conn: psycopg.Conn
     with pytest.raises(sqlnet.InputError, match="the id 'ann' is in 2 rows; an id must be unique"):
         sqlnet.load(db_url, file=write(tmp_path, twice), targets=["label"], classes=True, id_column="name", replace=True)
     assert conn.execute("SELECT count(*) FROM raw").fetchone() == (2,)  # the load before stays
+
+
+def test_the_raw_table_never_takes_a_network_tables_place(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    sqlnet.init(db_url, layers=[2, 3], seed=1)
+    before = conn.execute("SELECT count(*) FROM weights1").fetchone()
+    for name in ("weights1", "inputs", "biases2"):
+        with pytest.raises(sqlnet.InputError, match=f"--raw-table {name} would take the place of one of the network's"):
+            sqlnet.load(db_url, file=write(tmp_path, CSV), targets=["label"], classes=True, raw_table=name, replace=True)
+    assert conn.execute("SELECT count(*) FROM weights1").fetchone() == before

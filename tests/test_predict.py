@@ -381,3 +381,14 @@ def test_load_predict_and_export_speak_json_for_scripts(db_url: str, tmp_path: P
     assert written["columns"] == ["n", "label", "probability", "p_no", "p_yes"] and written["network"] == "public"
     code, out, err = run("export", "--function", "kind_of", "--json", "--database-url", db_url)
     assert code == 0 and json.loads(out)["created"] == "public.kind_of, public.kind_of_probabilities", err
+
+
+def test_replace_only_replaces_an_object_of_the_same_kind(db_url: str, conn: psycopg.Connection) -> None:
+    """--into inputs --replace would drop the network's own samples (sqlnet made them, for this network, but
+    as samples, not predictions): refused, and the samples stay."""
+    sqlnet.init(db_url, example="post")
+    before = database_snapshot(conn)
+    for args in (["predict", "--table", "inputs", "--into", "inputs"], ["export", "--view", "weights1", "--table", "inputs"]):
+        code, _, err = run(*args, "--replace", "--database-url", db_url)
+        assert code == 1 and "sqlnet made it for network 'public', but not as" in err, err
+        assert database_snapshot(conn) == before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -148,6 +149,11 @@ def load(
     targets = spec.targets
     if not targets:
         raise InputError("name the target column(s) with --target")
+    if re.fullmatch(r"inputs|outputs|(weights|biases)[0-9]+", spec.raw_table):
+        raise InputError(
+            f"--raw-table {spec.raw_table} would take the place of one of the network's own tables in schema "
+            f"{schema!r}: name another (the default is {RAW_TABLE})"
+        )
     missing = [c for c in [*targets, *(spec.features or []), *([spec.id_column] if spec.id_column else [])] if c not in header]
     if missing:
         raise InputError(f"{source} has no column {missing[0]!r} (it has {', '.join(header)})")
@@ -271,7 +277,7 @@ def _write(
     # inputs, outputs or raw table stay, and the load is refused naming them
     marks.make_room(
         s.pg, schema, ["inputs", "outputs", spec.raw_table], schema, spec.replace, "--schema (or --raw-table)",
-        replace_empty=True,
+        ["samples", "targets", "raw rows"], replace_empty=True,
     )  # fmt: skip
     about = f"from {source}"
     for name, prefix, values in (("inputs", "input", xs), ("outputs", "output", ts)):

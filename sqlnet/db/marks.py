@@ -31,8 +31,12 @@ def mark(what: str, network: str, details: str = "") -> str:
     return f"{head}\n{details}" if details else head
 
 
-def made_for(comment: str | None, network: str) -> bool:
+def made_for(comment: str | None, network: str, kinds: Sequence[str] | None = None) -> bool:
+    """Whether a comment marks an object sqlnet made for `network` (as one of `kinds`, when given: predictions
+    replace predictions, never the network's samples)."""
     head = (comment or "").split("\n", 1)[0]
+    if kinds is not None and not any(head.startswith(f"{PREFIX}{kind} of network ") for kind in kinds):
+        return False
     return head.startswith(PREFIX) and head.endswith(f" of network {json.dumps(network)}")
 
 
@@ -46,8 +50,8 @@ class Found:
     comment: str | None
     drop: sql.Composed | None  # how to drop it (None: sqlnet never drops this kind)
 
-    def made_for(self, network: str) -> bool:
-        return self.drop is not None and made_for(self.comment, network)
+    def made_for(self, network: str, kinds: Sequence[str] | None = None) -> bool:
+        return self.drop is not None and made_for(self.comment, network, kinds)
 
 
 FIND = """
@@ -85,21 +89,25 @@ def make_room(
     network: str,
     replace: bool,
     option: str,
+    kinds: Sequence[str],
     replace_empty: bool = False,
     functions: bool = False,
 ) -> list[str]:
     """Before creating `names` in `schema` for `network`: nothing there, or (with `replace`) only what sqlnet
     made for that network, which is dropped. Anything else is refused, naming it, and nothing is dropped.
-    `replace_empty`: empty tables sqlnet made for the network go without `replace` (nothing is lost).
+    `kinds`: what the objects replaced must have been made as (marks' `what`): an --into never replaces the
+    network's own samples. `replace_empty`: empty tables sqlnet made for the network go without `replace`.
     Returns the labels of what was dropped."""
     found = find(pg, schema, names, functions)
     if not found:
         return []
-    foreign = [f for f in found if not f.made_for(network)]
+    foreign = [f for f in found if not f.made_for(network, kinds)]
     if foreign:
         f = foreign[0]
         why = (
-            "sqlnet made it for another network"
+            f"sqlnet made it for network {network!r}, but not as {' or '.join(kinds)}"
+            if f.made_for(network)
+            else "sqlnet made it for another network"
             if f.comment and f.comment.startswith(PREFIX)
             else "sqlnet did not make it"
         )

@@ -325,7 +325,7 @@ def predict(
         if into_schema is not None:
             require_schema(s.pg, into_schema, "--into-schema")
         where = into_schema or trained.home
-        marks.make_room(s.pg, where, [into], trained.home, replace, "--into")
+        marks.make_room(s.pg, where, [into], trained.home, replace, "--into", ["predictions"])
         target = sql.Identifier(where, into)
         s.pg.execute(
             sql.SQL("CREATE TABLE {target} AS\nWITH params AS (\n  {params}\n)\n{select}").format(
@@ -423,7 +423,7 @@ def export(
             samples = _table_samples(s, trained, table, table_schema, id_column, features, standardized)
             outputs = trained.outputs(samples.id_name)
             stage = predict_sql.forward_stage(net, samples.select, weight, bias, sql.SQL(""))
-            marks.make_room(s.pg, where, [view], trained.home, replace, "--view name")
+            marks.make_room(s.pg, where, [view], trained.home, replace, "--view name", ["exported view"])
             name = sql.Identifier(where, view)
             s.pg.execute(
                 sql.SQL("CREATE VIEW {name} AS\n{select}").format(
@@ -439,7 +439,9 @@ def export(
                 net, weight, bias, where, function, trained.scaling, outputs, data.get("features")
             )
             names = predict_sql.function_names(function, outputs)
-            marks.make_room(s.pg, where, names, trained.home, replace, "--function name", functions=True)
+            marks.make_room(
+                s.pg, where, names, trained.home, replace, "--function name", ["exported function"], functions=True
+            )
             for signature, statement in created:
                 s.pg.execute(statement)
                 marks.comment(s.pg, "FUNCTION", signature, marks.mark("exported function", trained.home, about))

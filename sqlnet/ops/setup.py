@@ -91,7 +91,7 @@ def init(
                 f"(`sqlnet runs` keeps every trained weight), or --schema for another schema"
             )
         # only tables sqlnet made for this network: a user's own are refused, naming them, and stay
-        marks.make_room(s.pg, current, ours, current, replace, "--schema")
+        marks.make_room(s.pg, current, ours, current, replace, "--schema", TABLE_KINDS)
         # a new network: the functions, optimizer state and preprocessing of the one before are not its own
         trust.check_sqlnet_schemas(s.pg, current)
         if net is None:
@@ -119,6 +119,9 @@ def init(
         ]
         _mark(s.pg, current, created, f"a {net.describe()}, {init} initialisation, seed {seed}")
     return created
+
+
+TABLE_KINDS = ("samples", "targets", "parameters")  # what init's tables are marked as (and replaces)
 
 
 def _mark(pg: psycopg.Connection, schema: str, names: list[str], about: str) -> None:
