@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,83 @@ def test_every_mode_equals_the_reference(spark, tmp_path: Path, case) -> None:  
     assert_close(result.params.biases, want.params.biases)
     assert result.losses == pytest.approx(want.losses, rel=1e-9, abs=1e-12)
     assert result.statements == 2 * (-(-7 // batch) if batch else 1)
+    assert not any("parsed the update's statement anew" in n for n in result.notes)  # the kept plan ran
+
+
+def _repeated(spark, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A statement of the shapes whose results a physical plan keeps (a broadcast cross join, a
+    shuffled aggregate) over the state row: x becomes 4950 * x, and the batch moves on."""
+    from sqlnet.db.spark_plan import Repeated, StateRow
+
+    state = StateRow(spark, "epoch int, batch int, x double", ["epoch", "batch", "x"])
+    state.register({"epoch": 1, "batch": 0, "x": 1.0})
+    text = (
+        "WITH prev AS (SELECT * FROM sqlnet_prev),\n"
+        "s AS (SELECT sum(r.id * p.x) AS total FROM range(100) AS r CROSS JOIN prev AS p GROUP BY r.id % 2)\n"
+        "SELECT p.epoch, p.batch + 1 AS batch, (SELECT sum(total) FROM s) AS x FROM prev AS p"
+    )
+    return state, Repeated(spark, state, text)
+
+
+def test_an_update_plan_is_made_once_and_runs_over_each_new_state_row(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state, repeated = _repeated(spark, tmp_path)
+    try:
+        assert repeated.plan is not None  # this Spark can make a new physical plan of a kept plan
+        row = {"epoch": 1, "batch": 0, "x": 1.0}
+        for batch in range(1, 4):
+            row = repeated.run(row, (1, batch))
+            assert row["x"] == 4950.0**batch
+        assert repeated.reparsed == 0
+    finally:
+        state.close()
+    assert not Path(state.folder).exists()
+
+
+def test_a_physical_plan_run_twice_keeps_old_results_which_is_why_each_run_makes_a_new_one(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The trap the kept plan avoids: one Dataset collected again reads the new state row where it scans
+    it directly, but keeps its aggregate's (shuffle and subquery) result from the first run."""
+    state, repeated = _repeated(spark, tmp_path)
+    try:
+        from pyspark.sql import DataFrame
+
+        once = DataFrame(repeated.of_rows(repeated.plan), spark)
+        assert once.collect()[0]["x"] == 4950.0
+        state.write({"epoch": 1, "batch": 1, "x": 4950.0})
+        again = once.collect()[0]
+        assert (again["batch"], again["x"]) == (2, 4950.0)  # the batch moved on, x did not: stale
+        assert repeated.run({"epoch": 1, "batch": 1, "x": 4950.0}, (1, 2))["x"] == 4950.0**2  # a new plan
+    finally:
+        state.close()
+
+
+def test_a_result_that_is_not_the_next_update_is_not_trusted(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Where a kept plan's result is not the update after the row written, the run parses the statement
+    anew, returns that, and stays on the slower path."""
+    state, repeated = _repeated(spark, tmp_path)
+    try:
+        repeated.of_rows = lambda plan: spark.sql("SELECT 1 AS epoch, 1 AS batch, 0.0D AS x")._jdf
+        first = repeated.run({"epoch": 1, "batch": 0, "x": 1.0}, (1, 1))
+        assert (first["batch"], first["x"], repeated.reparsed) == (1, 0.0, 0)  # it looked like update 1.1
+        second = repeated.run(first | {"x": 2.0}, (1, 2))
+        assert (second["batch"], second["x"], repeated.reparsed) == (2, 9900.0, 1)
+        assert repeated.plan is None
+        third = repeated.run(second, (1, 3))
+        assert (third["x"], repeated.reparsed) == (9900.0 * 4950.0, 2)
+    finally:
+        state.close()
+
+
+def test_a_training_leaves_the_sessions_settings_as_they_were(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlnet.db.spark_plan import SETTINGS
+    from sqlnet.ops import spark as engine
+
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    spark.conf.unset("spark.sql.codegen.maxFields")
+    engine.init(str(tmp_path), example="post")
+    engine.train(str(tmp_path), epochs=2, learning_rate=0.01)
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+    assert spark.conf.get("spark.sql.codegen.maxFields") != SETTINGS["spark.sql.codegen.maxFields"]
+    assert "sqlnet_prev" not in [t.name for t in spark.catalog.listTables()]
 
 
 def test_check_agrees_and_writes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -284,6 +362,41 @@ def test_divergence_on_spark_writes_nothing(spark, tmp_path: Path) -> None:  # t
     with pytest.raises(Diverged, match="nothing was written"):
         engine.train(str(tmp_path), epochs=40, learning_rate=10.0, hidden_activation="linear")
     assert snapshot(tmp_path) == before
+
+
+def test_a_timeout_on_spark_cancels_and_writes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--timeout on Spark: the training stops at the deadline (a running job is cancelled, or the next
+    update is not begun), says so, writes nothing; the session is left fit for the next training."""
+    from sqlnet.db.guard import TrainingTimeout
+    from sqlnet.ops import spark as engine
+
+    engine.init(str(tmp_path), example="post")
+    before = snapshot(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(TrainingTimeout, match=r"longer than --timeout 2 s .*nothing was written"):
+        engine.train(str(tmp_path), epochs=100_000, learning_rate=0.001, timeout=2)
+    assert time.monotonic() - started < 2 + 10  # it ends near the deadline, not after 100,000 updates
+    assert snapshot(tmp_path) == before
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
+    done = engine.train(str(tmp_path), epochs=2, learning_rate=0.001, timeout=600)  # well inside it
+    assert done.run_id == 1 and len(done.losses) == 2
+    with pytest.raises(InputError, match="--timeout must be a number of seconds above 0"):
+        engine.train(str(tmp_path), epochs=1, learning_rate=0.001, timeout=0)
+
+
+def test_a_running_spark_job_is_cancelled_at_the_deadline(spark) -> None:  # type: ignore[no-untyped-def]
+    """The deadline's timer cancels the job that runs when it fires, not only the next update."""
+    from sqlnet.db.spark_plan import Deadline
+
+    deadline = Deadline(1.0).start(spark)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception, match=r"(?i)cancel"):  # Spark's own error for a cancelled job
+            spark.sql("SELECT count(*) FROM range(1000000000000)").collect()  # minutes without the deadline
+    finally:
+        deadline.stop()
+    assert deadline.passed and time.monotonic() - started < 30
+    assert spark.sql("SELECT 1 AS one").collect()[0]["one"] == 1  # the session works on
 
 
 def test_the_engines_options_stay_with_their_engine(tmp_path: Path) -> None:

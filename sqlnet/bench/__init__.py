@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", default=".", help="folder for BENCHMARKS.md and benchmarks.json")
     args = parser.parse_args(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)  # before the run, not after an hour of it
     with own_database(args.database_url) as url:
         results = bench(url, args.workload, args.runs, args.spark_recursive)
-    out = Path(args.output)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "BENCHMARKS.md").write_text(markdown(results))
     print(f"wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", file=sys.stderr)

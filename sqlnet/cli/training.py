@@ -133,7 +133,8 @@ def train(
 
         with live_progress(bar) as on_update:
             result = on_spark.train(
-                **spark, on_update=on_update, redefine=redefine, reset_optimizer=reset_optimizer, **_hyper(kwargs)
+                **spark, on_update=on_update, redefine=redefine, reset_optimizer=reset_optimizer, timeout=timeout,
+                **_hyper(kwargs),
             )
         _report(result, as_json, quiet, trace=False, undo=False)
         return

@@ -53,14 +53,15 @@ def cache_batches(tr: Training, epoch: int) -> sql.Composable:
     )
 
 
-def batch_rows(tr: Training, batch: int) -> sql.Composable:
+def batch_rows(tr: Training) -> sql.Composable:
+    """The samples of the update's batch (`next`, from the state row), one row each."""
     if not tr.mini_batch:
         return sql.SQL("SELECT * FROM {}").format(DATA_VIEW)
     if tr.shuffle is None:
-        return sql.SQL("SELECT * FROM {d} WHERE batch = {b}").format(d=DATA_VIEW, b=sql.Literal(batch))
+        return sql.SQL("SELECT d.* FROM {d} AS d JOIN next AS n ON d.batch = n.batch").format(d=DATA_VIEW)
     return sql.SQL(
-        "SELECT d.* FROM {d} AS d JOIN {bs} AS b ON b.sample = d.sample WHERE b.batch = {b}"
-    ).format(d=DATA_VIEW, bs=BATCHES_VIEW, b=sql.Literal(batch))
+        "SELECT d.* FROM {d} AS d JOIN {bs} AS b ON b.sample = d.sample JOIN next AS n ON b.batch = n.batch"
+    ).format(d=DATA_VIEW, bs=BATCHES_VIEW)
 
 
 def state_columns(tr: Training) -> list[str]:
@@ -88,12 +89,13 @@ def _walk(tr: Training, param: str) -> sql.Composable:
 
 
 class Updates:
-    """The statements of a training's updates. Everything but the batch read and the update's labels is
-    the same from one update to the next, so it is composed once (~90 ms for a 64-32-10 network, which
-    the client loop would otherwise pay again for every update)."""
+    """The statement of a training's updates: the same text for every update, which finds its epoch and
+    batch from the state row before it (`next`), so that Spark can analyse and optimise it once per
+    training and run the plan again over each new state row (``sqlnet.ops.spark_loop``)."""
 
-    def __init__(self, tr: Training) -> None:
+    def __init__(self, tr: Training, batches: int) -> None:
         self.tr = tr
+        self.batches = batches
         opt = tr.optimizer
         names = LAYOUT._state_names(tr)
         corrections = opt.sql_corrections(sql.SQL("(p.t + 1)"))
@@ -127,32 +129,36 @@ class Updates:
         self.phases = sql.SQL(sql.SQL(",\n").join(phases).as_string(None))
         self.values = sql.SQL(sql.SQL(",\n  ").join(values).as_string(None))
 
-    def statement(self, epoch: int, batch: int) -> sql.Composable:
+    def statement(self) -> sql.Composable:
         """One update as a plain statement: the state row after it, from the row before (sqlnet_prev)."""
         tr = self.tr
         return sql.SQL(
-            "-- update {epoch}.{batch}: the phases of one update over the batch, then the step ({comment})\n"
+            "-- one update: the phases over the batch after the state row's, then the step ({comment})\n"
             "WITH\n"
             "    -- the state after the update before (one row)\n    prev AS (SELECT * FROM {prev}),\n"
-            "    -- the samples of this update's batch, one row each\n    batch_rows AS (\n      {rows}\n    ),\n"
-            "{phases}\nSELECT\n  {e} AS epoch,\n  {b} AS batch,\n  {phase} AS phase,\n  {values}\nFROM steps AS s"
+            "    -- the update to make: the next batch of the epoch, or the first of the next epoch\n"
+            "    next AS (\n"
+            "      SELECT CASE WHEN batch < {nb} THEN epoch ELSE epoch + 1 END AS epoch,\n"
+            "             CASE WHEN batch < {nb} THEN batch + 1 ELSE 1 END AS batch\n"
+            "      FROM prev\n"
+            "    ),\n"
+            "    -- the samples of its batch, one row each\n    batch_rows AS (\n      {rows}\n    ),\n"
+            "{phases}\nSELECT\n  n.epoch,\n  n.batch,\n  {phase} AS phase,\n  {values}\n"
+            "FROM steps AS s CROSS JOIN next AS n"
         ).format(
-            epoch=sql.SQL(str(epoch)),
-            batch=sql.SQL(str(batch)),
             comment=sql.SQL(tr.phases[-1].comment),
             prev=PREV_VIEW,
-            rows=batch_rows(tr, batch),
+            nb=sql.Literal(self.batches),
+            rows=batch_rows(tr),
             phases=self.phases,
-            e=sql.Literal(epoch),
-            b=sql.Literal(batch),
             phase=sql.Literal(tr.phases[-1].number),
             values=self.values,
         )
 
 
-def update_statement(tr: Training, epoch: int, batch: int) -> sql.Composable:
-    """One update's statement (a training's many: Updates)."""
-    return Updates(tr).statement(epoch, batch)
+def update_statement(tr: Training, batches: int) -> sql.Composable:
+    """The statement of every update of a training with `batches` batches per epoch."""
+    return Updates(tr, batches).statement()
 
 
 def spark_literal(value: object) -> sql.Composable:

@@ -22,6 +22,7 @@ from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
 from sqlnet.db.networks import Definition, optimizer_key
 from sqlnet.db.spark_lock import training_lock
+from sqlnet.db.spark_plan import Deadline
 from sqlnet.db.store import network_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
@@ -119,11 +120,14 @@ def train(
     on_update: Callable[[Progress], None] | None = None,
     redefine: bool = False,
     reset_optimizer: bool = False,
+    timeout: float | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train the network in DIR's Parquet tables on Spark and write the weights back (and the
-    optimizer's state beside them, which the next training continues from)."""
+    optimizer's state beside them, which the next training continues from). ``timeout`` (seconds, the
+    whole call) cancels Spark's jobs at the deadline; nothing is written then."""
     started = time.perf_counter()
+    deadline = Deadline(timeout)
     opts = TrainOptions(**options)
     target = _target(parquet, master, conf, database)
     folder = Path(parquet).expanduser().resolve() if parquet else None
@@ -139,7 +143,16 @@ def train(
         begun = datetime.now(timezone.utc).replace(tzinfo=None)
         kept, note = kept_state(tables, tr, reset_optimizer)
         t0 = time.perf_counter()
-        row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept)
+        deadline.start(spark)
+        try:
+            row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept, deadline)
+        except Exception as exc:  # a job the deadline cancelled fails with Spark's own error
+            if deadline.passed:
+                raise deadline.expired() from exc
+            raise
+        finally:
+            deadline.stop()
+        deadline.check()  # past it now: nothing has been written yet
         sql_seconds = time.perf_counter() - t0
         params = params_of(tr, row)
         net = sn.net
@@ -166,8 +179,17 @@ def train(
     return TrainResult(
         run_id=run_id, network=net, options=sn.options, initial=sn.params, params=params, losses=losses,
         seconds=time.perf_counter() - started, statements=statements, sql_seconds=sql_seconds,
-        layout="wide (Spark, one statement per update)", notes=[note] if note else [],
+        layout="wide (Spark, one statement per update)", notes=[n for n in (note, _reparsed(sn)) if n],
     )  # fmt: skip
+
+
+def _reparsed(sn: SparkNetwork) -> str | None:
+    if not sn.reparsed:
+        return None
+    return (
+        f"Spark parsed the update's statement anew for {sn.reparsed} update(s): its plan could not be run "
+        "again (see sqlnet.db.spark_plan), so those were slower; the results are the same"
+    )
 
 
 def _next_run_id(spark: Any, tables: store.ParquetTables) -> int:
@@ -250,7 +272,7 @@ def training_sql(
     if tr.mini_batch and tr.shuffle is not None:
         lines.append(spark_sql.cache_batches(tr, 1).as_string(None) + ";")
     lines.append(spark_sql.prev_view(tr, start_row(tr, sn.params)).as_string(None) + ";")
-    lines.append(spark_sql.update_statement(tr, 1, 1).as_string(None) + ";")
+    lines.append(spark_sql.update_statement(tr, sn.batches).as_string(None) + ";")
     return "\n".join(lines) + "\n"
 
 

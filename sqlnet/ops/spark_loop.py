@@ -16,6 +16,8 @@ from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
 from sqlnet.db.networks import Definition, optimizer_key
+from sqlnet.db.spark_plan import Deadline, Repeated, StateRow
+from sqlnet.db.spark_plan import settings as plan_settings
 from sqlnet.errors import Diverged, InputError
 from sqlnet.model import reference
 from sqlnet.model.network import Network, Params
@@ -66,6 +68,7 @@ class SparkNetwork:
     samples: int
     definition: Definition | None
     options: TrainOptions  # as given, with the network's functions filled in from its definition
+    reparsed: int = 0  # updates whose statement Spark parsed anew (its kept plan could not be run again)
 
     @property
     def net(self) -> Network:
@@ -204,36 +207,46 @@ def run_updates(
     on_update: Callable[[Progress], None] | None = None,
     run_id: int = 0,
     kept: dict[str, Any] | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[dict[str, Any], list[float], int]:
     """The client loop: one statement per update, each reading the state row the one before returned.
     Returns the last state row, each epoch's mean loss, and the number of statements run."""
     spark, tr = sn.spark, sn.training
-    schema = _schema(tr)
-    updates = spark_sql.Updates(tr)
+    columns = spark_sql.state_columns(tr)
+    updates = spark_sql.Updates(tr, sn.batches)
+    text = updates.statement().as_string(None)
     row = start_row(tr, sn.params, kept)
     losses: list[float] = []
     done, total = 0, epochs * sn.batches
-    cache = ["sqlnet_data", "sqlnet_batches"]
-    with store.cached(spark, cache):
-        spark.sql(spark_sql.cache_data(tr).as_string(None))
-        for epoch in range(1, epochs + 1):
-            if tr.mini_batch and tr.shuffle is not None:
-                store.drop(spark, "sqlnet_batches")
-                spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
-            total_loss, total_samples = 0.0, 0
-            for batch in range(1, sn.batches + 1):
-                spark.createDataFrame([tuple(row[c] for c in spark_sql.state_columns(tr))], schema).createOrReplaceTempView(
-                    spark_sql.PREV_VIEW.as_string(None)
-                )
-                statement = updates.statement(epoch, batch).as_string(None)
-                row = spark.sql(statement).collect()[0].asDict()
-                done += 1
-                _check_finite(row, epoch, tr)
-                total_loss += row["loss"]
-                total_samples += row["samples"]
-                if on_update is not None:
-                    on_update(Progress(run_id, epoch, batch, done, total, row["loss"] / row["samples"]))
-            losses.append(total_loss / total_samples)
+    state = StateRow(spark, _schema(tr), columns)
+    try:
+        with plan_settings(spark), store.cached(spark, ["sqlnet_data", "sqlnet_batches"]):
+            spark.sql(spark_sql.cache_data(tr).as_string(None))
+            state.register(row)
+            repeated = None if tr.mini_batch and tr.shuffle is not None else Repeated(spark, state, text)
+            for epoch in range(1, epochs + 1):
+                if tr.mini_batch and tr.shuffle is not None:
+                    # this epoch's batches: a new cached table, so a new plan (analysed once per epoch)
+                    store.drop(spark, "sqlnet_batches")
+                    spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
+                    sn.reparsed += repeated.reparsed if repeated is not None else 0
+                    repeated = Repeated(spark, state, text)
+                assert repeated is not None
+                total_loss, total_samples = 0.0, 0
+                for batch in range(1, sn.batches + 1):
+                    if deadline is not None:
+                        deadline.check()
+                    row = repeated.run(row, (epoch, batch))
+                    done += 1
+                    _check_finite(row, epoch, tr)
+                    total_loss += row["loss"]
+                    total_samples += row["samples"]
+                    if on_update is not None:
+                        on_update(Progress(run_id, epoch, batch, done, total, row["loss"] / row["samples"]))
+                losses.append(total_loss / total_samples)
+            sn.reparsed += repeated.reparsed if repeated is not None else 0
+    finally:
+        state.close()
     return row, losses, done
 
 

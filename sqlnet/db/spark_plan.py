@@ -1,0 +1,177 @@
+"""One Spark statement run again and again over a state row that changes, analysed and optimised once.
+
+Why: an update's statement has ~1000 generated expressions. Given as new text every update (the weights
+as literals) Spark parsed, analysed and optimised it every time (~0.5 s), and a plan wider than
+``spark.sql.codegen.maxFields`` was interpreted instead of compiled (~2.5 s of the rest): ~3.2 s per
+update at 5,000 samples (../shared/notes/spark.md; BENCHMARKS.md has this machine's figures).
+
+How: the statement's text is the same for every update; the state row before it is a one-line JSON
+file in a private folder, which the statement reads as the view ``sqlnet_prev``. Each run writes the
+file, then executes a new physical plan of the optimised plan kept from the first run: a physical plan
+keeps what it computed once (broadcasts, shuffle outputs, subquery results), so it cannot be run
+twice, but making one from an optimised plan costs ~0.1 s. Python's float repr and Spark's JSON
+reader carry doubles exactly (tested bit for bit).
+
+A fresh plan is made through Spark's ``Dataset.ofRows``, an internal call: where a Spark lacks it, the
+statement is parsed anew every update instead (slower, never wrong). Each result is also checked to be
+the update after the row written (its epoch and batch): that catches a wholly old result, not one
+whose aggregates alone are old, which is why a plan is never run twice (a test shows the trap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlnet.db.guard import TrainingTimeout
+from sqlnet.errors import InputError
+
+PREV = "sqlnet_prev"
+# a plan of the update's width compiles to Java instead of being interpreted row by row (the default,
+# 100 fields, is passed by every update of a 12-24-2 network); adaptive execution re-plans each run's
+# stages, which a plan run over and over does not need (measured: 0.55 s per update with both, 1.4 s
+# without maxFields, 0.75 s with adaptive execution on)
+SETTINGS = {"spark.sql.codegen.maxFields": "100000", "spark.sql.adaptive.enabled": "false"}
+
+
+@contextlib.contextmanager
+def settings(spark: Any) -> Iterator[None]:
+    """SETTINGS for the training, and the session's own values back afterwards, whatever happens."""
+    before = {key: spark.conf.get(key, None) for key in SETTINGS}
+    for key, value in SETTINGS.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+class StateRow:
+    """The state row as the view ``sqlnet_prev``: a one-line JSON file in a folder of its own."""
+
+    def __init__(self, spark: Any, schema: str, columns: list[str]) -> None:
+        self.spark, self.schema, self.columns = spark, schema, columns
+        self.folder = tempfile.mkdtemp(prefix="sqlnet-state-")
+        self.file = os.path.join(self.folder, "state.json")
+
+    def write(self, row: dict[str, Any]) -> None:
+        text = json.dumps({c: row[c] for c in self.columns}, allow_nan=False)
+        part = os.path.join(self.folder, ".state.json.part")  # a dot file: Spark's reader skips it
+        with open(part, "w") as f:
+            f.write(text + "\n")
+        os.replace(part, self.file)  # a run reads the row before or after, never half of one
+
+    def register(self, row: dict[str, Any]) -> None:
+        self.write(row)
+        self.spark.read.schema(self.schema).json(self.folder).createOrReplaceTempView(PREV)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.spark.catalog.dropTempView(PREV)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _of_rows(spark: Any) -> Callable[[Any], Any] | None:
+    """Spark's internal maker of a Dataset from a logical plan (Spark 4: classic.Dataset), if it has one."""
+    jvm = spark._jvm
+    for owner in ("org.apache.spark.sql.classic.Dataset", "org.apache.spark.sql.Dataset"):
+        try:
+            of_rows = jvm.__getattr__(owner).ofRows
+            session = spark._jsparkSession
+            return lambda plan: of_rows(session, plan)
+        except Exception:  # py4j raises its own errors for a class or method that is not there
+            continue
+    return None
+
+
+class Repeated:
+    """A statement over ``sqlnet_prev`` run once per state row, each run returning the next state row."""
+
+    def __init__(self, spark: Any, state: StateRow, text: str) -> None:
+        self.spark, self.state, self.text = spark, state, text
+        self.plan: Any = None
+        self.reparsed = 0  # runs that parsed the statement anew (a Spark without ofRows, or a stale plan)
+        of_rows = _of_rows(spark)
+        if of_rows is not None:
+            with contextlib.suppress(Exception):
+                self.plan = spark.sql(text)._jdf.queryExecution().optimizedPlan()
+                self.of_rows = of_rows
+
+    def run(self, row: dict[str, Any], expect: tuple[int, int]) -> dict[str, Any]:
+        """The state row after `row`, which must be update `expect` (epoch, batch)."""
+        from pyspark.sql import DataFrame
+
+        self.state.write(row)
+        if self.plan is not None:
+            out = DataFrame(self.of_rows(self.plan), self.spark).collect()[0].asDict()
+            if (out["epoch"], out["batch"]) == expect:
+                return out
+            self.plan = None  # it read an old state row: from here on, the statement anew each time
+        self.reparsed += 1
+        out = self.spark.sql(self.text).collect()[0].asDict()
+        if (out["epoch"], out["batch"]) != expect:
+            raise RuntimeError(f"Spark returned update {out['epoch']}.{out['batch']} for {expect[0]}.{expect[1]}")
+        return out
+
+
+
+class Deadline:
+    """--timeout on Spark: the training's jobs run in a job group of their own, which a timer cancels at
+    the deadline; `check` between updates and `expired` after a cancelled job say it was the deadline.
+    Nothing is written before a training has ended, so a timed-out one leaves every table as it was."""
+
+    def __init__(self, seconds: float | None) -> None:
+        """Starts counting now: the deadline is for the whole command, reading the tables included."""
+        if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+            raise InputError(f"--timeout must be a number of seconds above 0, got {seconds!r}")
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+        self.group = f"sqlnet-{os.getpid()}-{id(self)}"
+        self._timer: threading.Timer | None = None
+        self.spark: Any = None
+
+    def start(self, spark: Any) -> Deadline:
+        """From here on, Spark's jobs of this thread are cancelled at the deadline."""
+        self.spark = spark
+        if self.end is not None:
+            self.check()
+            sc = spark.sparkContext
+            sc.setJobGroup(self.group, "sqlnet train", interruptOnCancel=True)
+            self._timer = threading.Timer(max(self.end - time.monotonic(), 0.0), sc.cancelJobGroup, (self.group,))
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        """Before the writes: no job is cancelled from here on (a table half written is worse than a
+        deadline a little late); the caller checks the deadline once more before writing."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self.spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+
+    @property
+    def passed(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+    def check(self) -> None:
+        if self.passed:
+            raise self.expired()
+
+    def expired(self) -> TrainingTimeout:
+        return TrainingTimeout(
+            f"the training ran longer than --timeout {self.seconds:g} s and was cancelled; nothing was written, "
+            "so every table is as it was before"
+        )
