@@ -241,6 +241,38 @@ def test_the_printed_script_runs_as_printed(spark, tmp_path: Path) -> None:  # t
     assert_close(got.weights, want.params.weights)
 
 
+def test_the_printed_script_with_held_out_samples_runs_as_printed(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With --validation-fraction the script caches the held-out samples apart, its update trains on the
+    others, and its last statement scores the held-out ones under the state row (here the first)."""
+    from sqlnet.db.spark import drop
+    from sqlnet.ops import spark as engine
+    from tests.test_validation import split
+
+    net = Network((2, 3, 2), "tanh", "linear", "half-se", "node")
+    rng = random.Random(10)
+    params, data = random_params(rng, net), random_data(rng, net, 8)
+    write_network(spark, tmp_path, net, params, data)
+    script = engine.training_sql(str(tmp_path), epochs=1, learning_rate=0.1, hidden_activation="tanh",
+                                 validation_fraction=0.25, seed=3)  # fmt: skip
+    statements = [s for s in script.split(";\n") if s.strip() and not all(
+        line.startswith("--") for line in s.strip().splitlines())]  # fmt: skip
+    results = []
+    try:
+        for statement in statements:
+            results.append(spark.sql(statement))
+        update, score = results[-2].collect()[0].asDict(), results[-1].collect()[0].asDict()
+    finally:
+        for name in ("sqlnet_data", "sqlnet_validation", "sqlnet_held"):
+            drop(spark, name)
+    training, held = split(data, 0.25, 3)
+    got = engine.params_of(engine.load(engine.SparkTarget(str(tmp_path)), engine.TrainOptions(
+        hidden_activation="tanh")).training, update)  # fmt: skip
+    assert_close(got.weights, reference.train(net, params, training, 0.1, 1).params.weights)
+    want = sum(reference.sample_loss(net, reference.forward(net, params, s.x), s.t) for s in held.samples) / 2
+    assert (score["samples"], score["epoch"], score["batch"]) == (2, 1, 0)
+    assert score["loss"] == pytest.approx(want, rel=1e-12)
+
+
 def test_bad_tables_get_a_clear_error_and_nothing_is_written(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from sqlnet.db.spark import ParquetTables
     from sqlnet.ops import spark as engine
@@ -362,6 +394,56 @@ def test_divergence_on_spark_writes_nothing(spark, tmp_path: Path) -> None:  # t
     with pytest.raises(Diverged, match="nothing was written"):
         engine.train(str(tmp_path), epochs=40, learning_rate=10.0, hidden_activation="linear")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(("output", "batch_size"), [("softmax", 3), ("linear", 0)])
+def test_validation_on_spark_equals_the_reference(spark, tmp_path: Path, output: str, batch_size: int) -> None:  # type: ignore[no-untyped-def]
+    """--validation-fraction on Spark: the held-out samples are PostgreSQL's (the first by
+    md5('seed:sampleId')), never trained on, and scored after every epoch as the reference scores them;
+    the split is kept with the network, so the next training holds out the same samples."""
+    from sqlnet.ops import spark as engine
+    from tests.test_validation import split
+
+    rng = random.Random(output)
+    loss = "cross-entropy" if output == "softmax" else "half-se"
+    net = Network((3, 4, 3), "tanh", output, loss, "node")
+    params, data = random_params(rng, net), random_data(rng, net, 20)
+    if output == "softmax":
+        data = Dataset([type(s)(s.id, s.x, tuple(float(j == s.id % 3) for j in range(3))) for s in data.samples])
+    write_network(spark, tmp_path, net, params, data)
+    options = dict(learning_rate=0.2, hidden_activation="tanh", output_activation=output, loss=loss, batch_size=batch_size)
+    result = engine.train(str(tmp_path), epochs=4, validation_fraction=0.25, seed=7, **options)
+    training, held = split(data, 0.25, 7)
+    assert len(held) == 5 and len(result.validation) == 4
+    assert result.statements == 4 * (-(-15 // batch_size) if batch_size else 1)  # 15 samples trained on
+    current = params
+    for epoch in range(4):
+        step = reference.train(net, current, training, 0.2, 1, batch_size=batch_size)
+        current = step.params
+        assert result.losses[epoch] == pytest.approx(step.losses[0], rel=1e-9)
+        outputs = [(reference.forward(net, current, s.x), s) for s in held.samples]
+        want = sum(reference.sample_loss(net, f, s.t) for f, s in outputs) / 5
+        loss_, accuracy = result.validation[epoch]
+        assert loss_ == pytest.approx(want, rel=1e-9)
+        if output == "softmax":
+            hits = sum(max(range(3), key=lambda j: f.output[j]) == s.t.index(max(s.t)) for f, s in outputs)
+            assert accuracy == pytest.approx(hits / 5)
+        else:
+            assert accuracy is None
+    assert_close(result.params.weights, current.weights)
+    recorded = spark.read.parquet(str(tmp_path / "run_validation")).orderBy("epoch").collect()
+    assert [(r["run_id"], r["loss"]) for r in recorded] == [(1, v[0]) for v in result.validation]
+    again = engine.train(str(tmp_path), epochs=1, **options)  # the kept split, without the option
+    assert len(again.validation) == 1 and again.statements == (-(-15 // batch_size) if batch_size else 1)
+    report = engine.check(str(tmp_path), epochs=2, **options)  # the reference trains on the same 15
+    assert report.ok, report.differences
+    if output == "linear":  # and from the command line, which says how the held-out samples did
+        from sqlnet.cli import main
+
+        done = CliRunner().invoke(main, ["train", "--engine", "spark", "--parquet", str(tmp_path), "--epochs", "1",
+                                         "--lr", "0.2", "--validation-fraction", "0.25", "--seed", "7"])  # fmt: skip
+        assert done.exit_code == 0, done.output
+        assert "validation after epoch 1: loss" in done.output
 
 
 def test_a_timeout_on_spark_cancels_and_writes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

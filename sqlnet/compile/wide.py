@@ -660,6 +660,21 @@ class WideLayout:
         ctes = pc.ctes() + self._phase_bodies(tr, stages, self._stage_bodies(tr, stages, needed, given))
         return ctes, next(p.table for p in tr.phases if (p.kind, p.layer) == stages[-1].key)
 
+    def scored_ctes(self, tr: Training) -> tuple[list[sql.Composable], str]:
+        """The forward phases and the error phase over `batch_rows` (sample, x1.., t1..): each sample's
+        loss, as the training computes it, with its targets and output inputs (t_j, z{K}_j), in the CTE
+        whose name comes second (a validation pass)."""
+        net = tr.net
+        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
+        stages = [s for k in range(1, net.depth + 1) for s in (self._input(tr, pc, k), self._activation(tr, k))]
+        stages.append(self._error(tr))
+        n_in, n_out = net.sizes[0], net.sizes[-1]
+        needed = {"sample", "loss"} | {f"t{j}" for j in range(1, n_out + 1)}
+        needed |= {f"z{net.depth}_{j}" for j in range(1, n_out + 1)}
+        given = ["sample"] + [f"x{i}" for i in range(1, n_in + 1)] + [f"t{j}" for j in range(1, n_out + 1)]
+        ctes = pc.ctes() + self._phase_bodies(tr, stages, self._stage_bodies(tr, stages, needed, given))
+        return ctes, next(p.table for p in tr.phases if (p.kind, p.layer) == stages[-1].key)
+
     def _phase_ctes(self, tr: Training) -> list[sql.Composable]:
         """An update's parameter columns, phases and gradient, as CTEs over `prev` and `batch_rows`."""
         by_kind = {(p.kind, p.layer): p for p in tr.phases}

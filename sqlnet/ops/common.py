@@ -293,6 +293,29 @@ class Loaded:
         return plan(self.net, counts_steps=self.options.optimizer == "adam")
 
 
+def held_out(options: TrainOptions, samples: int, tables: TableMap) -> int:
+    """How many of the samples a training holds out for validation (on every engine), refusing a split
+    that leaves none to score or none to train on, and a batch larger than what is trained on."""
+    held = 0
+    if options.validation_fraction:
+        if not tables.has_samples:
+            raise InputError(
+                "--validation-fraction needs many samples: add a sampleId column to inputs and outputs"
+            )
+        held = held_out_count(options.validation_fraction, samples)
+        if held < 1 or held >= samples:
+            raise InputError(
+                f"--validation-fraction {options.validation_fraction} holds out {held} of {samples} samples: "
+                f"it must leave at least one for validation and one for training"
+            )
+    if options.batch_size > samples - held:
+        raise InputError(
+            f"the batch size {options.batch_size} is larger than the data ({samples - held} samples in "
+            f"{tables.inputs.label()}): use at most {samples - held}, or 0 for full batch"
+        )
+    return held
+
+
 def load_network(
     s: Session, schema: str | None, options: TrainOptions, trace: bool | None = False, redefine: bool = False
 ) -> Loaded:
@@ -327,23 +350,7 @@ def load_network(
         if net.output_activation == "softmax":
             check_distributions(s.pg, tables)
     samples = count_samples(s.pg, tables)
-    if options.validation_fraction:
-        if not tables.has_samples:
-            raise InputError(
-                "--validation-fraction needs many samples: add a sampleId column to inputs and outputs"
-            )
-        held = held_out_count(options.validation_fraction, samples)
-        if held < 1 or held >= samples:
-            raise InputError(
-                f"--validation-fraction {options.validation_fraction} holds out {held} of {samples} samples: "
-                f"it must leave at least one for validation and one for training"
-            )
-        samples -= held  # the batches are cut from the training samples
-    if options.batch_size > samples:
-        raise InputError(
-            f"the batch size {options.batch_size} is larger than the data ({samples} samples in "
-            f"{tables.inputs.label()}): use at most {samples}, or 0 for full batch"
-        )
+    samples -= held_out(options, samples, tables)  # the batches are cut from the training samples
     return Loaded(tables, net, samples, options, largest_values(s.pg, tables), definition)
 
 

@@ -39,7 +39,7 @@ CAPABILITIES = (
 
 LACKS = {
     "postgresql": frozenset[str](),
-    "spark": frozenset(c.name for c in CAPABILITIES) - {"a deadline for the whole command"},
+    "spark": frozenset(c.name for c in CAPABILITIES) - {"a deadline for the whole command", "a validation split"},
 }
 ENGINE_NAMES = {"postgresql": "PostgreSQL", "spark": "Spark"}
 

@@ -57,6 +57,7 @@ RUNS_SCHEMA = (
     "epochs int, learning_rate double, final_loss double"
 )
 LOSSES_SCHEMA = "run_id int, epoch int, loss double"
+VALIDATION_SCHEMA = "run_id int, epoch int, loss double, accuracy double"  # the held-out samples' per epoch
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -170,16 +171,22 @@ def train(
             RUNS_SCHEMA,
         )  # fmt: skip
         tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
+        if sn.validation:
+            rows = [(run_id, e, loss, accuracy) for e, (loss, accuracy) in enumerate(sn.validation, start=1)]
+            tables.append(spark, "run_validation", rows, VALIDATION_SCHEMA)
         definition = asdict(sn.definition) if sn.definition else asdict(Definition(tables.where))
         definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
                           output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
         definition["optimizer"] = optimizer_key(tr.optimizer) if tr.optimizer.state else definition.get("optimizer")
+        # the split, kept so that the next training holds out the same samples unless told otherwise
+        definition.update(validation_fraction=sn.options.validation_fraction or None,
+                          validation_seed=sn.options.seed if sn.options.validation_fraction else None)  # fmt: skip
         tables.save_definition(definition)
         tables.save_state(state_of(tr, row))
     return TrainResult(
         run_id=run_id, network=net, options=sn.options, initial=sn.params, params=params, losses=losses,
         seconds=time.perf_counter() - started, statements=statements, sql_seconds=sql_seconds,
-        layout="wide (Spark, one statement per update)", notes=[n for n in (note, _reparsed(sn)) if n],
+        validation=sn.validation, layout="wide (Spark, one statement per update)", notes=[n for n in (note, _reparsed(sn)) if n],
     )  # fmt: skip
 
 
@@ -202,10 +209,14 @@ def _next_run_id(spark: Any, tables: store.ParquetTables) -> int:
 
 
 def read_dataset(sn: SparkNetwork) -> Dataset:
-    """The samples in Python, for the reference."""
+    """The samples the training trains on, in Python, for the reference (without the held-out ones)."""
     pivot = spark_sql.LAYOUT._pivot(sn.training).as_string(None)
     n_in, n_out = sn.net.sizes[0], sn.net.sizes[-1]
-    rows = sn.spark.sql(pivot).collect()
+    held: set[int] = set()
+    if sn.held_out:
+        select = spark_sql.held_select(sn.training, sn.options.seed or 0, sn.held_out)
+        held = {int(r["sample"]) for r in sn.spark.sql(select.as_string(None)).collect()}
+    rows = [r for r in sn.spark.sql(pivot).collect() if int(r["sample"]) not in held]
     return Dataset(
         [
             Sample(int(r["sample"]), tuple(float(r[f"x{i}"]) for i in range(1, n_in + 1)),
@@ -268,11 +279,16 @@ def training_sql(
     ]
     for name in names:
         lines.append(f"CREATE OR REPLACE TEMPORARY VIEW {name} {tables.source(name)};")
-    lines.append(spark_sql.cache_data(tr).as_string(None) + ";")
+    if sn.held_out:
+        lines.append(spark_sql.cache_held(tr, sn.options.seed or 0, sn.held_out).as_string(None) + ";")
+        lines.append(spark_sql.cache_validation(tr).as_string(None) + ";")
+    lines.append(spark_sql.cache_data(tr, held=bool(sn.held_out)).as_string(None) + ";")
     if tr.mini_batch and tr.shuffle is not None:
         lines.append(spark_sql.cache_batches(tr, 1).as_string(None) + ";")
     lines.append(spark_sql.prev_view(tr, start_row(tr, sn.params)).as_string(None) + ";")
     lines.append(spark_sql.update_statement(tr, sn.batches).as_string(None) + ";")
+    if sn.held_out:  # after each epoch's last update, over the state row it returned
+        lines.append(spark_sql.validation_statement(tr).as_string(None) + ";")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ from sqlnet.db.spark_plan import settings as plan_settings
 from sqlnet.errors import Diverged, InputError
 from sqlnet.model import reference
 from sqlnet.model.network import Network, Params
-from sqlnet.ops.common import TrainOptions
+from sqlnet.ops.common import TrainOptions, held_out
 from sqlnet.ops.engines import refusal
 from sqlnet.ops.train import Progress
 
@@ -68,6 +68,8 @@ class SparkNetwork:
     samples: int
     definition: Definition | None
     options: TrainOptions  # as given, with the network's functions filled in from its definition
+    held_out: int = 0  # samples held out for validation (of `samples`, which counts them all)
+    validation: list[tuple[float | None, float | None]] = field(default_factory=list)  # per epoch, after a run
     reparsed: int = 0  # updates whose statement Spark parsed anew (its kept plan could not be run again)
 
     @property
@@ -75,9 +77,13 @@ class SparkNetwork:
         return self.training.net
 
     @property
+    def trained_on(self) -> int:
+        return self.samples - self.held_out
+
+    @property
     def batches(self) -> int:
         tr = self.training
-        return math.ceil(self.samples / tr.batch_size) if tr.mini_batch else 1
+        return math.ceil(self.trained_on / tr.batch_size) if tr.mini_batch else 1
 
 
 def _refuse_unsupported(opts: TrainOptions) -> None:
@@ -110,7 +116,8 @@ def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> Spa
     )
     for statement in (SPARK.pin, *SPARK.settings):
         spark.sql(statement.as_string(None))
-    return SparkNetwork(spark, tables, tr, params, samples, definition, opts)
+    held = held_out(opts, samples, tm)  # the same rule as PostgreSQL's
+    return SparkNetwork(spark, tables, tr, params, samples, definition, opts, held_out=held)
 
 
 def _flat(matrix: list[list[float]]) -> list[float]:
@@ -220,9 +227,16 @@ def run_updates(
     done, total = 0, epochs * sn.batches
     state = StateRow(spark, _schema(tr), columns)
     try:
-        with plan_settings(spark), store.cached(spark, ["sqlnet_data", "sqlnet_batches"]):
-            spark.sql(spark_sql.cache_data(tr).as_string(None))
+        cache = ["sqlnet_held", "sqlnet_data", "sqlnet_validation", "sqlnet_batches"]
+        with plan_settings(spark), store.cached(spark, cache):
+            scored = None
+            if sn.held_out:
+                spark.sql(spark_sql.cache_held(tr, sn.options.seed or 0, sn.held_out).as_string(None))
+                spark.sql(spark_sql.cache_validation(tr).as_string(None))
+            spark.sql(spark_sql.cache_data(tr, held=bool(sn.held_out)).as_string(None))
             state.register(row)
+            if sn.held_out:
+                scored = Repeated(spark, state, spark_sql.validation_statement(tr).as_string(None))
             repeated = None if tr.mini_batch and tr.shuffle is not None else Repeated(spark, state, text)
             for epoch in range(1, epochs + 1):
                 if tr.mini_batch and tr.shuffle is not None:
@@ -244,6 +258,9 @@ def run_updates(
                     if on_update is not None:
                         on_update(Progress(run_id, epoch, batch, done, total, row["loss"] / row["samples"]))
                 losses.append(total_loss / total_samples)
+                if scored is not None:  # the held-out samples under this epoch's last parameters
+                    score = scored.run(row, (row["epoch"], row["batch"]))
+                    sn.validation.append((score["loss"], score["accuracy"]))
             sn.reparsed += repeated.reparsed if repeated is not None else 0
     finally:
         state.close()
