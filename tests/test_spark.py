@@ -7,6 +7,7 @@ Java is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -444,6 +445,19 @@ def test_validation_on_spark_equals_the_reference(spark, tmp_path: Path, output:
                                          "--lr", "0.2", "--validation-fraction", "0.25", "--seed", "7"])  # fmt: skip
         assert done.exit_code == 0, done.output
         assert "validation after epoch 1: loss" in done.output
+        # runs show, as on PostgreSQL: the run, its options, each epoch's loss and the held-out samples'
+        shown = CliRunner().invoke(main, ["runs", "show", "1", "--engine", "spark", "--parquet", str(tmp_path)])
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.output.split())  # however the terminal's width folded it
+        assert "run 1 (finished): 3-4-3 network" in text and f"in {tmp_path}" in text
+        assert "validation loss per epoch (the held-out samples after each epoch), 4 epochs" in text
+        as_json = CliRunner().invoke(main, ["runs", "--engine", "spark", "--parquet", str(tmp_path), "show", "1", "--json"])
+        epochs = json.loads(as_json.output)["epochs"]
+        assert [(e["epoch"], e["loss"], e["val_loss"]) for e in epochs] == [
+            (e, loss, v[0]) for e, (loss, v) in enumerate(zip(result.losses, result.validation), start=1)
+        ]
+        missing = CliRunner().invoke(main, ["runs", "show", "9", "--engine", "spark", "--parquet", str(tmp_path)])
+        assert missing.exit_code == 1 and "run 9 not found" in missing.output
 
 
 def test_a_timeout_on_spark_cancels_and_writes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -252,7 +252,7 @@ def runs(
       sqlnet runs show 3
       sqlnet runs --engine spark --parquet ./net
     """
-    ctx.obj = {"database_url": database_url}
+    ctx.obj = {"database_url": database_url, "spark": spark}
     if ctx.invoked_subcommand is not None:
         return
     spark_only(spark, database_url=database_url)
@@ -292,6 +292,7 @@ def runs(
 @runs.command("show")
 @click.argument("run", type=int)
 @database_option
+@engine_options
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, writable=True),
@@ -301,7 +302,9 @@ def runs(
 @click.option("--json", "as_json", is_flag=True, help="Print the run and its epochs as JSON.")
 @click.pass_context
 @handle_errors
-def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str | None, as_json: bool) -> None:
+def runs_show(
+    ctx: click.Context, run: int, database_url: str | None, plot: str | None, as_json: bool, spark: dict[str, Any] | None
+) -> None:
     """Show a run: its network, its options and its loss per epoch (and validation) as a plot.
 
     \b
@@ -309,18 +312,27 @@ def runs_show(ctx: click.Context, run: int, database_url: str | None, plot: str 
       sqlnet runs show 3
       sqlnet runs show 3 --plot loss.png
       sqlnet runs show 3 --json | jq '.epochs[-1]'
+      sqlnet runs show 1 --engine spark --parquet ./net
     """
     url = database_url or (ctx.obj or {}).get("database_url")
-    info = next((r for r in api.runs(url) if r.run_id == run), None)
-    if info is None:
-        raise SqlnetError(f"run {run} not found: `sqlnet runs` lists the runs")
-    epochs = api.run_epochs(url, run)
+    spark = spark or (ctx.obj or {}).get("spark")
+    spark_only(spark, database_url=url)
+    if spark is not None:
+        from sqlnet.ops import spark as on_spark
+
+        info, epochs = on_spark.run_detail(**spark, run_id=run)
+    else:
+        found = next((r for r in api.runs(url) if r.run_id == run), None)
+        if found is None:
+            raise SqlnetError(f"run {run} not found: `sqlnet runs` lists the runs")
+        info, epochs = found, api.run_epochs(url, run)
     if as_json:
         fields = ("epoch", "loss", "val_loss", "val_accuracy")
         click.echo(json.dumps({**info.as_json(), "epochs": [dict(zip(fields, e)) for e in epochs]}, indent=2))
         return
     out.print(
-        f"run {info.run_id} ({info.status}): {info.network.describe()}, schema {info.schema_name or '(search path)'}"
+        f"run {info.run_id} ({info.status}): {info.network.describe()}, "
+        + (f"in {info.schema_name}" if spark is not None else f"schema {info.schema_name or '(search path)'}")
     )
     out.print(
         f"started {info.started_at:%Y-%m-%d %H:%M:%S}"

@@ -23,7 +23,7 @@ from sqlnet.db import spark as store
 from sqlnet.db.networks import Definition, optimizer_key
 from sqlnet.db.spark_lock import training_lock
 from sqlnet.db.spark_plan import Deadline
-from sqlnet.db.store import network_json
+from sqlnet.db.store import RunInfo, network_from_json, network_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
@@ -321,6 +321,37 @@ def runs(
         d["network"], d["options"] = json.loads(d["network"]), json.loads(d["options"])
         out.append(d)
     return out
+
+
+def run_detail(
+    parquet: str | None = None,
+    *,
+    run_id: int,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    database: str | None = None,
+) -> tuple[RunInfo, list[tuple[int, float, float | None, float | None]]]:
+    """One recorded run, as PostgreSQL's `runs show` reads one: the run, and each epoch's (epoch, training
+    loss, validation loss, validation accuracy)."""
+    spark, tables = _target(parquet, master, conf, database).open()
+    found = [r for r in runs(parquet, master=master, conf=conf, database=database) if r["run_id"] == run_id]
+    if not found:
+        raise InputError(f"run {run_id} not found in {tables.where}: `sqlnet runs --engine spark` lists the runs")
+    r = found[0]
+    info = RunInfo(
+        run_id=r["run_id"], started_at=r["started_at"], finished_at=r["finished_at"], status=r["status"],
+        schema_name=tables.where, network=network_from_json(r["network"]), options=r["options"],
+        epochs=r["epochs"], learning_rate=r["learning_rate"], final_loss=r["final_loss"],
+    )  # fmt: skip
+    def of_run(name: str) -> list[Any]:
+        frame = tables.read(spark, name)
+        return frame.where(frame.run_id == run_id).collect()  # the value as a column expression, not SQL text
+
+    losses = {row["epoch"]: row["loss"] for row in of_run("run_losses")}
+    scores: dict[int, tuple[float | None, float | None]] = {}
+    if tables.exists("run_validation"):
+        scores = {row["epoch"]: (row["loss"], row["accuracy"]) for row in of_run("run_validation")}
+    return info, [(e, losses[e], *scores.get(e, (None, None))) for e in sorted(losses)]
 
 
 def predict(
