@@ -21,7 +21,7 @@ from sqlnet.compile.predict import outputs_of
 from sqlnet.compile.shared import data_select
 from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
-from sqlnet.compile.wide import WideLayout, _c, pivot_columns
+from sqlnet.compile.wide import WideLayout, _c, next_cte, pivot_columns
 
 DATA_VIEW = sql.Identifier("sqlnet_data")
 BATCHES_VIEW = sql.Identifier("sqlnet_batches")
@@ -200,19 +200,14 @@ class Updates:
             "-- one update: the phases over the batch after the state row's, then the step ({comment})\n"
             "WITH\n"
             "    -- the state after the update before (one row)\n    prev AS (SELECT * FROM {prev}),\n"
-            "    -- the update to make: the next batch of the epoch, or the first of the next epoch\n"
-            "    next AS (\n"
-            "      SELECT CASE WHEN batch < {nb} THEN epoch ELSE epoch + 1 END AS epoch,\n"
-            "             CASE WHEN batch < {nb} THEN batch + 1 ELSE 1 END AS batch\n"
-            "      FROM prev\n"
-            "    ),\n"
+            "{next},\n"
             "    -- the samples of its batch, one row each\n    batch_rows AS (\n      {rows}\n    ),\n"
             "{phases}\nSELECT\n  n.epoch,\n  n.batch,\n  {phase} AS phase,\n  {values}\n"
             "FROM steps AS s CROSS JOIN next AS n"
         ).format(
             comment=sql.SQL(tr.phases[-1].comment),
             prev=PREV_VIEW,
-            nb=sql.Literal(self.batches),
+            next=next_cte(sql.Literal(self.batches)),
             rows=batch_rows(tr),
             phases=self.phases,
             phase=sql.Literal(tr.phases[-1].number),

@@ -76,6 +76,18 @@ def pivot_columns(prefix: str, n: int) -> sql.Composable:
     )
 
 
+def next_cte(batches: sql.Composable) -> sql.Composable:
+    """The update after the state row `prev`, with `batches` batches per epoch (both engines' statements)."""
+    return sql.SQL(
+        "    -- the update to make: the next batch of the epoch, or the first of the next epoch\n"
+        "    next AS (\n"
+        "      SELECT CASE WHEN batch < {nb} THEN epoch ELSE epoch + 1 END AS epoch,\n"
+        "             CASE WHEN batch < {nb} THEN batch + 1 ELSE 1 END AS batch\n"
+        "      FROM prev\n"
+        "    )"
+    ).format(nb=batches)
+
+
 def fits(net: Network) -> bool:
     return sample_columns(net) <= MAX_SAMPLE_COLUMNS
 
@@ -736,12 +748,7 @@ class WideLayout:
                 "    prev AS (\n"
                 "      SELECT * FROM train WHERE (epoch, batch) < ({e}, {b})\n"
                 "    ),\n"
-                "    -- the update to make: the next batch of the epoch, or the first of the next epoch\n"
-                "    next AS (\n"
-                "      SELECT CASE WHEN batch < {nb} THEN epoch ELSE epoch + 1 END AS epoch,\n"
-                "             CASE WHEN batch < {nb} THEN batch + 1 ELSE 1 END AS batch\n"
-                "      FROM prev\n"
-                "    ),\n"
+                "{next},\n"
                 "    -- the samples of its batch, one row each\n"
                 "    batch_rows {mat} (\n"
                 "      {rows}\n"
@@ -750,7 +757,7 @@ class WideLayout:
                 mat=_materialized(tr),
                 e=sql.Literal(tr.last[0]),
                 b=sql.Literal(tr.last[1]),
-                nb=tr.batches_sql,
+                next=next_cte(tr.batches_sql),
                 rows=self._batch_rows(tr),
             )
         ]
