@@ -190,6 +190,25 @@ def test_a_result_that_is_not_the_next_update_is_not_trusted(spark, tmp_path: Pa
         state.close()
 
 
+def test_a_spark_that_cannot_make_a_plan_anew_parses_each_update(spark, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Where the internal call is missing (py4j says so only when it is called), every run parses the
+    statement: slower, with the same results."""
+    from sqlnet.db import spark_plan
+
+    def missing(plan):  # type: ignore[no-untyped-def]
+        raise TypeError("'JavaPackage' object is not callable")
+
+    monkeypatch.setattr(spark_plan, "_of_rows", lambda session: missing)
+    state, repeated = _repeated(spark, tmp_path)
+    try:
+        assert repeated.plan is None
+        row = repeated.run({"epoch": 1, "batch": 0, "x": 1.0}, (1, 1))
+        row = repeated.run(row, (1, 2))
+        assert (row["x"], repeated.reparsed) == (4950.0**2, 2)
+    finally:
+        state.close()
+
+
 def test_a_training_leaves_the_sessions_settings_as_they_were(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from sqlnet.db.spark_plan import SETTINGS
     from sqlnet.ops import spark as engine

@@ -105,9 +105,10 @@ class Repeated:
         self.reparsed = 0  # runs that parsed the statement anew (a Spark without ofRows, or a stale plan)
         of_rows = _of_rows(spark)
         if of_rows is not None:
-            with contextlib.suppress(Exception):
-                self.plan = spark.sql(text)._jdf.queryExecution().optimizedPlan()
-                self.of_rows = of_rows
+            with contextlib.suppress(Exception):  # py4j names a missing class only when it is called
+                plan = spark.sql(text)._jdf.queryExecution().optimizedPlan()
+                of_rows(plan)  # a Dataset of it, not run: the call works in this Spark
+                self.plan, self.of_rows = plan, of_rows
 
     def run(self, row: dict[str, Any], expect: tuple[int, int]) -> dict[str, Any]:
         """The state row after `row`, which must be update `expect` (epoch, batch)."""
