@@ -150,3 +150,20 @@ def test_a_divergence_in_a_later_statement_records_every_epoch_before_it(post_db
     (run,) = sqlnet.runs(post_db)
     got = [loss for _, loss in sqlnet.run_losses(post_db, run.run_id)]
     assert run.status == "diverged" and got == pytest.approx(want.losses[:4], rel=1e-9)
+
+
+def test_the_divergence_baseline_is_the_whole_first_epoch() -> None:
+    """With statements of fewer updates than an epoch, epoch 1's mean so far is its first batches' only:
+    it becomes the baseline once epoch 1 is over (a first batch's 4.98 against epoch 1's 89.9 had called
+    a 7.8e4-fold growth of the whole epoch a 1.4e6-fold one)."""
+    from sqlnet.ops.execute import Growth
+
+    growth, losses = Growth(), [4.977]
+    growth.check(None, {1: 4.977}, None, lambda: losses)  # type: ignore[arg-type]
+    assert growth.first is None
+    losses[:] = [89.87, 6.97e6]
+    growth.check(None, {2: 6.97e6}, None, lambda: losses)  # type: ignore[arg-type]
+    assert growth.first == 89.87
+    settled = Growth()
+    settled.settle([3.0, 2.0])  # a checkpointed run's chunk that ended with epoch 1 and 2 over
+    assert settled.first == 3.0
