@@ -77,8 +77,9 @@ def test_generated_trainings_match_the_reference(db_url: str, o: dict) -> None:
             optimizer=TrainOptions(**options).make_optimizer(),
         )  # fmt: skip
         complete = exc.losses[:-1]  # the epoch it stopped in may not have ended
-        assert complete and complete == pytest.approx(want.losses[: len(complete)], rel=1e-9)
-        assert not exc.losses[-1] <= 1e6 * max(exc.losses[0], 1e-9)
+        assert complete == pytest.approx(want.losses[: len(complete)], rel=1e-9)
+        if "the loss grew from" in str(exc):  # else a value left float8's range, which the server raised
+            assert not exc.losses[-1] <= 1e6 * max(exc.losses[0], 1e-9)
         return
     assert report.network == net
     assert report.ok, report.differences
