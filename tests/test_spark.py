@@ -127,12 +127,12 @@ def test_every_mode_equals_the_reference(spark, tmp_path: Path, case) -> None:  
     assert not any("parsed the update's statement anew" in n for n in result.notes)  # the kept plan ran
 
 
-def _repeated(spark, tmp_path: Path):  # type: ignore[no-untyped-def]
+def _repeated(spark, tmp_path: Path, local: bool | None = None):  # type: ignore[no-untyped-def]
     """A statement of the shapes whose results a physical plan keeps (a broadcast cross join, a
     shuffled aggregate) over the state row: x becomes 4950 * x, and the batch moves on."""
     from sqlnet.db.spark_plan import Repeated, StateRow
 
-    state = StateRow(spark, "epoch int, batch int, x double", ["epoch", "batch", "x"])
+    state = StateRow(spark, "epoch int, batch int, x double", ["epoch", "batch", "x"], local)
     state.register({"epoch": 1, "batch": 0, "x": 1.0})
     text = (
         "WITH prev AS (SELECT * FROM sqlnet_prev),\n"
@@ -205,6 +205,21 @@ def test_a_spark_that_cannot_make_a_plan_anew_parses_each_update(spark, tmp_path
         row = repeated.run({"epoch": 1, "batch": 0, "x": 1.0}, (1, 1))
         row = repeated.run(row, (1, 2))
         assert (row["x"], repeated.reparsed) == (4950.0**2, 2)
+    finally:
+        state.close()
+
+
+def test_on_a_cluster_the_state_row_is_a_dataframe_and_each_update_parsed(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A cluster's executors cannot read the driver's temp file: there the state row is a one-row
+    DataFrame made anew each update, and the statement is parsed each time (as before issue 22)."""
+    state, repeated = _repeated(spark, tmp_path, local=False)
+    try:
+        assert repeated.plan is None
+        row = {"epoch": 1, "batch": 0, "x": 1.0}
+        for batch in range(1, 4):
+            row = repeated.run(row, (1, batch))
+        assert (row["x"], repeated.reparsed) == (4950.0**3, 3)
+        assert not os.listdir(state.folder)  # nothing written where executors would have to read it
     finally:
         state.close()
 

@@ -59,14 +59,21 @@ def settings(spark: Any) -> Iterator[None]:
 
 
 class StateRow:
-    """The state row as the view ``sqlnet_prev``: a one-line JSON file in a folder of its own."""
+    """The state row as the view ``sqlnet_prev``: a one-line JSON file in a folder of its own, which a local
+    Spark's executors read where the driver wrote it. On a cluster, whose executors cannot see the
+    driver's files, it is a one-row DataFrame made anew each time (and the statement is parsed anew)."""
 
-    def __init__(self, spark: Any, schema: str, columns: list[str]) -> None:
+    def __init__(self, spark: Any, schema: str, columns: list[str], local: bool | None = None) -> None:
         self.spark, self.schema, self.columns = spark, schema, columns
+        self.local = spark.sparkContext.master.startswith("local") if local is None else local
         self.folder = tempfile.mkdtemp(prefix="sqlnet-state-")
         self.file = os.path.join(self.folder, "state.json")
 
     def write(self, row: dict[str, Any]) -> None:
+        if not self.local:
+            values = [tuple(row[c] for c in self.columns)]
+            self.spark.createDataFrame(values, self.schema).createOrReplaceTempView(PREV)
+            return
         text = json.dumps({c: row[c] for c in self.columns}, allow_nan=False)
         part = os.path.join(self.folder, ".state.json.part")  # a dot file: Spark's reader skips it
         with open(part, "w") as f:
@@ -75,7 +82,8 @@ class StateRow:
 
     def register(self, row: dict[str, Any]) -> None:
         self.write(row)
-        self.spark.read.schema(self.schema).json(self.folder).createOrReplaceTempView(PREV)
+        if self.local:
+            self.spark.read.schema(self.schema).json(self.folder).createOrReplaceTempView(PREV)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -103,7 +111,7 @@ class Repeated:
         self.spark, self.state, self.text = spark, state, text
         self.plan: Any = None
         self.reparsed = 0  # runs that parsed the statement anew (a Spark without ofRows, or a stale plan)
-        of_rows = _of_rows(spark)
+        of_rows = _of_rows(spark) if state.local else None  # a kept plan reads the state row's file
         if of_rows is not None:
             with contextlib.suppress(Exception):  # py4j names a missing class only when it is called
                 plan = spark.sql(text)._jdf.queryExecution().optimizedPlan()
