@@ -124,7 +124,7 @@ def test_every_mode_equals_the_reference(spark, tmp_path: Path, case) -> None:  
     assert_close(result.params.biases, want.params.biases)
     assert result.losses == pytest.approx(want.losses, rel=1e-9, abs=1e-12)
     assert result.statements == 2 * (-(-7 // batch) if batch else 1)
-    assert not any("parsed the update's statement anew" in n for n in result.notes)  # the kept plan ran
+    assert not any("Spark parsed the statement anew" in n for n in result.notes)  # the kept plan ran
 
 
 def _repeated(spark, tmp_path: Path, local: bool | None = None):  # type: ignore[no-untyped-def]
@@ -207,6 +207,12 @@ def test_a_spark_that_cannot_make_a_plan_anew_parses_each_update(spark, tmp_path
         assert (row["x"], repeated.reparsed) == (4950.0**2, 2)
     finally:
         state.close()
+    from sqlnet.ops import spark as engine
+
+    engine.init(str(tmp_path / "post"), example="post")
+    done = engine.train(str(tmp_path / "post"), epochs=1, learning_rate=0.1)  # a training says so, and is right
+    assert any("Spark parsed the statement anew for 1 run(s)" in n for n in done.notes), done.notes
+    assert_close(done.params.weights, POST_WEIGHTS_AFTER)
 
 
 def test_on_a_cluster_the_state_row_is_a_dataframe_and_each_update_parsed(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from sqlnet.errors import SqlnetError
+from sqlnet.errors import InputError, SqlnetError
 
 
 class NetworkBusy(SqlnetError):
@@ -95,11 +95,12 @@ def name_run(conn: psycopg.Connection, schema: str, run_id: int) -> None:
 
 
 class Deadline:
-    """Gives each statement what is left of the time as its statement_timeout."""
+    """Gives each statement what is left of the time as its statement_timeout (Spark's deadline,
+    ``sqlnet.db.spark_plan.Deadline``, is this one with a timer instead)."""
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
-            raise SqlnetError(f"--timeout must be a number of seconds above 0, got {seconds!r}")
+            raise InputError(f"--timeout must be a number of seconds above 0, got {seconds!r}")
         self.seconds = seconds
         self.end = None if seconds is None else time.monotonic() + seconds
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -31,8 +30,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sqlnet.db import guard
 from sqlnet.db.guard import TrainingTimeout
-from sqlnet.errors import InputError
+from sqlnet.errors import DatabaseError
 
 PREV = "sqlnet_prev"
 # a plan of the update's width compiles to Java instead of being interpreted row by row (the default,
@@ -91,17 +91,12 @@ class StateRow:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _of_rows(spark: Any) -> Callable[[Any], Any] | None:
-    """Spark's internal maker of a Dataset from a logical plan (Spark 4: classic.Dataset), if it has one."""
-    jvm = spark._jvm
-    for owner in ("org.apache.spark.sql.classic.Dataset", "org.apache.spark.sql.Dataset"):
-        try:
-            of_rows = jvm.__getattr__(owner).ofRows
-            session = spark._jsparkSession
-            return lambda plan: of_rows(session, plan)
-        except Exception:  # py4j raises its own errors for a class or method that is not there
-            continue
-    return None
+def _of_rows(spark: Any) -> Callable[[Any], Any]:
+    """Spark 4's internal maker of a Dataset from a logical plan. py4j resolves a missing class or method
+    only when it is called, so whether this Spark has it is known by calling it (``Repeated`` does)."""
+    of_rows = spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows
+    session = spark._jsparkSession
+    return lambda plan: of_rows(session, plan)
 
 
 class Repeated:
@@ -111,9 +106,9 @@ class Repeated:
         self.spark, self.state, self.text = spark, state, text
         self.plan: Any = None
         self.reparsed = 0  # runs that parsed the statement anew (a Spark without ofRows, or a stale plan)
-        of_rows = _of_rows(spark) if state.local else None  # a kept plan reads the state row's file
-        if of_rows is not None:
-            with contextlib.suppress(Exception):  # py4j names a missing class only when it is called
+        if state.local:  # a kept plan reads the state row's file, which a cluster's executors cannot see
+            with contextlib.suppress(Exception):  # a Spark without the call: the statement anew each run
+                of_rows = _of_rows(spark)
                 plan = spark.sql(text)._jdf.queryExecution().optimizedPlan()
                 of_rows(plan)  # a Dataset of it, not run: the call works in this Spark
                 self.plan, self.of_rows = plan, of_rows
@@ -131,22 +126,22 @@ class Repeated:
         self.reparsed += 1
         out = self.spark.sql(self.text).collect()[0].asDict()
         if (out["epoch"], out["batch"]) != expect:
-            raise RuntimeError(f"Spark returned update {out['epoch']}.{out['batch']} for {expect[0]}.{expect[1]}")
+            raise DatabaseError(
+                f"Spark returned update {out['epoch']}.{out['batch']} where {expect[0]}.{expect[1]} was due; nothing was written"
+            )
         return out
 
 
 
-class Deadline:
+class Deadline(guard.Deadline):
     """--timeout on Spark: the training's jobs run in a job group of their own, which a timer cancels at
     the deadline; `check` between updates and `expired` after a cancelled job say it was the deadline.
-    Nothing is written before a training has ended, so a timed-out one leaves every table as it was."""
+    Nothing is written before a training has ended, so a timed-out one leaves every table as it was.
+    The seconds, their check and the deadline's moment are PostgreSQL's (``guard.Deadline``)."""
 
     def __init__(self, seconds: float | None) -> None:
         """Starts counting now: the deadline is for the whole command, reading the tables included."""
-        if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
-            raise InputError(f"--timeout must be a number of seconds above 0, got {seconds!r}")
-        self.seconds = seconds
-        self.end = None if seconds is None else time.monotonic() + seconds
+        super().__init__(seconds)
         self.group = f"sqlnet-{os.getpid()}-{id(self)}"
         self._timer: threading.Timer | None = None
         self.spark: Any = None

@@ -146,7 +146,7 @@ def train(
         t0 = time.perf_counter()
         deadline.start(spark)
         try:
-            row, losses, statements = run_updates(sn, opts.epochs, on_update, run_id, kept, deadline)
+            ran = run_updates(sn, opts.epochs, on_update, run_id, kept, deadline)
         except Exception as exc:  # a job the deadline cancelled fails with Spark's own error
             if deadline.passed:
                 raise deadline.expired() from exc
@@ -155,6 +155,7 @@ def train(
             deadline.stop()
         deadline.check()  # past it now: nothing has been written yet
         sql_seconds = time.perf_counter() - t0
+        row, losses = ran.row, ran.losses
         params = params_of(tr, row)
         net = sn.net
         store.write_parameters(spark, tables, net, params)
@@ -171,8 +172,8 @@ def train(
             RUNS_SCHEMA,
         )  # fmt: skip
         tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
-        if sn.validation:
-            rows = [(run_id, e, loss, accuracy) for e, (loss, accuracy) in enumerate(sn.validation, start=1)]
+        if ran.validation:
+            rows = [(run_id, e, loss, accuracy) for e, (loss, accuracy) in enumerate(ran.validation, start=1)]
             tables.append(spark, "run_validation", rows, VALIDATION_SCHEMA)
         definition = asdict(sn.definition) if sn.definition else asdict(Definition(tables.where))
         definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
@@ -185,16 +186,17 @@ def train(
         tables.save_state(state_of(tr, row))
     return TrainResult(
         run_id=run_id, network=net, options=sn.options, initial=sn.params, params=params, losses=losses,
-        seconds=time.perf_counter() - started, statements=statements, sql_seconds=sql_seconds,
-        validation=sn.validation, layout="wide (Spark, one statement per update)", notes=[n for n in (note, _reparsed(sn)) if n],
+        seconds=time.perf_counter() - started, statements=ran.statements, sql_seconds=sql_seconds,
+        validation=ran.validation, layout="wide (Spark, one statement per update)",
+        notes=[n for n in (note, _reparsed(ran.reparsed)) if n],
     )  # fmt: skip
 
 
-def _reparsed(sn: SparkNetwork) -> str | None:
-    if not sn.reparsed:
+def _reparsed(runs: int) -> str | None:
+    if not runs:
         return None
     return (
-        f"Spark parsed the update's statement anew for {sn.reparsed} update(s): its plan could not be run "
+        f"Spark parsed the statement anew for {runs} run(s): its plan could not be run "
         "again (see sqlnet.db.spark_plan), so those were slower; the results are the same"
     )
 
@@ -240,7 +242,8 @@ def check(
     opts = TrainOptions(**options)
     sn = load(_target(parquet, master, conf, database), opts)
     kept, _ = kept_state(sn.tables, sn.training)  # the state train would continue from
-    row, losses, _ = run_updates(sn, opts.epochs, kept=kept)
+    ran = run_updates(sn, opts.epochs, kept=kept)
+    row, losses = ran.row, ran.losses
     got = params_of(sn.training, row)
     want = reference.train(
         sn.net, sn.params, read_dataset(sn), float(opts.learning_rate), opts.epochs,

@@ -69,8 +69,6 @@ class SparkNetwork:
     definition: Definition | None
     options: TrainOptions  # as given, with the network's functions filled in from its definition
     held_out: int = 0  # samples held out for validation (of `samples`, which counts them all)
-    validation: list[tuple[float | None, float | None]] = field(default_factory=list)  # per epoch, after a run
-    reparsed: int = 0  # updates whose statement Spark parsed anew (its kept plan could not be run again)
 
     @property
     def net(self) -> Network:
@@ -88,8 +86,7 @@ class SparkNetwork:
 
 def _refuse_unsupported(opts: TrainOptions) -> None:
     """What Spark cannot do is refused by the one rule the command line uses too (sqlnet.ops.engines)."""
-    message = refusal("spark", {"numeric": opts.numeric, "layout": opts.layout,
-                                "validation_fraction": opts.validation_fraction})  # fmt: skip
+    message = refusal("spark", {"numeric": opts.numeric, "layout": opts.layout})
     if message:
         raise InputError(message)
 
@@ -208,6 +205,18 @@ def params_of(tr: Training, row: dict[str, Any]) -> Params:
     return Params(weights, biases)
 
 
+@dataclass
+class Ran:
+    """What the client loop ran: the last state row, each epoch's mean loss, the statements run, the held-out
+    samples' (loss, accuracy) after each epoch, and how many runs parsed their statement anew."""
+
+    row: dict[str, Any]
+    losses: list[float]
+    statements: int
+    validation: list[tuple[float | None, float | None]]
+    reparsed: int
+
+
 def run_updates(
     sn: SparkNetwork,
     epochs: int,
@@ -215,17 +224,18 @@ def run_updates(
     run_id: int = 0,
     kept: dict[str, Any] | None = None,
     deadline: Deadline | None = None,
-) -> tuple[dict[str, Any], list[float], int]:
-    """The client loop: one statement per update, each reading the state row the one before returned.
-    Returns the last state row, each epoch's mean loss, and the number of statements run."""
+) -> Ran:
+    """The client loop: one statement per update, each reading the state row the one before returned
+    (and with held-out samples, one scoring statement after each epoch)."""
     spark, tr = sn.spark, sn.training
-    columns = spark_sql.state_columns(tr)
-    updates = spark_sql.Updates(tr, sn.batches)
-    text = updates.statement().as_string(None)
+    text = spark_sql.Updates(tr, sn.batches).statement().as_string(None)
     row = start_row(tr, sn.params, kept)
     losses: list[float] = []
+    validation: list[tuple[float | None, float | None]] = []
+    runners: list[Repeated] = []  # every kept statement, for how many of their runs were parsed anew
     done, total = 0, epochs * sn.batches
-    state = StateRow(spark, _schema(tr), columns)
+    shuffled = tr.mini_batch and tr.shuffle is not None
+    state = StateRow(spark, _schema(tr), spark_sql.state_columns(tr))
     try:
         cache = ["sqlnet_held", "sqlnet_data", "sqlnet_validation", "sqlnet_batches"]
         with plan_settings(spark), store.cached(spark, cache):
@@ -237,15 +247,14 @@ def run_updates(
             state.register(row)
             if sn.held_out:
                 scored = Repeated(spark, state, spark_sql.validation_statement(tr).as_string(None))
-            repeated = None if tr.mini_batch and tr.shuffle is not None else Repeated(spark, state, text)
+                runners.append(scored)
             for epoch in range(1, epochs + 1):
-                if tr.mini_batch and tr.shuffle is not None:
-                    # this epoch's batches: a new cached table, so a new plan (analysed once per epoch)
-                    store.drop(spark, "sqlnet_batches")
-                    spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
-                    sn.reparsed += repeated.reparsed if repeated is not None else 0
+                if shuffled or epoch == 1:
+                    if shuffled:  # this epoch's batches: a new cached table, so a new plan (once per epoch)
+                        store.drop(spark, "sqlnet_batches")
+                        spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
                     repeated = Repeated(spark, state, text)
-                assert repeated is not None
+                    runners.append(repeated)
                 total_loss, total_samples = 0.0, 0
                 for batch in range(1, sn.batches + 1):
                     if deadline is not None:
@@ -260,11 +269,10 @@ def run_updates(
                 losses.append(total_loss / total_samples)
                 if scored is not None:  # the held-out samples under this epoch's last parameters
                     score = scored.run(row, (row["epoch"], row["batch"]))
-                    sn.validation.append((score["loss"], score["accuracy"]))
-            sn.reparsed += repeated.reparsed if repeated is not None else 0
+                    validation.append((score["loss"], score["accuracy"]))
     finally:
         state.close()
-    return row, losses, done
+    return Ran(row, losses, done, validation, sum(r.reparsed for r in runners))
 
 
 def _check_finite(row: dict[str, Any], epoch: int, tr: Training) -> None:
