@@ -27,3 +27,8 @@ class Diverged(SqlnetError):
     def __init__(self, message: str, losses: list[float] | None = None) -> None:
         super().__init__(message)
         self.losses = losses or []
+
+
+class Unsupported(InputError):
+    """An option asks for a capability the chosen engine does not have (the message names it); nothing ran.
+    The command line exits 2 for it, as for any option that does not fit the command."""

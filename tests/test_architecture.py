@@ -1,6 +1,6 @@
 """The layout of packages is the pipeline, and stays so: each layer imports only the layers below it.
 
-model -> compile -> db -> ops -> the public API (``sqlnet``) and the CLI; ``sqlnet.errors`` is below
+model -> compile -> db -> ops -> engines -> the public API (``sqlnet``) and the CLI; ``sqlnet.errors`` is below
 everything; ``sqlnet.bench`` may use anything but nothing imports it. Every import counts, also
 those inside functions and under TYPE_CHECKING: a cycle hidden in a function is a cycle all the same.
 """
@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "sqlnet"
 
 # the rank of each layer: a module may import modules of its own rank or lower ranks
-RANKS = {"errors": 0, "model": 1, "compile": 2, "db": 3, "ops": 4, "": 5, "cli": 6, "bench": 7}
+RANKS = {"errors": 0, "model": 1, "compile": 2, "db": 3, "ops": 4, "engines": 5, "": 6, "cli": 7, "bench": 8}
 MAX_LINES = 500
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -25,27 +24,6 @@ from tests.helpers import POST_BIASES_AFTER, POST_WEIGHTS_AFTER, random_data, ra
 from tests.test_reference import assert_close
 
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="session")
-def spark():  # type: ignore[no-untyped-def]
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        pytest.skip("pyspark is not installed: python -m pip install -e '.[spark]'")
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.skip("Spark needs Java 17 or newer: no java on the PATH and no JAVA_HOME")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("sqlnet-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def write_network(spark, folder: Path, net: Network, params: Params, data: Dataset) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +60,7 @@ def test_the_post_network_trains_to_the_posts_numbers(spark, tmp_path: Path) -> 
     again = engine.train(str(tmp_path), epochs=1, learning_rate=0.1)
     assert_close(again.initial.weights, POST_WEIGHTS_AFTER)
     runs = engine.runs(str(tmp_path))
-    assert [r["run_id"] for r in runs] == [1, 2] and runs[0]["status"] == "finished"
+    assert [r.run_id for r in runs] == [1, 2] and runs[0].status == "finished"
     assert spark.read.parquet(str(tmp_path / "runs")).count() == 2
 
 
@@ -367,19 +345,24 @@ def test_predict_writes_the_reference_outputs(spark, tmp_path: Path) -> None:  #
     rng = random.Random(11)
     params, data = random_params(rng, net), random_data(rng, net, 5)
     write_network(spark, tmp_path, net, params, data)
-    table, rows = engine.predict(
-        str(tmp_path), table="inputs", output="predictions", hidden_activation="tanh",
+    made = engine.predict(
+        str(tmp_path), table="inputs", into="predictions", hidden_activation="tanh",
         output_activation="softmax", loss="cross-entropy",
     )  # fmt: skip
-    assert rows == 5  # one row per sample: sampleid, output_1.., as PostgreSQL's predict writes them
-    frame = spark.read.parquet(str(tmp_path / table))
+    assert made.rows == 5  # one row per sample: sampleid, output_1.., as PostgreSQL's predict writes them
+    assert made.columns == ["sampleid", "output_1", "output_2", "output_3"]
+    frame = spark.read.parquet(str(tmp_path / made.created))
     assert frame.columns == ["sampleid", "output_1", "output_2", "output_3"]
     got = {r[0]: list(r[1:]) for r in frame.collect()}
     for s in data.samples:
         want = reference.forward(net, params, s.x).output
         assert got[s.id] == pytest.approx(want, rel=1e-12, abs=1e-15)
     with pytest.raises(InputError, match="would overwrite one of the network's own tables"):
-        engine.predict(str(tmp_path), table="inputs", output="weights1")
+        engine.predict(str(tmp_path), table="inputs", into="weights1")
+    with pytest.raises(InputError, match=r"predictions already exists in .*: add --replace"):
+        engine.predict(str(tmp_path), table="inputs", into="predictions", hidden_activation="tanh")
+    again = engine.predict(str(tmp_path), table="inputs", into="predictions", replace=True, hidden_activation="tanh")
+    assert again.rows == 5 and len(list((tmp_path / ".sqlnet").glob("predictions-v*"))) == 2  # the old one kept
 
 
 def test_the_optimizer_state_carries_over_from_one_training_to_the_next(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -416,7 +399,7 @@ def test_tables_of_a_spark_catalog_database(spark) -> None:  # type: ignore[no-u
         assert_close(result.params.weights, POST_WEIGHTS_AFTER)
         stored = sorted(tuple(r) for r in spark.table("sqlnet_post.weights2").collect())
         assert [r[2] for r in stored] == pytest.approx([w for row in POST_WEIGHTS_AFTER[1] for w in row])
-        assert [r["run_id"] for r in engine.runs(database="sqlnet_post")] == [1]
+        assert [r.run_id for r in engine.runs(database="sqlnet_post")] == [1]
         assert "AS SELECT * FROM `sqlnet_post`.`weights1`" in engine.training_sql(database="sqlnet_post")
         with pytest.raises(InputError, match=r"--parquet DIR .* or --spark-database NAME"):
             engine.train(epochs=1)

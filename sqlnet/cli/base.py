@@ -21,7 +21,7 @@ from rich.table import Table
 
 import sqlnet as api
 from sqlnet.compile.names import LAYOUT_NAMES
-from sqlnet.errors import SqlnetError
+from sqlnet.errors import SqlnetError, Unsupported
 from sqlnet.model.functions import ACTIVATIONS, LOSSES
 from sqlnet.model.network import BIAS_LAYOUTS, Network, Params
 from sqlnet.model.optimizers import OPTIMIZERS
@@ -56,23 +56,26 @@ def _spark_conf(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return conf
 
 
-# Spark's options, by the name the Spark operations take them under (--spark-conf arrives as a dict)
+# Spark's options, by the name open_engine takes them under (--spark-conf arrives as a dict)
 SPARK_OPTIONS = {"parquet": "parquet", "spark_database": "database", "spark_master": "master", "spark_conf": "conf"}
 
 
 def engine_options(f: F) -> F:
     """Where the network lives: PostgreSQL (the default) or Apache Spark (Parquet tables or a catalog
-    database). The command receives `spark`: the Spark operations' keywords (parquet, database, master,
-    conf) with --engine spark, else None; Spark's options without --engine spark are refused."""
+    database). The command receives `engine`, the engine over that place (sqlnet.engines), in place of the
+    options that name it (--database-url and --schema too); one engine's options with the other are refused."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, engine: str, **kwargs: Any) -> Any:
-        given = {SPARK_OPTIONS[name]: kwargs.pop(name) for name in SPARK_OPTIONS}
-        if engine != "spark":
-            for name, key in SPARK_OPTIONS.items():
-                if given[key]:
-                    raise click.UsageError(f"--{name.replace('_', '-')} is the Spark engine's: add --engine spark")
-        return f(*args, spark=given if engine == "spark" else None, **kwargs)
+        from sqlnet.engines import open_engine
+
+        place = {key: kwargs.pop(name) for name, key in SPARK_OPTIONS.items()}
+        try:
+            opened = open_engine(engine, database_url=kwargs.pop("database_url", None),
+                                 schema=kwargs.pop("schema", None), **place)  # fmt: skip
+        except Unsupported as exc:
+            raise click.UsageError(str(exc)) from None
+        return f(*args, engine=opened, **kwargs)
 
     options = [
         click.option(
@@ -103,17 +106,6 @@ def engine_options(f: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command  # type: ignore[no-any-return]
-
-
-def spark_only(spark: dict[str, Any] | None, **given: object) -> None:
-    """An option that needs what Spark cannot do is refused, naming the capability, not ignored (the one
-    rule, in sqlnet.ops.engines; engine_options refuses Spark's options without --engine spark)."""
-    if spark is not None:
-        from sqlnet.ops.engines import refusal
-
-        message = refusal("spark", given)
-        if message:
-            raise click.UsageError(message)
 
 
 def schema_option(f: F) -> F:
@@ -247,6 +239,8 @@ def handle_errors(f: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return f(*args, **kwargs)
+        except Unsupported as exc:  # an option the engine cannot honour: a usage error (exit 2)
+            raise click.UsageError(str(exc)) from None
         except SqlnetError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}")
             sys.exit(EXIT_ERROR)

@@ -21,8 +21,8 @@ from sqlnet.cli.base import (
     main,
     out,
     schema_option,
-    spark_only,
 )
+from sqlnet.engines import Engine
 from sqlnet.model.functions import ACTIVATIONS
 
 
@@ -219,13 +219,7 @@ def _standardized(kwargs: dict[str, Any]) -> dict[str, Any]:
 @prediction_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON document.")
 @handle_errors
-def predict(
-    database_url: str | None,
-    schema: str | None,
-    spark: dict[str, Any] | None,
-    as_json: bool,
-    **kwargs: Any,
-) -> None:
+def predict(engine: Engine, as_json: bool, **kwargs: Any) -> None:
     """Compute the network's predictions in SQL for the rows of a table or a CSV file.
 
     The rows' feature columns are found by the network's own feature names and standardised as
@@ -241,23 +235,7 @@ def predict(
       sqlnet predict --table customers --features age,income --id customer_id --into scores
       sqlnet predict --engine spark --parquet ./net --table inputs --into predictions
     """
-    spark_only(spark, database_url=database_url, schema=schema, table_schema=kwargs["table_schema"],
-               features=kwargs["features"], csv=kwargs["csv"], id=kwargs["id_column"],
-               into_schema=kwargs["into_schema"], raw=kwargs["raw"])  # fmt: skip
-    if spark is not None:
-        from sqlnet.ops import spark as on_spark
-
-        if not kwargs["table"]:
-            raise click.UsageError("--engine spark predicts a --table")
-        functions = {k: kwargs[k] for k in ("hidden_activation", "output_activation")}
-        table, rows = on_spark.predict(**spark, table=kwargs["table"], output=kwargs["into"], **functions)
-        where = spark["parquet"] or spark["database"]
-        if as_json:
-            click.echo(json.dumps({"created": table, "where": where, "rows": rows}, indent=2))
-            return
-        out.print(f"wrote {rows} rows into {table} in {where} (sampleid, output_1, ...: one row per sample)")
-        return
-    p = api.predict(database_url, schema=schema, **_standardized(kwargs))
+    p = engine.predict(**_standardized(kwargs))
     if _reported(p, as_json, f"wrote {p.rows} rows into {p.created} ({', '.join(p.columns)})"):
         return
     if p.score and "accuracy" in p.score:

@@ -25,9 +25,9 @@ from sqlnet.cli.base import (
     out,
     print_comparison,
     schema_option,
-    spark_only,
 )
 from sqlnet.cli.plot import text_plot
+from sqlnet.engines import Engine, open_engine
 from sqlnet.errors import SqlnetError
 from sqlnet.model.initialize import INITS
 from sqlnet.model.network import BIAS_LAYOUTS
@@ -72,15 +72,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> li
 @click.option("--replace", is_flag=True, help="Drop and recreate the tables if they exist.")
 @handle_errors
 def init(
-    database_url: str | None,
-    schema: str | None,
+    engine: Engine,
     example: str | None,
     layers: list[int] | None,
     scheme: str,
     seed: int | None,
     bias: str,
     replace: bool,
-    spark: dict[str, Any] | None,
 ) -> None:
     """Create the network's tables: the post's, or random weights for given layer sizes.
 
@@ -91,34 +89,14 @@ def init(
       sqlnet init --layers 4,8,8,3 --init he --seed 1 --bias node
       sqlnet init --engine spark --parquet ./net --example post    (Parquet folders, for Apache Spark)
     """
-    spark_only(spark, database_url=database_url, schema=schema)
-    if spark is not None:
-        from sqlnet.ops import spark as on_spark
-
-        tables = on_spark.init(
-            **spark, example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme, bias=bias,
-            replace=replace,
-        )  # fmt: skip
-        where = f"{spark['parquet']} (Parquet, one folder each)" if spark["parquet"] else f"Spark database {spark['database']}"
-        out.print(f"created {', '.join(tables)} in {where}")
-        return
-    tables = api.init(
-        database_url,
-        schema=schema,
-        example=example,
-        layers=layers,
-        init=scheme,
-        seed=seed,
-        bias=bias,
-        replace=replace,
-    )
-    where = f" in schema {schema}" if schema else ""
+    tables = engine.init(example=example, layers=tuple(layers) if layers else None, seed=seed, init=scheme,
+                         bias=bias, replace=replace)  # fmt: skip
     detail = f" with the {example} example's values" if example else ""
     if layers:
         detail = f": a {'-'.join(map(str, layers))} network, {scheme} initialisation" + (
             f", seed {seed}" if seed is not None else ""
         )
-    out.print(f"created {', '.join(tables)}{where}{detail}")
+    out.print(f"created {', '.join(tables)} in {engine.where()}{detail}")
 
 
 @main.command()
@@ -234,14 +212,7 @@ def network_command(database_url: str | None, schema: str | None, as_json: bool)
 @click.option("--all", "show_all", is_flag=True, help="Every run in the table, however many.")
 @click.pass_context
 @handle_errors
-def runs(
-    ctx: click.Context,
-    database_url: str | None,
-    as_json: bool,
-    last: int | None,
-    show_all: bool,
-    spark: dict[str, Any] | None,
-) -> None:
+def runs(ctx: click.Context, engine: Engine, as_json: bool, last: int | None, show_all: bool) -> None:
     """List the recorded training runs; `runs show RUN` shows one with its loss curve.
 
     \b
@@ -252,16 +223,10 @@ def runs(
       sqlnet runs show 3
       sqlnet runs --engine spark --parquet ./net
     """
-    ctx.obj = {"database_url": database_url, "spark": spark}
+    ctx.obj = {"engine": engine}
     if ctx.invoked_subcommand is not None:
         return
-    spark_only(spark, database_url=database_url)
-    if spark is not None:
-        from sqlnet.cli.spark import print_runs
-
-        print_runs(spark, as_json)
-        return
-    found = api.runs(database_url)
+    found = engine.runs()
     if as_json:
         click.echo(json.dumps([r.as_json() for r in (found[-last:] if last else found)], indent=2))
         return
@@ -302,9 +267,7 @@ def runs(
 @click.option("--json", "as_json", is_flag=True, help="Print the run and its epochs as JSON.")
 @click.pass_context
 @handle_errors
-def runs_show(
-    ctx: click.Context, run: int, database_url: str | None, plot: str | None, as_json: bool, spark: dict[str, Any] | None
-) -> None:
+def runs_show(ctx: click.Context, run: int, engine: Engine, plot: str | None, as_json: bool) -> None:
     """Show a run: its network, its options and its loss per epoch (and validation) as a plot.
 
     \b
@@ -314,25 +277,17 @@ def runs_show(
       sqlnet runs show 3 --json | jq '.epochs[-1]'
       sqlnet runs show 1 --engine spark --parquet ./net
     """
-    url = database_url or (ctx.obj or {}).get("database_url")
-    spark = spark or (ctx.obj or {}).get("spark")
-    spark_only(spark, database_url=url)
-    if spark is not None:
-        from sqlnet.ops import spark as on_spark
-
-        info, epochs = on_spark.run_detail(**spark, run_id=run)
-    else:
-        found = next((r for r in api.runs(url) if r.run_id == run), None)
-        if found is None:
-            raise SqlnetError(f"run {run} not found: `sqlnet runs` lists the runs")
-        info, epochs = found, api.run_epochs(url, run)
+    given = (ctx.obj or {}).get("engine")
+    if given is not None and engine == open_engine():  # the place given to `runs`, unless given here
+        engine = given
+    info, epochs = engine.run(run)
     if as_json:
         fields = ("epoch", "loss", "val_loss", "val_accuracy")
         click.echo(json.dumps({**info.as_json(), "epochs": [dict(zip(fields, e)) for e in epochs]}, indent=2))
         return
     out.print(
         f"run {info.run_id} ({info.status}): {info.network.describe()}, "
-        + (f"in {info.schema_name}" if spark is not None else f"schema {info.schema_name or '(search path)'}")
+        + (f"schema {info.schema_name or '(search path)'}" if engine.name == "postgresql" else f"in {info.schema_name}")
     )
     out.print(
         f"started {info.started_at:%Y-%m-%d %H:%M:%S}"

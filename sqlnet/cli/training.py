@@ -27,9 +27,9 @@ from sqlnet.cli.base import (
     params_table,
     print_comparison,
     schema_option,
-    spark_only,
     training_options,
 )
+from sqlnet.engines import ENGINE_NAMES, RESTORE, Engine, lacks
 from sqlnet.ops.defaults import DEFAULT_TOLERANCE
 
 
@@ -77,8 +77,7 @@ from sqlnet.ops.defaults import DEFAULT_TOLERANCE
 )
 @handle_errors
 def train(
-    database_url: str | None,
-    schema: str | None,
+    engine: Engine,
     trace: bool,
     as_json: bool,
     quiet: bool,
@@ -89,7 +88,6 @@ def train(
     timeout: float | None,
     redefine: bool,
     allow_divergence: bool,
-    spark: dict[str, Any] | None,
     **kwargs: Any,
 ) -> None:
     """Train the network in the tables and write the trained weights back.
@@ -114,10 +112,6 @@ def train(
       sqlnet train --epochs 5000 --checkpoint-every 100    (after a crash: sqlnet train --resume RUN)
       sqlnet train --engine spark --parquet ./net --epochs 30    (Parquet tables, Apache Spark SQL)
     """
-    spark_only(
-        spark, database_url=database_url, schema=schema, trace=trace, wait=wait,
-        checkpoint_every=checkpoint_every, resume=resume, timeout=timeout, allow_divergence=allow_divergence,
-    )  # fmt: skip
     show = not (as_json or quiet)
     bar = show and sys.stderr.isatty()
     printed: list[int] = []
@@ -128,20 +122,8 @@ def train(
             err.print(f"epoch {epoch}/{kwargs['epochs']}  loss {_fmt(loss)}")
             printed.append(epoch)
 
-    if spark is not None:
-        from sqlnet.ops import spark as on_spark
-
-        with live_progress(bar) as on_update:
-            result = on_spark.train(
-                **spark, on_update=on_update, redefine=redefine, reset_optimizer=reset_optimizer, timeout=timeout,
-                **_hyper(kwargs),
-            )
-        _report(result, as_json, quiet, trace=False, undo=False)
-        return
     with live_progress(bar) as on_update:
-        result = api.train(
-            database_url,
-            schema=schema,
+        result = engine.train(
             trace=trace,
             reset_optimizer=reset_optimizer,
             wait=wait,
@@ -154,7 +136,7 @@ def train(
             allow_divergence=allow_divergence,
             **_hyper(kwargs),
         )
-    _report(result, as_json, quiet, trace)
+    _report(result, as_json, quiet, trace, undo=not lacks(engine.name, RESTORE))
 
 
 @contextlib.contextmanager
@@ -239,12 +221,7 @@ def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool, un
 @engine_options
 @training_options
 @handle_errors
-def sql_command(
-    database_url: str | None,
-    schema: str | None,
-    spark: dict[str, Any] | None,
-    **kwargs: Any,
-) -> None:
+def sql_command(engine: Engine, **kwargs: Any) -> None:
     """Print the SQL that `train` runs with the same options; it runs as is in psql.
 
     The statement reads the tables, trains, writes the weights back and returns the loss of
@@ -255,13 +232,7 @@ def sql_command(
       sqlnet sql --epochs 3 > train.sql && sqlnet psql -f train.sql
       sqlnet sql --engine spark --parquet ./net > update.sql && spark-sql -f update.sql
     """
-    spark_only(spark, database_url=database_url, schema=schema)
-    if spark is not None:
-        from sqlnet.ops import spark as on_spark
-
-        click.echo(on_spark.training_sql(**spark, **_hyper(kwargs)), nl=False)
-        return
-    click.echo(api.training_sql(database_url, schema=schema, **_hyper(kwargs)), nl=False)
+    click.echo(engine.training_sql(**_hyper(kwargs)), nl=False)
 
 
 @main.command()
@@ -278,14 +249,7 @@ def sql_command(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
-def check(
-    database_url: str | None,
-    schema: str | None,
-    tolerance: float,
-    as_json: bool,
-    spark: dict[str, Any] | None,
-    **kwargs: Any,
-) -> None:
+def check(engine: Engine, tolerance: float, as_json: bool, **kwargs: Any) -> None:
     """Train with the SQL and with the pure-Python reference and compare; changes nothing.
 
     Exits 1 when any table differs by more than the tolerance.
@@ -295,18 +259,12 @@ def check(
       sqlnet check --epochs 10 --learning-rate 0.001
       sqlnet check --engine spark --parquet ./net --epochs 3
     """
-    spark_only(spark, database_url=database_url, schema=schema)
-    if spark is not None:
-        from sqlnet.ops import spark as on_spark
-
-        report = on_spark.check(**spark, tolerance=tolerance, **_hyper(kwargs))
-    else:
-        report = api.check(database_url, schema=schema, tolerance=tolerance, **_hyper(kwargs))
+    report = engine.check(tolerance=tolerance, **_hyper(kwargs))
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         table = Table(
-            title=f"{'Spark SQL' if spark is not None else 'SQL'} vs reference: {report.network.describe()}, "
+            title=f"{'SQL' if engine.name == 'postgresql' else ENGINE_NAMES[engine.name] + ' SQL'} vs reference: {report.network.describe()}, "
             f"{report.options.epochs} epoch(s)",
             title_justify="left",
         )

@@ -34,8 +34,13 @@ CAPABILITIES = (
     Capability("exact decimals", ("numeric",), lambda v: v == "exact"),
     Capability("the long layout", ("layout",), lambda v: v == "long"),
     Capability("predicting from a CSV file", ("csv",)),
-    Capability("wide tables of raw features (stored feature names, ids, standardisation)", ("features", "id", "raw")),
+    Capability("wide tables of raw features (stored feature names, ids, standardisation)", ("features", "id")),
+    Capability("standardising raw features", ("raw",), lambda v: v is not None),
+    Capability("restoring a run's weights (sqlnet restore)", ()),
 )
+RESTORE = "restoring a run's weights (sqlnet restore)"
+# the flag an option's value is given by, where it is not --option-name VALUE
+FLAGS = {("raw", True): "--raw", ("raw", False): "--standardized"}
 
 LACKS = {
     "postgresql": frozenset[str](),
@@ -52,9 +57,12 @@ def refusal(engine: str, given: Mapping[str, object]) -> str | None:
             continue
         for option in capability.options:
             if option in given and capability.used(given[option]):
+                value = given[option]
                 flag = "--" + option.replace("_", "-")
-                if capability.used is not _given:  # the value is what asks for it: --numeric exact
-                    flag += f" {given[option]}"
+                if isinstance(value, bool) and (option, value) in FLAGS:
+                    flag = FLAGS[option, value]
+                elif capability.used is not _given:  # the value is what asks for it: --numeric exact
+                    flag += f" {value}"
                 return (
                     f"{flag} needs {capability.name}, which the {ENGINE_NAMES[engine]} engine does not have: "
                     f"leave {flag} out (PostgreSQL has it)"

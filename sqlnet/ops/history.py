@@ -24,6 +24,13 @@ def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
         return store.list_runs(s)
 
 
+def run(database: DatabaseLike, run_id: int) -> tuple[store.RunInfo, list[tuple[int, float, float | None, float | None]]]:
+    """One run and each of its epochs (as `run_epochs`), read in one transaction."""
+    with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg, s.home)
+        return store.get_run(s, run_id), store.run_epochs(s, run_id)
+
+
 def run_epochs(database: DatabaseLike, run_id: int) -> list[tuple[int, float, float | None, float | None]]:
     """Each epoch of a run: (epoch, training loss, validation loss, validation accuracy)."""
     with connect(database).transaction(commit=False) as s:

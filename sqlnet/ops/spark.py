@@ -30,6 +30,7 @@ from sqlnet.model.initialize import initial_params
 from sqlnet.model.network import Dataset, Network, Params, Sample
 from sqlnet.ops.common import TrainOptions
 from sqlnet.ops.defaults import DEFAULT_TOLERANCE
+from sqlnet.ops.predict import Prediction
 from sqlnet.ops.spark_loop import (
     SparkNetwork,
     SparkTarget,
@@ -312,18 +313,20 @@ def runs(
     master: str | None = None,
     conf: dict[str, str] | None = None,
     database: str | None = None,
-) -> list[dict[str, Any]]:
-    """The runs recorded beside the network's tables, oldest first."""
+) -> list[RunInfo]:
+    """The runs recorded beside the network's tables, oldest first (as PostgreSQL's records say them)."""
     spark, tables = _target(parquet, master, conf, database).open()
     if not tables.exists("runs"):
         return []
-    rows = tables.read(spark, "runs").orderBy("run_id").collect()
-    out = []
-    for r in rows:
-        d = r.asDict()
-        d["network"], d["options"] = json.loads(d["network"]), json.loads(d["options"])
-        out.append(d)
-    return out
+    return [
+        RunInfo(
+            run_id=r["run_id"], started_at=r["started_at"], finished_at=r["finished_at"], status=r["status"],
+            schema_name=tables.where, network=network_from_json(json.loads(r["network"])),
+            options=json.loads(r["options"]), epochs=r["epochs"], learning_rate=r["learning_rate"],
+            final_loss=r["final_loss"],
+        )
+        for r in tables.read(spark, "runs").orderBy("run_id").collect()
+    ]  # fmt: skip
 
 
 def run_detail(
@@ -337,15 +340,11 @@ def run_detail(
     """One recorded run, as PostgreSQL's `runs show` reads one: the run, and each epoch's (epoch, training
     loss, validation loss, validation accuracy)."""
     spark, tables = _target(parquet, master, conf, database).open()
-    found = [r for r in runs(parquet, master=master, conf=conf, database=database) if r["run_id"] == run_id]
+    found = [r for r in runs(parquet, master=master, conf=conf, database=database) if r.run_id == run_id]
     if not found:
         raise InputError(f"run {run_id} not found in {tables.where}: `sqlnet runs --engine spark` lists the runs")
-    r = found[0]
-    info = RunInfo(
-        run_id=r["run_id"], started_at=r["started_at"], finished_at=r["finished_at"], status=r["status"],
-        schema_name=tables.where, network=network_from_json(r["network"]), options=r["options"],
-        epochs=r["epochs"], learning_rate=r["learning_rate"], final_loss=r["final_loss"],
-    )  # fmt: skip
+    info = found[0]
+
     def of_run(name: str) -> list[Any]:
         frame = tables.read(spark, name)
         return frame.where(frame.run_id == run_id).collect()  # the value as a column expression, not SQL text
@@ -361,30 +360,41 @@ def predict(
     parquet: str | None = None,
     *,
     table: str = "inputs",
-    output: str = "predictions",
+    into: str = "predictions",
+    replace: bool = False,
     master: str | None = None,
     conf: dict[str, str] | None = None,
     database: str | None = None,
     **options: Any,
-) -> tuple[str, int]:
+) -> Prediction:
     """Run the network forward over the samples of `table` (a long table: sampleId, inputNode,
-    inputValue) and write each sample's outputs to the table `output` (sampleid, output_1, ..., as
-    PostgreSQL's predict names them), a new version switched atomically; returns its path and its number
-    of rows."""
+    inputValue) and write each sample's outputs to the table `into` (sampleid, output_1, ..., as
+    PostgreSQL's predict names them), a new version switched atomically. A table `into` that exists is
+    refused unless `replace` (its old version is kept in the folder's .sqlnet, as every replaced one)."""
     opts = TrainOptions(**options)
     sn = load(_target(parquet, master, conf, database), opts)
     spark, tr, tables = sn.spark, sn.training, sn.tables
-    for given in (table, output):
+    for given in (table, into):
         if not given or "/" in given or given.startswith((".", "sqlnet_")):
             raise InputError(f"{given!r} is not a table name sqlnet can use in {tables.where}: a plain folder name")
-    if output in ("inputs", "outputs", "runs", "run_losses") or output.startswith(("weights", "biases")):
-        raise InputError(f"--into {output} would overwrite one of the network's own tables: name another")
+    if into in ("inputs", "outputs", "runs", "run_losses", "run_validation") or into.startswith(("weights", "biases")):
+        raise InputError(f"--into {into} would overwrite one of the network's own tables: name another")
+    if tables.exists(into) and not replace:
+        raise InputError(
+            f"{into} already exists in {tables.where}: add --replace to write a new version of it (the old one is "
+            f"kept in {store.VERSIONS}), or name another table with --into"
+        )
     samples = store.map_table(
         tables, spark, table, {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"}, ("sample",)
     )
     spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
         .createOrReplaceTempView(spark_sql.PREV_VIEW.as_string(None))  # fmt: skip
     frame = spark.sql(spark_sql.predict_statement(tr, samples).as_string(None))
-    tables.write_frame(output, frame.coalesce(1))
-    count = tables.read(spark, output).count()
-    return output, int(count)
+    tables.write_frame(into, frame.coalesce(1))
+    count = tables.read(spark, into).count()
+    last = (sn.definition.last_run if sn.definition else None)
+    return Prediction(
+        network=sn.net, source=f"run {last}" if last else "no training yet: the weights as the tables hold them",
+        rows=int(count), created=into, columns=["sampleid", *(f"output_{j}" for j in range(1, sn.net.sizes[-1] + 1))],
+        schema=tables.where,
+    )  # fmt: skip
