@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlnet.bench.workloads import Workload
+from sqlnet.compile.dialect import SPARK
 from sqlnet.model.network import Dataset, Network, Params
 
 SPARK_MASTER = "local[2]"
@@ -100,7 +101,7 @@ def run_spark_recursive(
     spark = sn.spark
     text = statement.read_text()
     with store.cached(spark, ["sqlnet_data"]):
-        spark.sql(spark_sql.cache_data(sn.training).as_string(None))
+        spark.sql(SPARK.render(spark_sql.cache_data(sn.training)))
         started = time.perf_counter()
         rows = spark.sql(text).collect()
         seconds = time.perf_counter() - started

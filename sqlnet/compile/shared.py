@@ -7,7 +7,6 @@ the other way round.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Protocol
 
 from psycopg import sql
@@ -44,35 +43,48 @@ class Layout(Traced, Protocol):
     def validation_ctes(self, tr: Training) -> Sequence[sql.Composable]: ...
 
 
-def sample_id(table: Table) -> sql.Composable:
-    return (
-        sql.SQL("{c}::bigint").format(c=table.col("sample")) if table.has("sample") else sql.SQL("1::bigint")
-    )
+def sample_id(tr: Training, table: Table) -> sql.Composable:
+    return tr.dialect.cast(table.col("sample") if table.has("sample") else sql.Literal(1), "bigint")
 
 
 def held_out(tr: Training) -> sql.Composed:
-    """The validation samples: the first round(fraction * n) by md5('seed:sampleId') (byte order)."""
+    """The validation samples' ids (column `sample`), on every engine: the first `count` (of the training's
+    validation) by md5('seed:sampleId'), byte order, ties by id; as the reference holds them out."""
     assert tr.validation is not None
-    fraction, seed = tr.validation
+    seed, count = tr.validation
     inputs = tr.tables.inputs
     return sql.SQL(
-        "SELECT s FROM (SELECT DISTINCT {s} AS s FROM {t}) AS v ORDER BY md5({seed} || ':' || s) COLLATE \"C\", s "
-        "LIMIT (SELECT round({f} * count(DISTINCT {s}))::bigint FROM {t})"
+        "SELECT sample FROM (SELECT DISTINCT {s} AS sample FROM {t}) AS v ORDER BY {key}, sample LIMIT {n}"
     ).format(
-        s=sample_id(inputs), t=inputs.ident, seed=sql.Literal(str(seed)), f=sql.Literal(Decimal(str(fraction)))
-    )
+        s=sample_id(tr, inputs), t=inputs.ident, key=tr.dialect.hash_order(str(seed), sql.SQL("sample")),
+        n=sql.Literal(count),
+    )  # fmt: skip
 
 
 def data_select(tr: Training, table: Table, validation: bool = False) -> sql.Composable:
     """A table's (sample, node, value) rows: the training samples, or (validation) the held-out ones."""
-    rows = sql.SQL("SELECT {s} AS sample, {n}::int AS node, {v}::{num} AS value FROM {t}").format(
-        s=sample_id(table), n=table.col("node"), v=table.col("value"), num=sql.SQL(tr.num), t=table.ident
-    )
+    rows = sql.SQL("SELECT {s} AS sample, {n} AS node, {v} AS value FROM {t}").format(
+        s=sample_id(tr, table), n=tr.dialect.cast(table.col("node"), "int"),
+        v=tr.dialect.cast(table.col("value"), tr.num), t=table.ident,
+    )  # fmt: skip
     if tr.validation is None:
         return rows
     return sql.SQL("{rows} WHERE {s} {op} IN ({held})").format(
-        rows=rows, s=sample_id(table), op=sql.SQL("" if validation else "NOT"), held=held_out(tr)
+        rows=rows, s=sample_id(tr, table), op=sql.SQL("" if validation else "NOT"), held=held_out(tr)
     )
+
+
+def shuffled_batch(tr: Training, epoch: sql.Composable, sample: sql.Composable, per_epoch: bool) -> sql.Composable:
+    """A sample's batch in a shuffled epoch, on every engine: the samples ordered by md5('seed:epoch:sampleId')
+    (byte order, ties by id), then cut into batches of the batch size (`per_epoch`: for each epoch of the
+    rows, which hold several)."""
+    d = tr.dialect
+    rank = sql.SQL("(row_number() OVER ({by}ORDER BY {key}, {sample}) - 1)").format(
+        by=sql.SQL("PARTITION BY {} ").format(epoch) if per_epoch else sql.SQL(""),
+        key=d.hash_order(str(tr.shuffle), epoch, sample),
+        sample=sample,
+    )
+    return sql.SQL("{} + 1").format(d.int_div(rank, sql.Literal(tr.batch_size)))
 
 
 def shuffled_batches(tr: Training, samples: sql.Composable) -> list[sql.Composable]:
@@ -82,14 +94,13 @@ def shuffled_batches(tr: Training, samples: sql.Composable) -> list[sql.Composab
         sql.SQL(
             "-- the batches of epochs {e1}..{e2}: each epoch orders the samples by md5('seed:epoch:sampleId')\n"
             "CREATE TEMP TABLE sqlnet_batches AS\n"
-            "SELECT e.epoch, (row_number() OVER (PARTITION BY e.epoch ORDER BY md5({seed} || ':' || e.epoch || ':' "
-            '|| s.sample) COLLATE "C", s.sample) - 1) / {n} + 1 AS batch, s.sample\n'
-            "FROM generate_series({e1}, {e2}) AS e (epoch) CROSS JOIN ({samples}) AS s"
+            "SELECT e.epoch, {batch} AS batch, s.sample\n"
+            "FROM {epochs} CROSS JOIN ({samples}) AS s"
         ).format(
             e1=sql.Literal(tr.first[0]),
             e2=sql.Literal(tr.last[0]),
-            seed=sql.Literal(str(tr.shuffle)),
-            n=sql.Literal(tr.batch_size),
+            batch=shuffled_batch(tr, sql.SQL("e.epoch"), sql.SQL("s.sample"), per_epoch=True),
+            epochs=tr.dialect.series(sql.Literal(tr.first[0]), sql.Literal(tr.last[0]), "e", "epoch"),
             samples=samples,
         ),
         sql.SQL("CREATE INDEX ON {b} (epoch, batch)").format(b=BATCH_TABLE),

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.predict import outputs_of
-from sqlnet.compile.shared import data_select
+from sqlnet.compile.shared import data_select, shuffled_batch
 from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
 from sqlnet.compile.wide import WideLayout, _c, next_cte, pivot_columns
+from sqlnet.compile.wide_phases import correct
 
 DATA_VIEW = sql.Identifier("sqlnet_data")
 BATCHES_VIEW = sql.Identifier("sqlnet_batches")
@@ -29,42 +31,13 @@ PREV_VIEW = sql.Identifier("sqlnet_prev")
 LAYOUT = WideLayout()
 
 
-HELD_VIEW = sql.Identifier("sqlnet_held")
 VALIDATION_VIEW = sql.Identifier("sqlnet_validation")
 
 
-def held_select(tr: Training, seed: int, count: int) -> sql.Composable:
-    """The held-out samples' ids: the first `count` by md5('seed:sampleId') (hex digits, so byte order,
-    as PostgreSQL's training and the reference order them)."""
-    inputs = tr.tables.inputs
-    return sql.SQL(
-        "SELECT sample FROM (SELECT DISTINCT CAST({s} AS BIGINT) AS sample FROM {t}) AS s\n"
-        "ORDER BY md5(concat({seed}, ':', CAST(sample AS STRING))), sample LIMIT {n}"
-    ).format(n=sql.Literal(count), s=inputs.col("sample"), t=inputs.ident, seed=sql.Literal(str(seed)))
-
-
-def cache_held(tr: Training, seed: int, count: int) -> sql.Composable:
-    return sql.SQL(
-        "-- the held-out samples: the first {n} by md5('seed:sampleId'), scored after every epoch, never trained on\n"
-        "CACHE TABLE {v} AS\n{select}"
-    ).format(n=sql.Literal(count), v=HELD_VIEW, select=held_select(tr, seed, count))
-
-
-def samples_select(tr: Training, held: bool, validation: bool = False) -> sql.Composable:
-    """The samples, one wide row each (sample, x1.., t1..): all of them, or with `held` (sqlnet_held
-    cached) the training samples, or with `validation` the held-out ones."""
-    pivot = LAYOUT._pivot(tr)
-    if not held:
-        return pivot
-    return sql.SQL("SELECT d.* FROM ({p}) AS d LEFT {how} JOIN {h} AS h ON h.sample = d.sample").format(
-        p=pivot, how=sql.SQL("SEMI" if validation else "ANTI"), h=HELD_VIEW
-    )
-
-
-def cache_data(tr: Training, held: bool = False) -> sql.Composable:
+def cache_data(tr: Training) -> sql.Composable:
     """The training samples, one wide row each (sample, x1.., t1..), cached: every update reads them.
     Consecutive mini-batches also get their batch number (DIV: Spark's / divides as doubles)."""
-    pivot = samples_select(tr, held)
+    pivot = LAYOUT._pivot(tr)  # without the held-out samples (the training's validation says which)
     if tr.mini_batch and tr.shuffle is None:
         pivot = sql.SQL(
             "SELECT (dense_rank() OVER (ORDER BY sample) - 1) DIV {n} + 1 AS batch, d.* FROM ({p}) AS d"
@@ -74,7 +47,7 @@ def cache_data(tr: Training, held: bool = False) -> sql.Composable:
 
 def cache_validation(tr: Training) -> sql.Composable:
     return sql.SQL("-- the held-out samples, one row each, kept in memory\nCACHE TABLE {v} AS {p}").format(
-        v=VALIDATION_VIEW, p=samples_select(tr, True, validation=True)
+        v=VALIDATION_VIEW, p=LAYOUT._pivot(tr, validation=True)
     )
 
 
@@ -85,23 +58,16 @@ def validation_statement(tr: Training) -> sql.Composable:
     ctes, last = LAYOUT.scored_ctes(tr)
     net = tr.net
     n = net.sizes[-1]
-    z = sql.SQL(", ").join(sql.SQL("s.{}").format(_c(f"z{net.depth}_{j}")) for j in range(1, n + 1))
-    t = sql.SQL(", ").join(sql.SQL("s.{}").format(_c(f"t{j}")) for j in range(1, n + 1))
-    correct = (
-        sql.SQL(
-            "avg(CAST(array_position(array({z}), greatest({z})) = array_position(array({t}), greatest({t})) AS INT))"
-        ).format(z=z, t=t)
-        if net.output_activation == "softmax"
-        else sql.SQL("CAST(NULL AS DOUBLE)")
-    )
+    z = [sql.SQL("s.{}").format(_c(f"z{net.depth}_{j}")) for j in range(1, n + 1)]
+    t = [sql.SQL("s.{}").format(_c(f"t{j}")) for j in range(1, n + 1)]
     return sql.SQL(
         "-- the held-out samples through the network as the state row holds it\n"
         "WITH\n    prev AS (SELECT * FROM {prev}),\n"
         "    batch_rows AS (SELECT * FROM {v}),\n{ctes}\n"
         "SELECT p.epoch, p.batch, v.loss, v.accuracy, v.samples\n"
         "FROM prev AS p CROSS JOIN (\n"
-        "  SELECT avg(s.loss) AS loss, {correct} AS accuracy, count(*) AS samples FROM {last} AS s\n) AS v"
-    ).format(prev=PREV_VIEW, v=VALIDATION_VIEW, ctes=sql.SQL(",\n").join(ctes), correct=correct, last=sql.Identifier(last))
+        "  SELECT avg(s.loss) AS loss, avg({correct}) AS accuracy, count(*) AS samples FROM {last} AS s\n) AS v"
+    ).format(prev=PREV_VIEW, v=VALIDATION_VIEW, ctes=sql.SQL(",\n").join(ctes), correct=correct(tr, z, t), last=sql.Identifier(last))
 
 
 def cache_batches(tr: Training, epoch: int) -> sql.Composable:
@@ -110,11 +76,11 @@ def cache_batches(tr: Training, epoch: int) -> sql.Composable:
     return sql.SQL(
         "-- the batches of epoch {e}: the samples ordered by md5('seed:epoch:sampleId')\n"
         "CACHE TABLE {v} AS\n"
-        "SELECT {e} AS epoch, (row_number() OVER (ORDER BY md5(concat({seed}, ':', CAST({e} AS STRING), ':', "
-        "CAST(sample AS STRING))), sample) - 1) DIV {n} + 1 AS batch, sample\nFROM {d}"
+        "SELECT {e} AS epoch, {batch} AS batch, sample\nFROM {d}"
     ).format(
-        e=sql.Literal(epoch), v=BATCHES_VIEW, seed=sql.Literal(str(tr.shuffle)), n=sql.Literal(tr.batch_size), d=DATA_VIEW
-    )
+        e=sql.Literal(epoch), v=BATCHES_VIEW, d=DATA_VIEW,
+        batch=shuffled_batch(tr, sql.Literal(epoch), sql.SQL("sample"), per_epoch=False),
+    )  # fmt: skip
 
 
 def batch_rows(tr: Training) -> sql.Composable:
@@ -190,8 +156,8 @@ class Updates:
             ).format(sql.SQL(",\n        ").join(steps)),
         ]
         # as text, once: each update only puts its batch and labels around it
-        self.phases = sql.SQL(sql.SQL(",\n").join(phases).as_string(None))
-        self.values = sql.SQL(sql.SQL(",\n  ").join(values).as_string(None))
+        self.phases = sql.SQL(SPARK.render(sql.SQL(",\n").join(phases)))
+        self.values = sql.SQL(SPARK.render(sql.SQL(",\n  ").join(values)))
 
     def statement(self) -> sql.Composable:
         """One update as a plain statement: the state row after it, from the row before (sqlnet_prev)."""

@@ -42,7 +42,7 @@ class Training:
     layout: str = DEFAULT_LAYOUT
     trace_run: int | None = None  # with a run id, every phase's values go to the trace schema
     progress_run: int | None = None  # with a run id, every update reports itself (RAISE NOTICE)
-    validation: tuple[float, int] | None = None  # (fraction, seed): samples held out of training
+    validation: tuple[int, int] | None = None  # (seed, count): the samples held out of training
     dialect: Dialect = POSTGRES
 
     def progress(

@@ -42,6 +42,19 @@ def _materialized(tr: Training) -> sql.Composable:
     return sql.SQL(tr.dialect.materialized)
 
 
+def correct(tr: Training, z: Sequence[sql.Composable], t: Sequence[sql.Composable]) -> sql.Composable:
+    """A classifier's hit, on every engine: 1 where the largest output (before softmax) is at the largest
+    target's node, else 0; NULL for a network that does not classify (no softmax output)."""
+    d = tr.dialect
+    if tr.net.output_activation != "softmax":
+        return d.cast(sql.SQL("NULL"), "int")
+
+    def top(xs: Sequence[sql.Composable]) -> sql.Composable:
+        return sql.SQL("array_position({}, greatest({}))").format(d.array_of(xs), sql.SQL(", ").join(xs))
+
+    return d.cast(sql.SQL("({} = {})").format(top(z), top(t)), "int")
+
+
 def _sum(terms: Sequence[sql.Composable]) -> sql.Composable:
     return sql.SQL(" + ").join(terms) if terms else sql.SQL("0")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from sqlnet.compile.training import Training
-from sqlnet.compile.wide_phases import _at, _c, _materialized, _sum
+from sqlnet.compile.wide_phases import _at, _c, _materialized, _sum, correct
 from sqlnet.model.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
 from sqlnet.model.phases import BIAS, STEP, WEIGHT
 
@@ -113,18 +113,13 @@ class WideResults:
                     for zj, t in zip(z, ts)
                 ]
             )
-        if net.output_activation == "softmax":  # classification: the largest output is the class
-            correct: sql.Composable = sql.SQL(
-                "(array_position(ARRAY[{z}], {zmax}) = array_position(ARRAY[{t}], greatest({t})))::int"
-            ).format(z=sql.SQL(", ").join(z), zmax=zmax, t=sql.SQL(", ").join(ts))
-        else:
-            correct = sql.SQL("NULL::int")
+        hit = correct(tr, z, ts)  # classification: the largest output is the class
         ctes.append(
             sql.SQL(
                 "-- the mean loss (and, for a softmax output, the accuracy) over the held-out samples, per epoch\n"
                 "validation AS (\n  SELECT epoch, avg({loss}) AS loss, avg({correct}) AS accuracy, count(*) AS samples\n"
                 "  FROM validation_{K}\n  GROUP BY epoch\n)"
-            ).format(loss=loss_sql, correct=correct, K=sql.SQL(str(K)))
+            ).format(loss=loss_sql, correct=hit, K=sql.SQL(str(K)))
         )
         return ctes
 

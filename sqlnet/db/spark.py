@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.tables import Table, TableMap, _bias_columns, _input_columns, _weight_columns
 from sqlnet.errors import DatabaseError, InputError
 from sqlnet.model.network import Network, Params
@@ -302,9 +303,7 @@ def discover(tables: ParquetTables, spark: Any, bias: str | None = None) -> Tabl
     return TableMap(None, inputs, outputs, weights, biases, bias, resolved_schema=tables.where)
 
 
-def quote(name: str) -> str:
-    """A name as Spark SQL quotes it (a backtick inside is doubled): never read as SQL."""
-    return "`" + name.replace("`", "``") + "`"
+quote = SPARK.quote  # a name as Spark SQL quotes it (a backtick inside is doubled): never read as SQL
 
 
 def _rows(spark: Any, t: Table, roles: list[str]) -> list[tuple]:

@@ -220,6 +220,7 @@ class Loaded:
     options: TrainOptions
     largest: dict[str, float] = field(default_factory=dict)  # table label -> largest |value| it holds
     definition: Definition | None = None  # what sqlnet.networks held for it before this command
+    held: int = 0  # the samples held out for validation (not counted in `samples`)
 
     @property
     def batches(self) -> int:
@@ -277,7 +278,7 @@ class Loaded:
                 layout=layout,
                 trace_run=trace_run,
                 progress_run=progress_run,
-                validation=(float(o.validation_fraction), int(o.seed or 0)) if o.validation_fraction else None,
+                validation=(int(o.seed or 0), self.held) if self.held else None,
             )
             for first, last in iter_update_blocks(
                 last_epoch or o.epochs,
@@ -350,8 +351,9 @@ def load_network(
         if net.output_activation == "softmax":
             check_distributions(s.pg, tables)
     samples = count_samples(s.pg, tables)
-    samples -= held_out(options, samples, tables)  # the batches are cut from the training samples
-    return Loaded(tables, net, samples, options, largest_values(s.pg, tables), definition)
+    held = held_out(options, samples, tables)
+    # the batches are cut from the training samples
+    return Loaded(tables, net, samples - held, options, largest_values(s.pg, tables), definition, held)
 
 
 

@@ -213,13 +213,9 @@ def _next_run_id(spark: Any, tables: store.ParquetTables) -> int:
 
 def read_dataset(sn: SparkNetwork) -> Dataset:
     """The samples the training trains on, in Python, for the reference (without the held-out ones)."""
-    pivot = spark_sql.LAYOUT._pivot(sn.training).as_string(None)
+    pivot = SPARK.render(spark_sql.LAYOUT._pivot(sn.training))
     n_in, n_out = sn.net.sizes[0], sn.net.sizes[-1]
-    held: set[int] = set()
-    if sn.held_out:
-        select = spark_sql.held_select(sn.training, sn.options.seed or 0, sn.held_out)
-        held = {int(r["sample"]) for r in sn.spark.sql(select.as_string(None)).collect()}
-    rows = [r for r in sn.spark.sql(pivot).collect() if int(r["sample"]) not in held]
+    rows = sn.spark.sql(pivot).collect()  # the training's validation leaves the held-out samples out
     return Dataset(
         [
             Sample(int(r["sample"]), tuple(float(r[f"x{i}"]) for i in range(1, n_in + 1)),
@@ -279,20 +275,19 @@ def training_sql(
         f"-- sqlnet on Apache Spark SQL: {describe(tr)}",
         "-- one statement per update; run with spark-sql, each later update is the last statement again over",
         "-- the state row the one before returned (sqlnet's client loop does that)",
-        *(f"{s.as_string(None)};" for s in (SPARK.pin, *SPARK.settings)),
+        *(f"{SPARK.render(s)};" for s in SPARK.settings),
     ]
     for name in names:
         lines.append(f"CREATE OR REPLACE TEMPORARY VIEW {name} {tables.source(name)};")
     if sn.held_out:
-        lines.append(spark_sql.cache_held(tr, sn.options.seed or 0, sn.held_out).as_string(None) + ";")
-        lines.append(spark_sql.cache_validation(tr).as_string(None) + ";")
-    lines.append(spark_sql.cache_data(tr, held=bool(sn.held_out)).as_string(None) + ";")
+        lines.append(SPARK.render(spark_sql.cache_validation(tr)) + ";")
+    lines.append(SPARK.render(spark_sql.cache_data(tr)) + ";")
     if tr.mini_batch and tr.shuffle is not None:
-        lines.append(spark_sql.cache_batches(tr, 1).as_string(None) + ";")
-    lines.append(spark_sql.prev_view(tr, start_row(tr, sn.params)).as_string(None) + ";")
-    lines.append(spark_sql.update_statement(tr, sn.batches).as_string(None) + ";")
+        lines.append(SPARK.render(spark_sql.cache_batches(tr, 1)) + ";")
+    lines.append(SPARK.render(spark_sql.prev_view(tr, start_row(tr, sn.params))) + ";")
+    lines.append(SPARK.render(spark_sql.update_statement(tr, sn.batches)) + ";")
     if sn.held_out:  # after each epoch's last update, over the state row it returned
-        lines.append(spark_sql.validation_statement(tr).as_string(None) + ";")
+        lines.append(SPARK.render(spark_sql.validation_statement(tr)) + ";")
     return "\n".join(lines) + "\n"
 
 
@@ -388,8 +383,8 @@ def predict(
         tables, spark, table, {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"}, ("sample",)
     )
     spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
-        .createOrReplaceTempView(spark_sql.PREV_VIEW.as_string(None))  # fmt: skip
-    frame = spark.sql(spark_sql.predict_statement(tr, samples).as_string(None))
+        .createOrReplaceTempView(SPARK.render(spark_sql.PREV_VIEW))  # fmt: skip
+    frame = spark.sql(SPARK.render(spark_sql.predict_statement(tr, samples)))
     tables.write_frame(into, frame.coalesce(1))
     count = tables.read(spark, into).count()
     last = (sn.definition.last_run if sn.definition else None)

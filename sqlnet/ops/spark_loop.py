@@ -3,6 +3,7 @@ client loop that runs one statement per update (see ``sqlnet.compile.spark`` for
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -111,9 +112,11 @@ def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> Spa
         layout="wide",
         dialect=SPARK,
     )
-    for statement in (SPARK.pin, *SPARK.settings):
-        spark.sql(statement.as_string(None))
+    for statement in SPARK.settings:
+        spark.sql(SPARK.render(statement))
     held = held_out(opts, samples, tm)  # the same rule as PostgreSQL's
+    if held:
+        tr = dataclasses.replace(tr, validation=(opts.seed or 0, held))
     return SparkNetwork(spark, tables, tr, params, samples, definition, opts, held_out=held)
 
 
@@ -228,7 +231,7 @@ def run_updates(
     """The client loop: one statement per update, each reading the state row the one before returned
     (and with held-out samples, one scoring statement after each epoch)."""
     spark, tr = sn.spark, sn.training
-    text = spark_sql.Updates(tr, sn.batches).statement().as_string(None)
+    text = SPARK.render(spark_sql.Updates(tr, sn.batches).statement())
     row = start_row(tr, sn.params, kept)
     losses: list[float] = []
     validation: list[tuple[float | None, float | None]] = []
@@ -237,22 +240,21 @@ def run_updates(
     shuffled = tr.mini_batch and tr.shuffle is not None
     state = StateRow(spark, _schema(tr), spark_sql.state_columns(tr))
     try:
-        cache = ["sqlnet_held", "sqlnet_data", "sqlnet_validation", "sqlnet_batches"]
+        cache = ["sqlnet_data", "sqlnet_validation", "sqlnet_batches"]
         with plan_settings(spark), store.cached(spark, cache):
             scored = None
             if sn.held_out:
-                spark.sql(spark_sql.cache_held(tr, sn.options.seed or 0, sn.held_out).as_string(None))
-                spark.sql(spark_sql.cache_validation(tr).as_string(None))
-            spark.sql(spark_sql.cache_data(tr, held=bool(sn.held_out)).as_string(None))
+                spark.sql(SPARK.render(spark_sql.cache_validation(tr)))
+            spark.sql(SPARK.render(spark_sql.cache_data(tr)))
             state.register(row)
             if sn.held_out:
-                scored = Repeated(spark, state, spark_sql.validation_statement(tr).as_string(None))
+                scored = Repeated(spark, state, SPARK.render(spark_sql.validation_statement(tr)))
                 runners.append(scored)
             for epoch in range(1, epochs + 1):
                 if shuffled or epoch == 1:
                     if shuffled:  # this epoch's batches: a new cached table, so a new plan (once per epoch)
                         store.drop(spark, "sqlnet_batches")
-                        spark.sql(spark_sql.cache_batches(tr, epoch).as_string(None))
+                        spark.sql(SPARK.render(spark_sql.cache_batches(tr, epoch)))
                     repeated = Repeated(spark, state, text)
                     runners.append(repeated)
                 total_loss, total_samples = 0.0, 0
