@@ -553,3 +553,55 @@ def test_one_trainer_per_spark_network(tmp_path: Path) -> None:
     with training_lock(tmp_path, None, str(tmp_path)):  # released with its holder, and its file gone after
         pass
     assert not (tmp_path / ".sqlnet-train.lock").exists()
+
+
+def test_a_checkpointed_spark_run_resumes_bit_for_bit(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--checkpoint-every on Spark: cancelled in epoch 4 of 5, the tables hold the checkpoint after epoch 2,
+    `runs` shows the run interrupted, and --resume ends exactly where an uninterrupted run does (Adam,
+    shuffled batches); a checkpoint whose tables were changed since is refused, one cut off while being
+    written is completed from what it holds."""
+    from sqlnet.ops import spark as engine
+    from sqlnet.ops.train import TrainingInterrupted
+
+    net = Network((3, 4, 2), "tanh", "linear", "half-se", "node")
+    rng = random.Random(31)
+    params, data = random_params(rng, net), random_data(rng, net, 6)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for folder in (whole, cut):
+        write_network(spark, folder, net, params, data)
+    options = dict(epochs=5, learning_rate=0.05, hidden_activation="tanh", batch_size=3, shuffle=4,
+                   optimizer="adam", checkpoint_every=2)  # fmt: skip
+    uninterrupted = engine.train(str(whole), **options)
+
+    def cancel(p) -> None:  # type: ignore[no-untyped-def]
+        if p.epoch == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="the tables hold the checkpoint after epoch 2 of run 1"):
+        engine.train(str(cut), on_update=cancel, **options)
+    (run,) = engine.runs(str(cut))
+    assert (run.run_id, run.status, run.checkpoint) == (1, "interrupted", "2")
+    after_two = reference.train(net, params, data, 0.05, 2, batch_size=3, shuffle=4, optimizer=Optimizer("adam"))
+    assert_close(engine.load(engine.SparkTarget(str(cut)), engine.TrainOptions()).params.weights,
+                 after_two.params.weights)  # fmt: skip
+
+    resumed = engine.train(str(cut), resume=1)
+    assert resumed.run_id == 1 and resumed.params == uninterrupted.params  # bit for bit
+    assert resumed.losses == uninterrupted.losses
+    assert [(r.run_id, r.status) for r in engine.runs(str(cut))] == [(1, "finished")]
+    with pytest.raises(InputError, match="run 1 finished: there is nothing to resume"):
+        engine.train(str(cut), resume=1)
+
+    # a second cut run: its checkpoint's tables changed since, then marked as cut off while being written
+    with pytest.raises(TrainingInterrupted):
+        engine.train(str(cut), on_update=cancel, **{**options, "epochs": 5})
+    from sqlnet.db.spark import ParquetTables, write_parameters
+
+    tables = ParquetTables(cut)
+    write_parameters(spark, tables, net, random_params(random.Random(1), net))
+    with pytest.raises(InputError, match="no longer hold run 2's checkpoint after epoch 2"):
+        engine.train(str(cut), resume=2)
+    doc = tables.checkpoints()[2]
+    tables.save_checkpoint(2, {**doc, "writing": True})
+    again = engine.train(str(cut), resume=2)
+    assert again.run_id == 2 and len(again.losses) == 5 and not tables.checkpoints()

@@ -31,6 +31,7 @@ from sqlnet.model.network import Network, Params
 VERSIONS = ".sqlnet"
 DEFINITION = "network.json"  # in VERSIONS: what the network is beyond its weights
 STATE = "optimizer_state.json"  # in VERSIONS: the optimizer's state the last training ended with
+CHECKPOINTS = "checkpoints.json"  # in VERSIONS: run id -> the last checkpoint of a run not yet finished
 INTEGER_TYPES = ("byte", "short", "integer", "long")
 NUMBER_TYPES = (*INTEGER_TYPES, "float", "double", "decimal")
 
@@ -172,6 +173,19 @@ class ParquetTables:
             return
         self._save(STATE, state)
 
+    def checkpoints(self) -> dict[int, dict[str, Any]]:
+        """The last checkpoint of every checkpointed run that has not finished, by run id."""
+        return {int(run): doc for run, doc in (self._read(CHECKPOINTS) or {}).items()}
+
+    def save_checkpoint(self, run_id: int, doc: dict[str, Any] | None) -> None:
+        """Keep a run's checkpoint (replacing its last), or with None drop it (the run has finished)."""
+        docs = self.checkpoints()
+        if doc is None:
+            docs.pop(run_id, None)
+        else:
+            docs[run_id] = doc
+        self._save(CHECKPOINTS, {str(run): d for run, d in docs.items()})
+
     def _read(self, name: str) -> dict[str, Any] | None:
         path = self.root / VERSIONS / name
         return json.loads(path.read_text()) if path.exists() else None
@@ -186,7 +200,7 @@ class ParquetTables:
 
 
 # in a catalog database, the documents kept in DIR/.sqlnet are one-row tables of JSON
-CATALOG_DOCUMENTS = {DEFINITION: "sqlnet_network", STATE: "sqlnet_state"}
+CATALOG_DOCUMENTS = {DEFINITION: "sqlnet_network", STATE: "sqlnet_state", CHECKPOINTS: "sqlnet_checkpoints"}
 
 
 class CatalogTables(ParquetTables):

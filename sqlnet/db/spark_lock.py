@@ -68,6 +68,21 @@ def training_lock(root: Path, database: str | None, where: str) -> Iterator[None
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def held(root: Path, database: str | None) -> bool:
+    """Whether a process holds the network's training lock now (a file left by a killed one is not held)."""
+    try:
+        fd = os.open(lock_path(root, database), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock, if it was taken
+
+
 def _holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlnet.ops.verify import CheckReport
 
 # train's options that only PostgreSQL's training takes: each is refused by its capability, else dropped
-_POSTGRES_TRAINING = ("trace", "wait", "checkpoint_every", "resume", "allow_divergence")
+_POSTGRES_TRAINING = ("trace", "wait", "allow_divergence")
 # predict's options that only PostgreSQL's prediction takes (the keyword a capability knows it by)
 _POSTGRES_PREDICTION = {"table_schema": "table_schema", "into_schema": "into_schema", "csv": "csv",
                         "id_column": "id", "features": "features", "standardized": "raw"}  # fmt: skip

@@ -44,7 +44,8 @@ FLAGS = {("raw", True): "--raw", ("raw", False): "--standardized"}
 
 LACKS = {
     "postgresql": frozenset[str](),
-    "spark": frozenset(c.name for c in CAPABILITIES) - {"a deadline for the whole command", "a validation split"},
+    "spark": frozenset(c.name for c in CAPABILITIES)
+    - {"a deadline for the whole command", "a validation split", "checkpoints and resuming"},
 }
 ENGINE_NAMES = {"postgresql": "PostgreSQL", "spark": "Spark"}
 

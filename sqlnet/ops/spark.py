@@ -9,21 +9,17 @@ training has ended well: the weights go back as a new version of each table, swi
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from sqlnet.compile import spark as spark_sql
 from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
-from sqlnet.db.networks import Definition, optimizer_key
-from sqlnet.db.spark_lock import training_lock
-from sqlnet.db.spark_plan import Deadline
-from sqlnet.db.store import RunInfo, network_from_json, network_json
+from sqlnet.db.networks import Definition
+from sqlnet.db.spark_lock import held
+from sqlnet.db.store import RunInfo, network_from_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
@@ -42,9 +38,8 @@ from sqlnet.ops.spark_loop import (
     reference_state,
     run_updates,
     start_row,
-    state_of,
 )
-from sqlnet.ops.train import Progress, TrainResult
+from sqlnet.ops.spark_train import train
 from sqlnet.ops.verify import CheckReport, _pairs_difference, compare
 
 __all__ = ["SparkTarget", "TrainOptions", "check", "init", "load", "params_of", "predict", "runs", "train", "training_sql"]
@@ -53,12 +48,6 @@ POST_PARAMS = Params(
     [[[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]],
     [[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], [[2.0, 2.0, 2.0], [3.0, 3.0, 3.0]]],
 )
-RUNS_SCHEMA = (
-    "run_id int, started_at timestamp, finished_at timestamp, status string, network string, options string, "
-    "epochs int, learning_rate double, final_loss double"
-)
-LOSSES_SCHEMA = "run_id int, epoch int, loss double"
-VALIDATION_SCHEMA = "run_id int, epoch int, loss double, accuracy double"  # the held-out samples' per epoch
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -108,104 +97,6 @@ def init(
             raise InputError(f"weights{k} is left over from a deeper network in {tables.where}: remove it")
     tables.save_definition(asdict(Definition(tables.where, sizes=net.sizes, bias=net.bias)))
     return names
-
-
-# --- train ---------------------------------------------------------------------------------------
-
-
-def train(
-    parquet: str | None = None,
-    *,
-    master: str | None = None,
-    conf: dict[str, str] | None = None,
-    database: str | None = None,
-    on_update: Callable[[Progress], None] | None = None,
-    redefine: bool = False,
-    reset_optimizer: bool = False,
-    timeout: float | None = None,
-    **options: Any,
-) -> TrainResult:
-    """Train the network in DIR's Parquet tables on Spark and write the weights back (and the
-    optimizer's state beside them, which the next training continues from). ``timeout`` (seconds, the
-    whole call) cancels Spark's jobs at the deadline; nothing is written then."""
-    started = time.perf_counter()
-    deadline = Deadline(timeout)
-    opts = TrainOptions(**options)
-    target = _target(parquet, master, conf, database)
-    folder = Path(parquet).expanduser().resolve() if parquet else None
-    if folder is not None and not folder.is_dir():
-        load(target, opts, redefine)  # says what is missing, and makes nothing (not even the lock's folder)
-    where = str(folder) if folder is not None else f"Spark database {database!r}"
-    # one trainer per network, taken before the tables are read: the weights, the run id (the largest
-    # recorded + 1) and every write are the lock holder's alone
-    with training_lock(folder or Path("."), None if folder is not None else database, where):
-        sn = load(target, opts, redefine)
-        spark, tables, tr = sn.spark, sn.tables, sn.training
-        run_id = _next_run_id(spark, tables)
-        begun = datetime.now(timezone.utc).replace(tzinfo=None)
-        kept, note = kept_state(tables, tr, reset_optimizer)
-        t0 = time.perf_counter()
-        deadline.start(spark)
-        try:
-            ran = run_updates(sn, opts.epochs, on_update, run_id, kept, deadline)
-        except Exception as exc:  # a job the deadline cancelled fails with Spark's own error
-            if deadline.passed:
-                raise deadline.expired() from exc
-            raise
-        finally:
-            deadline.stop()
-        deadline.check()  # past it now: nothing has been written yet
-        sql_seconds = time.perf_counter() - t0
-        row, losses = ran.row, ran.losses
-        params = params_of(tr, row)
-        net = sn.net
-        store.write_parameters(spark, tables, net, params)
-        tables.append(
-            spark,
-            "runs",
-            [
-                (
-                    run_id, begun, datetime.now(timezone.utc).replace(tzinfo=None), "finished",
-                    json.dumps(network_json(net)),
-                    json.dumps(asdict(sn.options)), opts.epochs, float(opts.learning_rate), losses[-1],
-                )
-            ],
-            RUNS_SCHEMA,
-        )  # fmt: skip
-        tables.append(spark, "run_losses", [(run_id, e, v) for e, v in enumerate(losses, start=1)], LOSSES_SCHEMA)
-        if ran.validation:
-            rows = [(run_id, e, loss, accuracy) for e, (loss, accuracy) in enumerate(ran.validation, start=1)]
-            tables.append(spark, "run_validation", rows, VALIDATION_SCHEMA)
-        definition = asdict(sn.definition) if sn.definition else asdict(Definition(tables.where))
-        definition.update(sizes=list(net.sizes), bias=net.bias, hidden_activation=net.hidden_activation,
-                          output_activation=net.output_activation, loss=net.loss, last_run=run_id)  # fmt: skip
-        definition["optimizer"] = optimizer_key(tr.optimizer) if tr.optimizer.state else definition.get("optimizer")
-        # the split, kept so that the next training holds out the same samples unless told otherwise
-        definition.update(validation_fraction=sn.options.validation_fraction or None,
-                          validation_seed=sn.options.seed if sn.options.validation_fraction else None)  # fmt: skip
-        tables.save_definition(definition)
-        tables.save_state(state_of(tr, row))
-    return TrainResult(
-        run_id=run_id, network=net, options=sn.options, initial=sn.params, params=params, losses=losses,
-        seconds=time.perf_counter() - started, statements=ran.statements, sql_seconds=sql_seconds,
-        validation=ran.validation, layout="wide (Spark, one statement per update)",
-        notes=[n for n in (note, _reparsed(ran.reparsed)) if n],
-    )  # fmt: skip
-
-
-def _reparsed(runs: int) -> str | None:
-    if not runs:
-        return None
-    return (
-        f"Spark parsed the statement anew for {runs} run(s): its plan could not be run "
-        "again (see sqlnet.db.spark_plan), so those were slower; the results are the same"
-    )
-
-
-def _next_run_id(spark: Any, tables: store.ParquetTables) -> int:
-    if not tables.exists("runs"):
-        return 1
-    return int(tables.read(spark, "runs").agg({"run_id": "max"}).collect()[0][0] or 0) + 1
 
 
 # --- check, sql, runs ----------------------------------------------------------------------------
@@ -309,19 +200,32 @@ def runs(
     conf: dict[str, str] | None = None,
     database: str | None = None,
 ) -> list[RunInfo]:
-    """The runs recorded beside the network's tables, oldest first (as PostgreSQL's records say them)."""
+    """The runs recorded beside the network's tables, oldest first (as PostgreSQL's records say them): the
+    finished ones, and a checkpointed run that has not finished as running (its trainer holds the lock) or
+    interrupted (`train --resume RUN` continues it)."""
     spark, tables = _target(parquet, master, conf, database).open()
-    if not tables.exists("runs"):
-        return []
-    return [
+    found = [
         RunInfo(
             run_id=r["run_id"], started_at=r["started_at"], finished_at=r["finished_at"], status=r["status"],
             schema_name=tables.where, network=network_from_json(json.loads(r["network"])),
             options=json.loads(r["options"]), epochs=r["epochs"], learning_rate=r["learning_rate"],
             final_loss=r["final_loss"],
         )
-        for r in tables.read(spark, "runs").orderBy("run_id").collect()
+        for r in (tables.read(spark, "runs").orderBy("run_id").collect() if tables.exists("runs") else [])
     ]  # fmt: skip
+    busy = held(tables.root, database)
+    for run_id, doc in sorted(tables.checkpoints().items()):
+        options = {**doc["options"], "checkpoint_every": doc["checkpoint_every"]}
+        found.append(RunInfo(
+            run_id=run_id, started_at=datetime.fromisoformat(doc["started_at"]), finished_at=None,
+            status="running" if busy else "interrupted", schema_name=tables.where,
+            network=network_from_json(doc["network"]), options=options, epochs=options["epochs"],
+            learning_rate=options["learning_rate"], final_loss=doc["losses"][-1] if doc["losses"] else None,
+            error=None if busy else f"stopped after its checkpoint at epoch {doc['epoch']}: `sqlnet train --engine "
+            f"spark --resume {run_id}` continues it",
+            checkpoint=str(doc["epoch"]),
+        ))  # fmt: skip
+    return sorted(found, key=lambda r: r.run_id)
 
 
 def run_detail(
@@ -344,6 +248,10 @@ def run_detail(
         frame = tables.read(spark, name)
         return frame.where(frame.run_id == run_id).collect()  # the value as a column expression, not SQL text
 
+    if info.checkpoint is not None:  # not finished: its epochs up to the checkpoint
+        doc = tables.checkpoints()[run_id]
+        return info, [(e, loss, *(doc["validation"][e - 1] if doc["validation"] else (None, None)))
+                      for e, loss in enumerate(doc["losses"], start=1)]  # fmt: skip
     losses = {row["epoch"]: row["loss"] for row in of_run("run_losses")}
     scores: dict[int, tuple[float | None, float | None]] = {}
     if tables.exists("run_validation"):

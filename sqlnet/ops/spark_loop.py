@@ -227,16 +227,21 @@ def run_updates(
     run_id: int = 0,
     kept: dict[str, Any] | None = None,
     deadline: Deadline | None = None,
+    first_epoch: int = 1,
+    on_epoch: Callable[[int, Ran], None] | None = None,
 ) -> Ran:
     """The client loop: one statement per update, each reading the state row the one before returned
-    (and with held-out samples, one scoring statement after each epoch)."""
+    (and with held-out samples, one scoring statement after each epoch). Epochs `first_epoch`..`epochs`
+    (a resumed run starts past its checkpoint, from the parameters and `kept` state it holds);
+    `on_epoch(epoch, ran)` is called after each epoch with what ran so far (a checkpoint)."""
     spark, tr = sn.spark, sn.training
     text = SPARK.render(spark_sql.Updates(tr, sn.batches).statement())
     row = start_row(tr, sn.params, kept)
+    row["epoch"] = first_epoch  # batch 0: the next update is the epoch's first
     losses: list[float] = []
     validation: list[tuple[float | None, float | None]] = []
     runners: list[Repeated] = []  # every kept statement, for how many of their runs were parsed anew
-    done, total = 0, epochs * sn.batches
+    done, total = 0, (epochs - first_epoch + 1) * sn.batches
     shuffled = tr.mini_batch and tr.shuffle is not None
     state = StateRow(spark, _schema(tr), spark_sql.state_columns(tr))
     try:
@@ -250,8 +255,8 @@ def run_updates(
             if sn.held_out:
                 scored = Repeated(spark, state, SPARK.render(spark_sql.validation_statement(tr)))
                 runners.append(scored)
-            for epoch in range(1, epochs + 1):
-                if shuffled or epoch == 1:
+            for epoch in range(first_epoch, epochs + 1):
+                if shuffled or epoch == first_epoch:
                     if shuffled:  # this epoch's batches: a new cached table, so a new plan (once per epoch)
                         store.drop(spark, "sqlnet_batches")
                         spark.sql(SPARK.render(spark_sql.cache_batches(tr, epoch)))
@@ -272,6 +277,8 @@ def run_updates(
                 if scored is not None:  # the held-out samples under this epoch's last parameters
                     score = scored.run(row, (row["epoch"], row["batch"]))
                     validation.append((score["loss"], score["accuracy"]))
+                if on_epoch is not None:
+                    on_epoch(epoch, Ran(row, losses, done, validation, sum(r.reparsed for r in runners)))
     finally:
         state.close()
     return Ran(row, losses, done, validation, sum(r.reparsed for r in runners))
