@@ -169,8 +169,10 @@ def test_the_command_line_makes_the_same_calls(place: Place) -> None:
     assert done.exit_code == 0 and [r["run_id"] for r in json.loads(done.stdout)] == [1], done.output
     done = runner.invoke(main, ["runs", "show", "1", *place.cli])
     assert done.exit_code == 0 and "run 1 (finished): 3-2-3 network" in done.output, done.output
-    done = runner.invoke(main, ["train", *place.cli, "--lr", "0.1", "--checkpoint-every", "1"])
+    done = runner.invoke(main, ["train", *place.cli, "--lr", "0.1", "--epochs", "2", "--checkpoint-every", "1"])
+    assert done.exit_code == 0 and "run 2: trained" in done.output, done.output
+    done = runner.invoke(main, ["train", *place.cli, "--lr", "0.1", "--trace"])
     if place.engine.name == "spark":
-        assert done.exit_code == 2 and "needs checkpoints and resuming" in done.output, done.output
+        assert done.exit_code == 2 and "needs phase tables (the trace)" in done.output, done.output
     else:
         assert done.exit_code == 0, done.output

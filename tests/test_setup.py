@@ -81,14 +81,14 @@ def test_an_option_an_engine_cannot_honour_is_refused_once_naming_the_capability
 
     assert refusal("postgresql", {"trace": True, "numeric": "exact", "checkpoint_every": 5}) is None
     assert refusal("spark", {"numeric": "float", "layout": "auto", "validation_fraction": 0.0, "trace": False}) is None
-    message = refusal("spark", {"checkpoint_every": 5})
+    message = refusal("spark", {"trace": True})
     assert message == (
-        "--checkpoint-every needs checkpoints and resuming, which the Spark engine does not have: "
-        "leave --checkpoint-every out (PostgreSQL has it)"
+        "--trace needs phase tables (the trace), which the Spark engine does not have: "
+        "leave --trace out (PostgreSQL has it)"
     )
     assert (refusal("spark", {"numeric": "exact"}) or "").startswith("--numeric exact needs exact decimals")
-    # what Spark has learnt (issue 22): a validation split and a deadline
-    assert refusal("spark", {"validation_fraction": 0.2, "timeout": 5.0}) is None
+    # what Spark has learnt (issue 22): a validation split, a deadline, checkpoints
+    assert refusal("spark", {"validation_fraction": 0.2, "timeout": 5.0, "checkpoint_every": 5, "resume": 1}) is None
     from sqlnet.ops.common import TrainOptions
     from sqlnet.ops.spark_loop import _refuse_unsupported
 

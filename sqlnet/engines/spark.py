@@ -4,6 +4,7 @@ Spark cannot do (``sqlnet.ops.engines.LACKS``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,8 @@ class Spark:
             raise InputError("the Spark engine predicts a table (--table NAME), not a CSV file")
         from sqlnet.ops import spark
 
-        return spark.predict(**self._at, **options)
+        made = spark.predict(**self._at, **options)
+        return dataclasses.replace(made, schema=self.parquet or self.database or made.schema)  # as the user named it
 
     def runs(self) -> list[RunInfo]:
         from sqlnet.ops import spark
