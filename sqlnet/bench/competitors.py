@@ -151,7 +151,7 @@ def run_floor(url: str, schema: str, w: Workload, params: Params, net: Network) 
     layout = WideLayout()
     with Database(url).transaction(commit=False) as s:
         tr = next(iter(load_network(s, schema, options, redefine=True).trainings()))
-        for statement in (*([tr.dialect.pin] if tr.dialect.pin else []), *tr.dialect.settings, *layout.settings(tr)):
+        for statement in (*tr.dialect.session, *layout.settings(tr)):
             s.pg.execute(sql.Composed([statement]))
         s.pg.execute(sql.SQL("CREATE TEMP TABLE sqlnet_wide AS {}").format(layout._pivot(tr)))
         s.pg.execute(sql.SQL("ANALYZE {}").format(WIDE_TABLE))

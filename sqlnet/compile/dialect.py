@@ -35,6 +35,11 @@ class Dialect:
     def number_type(self, exact: bool) -> str:
         return self.exact_type if exact else self.float_type
 
+    @property
+    def session(self) -> tuple[sql.Composable, ...]:
+        """What a training sets before its statements: the pin (where the engine has one), then the settings."""
+        return (*([self.pin] if self.pin is not None else []), *self.settings)
+
     # --- expressions ---------------------------------------------------------------------------------
 
     def cast(self, expr: sql.Composable, type_name: str) -> sql.Composable:

@@ -166,7 +166,7 @@ def training_sql(
         f"-- sqlnet on Apache Spark SQL: {describe(tr)}",
         "-- one statement per update; run with spark-sql, each later update is the last statement again over",
         "-- the state row the one before returned (sqlnet's client loop does that)",
-        *(f"{SPARK.render(s)};" for s in SPARK.settings),
+        *(f"{SPARK.render(s)};" for s in SPARK.session),
     ]
     for name in names:
         lines.append(f"CREATE OR REPLACE TEMPORARY VIEW {name} {tables.source(name)};")

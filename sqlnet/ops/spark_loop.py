@@ -69,7 +69,11 @@ class SparkNetwork:
     samples: int
     definition: Definition | None
     options: TrainOptions  # as given, with the network's functions filled in from its definition
-    held_out: int = 0  # samples held out for validation (of `samples`, which counts them all)
+
+    @property
+    def held_out(self) -> int:
+        """The samples held out for validation (of `samples`, which counts them all): the training's split."""
+        return self.training.validation[1] if self.training.validation else 0
 
     @property
     def net(self) -> Network:
@@ -112,12 +116,12 @@ def load(target: SparkTarget, opts: TrainOptions, redefine: bool = False) -> Spa
         layout="wide",
         dialect=SPARK,
     )
-    for statement in SPARK.settings:
+    for statement in SPARK.session:
         spark.sql(SPARK.render(statement))
     held = held_out(opts, samples, tm)  # the same rule as PostgreSQL's
     if held:
         tr = dataclasses.replace(tr, validation=(opts.seed or 0, held))
-    return SparkNetwork(spark, tables, tr, params, samples, definition, opts, held_out=held)
+    return SparkNetwork(spark, tables, tr, params, samples, definition, opts)
 
 
 def _flat(matrix: list[list[float]]) -> list[float]:

@@ -170,7 +170,7 @@ class Run:
     def _so_far(self, ran: Ran) -> tuple[list[float], list[tuple[float | None, float | None]]]:
         """Every epoch's loss and validation of the run: a resumed run's checkpoint's, then this call's."""
         before = self.checkpoint or {"losses": [], "validation": []}
-        return before["losses"] + ran.losses, [tuple(v) for v in before["validation"]] + ran.validation  # type: ignore[misc]
+        return before["losses"] + ran.losses, [(loss, accuracy) for loss, accuracy in before["validation"]] + ran.validation
 
     def _checkpoint(self, epoch: int, ran: Ran) -> None:
         """Every `every` epochs (not the last: the run's end writes that): the checkpoint, then the tables."""
