@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.rows
 import pytest
 from click.testing import CliRunner
 
@@ -38,6 +39,7 @@ class Place:
     write: Callable[[Network, Params, Dataset], None]
     read: Callable[[str], dict[int, list[float]]]
     cli: list[str]  # the command line's options that name the same place
+    rows: Callable[[str], list[dict[str, Any]]]  # a table the engine made, as {column: value} rows
 
 
 def _postgresql(db_url: str) -> Place:
@@ -52,7 +54,11 @@ def _postgresql(db_url: str) -> Place:
             rows = conn.execute(psycopg.sql.SQL("SELECT * FROM {}").format(psycopg.sql.Identifier(table))).fetchall()
         return {int(r[0]): [float(v) for v in r[1:]] for r in rows}
 
-    return Place(open_engine("postgresql", database_url=db_url), write, read, ["--database-url", db_url])
+    def rows(table: str) -> list[dict[str, Any]]:
+        with psycopg.connect(db_url, row_factory=psycopg.rows.dict_row) as conn:
+            return conn.execute(psycopg.sql.SQL("SELECT * FROM {}").format(psycopg.sql.Identifier(table))).fetchall()
+
+    return Place(open_engine("postgresql", database_url=db_url), write, read, ["--database-url", db_url], rows)
 
 
 def _spark(session: Any, folder: Path) -> Place:
@@ -66,6 +72,7 @@ def _spark(session: Any, folder: Path) -> Place:
         lambda net, params, data: write_network(session, folder, net, params, data),
         read,
         ["--engine", "spark", "--parquet", str(folder)],
+        lambda table: [r.asDict() for r in session.read.parquet(str(folder / table)).collect()],
     )
 
 
@@ -137,6 +144,51 @@ def test_predictions_are_the_reference_forward_pass(place: Place) -> None:
         place.engine.predict(table="inputs", into="scored", hidden_activation="tanh")
 
 
+def _labelled_csv(path: Path, rows: int) -> list[tuple[int, list[float], str]]:
+    """A CSV of an id, two features on different scales, and a label (with a comma in one class's name)."""
+    rng = random.Random(12)
+    samples = []
+    for i in range(rows):
+        a, b = rng.gauss(0.0, 1.0), rng.gauss(50.0, 20.0)
+        samples.append((1000 + i, [a, b], "yes, large" if a + b / 25 > 2.0 else "no"))
+    with path.open("w", encoding="utf-8") as f:
+        f.write("id,a,b,kind\r\n")  # CRLF line ends, as a spreadsheet writes them
+        for key, (a, b), kind in samples:
+            f.write(f'{key},{a!r},{b!r},"{kind}"\r\n')
+    return samples
+
+
+def test_a_users_whole_path_load_train_predict(place: Place, tmp_path: Path) -> None:
+    """A CSV loaded (classes, standardised, an id, a validation split), trained as the reference trains it,
+    then the raw rows predicted by name: standardised once, labelled by class, equal to the reference."""
+    samples = _labelled_csv(tmp_path / "data.csv", 40)
+    place.engine.init(example=None, layers=(2, 5, 2), seed=4, init="he", bias="node", replace=False)
+    loaded = place.engine.load(file=str(tmp_path / "data.csv"), targets=["kind"], classes=True, standardize=True,
+                               id_column="id", validation_fraction=0.25, seed=1)  # fmt: skip
+    assert (loaded.samples, loaded.classes, loaded.features, loaded.held_out) == (40, ["no", "yes, large"], ["a", "b"], 10)
+    with pytest.raises(InputError, match="--replace"):  # loaded samples are replaced only when asked
+        place.engine.load(file=str(tmp_path / "data.csv"), targets=["kind"], classes=True)
+    given = dict(epochs=4, learning_rate=0.2, hidden_activation="tanh", output_activation="softmax",
+                 loss="cross-entropy", optimizer="adam")  # fmt: skip
+    report = place.engine.check(tolerance=1e-9, **given)  # SQL and the reference, on the stored split
+    assert report.ok, report.as_json()
+    result = place.engine.train(**given)
+    assert len(result.validation) == 4  # the split load stored is kept by the training
+    made = place.engine.predict(table="raw", into="scored")
+    assert made.rows == 40 and made.columns == ["id", "label", "probability", "p_no", "p_yes, large"]
+    n = len(samples)
+    means = [sum(x[k] for _, x, _ in samples) / n for k in range(2)]
+    stds = [(sum((x[k] - means[k]) ** 2 for _, x, _ in samples) / n) ** 0.5 for k in range(2)]
+    got = {r["id"]: r for r in place.rows("scored")}
+    net = Network((2, 5, 2), "tanh", "softmax", "cross-entropy", "node")
+    for key, x, _ in samples:
+        want = reference.forward(net, result.params, tuple((x[k] - means[k]) / stds[k] for k in range(2))).output
+        row = got[key]
+        assert [row["p_no"], row["p_yes, large"]] == pytest.approx(want, rel=1e-12, abs=1e-15)
+        assert row["label"] == ("no" if want[0] >= want[1] else "yes, large")
+        assert row["probability"] == pytest.approx(max(want), rel=1e-12)
+
+
 def test_what_an_engine_lacks_is_refused_naming_the_capability(place: Place) -> None:
     """Each capability the engine lacks, asked for through its option, is refused before anything runs
     (Unsupported, exit 2 on the command line); one it has is not."""
@@ -171,8 +223,8 @@ def test_the_command_line_makes_the_same_calls(place: Place) -> None:
     assert done.exit_code == 0 and "run 1 (finished): 3-2-3 network" in done.output, done.output
     done = runner.invoke(main, ["train", *place.cli, "--lr", "0.1", "--epochs", "2", "--checkpoint-every", "1"])
     assert done.exit_code == 0 and "run 2: trained" in done.output, done.output
-    done = runner.invoke(main, ["train", *place.cli, "--lr", "0.1", "--trace"])
+    done = runner.invoke(main, ["train", *place.cli, "--lr", "0.1", "--wait"])
     if place.engine.name == "spark":
-        assert done.exit_code == 2 and "needs phase tables (the trace)" in done.output, done.output
+        assert done.exit_code == 2 and "needs queueing behind another trainer" in done.output, done.output
     else:
         assert done.exit_code == 0, done.output

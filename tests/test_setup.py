@@ -81,14 +81,15 @@ def test_an_option_an_engine_cannot_honour_is_refused_once_naming_the_capability
 
     assert refusal("postgresql", {"trace": True, "numeric": "exact", "checkpoint_every": 5}) is None
     assert refusal("spark", {"numeric": "float", "layout": "auto", "validation_fraction": 0.0, "trace": False}) is None
-    message = refusal("spark", {"trace": True})
+    message = refusal("spark", {"wait": True})
     assert message == (
-        "--trace needs phase tables (the trace), which the Spark engine does not have: "
-        "leave --trace out (PostgreSQL has it)"
+        "--wait needs queueing behind another trainer, which the Spark engine does not have: "
+        "leave --wait out (PostgreSQL has it)"
     )
     assert (refusal("spark", {"numeric": "exact"}) or "").startswith("--numeric exact needs exact decimals")
-    # what Spark has learnt (issue 22): a validation split, a deadline, checkpoints
-    assert refusal("spark", {"validation_fraction": 0.2, "timeout": 5.0, "checkpoint_every": 5, "resume": 1}) is None
+    # what Spark has learnt (issue 22): a validation split, a deadline, checkpoints, the trace, wide tables
+    assert refusal("spark", {"validation_fraction": 0.2, "timeout": 5.0, "checkpoint_every": 5, "resume": 1,
+                             "trace": True, "features": ["a"], "id": "k"}) is None  # fmt: skip
     from sqlnet.ops.common import TrainOptions
     from sqlnet.ops.spark_loop import _refuse_unsupported
 

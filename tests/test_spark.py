@@ -605,3 +605,45 @@ def test_a_checkpointed_spark_run_resumes_bit_for_bit(spark, tmp_path: Path) -> 
     tables.save_checkpoint(2, {**doc, "writing": True})
     again = engine.train(str(cut), resume=2)
     assert again.run_id == 2 and len(again.losses) == 5 and not tables.checkpoints()
+
+
+@pytest.mark.parametrize("bias, batch_size, optimizer", [("node", 2, "adam"), ("edge", 0, "gd")])
+def test_a_spark_trace_holds_every_value_postgresql_traces(spark, db_url: str, tmp_path: Path, bias: str, batch_size: int, optimizer: str) -> None:  # type: ignore[no-untyped-def]
+    """--trace on Spark: one Parquet table per phase (readable by Spark SQL by path), each holding the rows
+    PostgreSQL's trace holds for the same training (every sample's every node, the weights each epoch
+    starts from and each update ends with), equal to within rounding; PostgreSQL's trace is the one the
+    reference proves (tests/test_model.py)."""
+    import psycopg
+
+    import sqlnet
+    from sqlnet.db.tables import create_tables
+    from sqlnet.engines import open_engine
+
+    net = Network((3, 4, 2), "tanh", "softmax", "cross-entropy", bias)
+    rng = random.Random(21)
+    params, data = random_params(rng, net), random_data(rng, net, 5)
+    options = dict(epochs=2, learning_rate=0.1, hidden_activation="tanh", output_activation="softmax",
+                   loss="cross-entropy", batch_size=batch_size, optimizer=optimizer)  # fmt: skip
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        create_tables(conn, net, params, data, samples=True)
+    pg_run = sqlnet.train(db_url, trace=True, **options).run_id
+    folder = tmp_path / "net"
+    write_network(spark, folder, net, params, data)
+    spark_run = open_engine("spark", parquet=str(folder)).train(trace=True, **options).run_id
+    with psycopg.connect(db_url) as conn:
+        tables = [t for (t,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'sqlnet_trace' ORDER BY 1")]  # fmt: skip
+        assert sorted(p.name for p in (folder / "sqlnet_trace").iterdir()) == tables
+        for table in tables:
+            pg = {tuple(r[:-1]): r[-1] for r in conn.execute(psycopg.sql.SQL(
+                "SELECT epoch, batch, sample, layer, quantity, input_node, node, value FROM {} WHERE run_id = %s"
+            ).format(psycopg.sql.Identifier("sqlnet_trace", table)), (pg_run,))}  # fmt: skip
+            got = spark.sql(
+                f"SELECT epoch, batch, sample, layer, quantity, input_node, node, value, run_id "
+                f"FROM parquet.`{folder / 'sqlnet_trace' / table}`"
+            ).collect()
+            assert {r[-1] for r in got} == {spark_run}
+            sp = {tuple(r[:7]): r[7] for r in got}
+            assert len(sp) == len(got) and set(sp) == set(pg), (table, sorted(set(sp) ^ set(pg), key=str)[:5])
+            for key, value in pg.items():
+                assert sp[key] == pytest.approx(value, rel=1e-12, abs=1e-14), (table, key)

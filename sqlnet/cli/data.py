@@ -33,6 +33,7 @@ def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @main.command()
 @database_option
 @schema_option
+@engine_options
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--from-table", metavar="T", help="Load from a table or view instead of a CSV file.")
 @click.option("--from-schema", metavar="NAME", help="Schema of --from-table.")
@@ -69,7 +70,7 @@ def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--replace", is_flag=True, help="Replace the samples sqlnet loaded into this network before.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was loaded as one JSON document.")
 @handle_errors
-def load(database_url: str | None, schema: str | None, file: str | None, as_json: bool, **kwargs: Any) -> None:
+def load(engine: Engine, file: str | None, as_json: bool, **kwargs: Any) -> None:
     """Fill inputs and outputs (with sampleId) from a CSV file or a table, one row per example.
 
     Input node k is the k-th feature. The rows are also kept as read in a table of their own (raw),
@@ -93,26 +94,27 @@ def load(database_url: str | None, schema: str | None, file: str | None, as_json
             def on_rows(n: int) -> None:
                 progress.update(task, description=f"loading: {n} rows copied")
 
-            loaded = api.load(database_url, schema=schema, file=file, on_rows=on_rows, **kwargs)
+            loaded = engine.load(file=file, on_rows=on_rows, **kwargs)
     else:
-        loaded = api.load(database_url, schema=schema, file=file, **kwargs)
+        loaded = engine.load(file=file, **kwargs)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(loaded), indent=2))
         return
-    for line in load_report(loaded):
+    for line in load_report(loaded, "/" if getattr(engine, "parquet", None) else "."):
         out.print(escape(line))
 
 
-def load_report(loaded: Any) -> list[str]:
-    """What load did, in the words a user checks it by."""
+def load_report(loaded: Any, sep: str = ".") -> list[str]:
+    """What load did, in the words a user checks it by (`sep` joins where the tables are and a table's name:
+    a schema's ".", a Parquet folder's "/")."""
     lines = []
     if loaded.replaced:
-        lines.append(f"replaced the {loaded.replaced} samples that were in {loaded.schema}.inputs/outputs")
+        lines.append(f"replaced the {loaded.replaced} samples that were in {loaded.schema}{sep}inputs/outputs")
     kind = f"{len(loaded.classes)} classes ({', '.join(loaded.classes)})" if loaded.classes else (
         f"target{'s' if len(loaded.targets) > 1 else ''} {', '.join(loaded.targets)}"
     )  # fmt: skip
     lines.append(
-        f"loaded {loaded.samples} samples into {loaded.schema}.inputs/outputs: {len(loaded.features)} features, {kind}"
+        f"loaded {loaded.samples} samples into {loaded.schema}{sep}inputs/outputs: {len(loaded.features)} features, {kind}"
     )
     lines.append(
         f"features ({'standardised' if loaded.standardized else 'as they are'}): {', '.join(loaded.features)}"
@@ -126,7 +128,7 @@ def load_report(loaded: Any) -> list[str]:
     else:
         lines.append("validation: none (every sample is trained on; --validation-fraction holds some out)")
     ids = f", ids from {loaded.id_column}" if loaded.id_column else ""
-    lines.append(f"the rows as read: {loaded.schema}.{loaded.raw_table} (sampleid{ids}); predict reads it by name")
+    lines.append(f"the rows as read: {loaded.schema}{sep}{loaded.raw_table} (sampleid{ids}); predict reads it by name")
     return lines
 
 

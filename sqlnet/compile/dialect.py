@@ -55,6 +55,14 @@ class Dialect:
     def concat_of(self, arrays: Sequence[sql.Composable]) -> sql.Composable:
         raise NotImplementedError
 
+    def text_array(self, values: Sequence[str]) -> sql.Composable:
+        """An array of text constants (a classifier's class names)."""
+        raise NotImplementedError
+
+    def pick(self, array: sql.Composable, index: sql.Composable) -> sql.Composable:
+        """An array's element at a computed position, counted from 1."""
+        raise NotImplementedError
+
     def series(self, first: sql.Composable, last: sql.Composable, alias: str, column: str) -> sql.Composable:
         """A FROM item: the integers first..last, as the column `column` of the table `alias`."""
         raise NotImplementedError
@@ -116,6 +124,12 @@ class Postgres(Dialect):
     def concat_of(self, arrays: Sequence[sql.Composable]) -> sql.Composable:
         return sql.SQL(" || ").join(arrays)
 
+    def text_array(self, values: Sequence[str]) -> sql.Composable:
+        return sql.SQL("{}::text[]").format(sql.Literal(list(values)))
+
+    def pick(self, array: sql.Composable, index: sql.Composable) -> sql.Composable:
+        return sql.SQL("({})[{}]").format(array, index)
+
     def series(self, first: sql.Composable, last: sql.Composable, alias: str, column: str) -> sql.Composable:
         return sql.SQL("generate_series({}, {}) AS {} ({})").format(first, last, sql.SQL(alias), sql.SQL(column))
 
@@ -148,6 +162,12 @@ class Spark(Dialect):
 
     def concat_of(self, arrays: Sequence[sql.Composable]) -> sql.Composable:
         return sql.SQL("concat({})").format(sql.SQL(", ").join(arrays))
+
+    def text_array(self, values: Sequence[str]) -> sql.Composable:
+        return self.array_of([sql.Literal(v) for v in values])
+
+    def pick(self, array: sql.Composable, index: sql.Composable) -> sql.Composable:
+        return sql.SQL("element_at({}, {})").format(array, self.cast(index, "INT"))
 
     def series(self, first: sql.Composable, last: sql.Composable, alias: str, column: str) -> sql.Composable:
         return sql.SQL("(SELECT explode(sequence({}, {})) AS {}) AS {}").format(first, last, sql.SQL(column), sql.SQL(alias))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from sqlnet.compile.dialect import POSTGRES, Dialect
 from sqlnet.compile.tables import MAX_NAME_BYTES, Table
 from sqlnet.compile.wide import matrix_sql
 from sqlnet.errors import InputError
@@ -110,13 +111,15 @@ def long_samples(table: sql.Composable, sample: sql.Composable, node: str, value
     )
 
 
-def wide_samples(table: sql.Composable, id_value: sql.Composable, features: list[str]) -> sql.Composable:
+def wide_samples(
+    table: sql.Composable, id_value: sql.Composable, features: list[str], dialect: Dialect = POSTGRES
+) -> sql.Composable:
     """A wide table: its id (a column, or an expression such as row_number() OVER ()) and the feature
     columns, in the order of the input nodes."""
     return sql.SQL("SELECT {id} AS sample, {xs} FROM {t}").format(
         id=id_value,
         xs=sql.SQL(", ").join(
-            sql.SQL("{f}::float8 AS {x}").format(f=sql.Identifier(f), x=_c(f"x{i}"))
+            sql.SQL("{f} AS {x}").format(f=dialect.cast(sql.Identifier(f), dialect.float_type), x=_c(f"x{i}"))
             for i, f in enumerate(features, start=1)
         ),
         t=table,
@@ -238,7 +241,7 @@ def outputs_of(
     return out
 
 
-def labelled(net: Network, stage: sql.Composable, outputs: Outputs) -> sql.Composable:
+def labelled(net: Network, stage: sql.Composable, outputs: Outputs, dialect: Dialect = POSTGRES) -> sql.Composable:
     """One row per sample from the forward pass's last stage (sample, aK_1..): its id, the label and its
     probability (a classifier: the class of the largest output, the lowest node on a tie), then each node."""
     K = net.depth
@@ -246,11 +249,8 @@ def labelled(net: Network, stage: sql.Composable, outputs: Outputs) -> sql.Compo
     cols: list[sql.Composable] = [sql.SQL("y.sample AS {}").format(sql.Identifier(outputs.id_name))]
     if outputs.classes:
         top = sql.SQL("greatest({})").format(sql.SQL(", ").join(a))
-        cols.append(
-            sql.SQL("({classes}::text[])[array_position(ARRAY[{a}], {top})] AS label").format(
-                classes=sql.Literal(list(outputs.classes)), a=sql.SQL(", ").join(a), top=top
-            )
-        )
+        position = sql.SQL("array_position({a}, {top})").format(a=dialect.array_of(a), top=top)
+        cols.append(sql.SQL("{} AS label").format(dialect.pick(dialect.text_array(list(outputs.classes)), position)))
         if outputs.probabilities:
             cols.append(sql.SQL("{} AS probability").format(top))
     cols += [sql.SQL("{} AS {}").format(v, sql.Identifier(name)) for v, name in zip(a, outputs.nodes)]

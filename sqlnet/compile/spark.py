@@ -15,15 +15,17 @@ and the new parameter once each, as the PostgreSQL statement does.
 
 from __future__ import annotations
 
+import dataclasses
+
 from psycopg import sql
 
 from sqlnet.compile.dialect import SPARK
-from sqlnet.compile.predict import outputs_of
+from sqlnet.compile.predict import Outputs, labelled
 from sqlnet.compile.shared import data_select, shuffled_batch
 from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
 from sqlnet.compile.wide import WideLayout, _c, next_cte, pivot_columns
-from sqlnet.compile.wide_phases import correct
+from sqlnet.compile.wide_phases import ParamColumns, _materialized, correct
 
 DATA_VIEW = sql.Identifier("sqlnet_data")
 BATCHES_VIEW = sql.Identifier("sqlnet_batches")
@@ -216,29 +218,113 @@ def prev_view(tr: Training, row: dict[str, object]) -> sql.Composable:
     ).format(v=PREV_VIEW, cols=cols)
 
 
-def predict_statement(tr: Training, samples: Table) -> sql.Composable:
-    """Each sample's outputs from the network as the state row holds it (sqlnet_prev): the wide layout's
-    forward phases over the samples' inputs, one row per sample with its id and one column per output
-    node, named as PostgreSQL's predictions of a network without names (sampleid, output_1, ...)."""
-    ctes, last = LAYOUT.forward_ctes(tr)
-    xs = pivot_columns("x", tr.net.sizes[0])
-    names = outputs_of(tr.net, "sampleid", None, None)
-    outputs = sql.SQL(", ").join(
-        sql.SQL("s.{} AS {}").format(_c(f"a{tr.net.depth}_{j}"), sql.Identifier(name))
-        for j, name in enumerate(names.nodes, start=1)
+def long_samples(tr: Training, samples: Table) -> sql.Composable:
+    """A long table's samples (sample, node, value) as one row each: sample, x1..xn."""
+    return sql.SQL("SELECT sample, {xs} FROM ({rows}) AS x GROUP BY sample").format(
+        xs=pivot_columns("x", tr.net.sizes[0]), rows=data_select(dataclasses.replace(tr, validation=None), samples)
     )
+
+
+def predict_statement(tr: Training, samples: sql.Composable, outputs: Outputs) -> sql.Composable:
+    """Each sample's predictions from the network as the state row holds it (sqlnet_prev): the wide layout's
+    forward phases over `samples` (a SELECT of sample, x1..xn), one row per sample named as PostgreSQL's
+    predictions are (``sqlnet.compile.predict.labelled``: the id, a classifier's label and probability,
+    each class's or target's column)."""
+    ctes, last = LAYOUT.forward_ctes(tr)
     return sql.SQL(
         "-- each sample's outputs: the forward phases of the trained network\n"
         "WITH\n    prev AS (SELECT * FROM {prev}),\n"
         "    -- the samples, one row each\n"
-        "    batch_rows AS (\n      SELECT sample, {xs} FROM ({rows}) AS x GROUP BY sample\n    ),\n{ctes}\n"
-        "SELECT s.sample AS sampleid, {outputs}\n"
-        "FROM {last} AS s"
+        "    batch_rows AS (\n      {samples}\n    ),\n{ctes}\n"
+        "{labelled}"
     ).format(
         prev=PREV_VIEW,
-        xs=xs,
-        rows=data_select(tr, samples),
+        samples=samples,
         ctes=sql.SQL(",\n").join(ctes),
-        last=sql.Identifier(last),
-        outputs=outputs,
+        labelled=labelled(tr.net, sql.SQL("SELECT * FROM {}").format(sql.Identifier(last)), outputs, SPARK),
     )
+
+
+# --- the trace: every value each phase computed, one row per value ----------------------------------
+
+TRACE_COLUMNS = "run_id int, epoch int, batch int, sample bigint, layer int, quantity string, input_node int, node int, value double"
+
+
+def _traced(name: str) -> tuple[str, int | None, int | None] | None:
+    """What a phase's column holds, as the trace names it: (quantity, layer, node); None for a helper column
+    (a softmax's exponentials)."""
+    kind, _, rest = name.partition("_") if name != "loss" else ("loss", "", "")
+    if name == "loss":
+        return ("loss", None, None)
+    if kind.startswith("x"):
+        return ("activation", 0, int(kind[1:]))  # the batch's input values, as layer 0's activations
+    quantity = {"z": "input", "a": "activation", "d": "delta"}.get(kind[:1])
+    if quantity is None or not rest:
+        return None
+    return (quantity, int(kind[1:]), int(rest))
+
+
+def trace_statement(tr: Training, batches: int) -> sql.Composable:
+    """The values of every phase of one update (before the step), as rows (phase, epoch, batch, sample, layer,
+    quantity, input_node, node, value): the update's own phases, each keeping every column it makes, and each
+    phase's columns turned into rows with stack()."""
+    net = tr.net
+    xs = [f"x{i}" for i in range(1, net.sizes[0] + 1)]
+    given = ["sample", *xs, *(f"t{j}" for j in range(1, net.sizes[-1] + 1))]
+    pc = ParamColumns(LAYOUT._param_columns(tr), _materialized(tr))
+    stages = LAYOUT._stages(tr, pc)
+    made = {n for stage in stages for n, _ in stage.new}
+    bodies = LAYOUT._stage_bodies(tr, stages, {"sample", *xs} | made, given)
+    by_kind = {(p.kind, p.layer): p for p in tr.phases}
+    selects = []
+    for stage in stages:
+        phase = by_kind[stage.key]
+        names = [n for n, _ in stage.new] + (xs if stage.key == ("input", 1) else [])
+        rows = [(n, t) for n in names if (t := _traced(n)) is not None]
+        items = sql.SQL(", ").join(
+            sql.SQL("{}, {}, CAST(NULL AS INT), {}, s.{}").format(
+                sql.SQL("CAST(NULL AS INT)") if layer is None else sql.Literal(layer), sql.Literal(q),
+                sql.SQL("CAST(NULL AS INT)") if node is None else sql.Literal(node), _c(n),
+            )
+            for n, (q, layer, node) in rows
+        )
+        selects.append(
+            sql.SQL(
+                "SELECT {p} AS phase, n.epoch, n.batch, s.sample, stack({k}, {items}) AS (layer, quantity, input_node, "
+                "node, value)\nFROM {t} AS s CROSS JOIN next AS n"
+            ).format(p=sql.Literal(phase.number), k=sql.Literal(len(rows)), items=items, t=sql.Identifier(phase.table))
+        )
+    return sql.SQL(
+        "-- one update's phases, every value each computed, as rows\n"
+        "WITH\n    prev AS (SELECT * FROM {prev}),\n{next},\n"
+        "    batch_rows AS (\n      {rows}\n    ),\n{ctes}\n{selects}"
+    ).format(
+        prev=PREV_VIEW, next=next_cte(sql.Literal(batches)), rows=batch_rows(tr),
+        ctes=sql.SQL(",\n").join([*pc.ctes(), *LAYOUT._phase_bodies(tr, stages, bodies)]),
+        selects=sql.SQL("\nUNION ALL\n").join(selects),
+    )  # fmt: skip
+
+
+def parameter_rows(tr: Training, row: dict[str, object]) -> list[tuple[int, str, int | None, int | None, float]]:
+    """The state row's weights and biases (and Adam's count of updates, as layer 0's step) as the trace's rows
+    (layer, quantity, input_node, node, value)."""
+    net = tr.net
+    out: list[tuple[int, str, int | None, int | None, float]] = []
+    for k in range(1, net.depth + 1):
+        n_out = net.sizes[k]
+        w = row[f"w{k}"]
+        assert isinstance(w, list)
+        out += [(k, "weight", i // n_out + 1, i % n_out + 1, float(v)) for i, v in enumerate(w)]
+        if net.bias == "node":
+            b = row[f"b{k}"]
+            assert isinstance(b, list)
+            out += [(k, "bias", None, j + 1, float(v)) for j, v in enumerate(b)]
+        elif net.bias == "edge":
+            b = row[f"b{k}"]
+            assert isinstance(b, list)
+            out += [(k, "bias", i // n_out + 1, i % n_out + 1, float(v)) for i, v in enumerate(b)]
+    if tr.optimizer.name == "adam":
+        t = row["t"]
+        assert isinstance(t, (int, float))
+        out.append((0, "step", None, None, float(t)))
+    return out

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.tables import Table, TableMap, _bias_columns, _input_columns, _weight_columns
+from sqlnet.compile.training import TRACE_SCHEMA
 from sqlnet.errors import DatabaseError, InputError
 from sqlnet.model.network import Network, Params
 
@@ -464,3 +465,23 @@ def write_parameters(spark: Any, tables: ParquetTables, net: Network, params: Pa
         tables.write(spark, f"weights{k}", rows, schema)
         if net.bias == "node":
             tables.write(spark, f"biases{k}", bias_rows, bias_schema)
+
+
+def write_trace(spark: Any, tables: ParquetTables, phases: list[Any], run_id: int, rows: list[tuple[Any, ...]]) -> list[str]:
+    """Append a run's traced values to one table per phase, as PostgreSQL's schema sqlnet_trace holds them:
+    Parquet folders under DIR/sqlnet_trace/ (phase1_hidden_input, ...), or in a catalog database tables named
+    sqlnet_trace_phase1_hidden_input, .... Returns where each went."""
+    from sqlnet.compile.spark import TRACE_COLUMNS
+
+    made = []
+    for phase in phases:
+        mine = [(run_id, *r[1:]) for r in rows if r[0] == phase.number]
+        if isinstance(tables, CatalogTables):
+            name = f"{TRACE_SCHEMA}_{phase.table}"
+            tables.append(spark, name, mine, TRACE_COLUMNS)
+            made.append(tables.qualified(name))
+        else:
+            folder = tables.root / TRACE_SCHEMA / phase.table
+            spark.createDataFrame(mine, TRACE_COLUMNS).coalesce(1).write.mode("append").parquet(str(folder))
+            made.append(str(folder))
+    return made

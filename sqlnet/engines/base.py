@@ -9,6 +9,7 @@ from sqlnet.errors import Unsupported
 from sqlnet.ops.engines import LACKS, refusal
 
 if TYPE_CHECKING:
+    from sqlnet.db.samples import Loaded
     from sqlnet.db.store import RunInfo
     from sqlnet.ops.predict import Prediction
     from sqlnet.ops.train import Progress, TrainResult
@@ -39,6 +40,10 @@ class Engine(Protocol):
         self, *, example: str | None, layers: tuple[int, ...] | None, seed: int | None, init: str, bias: str,
         replace: bool,
     ) -> list[str]: ...  # fmt: skip
+
+    def load(self, *, on_rows: Callable[[int], None] | None = None, **options: Any) -> Loaded:
+        """A CSV file (`file`) or a table (`from_table`) into inputs, outputs and the raw rows."""
+        ...
 
     def train(
         self,

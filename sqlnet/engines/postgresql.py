@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlnet.engines.base import Epoch, refuse
 
 if TYPE_CHECKING:
+    from sqlnet.db.samples import Loaded
     from sqlnet.db.store import RunInfo
     from sqlnet.ops.predict import Prediction
     from sqlnet.ops.train import Progress, TrainResult
@@ -36,6 +37,11 @@ class PostgreSQL:
 
         return init_tables(self.database_url, schema=self.schema, example=example, layers=layers, init=init,
                            seed=seed, bias=bias, replace=replace)  # fmt: skip
+
+    def load(self, *, on_rows: Callable[[int], None] | None = None, **options: Any) -> Loaded:
+        from sqlnet.ops.data import load
+
+        return load(self.database_url, schema=self.schema, on_rows=on_rows, **options)
 
     def train(
         self,

@@ -13,16 +13,16 @@ from sqlnet.engines.base import Epoch, refuse
 from sqlnet.errors import InputError
 
 if TYPE_CHECKING:
+    from sqlnet.db.samples import Loaded
     from sqlnet.db.store import RunInfo
     from sqlnet.ops.predict import Prediction
     from sqlnet.ops.train import Progress, TrainResult
     from sqlnet.ops.verify import CheckReport
 
 # train's options that only PostgreSQL's training takes: each is refused by its capability, else dropped
-_POSTGRES_TRAINING = ("trace", "wait", "allow_divergence")
+_POSTGRES_TRAINING = ("wait", "allow_divergence")
 # predict's options that only PostgreSQL's prediction takes (the keyword a capability knows it by)
-_POSTGRES_PREDICTION = {"table_schema": "table_schema", "into_schema": "into_schema", "csv": "csv",
-                        "id_column": "id", "features": "features", "standardized": "raw"}  # fmt: skip
+_POSTGRES_PREDICTION = {"table_schema": "table_schema", "into_schema": "into_schema", "csv": "csv"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,13 @@ class Spark:
 
         return spark.init(**self._at, example=example, layers=layers, seed=seed, init=init, bias=bias,
                           replace=replace)  # fmt: skip
+
+    def load(self, *, on_rows: Callable[[int], None] | None = None, **options: Any) -> Loaded:
+        self.refuse(from_schema=options.pop("from_schema", None))
+        from sqlnet.ops import spark
+
+        made = spark.load_data(**self._at, on_rows=on_rows, **options)
+        return dataclasses.replace(made, schema=self.parquet or self.database or made.schema)  # as the user named it
 
     def train(
         self,

@@ -24,7 +24,7 @@ class Capability:
 
 CAPABILITIES = (
     Capability("a PostgreSQL database", ("database_url",)),
-    Capability("schemas", ("schema", "table_schema", "into_schema")),
+    Capability("schemas", ("schema", "table_schema", "into_schema", "from_schema")),
     Capability("phase tables (the trace)", ("trace",)),
     Capability("checkpoints and resuming", ("checkpoint_every", "resume")),
     Capability("a deadline for the whole command", ("timeout",)),
@@ -34,18 +34,14 @@ CAPABILITIES = (
     Capability("exact decimals", ("numeric",), lambda v: v == "exact"),
     Capability("the long layout", ("layout",), lambda v: v == "long"),
     Capability("predicting from a CSV file", ("csv",)),
-    Capability("wide tables of raw features (stored feature names, ids, standardisation)", ("features", "id")),
-    Capability("standardising raw features", ("raw",), lambda v: v is not None),
     Capability("restoring a run's weights (sqlnet restore)", ()),
 )
 RESTORE = "restoring a run's weights (sqlnet restore)"
-# the flag an option's value is given by, where it is not --option-name VALUE
-FLAGS = {("raw", True): "--raw", ("raw", False): "--standardized"}
 
 LACKS = {
     "postgresql": frozenset[str](),
     "spark": frozenset(c.name for c in CAPABILITIES)
-    - {"a deadline for the whole command", "a validation split", "checkpoints and resuming"},
+    - {"a deadline for the whole command", "a validation split", "checkpoints and resuming", "phase tables (the trace)"},
 }
 ENGINE_NAMES = {"postgresql": "PostgreSQL", "spark": "Spark"}
 
@@ -60,9 +56,7 @@ def refusal(engine: str, given: Mapping[str, object]) -> str | None:
             if option in given and capability.used(given[option]):
                 value = given[option]
                 flag = "--" + option.replace("_", "-")
-                if isinstance(value, bool) and (option, value) in FLAGS:
-                    flag = FLAGS[option, value]
-                elif capability.used is not _given:  # the value is what asks for it: --numeric exact
+                if capability.used is not _given:  # the value is what asks for it: --numeric exact
                     flag += f" {value}"
                 return (
                     f"{flag} needs {capability.name}, which the {ENGINE_NAMES[engine]} engine does not have: "

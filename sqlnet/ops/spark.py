@@ -9,28 +9,30 @@ training has ended well: the weights go back as a new version of each table, swi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlnet.compile import spark as spark_sql
 from sqlnet.compile.dialect import SPARK
 from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
+from sqlnet.db import spark_loading
 from sqlnet.db.networks import Definition
+from sqlnet.db.samples import RAW_TABLE, Loaded, LoadSpec, csv_rows, prepare
 from sqlnet.db.spark_lock import held
 from sqlnet.db.store import RunInfo, network_from_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
 from sqlnet.model.network import Dataset, Network, Params, Sample
-from sqlnet.ops.common import TrainOptions
+from sqlnet.ops.common import TrainOptions, check_fraction
 from sqlnet.ops.defaults import DEFAULT_TOLERANCE
-from sqlnet.ops.predict import Prediction
 from sqlnet.ops.spark_loop import (
     SparkNetwork,
     SparkTarget,
-    _schema,
     _target,
     kept_state,
     load,
@@ -39,10 +41,11 @@ from sqlnet.ops.spark_loop import (
     run_updates,
     start_row,
 )
+from sqlnet.ops.spark_predict import predict
 from sqlnet.ops.spark_train import train
 from sqlnet.ops.verify import CheckReport, _pairs_difference, compare
 
-__all__ = ["SparkTarget", "TrainOptions", "check", "init", "load", "params_of", "predict", "runs", "train", "training_sql"]
+__all__ = ["SparkTarget", "TrainOptions", "check", "init", "load", "load_data", "params_of", "predict", "runs", "train", "training_sql"]
 
 POST_PARAMS = Params(
     [[[2.0, 3.0], [4.0, 5.0], [6.0, 7.0]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]],
@@ -97,6 +100,56 @@ def init(
             raise InputError(f"weights{k} is left over from a deeper network in {tables.where}: remove it")
     tables.save_definition(asdict(Definition(tables.where, sizes=net.sizes, bias=net.bias)))
     return names
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+def load_data(
+    parquet: str | None = None,
+    *,
+    file: str | None = None,
+    from_table: str | None = None,
+    targets: list[str],
+    features: list[str] | None = None,
+    classes: bool = False,
+    standardize: bool = False,
+    id_column: str | None = None,
+    raw_table: str = RAW_TABLE,
+    validation_fraction: float | None = None,
+    seed: int = 0,
+    replace: bool = False,
+    on_rows: Callable[[int], None] | None = None,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    database: str | None = None,
+) -> Loaded:
+    """PostgreSQL's `load` on Spark: a CSV file (or a table of the folder or database) becomes the Parquet
+    tables inputs, outputs and the raw rows, checked by the same rules (``sqlnet.db.samples``)."""
+    if (file is None) == (from_table is None):
+        raise InputError("load needs exactly one of FILE.csv or --from-table T")
+    if validation_fraction is not None:
+        check_fraction(validation_fraction)
+    spec = LoadSpec(
+        list(targets), features, classes, standardize, id_column, raw_table,
+        (float(validation_fraction), int(seed)) if validation_fraction is not None else None, replace,
+    )  # fmt: skip
+    spark, tables = _target(parquet, master, conf, database).open()
+    if file is not None:
+        header, rows = csv_rows(Path(file))
+        source = file
+    else:
+        assert from_table is not None
+        if not from_table or "/" in from_table or from_table.startswith(".") or not tables.exists(from_table):
+            raise InputError(f"table {from_table!r} not found in {tables.where}: check --from-table")
+        frame = tables.read(spark, from_table)
+        header, source = list(frame.columns), f"table {from_table}"
+
+        def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+            for n, row in enumerate(frame.toLocalIterator(), start=1):  # streamed a partition at a time
+                yield n, row.asDict()
+
+    return spark_loading.write(spark, tables, prepare(header, rows, source, spec, tables.where, on_rows))
 
 
 # --- check, sql, runs ----------------------------------------------------------------------------
@@ -257,47 +310,3 @@ def run_detail(
     if tables.exists("run_validation"):
         scores = {row["epoch"]: (row["loss"], row["accuracy"]) for row in of_run("run_validation")}
     return info, [(e, losses[e], *scores.get(e, (None, None))) for e in sorted(losses)]
-
-
-def predict(
-    parquet: str | None = None,
-    *,
-    table: str = "inputs",
-    into: str = "predictions",
-    replace: bool = False,
-    master: str | None = None,
-    conf: dict[str, str] | None = None,
-    database: str | None = None,
-    **options: Any,
-) -> Prediction:
-    """Run the network forward over the samples of `table` (a long table: sampleId, inputNode,
-    inputValue) and write each sample's outputs to the table `into` (sampleid, output_1, ..., as
-    PostgreSQL's predict names them), a new version switched atomically. A table `into` that exists is
-    refused unless `replace` (its old version is kept in the folder's .sqlnet, as every replaced one)."""
-    opts = TrainOptions(**options)
-    sn = load(_target(parquet, master, conf, database), opts)
-    spark, tr, tables = sn.spark, sn.training, sn.tables
-    for given in (table, into):
-        if not given or "/" in given or given.startswith((".", "sqlnet_")):
-            raise InputError(f"{given!r} is not a table name sqlnet can use in {tables.where}: a plain folder name")
-    if into in ("inputs", "outputs", "runs", "run_losses", "run_validation") or into.startswith(("weights", "biases")):
-        raise InputError(f"--into {into} would overwrite one of the network's own tables: name another")
-    if tables.exists(into) and not replace:
-        raise InputError(
-            f"{into} already exists in {tables.where}: add --replace to write a new version of it (the old one is "
-            f"kept in {store.VERSIONS}), or name another table with --into"
-        )
-    samples = store.map_table(
-        tables, spark, table, {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"}, ("sample",)
-    )
-    spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
-        .createOrReplaceTempView(SPARK.render(spark_sql.PREV_VIEW))  # fmt: skip
-    frame = spark.sql(SPARK.render(spark_sql.predict_statement(tr, samples)))
-    tables.write_frame(into, frame.coalesce(1))
-    count = tables.read(spark, into).count()
-    last = (sn.definition.last_run if sn.definition else None)
-    return Prediction(
-        network=sn.net, source=f"run {last}" if last else "no training yet: the weights as the tables hold them",
-        rows=int(count), created=into, columns=["sampleid", *(f"output_{j}" for j in range(1, sn.net.sizes[-1] + 1))],
-        schema=tables.where,
-    )  # fmt: skip

@@ -222,6 +222,9 @@ class Ran:
     statements: int
     validation: list[tuple[float | None, float | None]]
     reparsed: int
+    # with a trace: every value of every phase, (phase, epoch, batch, sample, layer, quantity, input_node,
+    # node, value), in the order computed
+    traced: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def run_updates(
@@ -233,11 +236,14 @@ def run_updates(
     deadline: Deadline | None = None,
     first_epoch: int = 1,
     on_epoch: Callable[[int, Ran], None] | None = None,
+    trace: bool = False,
 ) -> Ran:
     """The client loop: one statement per update, each reading the state row the one before returned
     (and with held-out samples, one scoring statement after each epoch). Epochs `first_epoch`..`epochs`
     (a resumed run starts past its checkpoint, from the parameters and `kept` state it holds);
-    `on_epoch(epoch, ran)` is called after each epoch with what ran so far (a checkpoint)."""
+    `on_epoch(epoch, ran)` is called after each epoch with what ran so far (a checkpoint). With `trace`, each
+    update's phases are also run as rows (``spark_sql.trace_statement``) before the update itself, and the
+    parameters each epoch starts from (phase 0) and each update ends with (the last phase) are kept too."""
     spark, tr = sn.spark, sn.training
     text = SPARK.render(spark_sql.Updates(tr, sn.batches).statement())
     row = start_row(tr, sn.params, kept)
@@ -248,6 +254,9 @@ def run_updates(
     done, total = 0, (epochs - first_epoch + 1) * sn.batches
     shuffled = tr.mini_batch and tr.shuffle is not None
     state = StateRow(spark, _schema(tr), spark_sql.state_columns(tr))
+    traced: list[tuple[Any, ...]] = []
+    trace_text = SPARK.render(spark_sql.trace_statement(tr, sn.batches)) if trace else None
+    last_phase = tr.phases[-1].number
     try:
         cache = ["sqlnet_data", "sqlnet_validation", "sqlnet_batches"]
         with plan_settings(spark), store.cached(spark, cache):
@@ -267,10 +276,19 @@ def run_updates(
                     repeated = Repeated(spark, state, text)
                     runners.append(repeated)
                 total_loss, total_samples = 0.0, 0
+                if trace_text is not None:  # the weights the epoch begins with, as phase 0 of batch 0 (the
+                    # step count only where the training begins, as PostgreSQL's trace keeps it)
+                    traced += [(0, epoch, 0, None, *p) for p in spark_sql.parameter_rows(tr, row)
+                               if p[1] != "step" or epoch == first_epoch]  # fmt: skip
                 for batch in range(1, sn.batches + 1):
                     if deadline is not None:
                         deadline.check()
+                    if trace_text is not None:
+                        state.write(row)
+                        traced += [tuple(r) for r in spark.sql(trace_text).collect()]
                     row = repeated.run(row, (epoch, batch))
+                    if trace_text is not None:
+                        traced += [(last_phase, epoch, batch, None, *p) for p in spark_sql.parameter_rows(tr, row)]
                     done += 1
                     _check_finite(row, epoch, tr)
                     total_loss += row["loss"]
@@ -282,10 +300,10 @@ def run_updates(
                     score = scored.run(row, (row["epoch"], row["batch"]))
                     validation.append((score["loss"], score["accuracy"]))
                 if on_epoch is not None:
-                    on_epoch(epoch, Ran(row, losses, done, validation, sum(r.reparsed for r in runners)))
+                    on_epoch(epoch, Ran(row, losses, done, validation, sum(r.reparsed for r in runners), traced))
     finally:
         state.close()
-    return Ran(row, losses, done, validation, sum(r.reparsed for r in runners))
+    return Ran(row, losses, done, validation, sum(r.reparsed for r in runners), traced)
 
 
 def _check_finite(row: dict[str, Any], epoch: int, tr: Training) -> None:

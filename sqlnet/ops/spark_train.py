@@ -67,13 +67,15 @@ def train(
     timeout: float | None = None,
     checkpoint_every: int | None = None,
     resume: int | None = None,
+    trace: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train the network in DIR's Parquet tables on Spark and write the weights back (and the optimizer's
     state beside them, which the next training continues from). ``timeout`` (seconds, the whole call)
     cancels Spark's jobs at the deadline. Without checkpoints nothing is written unless the training ends
     well; ``checkpoint_every=K`` writes the weights every K epochs, and ``resume=RUN`` continues such a run
-    from its last checkpoint with its own options, ending where the uninterrupted run would have."""
+    from its last checkpoint with its own options, ending where the uninterrupted run would have. ``trace``
+    keeps every value of every phase of every update, one Parquet table per phase (DIR/sqlnet_trace/)."""
     started = time.perf_counter()
     deadline = Deadline(timeout)
     target = _target(parquet, master, conf, database)
@@ -84,25 +86,31 @@ def train(
     # one trainer per network, taken before the tables are read: the weights, the run id and every write
     # are the lock holder's alone
     with training_lock(folder or Path("."), None if folder is not None else database, where):
-        run = Run.resumed(target, resume) if resume is not None else Run.new(target, options, checkpoint_every, redefine)
+        if resume is not None:
+            run = Run.resumed(target, resume)
+        else:
+            run = Run.new(target, options, checkpoint_every, redefine, trace)
         return run.train(on_update, deadline, reset_optimizer, started)
 
 
 class Run:
     """One training of a Spark network, under its lock: fresh, or resumed from its last checkpoint."""
 
-    def __init__(self, sn: SparkNetwork, run_id: int, every: int | None, checkpoint: dict[str, Any] | None) -> None:
-        self.sn, self.run_id, self.every, self.checkpoint = sn, run_id, every, checkpoint
+    def __init__(
+        self, sn: SparkNetwork, run_id: int, every: int | None, checkpoint: dict[str, Any] | None, trace: bool = False
+    ) -> None:
+        self.sn, self.run_id, self.every, self.checkpoint, self.trace = sn, run_id, every, checkpoint, trace
+        self.traced = 0  # the traced rows written so far (at checkpoints)
         self.begun = _now() if checkpoint is None else datetime.fromisoformat(checkpoint["started_at"])
         self.saved = 0 if checkpoint is None else int(checkpoint["epoch"])  # the last checkpoint's epoch
         self.deadline = Deadline(None)
 
     @classmethod
-    def new(cls, target: SparkTarget, options: dict[str, Any], every: int | None, redefine: bool) -> Run:
+    def new(cls, target: SparkTarget, options: dict[str, Any], every: int | None, redefine: bool, trace: bool) -> Run:
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise InputError(f"--checkpoint-every must be a whole number of epochs >= 1, got {every!r}")
         sn = load(target, TrainOptions(**options), redefine)
-        return cls(sn, _next_run_id(sn), every, None)
+        return cls(sn, _next_run_id(sn), every, None, trace)
 
     @classmethod
     def resumed(cls, target: SparkTarget, run_id: int) -> Run:
@@ -133,7 +141,7 @@ class Run:
                 f"since): it cannot resume; start a new training"
             )
         sn.params = held
-        return cls(sn, run_id, int(doc["checkpoint_every"]), doc)
+        return cls(sn, run_id, int(doc["checkpoint_every"]), doc, bool(doc["options"].get("trace")))
 
     # --- the training ------------------------------------------------------------------------------
 
@@ -150,7 +158,7 @@ class Run:
         self.deadline = deadline.start(sn.spark)
         try:
             ran = run_updates(sn, sn.options.epochs, on_update, self.run_id, kept, deadline, self.saved + 1,
-                              self._checkpoint if self.every else None)  # fmt: skip
+                              self._checkpoint if self.every else None, self.trace)  # fmt: skip
             deadline.stop()
             deadline.check()  # past it now: nothing of the last epochs has been written yet
         except BaseException as exc:
@@ -160,6 +168,7 @@ class Run:
         losses, validation = self._so_far(ran)
         params = params_of(sn.training, ran.row)
         self._finish(ran.row, losses, validation)
+        self._write_trace(ran)
         return TrainResult(
             run_id=self.run_id, network=sn.net, options=sn.options, initial=sn.params, params=params,
             losses=losses, seconds=time.perf_counter() - started, statements=ran.statements,
@@ -178,9 +187,10 @@ class Run:
         if epoch % self.every or epoch == sn.options.epochs:  # type: ignore[operator]
             return
         losses, validation = self._so_far(ran)
+        self._write_trace(ran)
         doc = {
             "run_id": self.run_id, "started_at": self.begun.isoformat(), "network": network_json(sn.net),
-            "options": asdict(sn.options), "checkpoint_every": self.every, "epoch": epoch, "losses": losses,
+            "options": {**asdict(sn.options), "trace": self.trace}, "checkpoint_every": self.every, "epoch": epoch, "losses": losses,
             "validation": validation, "row": {n: v for n, v in ran.row.items() if isinstance(v, list) or n == "t"},
             "writing": True,
         }  # fmt: skip
@@ -196,7 +206,8 @@ class Run:
     def _finish(self, row: dict[str, Any], losses: list[float], validation: list[tuple[float | None, float | None]]) -> None:
         sn, tables, run_id = self.sn, self.sn.tables, self.run_id
         store.write_parameters(sn.spark, tables, sn.net, params_of(sn.training, row))
-        recorded = {**asdict(sn.options), **({"checkpoint_every": self.every} if self.every else {})}
+        recorded = {**asdict(sn.options), **({"checkpoint_every": self.every} if self.every else {}),
+                    **({"trace": True} if self.trace else {})}  # fmt: skip
         tables.append(
             sn.spark, "runs",
             [(run_id, self.begun, _now(), "finished", json.dumps(network_json(sn.net)), json.dumps(recorded),
@@ -211,6 +222,12 @@ class Run:
         tables.save_state(state_of(sn.training, row))
         if self.every:
             tables.save_checkpoint(run_id, None)
+
+    def _write_trace(self, ran: Ran) -> None:
+        """The traced rows not written yet: at a checkpoint, and at the end."""
+        if self.trace and len(ran.traced) > self.traced:
+            store.write_trace(self.sn.spark, self.sn.tables, self.sn.training.phases, self.run_id, ran.traced[self.traced :])
+            self.traced = len(ran.traced)
 
     def _save_definition(self) -> None:
         sn, tables, net, tr = self.sn, self.sn.tables, self.sn.net, self.sn.training

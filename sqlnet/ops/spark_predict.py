@@ -1,0 +1,164 @@
+"""Predictions on Spark, by the rules PostgreSQL's predict follows (``sqlnet.ops.predict``): a long table
+(sampleId, inputNode, inputValue) or a wide one whose columns are found by the network's feature names; the
+standardisation `load` kept applied exactly once (never to the network's own `inputs`, which load
+standardised already); the predictions named as `load` named the data (a classifier's label, its probability
+and each class's; a regressor's targets by name). The table written is a new version, switched atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from psycopg import sql
+
+from sqlnet.compile import predict as predict_sql
+from sqlnet.compile import spark as spark_sql
+from sqlnet.compile.dialect import SPARK
+from sqlnet.compile.tables import Table
+from sqlnet.db import spark as store
+from sqlnet.errors import InputError
+from sqlnet.ops.common import TrainOptions
+from sqlnet.ops.predict import Prediction
+from sqlnet.ops.spark_loop import SparkNetwork, _schema, _target, load, start_row
+
+SOURCE_VIEW = "sqlnet_source"  # the samples' table as a view of sqlnet's own name: no CTE can shadow it
+OWN_TABLES = ("inputs", "outputs", "runs", "run_losses", "run_validation")
+LONG = {"inputnode", "inputvalue"}
+
+
+def _plain(name: str, where: str) -> None:
+    if not name or "/" in name or name.startswith((".", "sqlnet_")):
+        raise InputError(f"{name!r} is not a table name sqlnet can use in {where}: a plain folder name")
+
+
+def _column(columns: dict[str, tuple[str, str]], name: str, table: str, what: str) -> str:
+    found = columns.get(name.lower())
+    if found is None:
+        raise InputError(f"{table} has no column {name!r} ({what}); it has {', '.join(c for c, _ in columns.values())}")
+    return found[0]
+
+
+def _samples(
+    sn: SparkNetwork, table: str, columns: dict[str, tuple[str, str]], features: list[str] | None,
+    id_column: str | None, standardized: bool | None, notes: list[str],
+) -> tuple[sql.Composable, str, list[tuple[str, str]]]:  # fmt: skip
+    """The samples as a SELECT of (sample, x1..xn), standardised as the network needs them; the id
+    column's name; the (column, type) pairs that must hold numbers."""
+    d = sn.definition
+    scaling = d.scaling if d else None
+    n = sn.net.sizes[0]
+    if features is None and set(columns) >= LONG:
+        if table == "inputs":
+            if standardized is False and scaling:
+                raise InputError("inputs holds the network's own samples, which `sqlnet load --standardize` "
+                                 "standardised: they are not raw values (leave out --raw)")  # fmt: skip
+            if scaling:
+                notes.append("inputs holds the network's own samples, already standardised by load: used as they "
+                             "are, not standardised again")  # fmt: skip
+            scaling = None
+        elif scaling and standardized is None:
+            raise InputError(
+                f"{table} is in the long layout (sampleId, inputNode, inputValue) like the network's inputs, which "
+                f"load standardised: say whether its values are raw (--raw: sqlnet standardises them as load did) or "
+                f"already standardised (--standardized)"
+            )
+        elif standardized:
+            scaling = None
+        roles = {"node": columns["inputnode"][0], "value": columns["inputvalue"][0]}
+        if "sampleid" in columns:
+            roles["sample"] = columns["sampleid"][0]
+        long = Table(None, SOURCE_VIEW, roles)
+        numbers = [(c, columns[c.lower()][1]) for c in roles.values()]
+        return predict_sql.standardized(spark_sql.long_samples(sn.training, long), scaling), "sampleid", numbers
+    names = features if features is not None else (d.features if d else None)
+    if not names:
+        raise InputError(f"network in {sn.tables.where} keeps no feature names (`sqlnet load` did not fill it): "
+                         f"name the {n} feature columns of {table} with --features, in input-node order")  # fmt: skip
+    if len(names) != n:
+        raise InputError(f"{len(names)} features ({', '.join(names)}), but the network has {n} input nodes: name "
+                         f"them with --features")  # fmt: skip
+    picked = [_column(columns, f, table, "a feature of the network; --features maps other names") for f in names]
+    stored_id = d.id_column if d else None
+    if id_column is not None:
+        id_name = _column(columns, id_column, table, "--id")
+    elif stored_id and stored_id.lower() in columns:
+        id_name = columns[stored_id.lower()][0]
+    elif "sampleid" in columns:
+        id_name = columns["sampleid"][0]
+    else:
+        raise InputError(f"{table} has no sampleid column to name its rows: name one with --id")
+    if standardized:
+        scaling = None
+    select = predict_sql.wide_samples(sql.Identifier(SOURCE_VIEW), sql.Identifier(id_name), picked, SPARK)
+    return predict_sql.standardized(select, scaling), id_name, [(c, columns[c.lower()][1]) for c in picked]
+
+
+def _check(spark: Any, table: str, id_name: str, numbers: list[tuple[str, str]], long: bool) -> None:
+    """Every value a number and not NULL; a wide table's ids each once."""
+    wrong = next(((c, t) for c, t in numbers if t not in store.NUMBER_TYPES), None)
+    if wrong:
+        raise InputError(f"{table}.{wrong[0]} is {wrong[1]}, not a number: write it as double")
+    frame = spark.table(SOURCE_VIEW)
+    for column, _ in numbers:
+        bad = frame.where(frame[column].isNull()).limit(1).collect()
+        if bad:
+            raise InputError(f"{table}.{column} is NULL in a row ({bad[0].asDict()}): every value is needed")
+    if not long:
+        dup = frame.groupBy(id_name).count().where("count > 1 OR `" + id_name.replace("`", "``") + "` IS NULL")
+        row = dup.limit(1).collect()
+        if row:
+            raise InputError(f"{table}.{id_name} = {row[0][0]} in {row[0][1]} rows: each sample's id must be unique "
+                             f"(--id names the column)")  # fmt: skip
+
+
+def predict(
+    parquet: str | None = None,
+    *,
+    table: str = "inputs",
+    into: str = "predictions",
+    replace: bool = False,
+    features: list[str] | None = None,
+    id_column: str | None = None,
+    standardized: bool | None = None,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    database: str | None = None,
+    **options: Any,
+) -> Prediction:
+    """Run the network forward over the samples of `table` and write each sample's predictions to the table
+    `into`, a new version switched atomically. A table `into` that exists is refused unless `replace` (its
+    old version is kept in the folder's .sqlnet, as every replaced one)."""
+    sn = load(_target(parquet, master, conf, database), TrainOptions(**options))
+    spark, tables = sn.spark, sn.tables
+    tr = dataclasses.replace(sn.training, validation=None)  # every sample is predicted, held out or not
+    for given in (table, into):
+        _plain(given, tables.where)
+    if into in OWN_TABLES or into.startswith(("weights", "biases")) or into == table:
+        raise InputError(f"--into {into} would overwrite one of the network's own tables or the samples: name another")
+    if tables.exists(into) and not replace:
+        raise InputError(
+            f"{into} already exists in {tables.where}: add --replace to write a new version of it (the old one is "
+            f"kept in {store.VERSIONS}), or name another table with --into"
+        )
+    if not tables.exists(table):
+        raise InputError(f"table {table!r} not found in {tables.where}: name the samples to predict with --table")
+    source = tables.read(spark, table)
+    source.createOrReplaceTempView(SOURCE_VIEW)
+    columns = {f.name.lower(): (f.name, f.dataType.typeName()) for f in source.schema.fields}
+    notes: list[str] = []
+    samples, id_name, numbers = _samples(sn, table, columns, features, id_column, standardized, notes)
+    _check(spark, table, id_name, numbers, long=id_name == "sampleid" and set(columns) >= LONG and features is None)
+    d = sn.definition
+    outputs = predict_sql.outputs_of(sn.net, id_name, d.classes if d else None, d.targets if d else None)
+    if outputs.note:
+        notes.append(outputs.note)
+    spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
+        .createOrReplaceTempView(SPARK.render(spark_sql.PREV_VIEW))  # fmt: skip
+    frame = spark.sql(SPARK.render(spark_sql.predict_statement(tr, samples, outputs)))
+    tables.write_frame(into, frame.coalesce(1))
+    count = tables.read(spark, into).count()
+    last = d.last_run if d else None
+    return Prediction(
+        network=sn.net, source=f"run {last}" if last else "no training yet: the weights as the tables hold them",
+        rows=int(count), created=into, columns=outputs.columns, notes=notes, schema=tables.where,
+    )  # fmt: skip
