@@ -647,3 +647,48 @@ def test_a_spark_trace_holds_every_value_postgresql_traces(spark, db_url: str, t
             assert len(sp) == len(got) and set(sp) == set(pg), (table, sorted(set(sp) ^ set(pg), key=str)[:5])
             for key, value in pg.items():
                 assert sp[key] == pytest.approx(value, rel=1e-12, abs=1e-14), (table, key)
+
+
+def test_a_catalog_network_loads_a_csv_and_exports_a_view(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--spark-database: a CSV loaded into the catalog's tables, trained, and exported as a view of the catalog
+    with the weights as constants: the view's rows equal predict's and the reference's, and it keeps working
+    when the weights tables change; --replace replaces only a view sqlnet exported."""
+    from sqlnet.engines import open_engine
+    from tests.test_engines import _labelled_csv
+
+    samples = _labelled_csv(tmp_path / "data.csv", 30)
+    spark.sql("DROP DATABASE IF EXISTS sqlnet_shop CASCADE")
+    spark.sql("CREATE DATABASE sqlnet_shop")
+    try:
+        engine = open_engine("spark", database="sqlnet_shop")
+        engine.init(example=None, layers=(2, 3, 2), seed=2, init="he", bias="node", replace=False)
+        engine.load(file=str(tmp_path / "data.csv"), targets=["kind"], classes=True, standardize=True, id_column="id")
+        result = engine.train(epochs=3, learning_rate=0.3, hidden_activation="tanh", output_activation="softmax",
+                              loss="cross-entropy")  # fmt: skip
+        made = engine.export(view="scored", table="raw")
+        assert made.created == "`sqlnet_shop`.`scored`" and made.columns[:3] == ["id", "label", "probability"]
+        predicted = engine.predict(table="raw", into="predicted")
+        assert predicted.rows == 30
+        view = {r["id"]: r.asDict() for r in spark.table("sqlnet_shop.scored").collect()}
+        table = {r["id"]: r.asDict() for r in spark.table("sqlnet_shop.predicted").collect()}
+        assert view == table and len(view) == 30
+        n = len(samples)
+        means = [sum(x[k] for _, x, _ in samples) / n for k in range(2)]
+        stds = [(sum((x[k] - means[k]) ** 2 for _, x, _ in samples) / n) ** 0.5 for k in range(2)]
+        net = Network((2, 3, 2), "tanh", "softmax", "cross-entropy", "node")
+        for key, x, _ in samples:
+            want = reference.forward(net, result.params, tuple((x[k] - means[k]) / stds[k] for k in range(2))).output
+            assert [view[key]["p_no"], view[key]["p_yes, large"]] == pytest.approx(want, rel=1e-12)
+        engine.train(epochs=1, learning_rate=0.3)  # new weights in the tables: the view keeps its constants
+        assert {r["id"]: r.asDict() for r in spark.table("sqlnet_shop.scored").collect()} == view
+        with pytest.raises(InputError, match="add --replace"):
+            engine.export(view="scored", table="raw")
+        engine.export(view="scored", table="raw", replace=True)
+        spark.sql("CREATE VIEW sqlnet_shop.mine AS SELECT 1 AS x")
+        with pytest.raises(InputError, match="sqlnet did not export it"):
+            engine.export(view="mine", table="raw", replace=True)
+        assert spark.table("sqlnet_shop.mine").collect()[0]["x"] == 1
+    finally:
+        spark.sql("DROP DATABASE IF EXISTS sqlnet_shop CASCADE")
+    with pytest.raises(InputError, match="needs the network in a catalog database"):
+        open_engine("spark", parquet=str(tmp_path / "net")).export(view="v", table="raw")

@@ -11,7 +11,6 @@ from typing import Any
 import click
 from rich.markup import escape
 
-import sqlnet as api
 from sqlnet.cli.base import (
     F,
     database_option,
@@ -250,6 +249,7 @@ def predict(engine: Engine, as_json: bool, **kwargs: Any) -> None:
 @main.command()
 @database_option
 @schema_option
+@engine_options
 @click.option("--view", metavar="NAME", help="Create a view of the predictions for --table.")
 @click.option(
     "--function",
@@ -261,7 +261,7 @@ def predict(engine: Engine, as_json: bool, **kwargs: Any) -> None:
 @prediction_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was created as one JSON document.")
 @handle_errors
-def export(database_url: str | None, schema: str | None, as_json: bool, **kwargs: Any) -> None:
+def export(engine: Engine, as_json: bool, **kwargs: Any) -> None:
     """Write the trained network into a plain SQL view or function, weights as constants.
 
     The result needs neither sqlnet nor the weights tables: any client can query it. It goes
@@ -272,6 +272,7 @@ def export(database_url: str | None, schema: str | None, as_json: bool, **kwargs
       sqlnet export --schema wine --view wine_predictions --table raw
       sqlnet export --schema wine --function wine_class
           then: SELECT wine.wine_class(ARRAY[13.2, 1.8, ...]), wine.wine_class_probabilities(ARRAY[...])
+      sqlnet export --engine spark --spark-database shop --view scored --table raw
     """
-    p = api.export(database_url, schema=schema, **_standardized(kwargs))
+    p = engine.export(**_standardized(kwargs))
     _reported(p, as_json, f"created {p.created}" + (f" ({', '.join(p.columns)})" if p.columns else ""))

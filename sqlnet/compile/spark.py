@@ -203,6 +203,14 @@ def spark_literal(value: object) -> sql.Composable:
 
 def prev_view(tr: Training, row: dict[str, object]) -> sql.Composable:
     """The state row as a view of literals (for a script that runs as printed in spark-sql)."""
+    return sql.SQL(
+        "-- the state before the first update: the parameters as the tables hold them\n"
+        "CREATE OR REPLACE TEMPORARY VIEW {v} AS {row}"
+    ).format(v=PREV_VIEW, row=constant_row(tr, row))
+
+
+def constant_row(tr: Training, row: dict[str, object]) -> sql.Composable:
+    """The state row as a SELECT of literals: the trained weights as constants."""
     cols = sql.SQL(",\n  ").join(
         sql.SQL("{} AS {}").format(
             spark_literal(row[c]) if row[c] is not None else sql.SQL("CAST(NULL AS {})").format(
@@ -212,10 +220,7 @@ def prev_view(tr: Training, row: dict[str, object]) -> sql.Composable:
         )
         for c in state_columns(tr)
     )
-    return sql.SQL(
-        "-- the state before the first update: the parameters as the tables hold them\n"
-        "CREATE OR REPLACE TEMPORARY VIEW {v} AS SELECT\n  {cols}"
-    ).format(v=PREV_VIEW, cols=cols)
+    return sql.SQL("SELECT\n  {}").format(cols)
 
 
 def long_samples(tr: Training, samples: Table) -> sql.Composable:
@@ -225,20 +230,23 @@ def long_samples(tr: Training, samples: Table) -> sql.Composable:
     )
 
 
-def predict_statement(tr: Training, samples: sql.Composable, outputs: Outputs) -> sql.Composable:
+def predict_statement(
+    tr: Training, samples: sql.Composable, outputs: Outputs, prev: sql.Composable | None = None
+) -> sql.Composable:
     """Each sample's predictions from the network as the state row holds it (sqlnet_prev): the wide layout's
     forward phases over `samples` (a SELECT of sample, x1..xn), one row per sample named as PostgreSQL's
     predictions are (``sqlnet.compile.predict.labelled``: the id, a classifier's label and probability,
-    each class's or target's column)."""
+    each class's or target's column). `prev`: the state row as constants instead (``constant_row``: an
+    exported view, which outlives the session's views)."""
     ctes, last = LAYOUT.forward_ctes(tr)
     return sql.SQL(
         "-- each sample's outputs: the forward phases of the trained network\n"
-        "WITH\n    prev AS (SELECT * FROM {prev}),\n"
+        "WITH\n    prev AS ({prev}),\n"
         "    -- the samples, one row each\n"
         "    batch_rows AS (\n      {samples}\n    ),\n{ctes}\n"
         "{labelled}"
     ).format(
-        prev=PREV_VIEW,
+        prev=sql.SQL("SELECT * FROM {}").format(PREV_VIEW) if prev is None else prev,
         samples=samples,
         ctes=sql.SQL(",\n").join(ctes),
         labelled=labelled(tr.net, sql.SQL("SELECT * FROM {}").format(sql.Identifier(last)), outputs, SPARK),

@@ -69,6 +69,11 @@ class PostgreSQL:
 
         return predict(self.database_url, schema=self.schema, **options)
 
+    def export(self, **options: Any) -> Prediction:
+        from sqlnet.ops.predict import export
+
+        return export(self.database_url, schema=self.schema, **options)
+
     def runs(self) -> list[RunInfo]:
         from sqlnet.ops.history import runs
 

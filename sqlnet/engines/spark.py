@@ -94,6 +94,15 @@ class Spark:
         made = spark.predict(**self._at, **options)
         return dataclasses.replace(made, schema=self.parquet or self.database or made.schema)  # as the user named it
 
+    def export(self, **options: Any) -> Prediction:
+        given = {key: options.pop(name, None) for name, key in _POSTGRES_PREDICTION.items() if name != "csv"}
+        self.refuse(function=options.pop("function", None), **given)
+        if not options.get("view"):
+            raise InputError("export on Spark makes a view: --view NAME with --table T")
+        from sqlnet.ops import spark_predict
+
+        return spark_predict.export_view(**self._at, **options)
+
     def runs(self) -> list[RunInfo]:
         from sqlnet.ops import spark
 

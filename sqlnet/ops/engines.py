@@ -34,6 +34,7 @@ CAPABILITIES = (
     Capability("exact decimals", ("numeric",), lambda v: v == "exact"),
     Capability("the long layout", ("layout",), lambda v: v == "long"),
     Capability("predicting from a CSV file", ("csv",)),
+    Capability("exported SQL functions", ("function",)),
     Capability("restoring a run's weights (sqlnet restore)", ()),
 )
 RESTORE = "restoring a run's weights (sqlnet restore)"

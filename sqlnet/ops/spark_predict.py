@@ -40,10 +40,12 @@ def _column(columns: dict[str, tuple[str, str]], name: str, table: str, what: st
 
 def _samples(
     sn: SparkNetwork, table: str, columns: dict[str, tuple[str, str]], features: list[str] | None,
-    id_column: str | None, standardized: bool | None, notes: list[str],
+    id_column: str | None, standardized: bool | None, notes: list[str], schema: str | None = None,
 ) -> tuple[sql.Composable, str, list[tuple[str, str]]]:  # fmt: skip
     """The samples as a SELECT of (sample, x1..xn), standardised as the network needs them; the id
-    column's name; the (column, type) pairs that must hold numbers."""
+    column's name; the (column, type) pairs that must hold numbers. The SELECT reads the view SOURCE_VIEW,
+    or with `schema` (an exported view's, which outlives the session) the table `schema.table` itself."""
+    source = Table(schema, table if schema else SOURCE_VIEW, {})
     d = sn.definition
     scaling = d.scaling if d else None
     n = sn.net.sizes[0]
@@ -67,7 +69,7 @@ def _samples(
         roles = {"node": columns["inputnode"][0], "value": columns["inputvalue"][0]}
         if "sampleid" in columns:
             roles["sample"] = columns["sampleid"][0]
-        long = Table(None, SOURCE_VIEW, roles)
+        long = Table(source.schema, source.name, roles)
         numbers = [(c, columns[c.lower()][1]) for c in roles.values()]
         return predict_sql.standardized(spark_sql.long_samples(sn.training, long), scaling), "sampleid", numbers
     names = features if features is not None else (d.features if d else None)
@@ -89,7 +91,7 @@ def _samples(
         raise InputError(f"{table} has no sampleid column to name its rows: name one with --id")
     if standardized:
         scaling = None
-    select = predict_sql.wide_samples(sql.Identifier(SOURCE_VIEW), sql.Identifier(id_name), picked, SPARK)
+    select = predict_sql.wide_samples(source.ident, sql.Identifier(id_name), picked, SPARK)
     return predict_sql.standardized(select, scaling), id_name, [(c, columns[c.lower()][1]) for c in picked]
 
 
@@ -109,6 +111,45 @@ def _check(spark: Any, table: str, id_name: str, numbers: list[tuple[str, str]],
         if row:
             raise InputError(f"{table}.{id_name} = {row[0][0]} in {row[0][1]} rows: each sample's id must be unique "
                              f"(--id names the column)")  # fmt: skip
+
+
+def _refuse_into(sn: SparkNetwork, table: str, into: str, replace: bool, what: str = "--into") -> None:
+    tables = sn.tables
+    for given in (table, into):
+        _plain(given, tables.where)
+    if into in OWN_TABLES or into.startswith(("weights", "biases")) or into == table:
+        raise InputError(f"{what} {into} would overwrite one of the network's own tables or the samples: name another")
+    if tables.exists(into) and not replace:
+        raise InputError(
+            f"{into} already exists in {tables.where}: add --replace to write a new version of it (the old one is "
+            f"kept in {store.VERSIONS}), or name another with {what}"
+        )
+    if not tables.exists(table):
+        raise InputError(f"table {table!r} not found in {tables.where}: name the samples to predict with --table")
+
+
+def _prepared(
+    sn: SparkNetwork, table: str, features: list[str] | None, id_column: str | None, standardized: bool | None,
+    schema: str | None = None,
+) -> tuple[sql.Composable, predict_sql.Outputs, list[str]]:  # fmt: skip
+    """The samples of `table` as the network needs them (checked), how the predictions are named, and what
+    sqlnet decided, said aloud."""
+    source = sn.tables.read(sn.spark, table)
+    source.createOrReplaceTempView(SOURCE_VIEW)
+    columns = {f.name.lower(): (f.name, f.dataType.typeName()) for f in source.schema.fields}
+    notes: list[str] = []
+    samples, id_name, numbers = _samples(sn, table, columns, features, id_column, standardized, notes, schema)
+    _check(sn.spark, table, id_name, numbers, long=id_name == "sampleid" and set(columns) >= LONG and features is None)
+    d = sn.definition
+    outputs = predict_sql.outputs_of(sn.net, id_name, d.classes if d else None, d.targets if d else None)
+    if outputs.note:
+        notes.append(outputs.note)
+    return samples, outputs, notes
+
+
+def _source(sn: SparkNetwork) -> str:
+    last = sn.definition.last_run if sn.definition else None
+    return f"run {last}" if last else "no training yet: the weights as the tables hold them"
 
 
 def predict(
@@ -131,34 +172,65 @@ def predict(
     sn = load(_target(parquet, master, conf, database), TrainOptions(**options))
     spark, tables = sn.spark, sn.tables
     tr = dataclasses.replace(sn.training, validation=None)  # every sample is predicted, held out or not
-    for given in (table, into):
-        _plain(given, tables.where)
-    if into in OWN_TABLES or into.startswith(("weights", "biases")) or into == table:
-        raise InputError(f"--into {into} would overwrite one of the network's own tables or the samples: name another")
-    if tables.exists(into) and not replace:
-        raise InputError(
-            f"{into} already exists in {tables.where}: add --replace to write a new version of it (the old one is "
-            f"kept in {store.VERSIONS}), or name another table with --into"
-        )
-    if not tables.exists(table):
-        raise InputError(f"table {table!r} not found in {tables.where}: name the samples to predict with --table")
-    source = tables.read(spark, table)
-    source.createOrReplaceTempView(SOURCE_VIEW)
-    columns = {f.name.lower(): (f.name, f.dataType.typeName()) for f in source.schema.fields}
-    notes: list[str] = []
-    samples, id_name, numbers = _samples(sn, table, columns, features, id_column, standardized, notes)
-    _check(spark, table, id_name, numbers, long=id_name == "sampleid" and set(columns) >= LONG and features is None)
-    d = sn.definition
-    outputs = predict_sql.outputs_of(sn.net, id_name, d.classes if d else None, d.targets if d else None)
-    if outputs.note:
-        notes.append(outputs.note)
+    _refuse_into(sn, table, into, replace)
+    samples, outputs, notes = _prepared(sn, table, features, id_column, standardized)
     spark.createDataFrame([tuple(start_row(tr, sn.params)[c] for c in spark_sql.state_columns(tr))], _schema(tr)) \
         .createOrReplaceTempView(SPARK.render(spark_sql.PREV_VIEW))  # fmt: skip
     frame = spark.sql(SPARK.render(spark_sql.predict_statement(tr, samples, outputs)))
     tables.write_frame(into, frame.coalesce(1))
     count = tables.read(spark, into).count()
-    last = d.last_run if d else None
-    return Prediction(
-        network=sn.net, source=f"run {last}" if last else "no training yet: the weights as the tables hold them",
-        rows=int(count), created=into, columns=outputs.columns, notes=notes, schema=tables.where,
-    )  # fmt: skip
+    return Prediction(network=sn.net, source=_source(sn), rows=int(count), created=into, columns=outputs.columns,
+                      notes=notes, schema=tables.where)  # fmt: skip
+
+
+MADE_BY = "sqlnet.exported"  # a view property: the views sqlnet exported, the only ones --replace replaces
+
+
+def export_view(
+    *,
+    database: str | None,
+    parquet: str | None = None,
+    view: str,
+    table: str,
+    replace: bool = False,
+    features: list[str] | None = None,
+    id_column: str | None = None,
+    standardized: bool | None = None,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    **options: Any,
+) -> Prediction:
+    """A view in the catalog database beside the network's tables: the predictions for `table` with the
+    trained weights written in as constants (it needs neither sqlnet nor the weights tables, and outlives the
+    session as the catalog does). Parquet folders have no catalog to keep a view in: refused, saying so."""
+    if database is None:
+        raise InputError(
+            "export --view on Spark needs the network in a catalog database (--spark-database NAME): a folder of "
+            "Parquet tables has no catalog to keep a view in"
+        )
+    sn = load(_target(parquet, master, conf, database), TrainOptions(**options))
+    tables = sn.tables
+    assert isinstance(tables, store.CatalogTables)
+    tr = dataclasses.replace(sn.training, validation=None)
+    _plain(view, tables.where)
+    if view in OWN_TABLES or view.startswith(("weights", "biases")) or view == table:
+        raise InputError(f"--view {view} would take the place of one of the network's own tables: name another")
+    if not tables.exists(table):
+        raise InputError(f"table {table!r} not found in {tables.where}: name the samples the view predicts with --table")
+    if tables.exists(view):
+        made = sn.spark.sql(f"SHOW TBLPROPERTIES {tables.qualified(view)}").collect()
+        ours = any(r["key"] == MADE_BY for r in made)
+        if not replace or not ours:
+            raise InputError(
+                f"{view} already exists in {tables.where}"
+                + (": add --replace to replace the view sqlnet exported" if ours
+                   else ": sqlnet did not export it, so it is never replaced; name another with --view")
+            )  # fmt: skip
+    samples, outputs, notes = _prepared(sn, table, features, id_column, standardized, schema=tables.database)
+    statement = spark_sql.predict_statement(tr, samples, outputs, spark_sql.constant_row(tr, start_row(tr, sn.params)))
+    sn.spark.sql(
+        f"CREATE OR REPLACE VIEW {tables.qualified(view)} TBLPROPERTIES ('{MADE_BY}' = 'true') AS\n"
+        + SPARK.render(statement)
+    )
+    return Prediction(network=sn.net, source=_source(sn), rows=0, created=tables.qualified(view),
+                      columns=outputs.columns, notes=notes, schema=tables.where)  # fmt: skip
