@@ -11,89 +11,49 @@ each layer's expressions into the next, a tree that grows with the product of th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg import sql
 
 from sqlnet.compile.dialect import POSTGRES, Dialect
-from sqlnet.compile.tables import MAX_NAME_BYTES, Table
-from sqlnet.compile.wide import matrix_sql
+from sqlnet.compile.tables import MAX_NAME_BYTES
+from sqlnet.compile.training import Training
+from sqlnet.compile.wide import WideLayout
+from sqlnet.compile.wide_phases import ConstantColumns
 from sqlnet.errors import InputError
-from sqlnet.model.functions import ACTIVATIONS
 from sqlnet.model.network import Network, Params
 
-Ref = Callable[[int, int, int], sql.Composable]  # (layer, i, j) -> the weight's SQL
-BiasRef = Callable[[int, int], sql.Composable]  # (layer, j) -> the node's bias SQL (or 0)
+LAYOUT = WideLayout()
 
 
 def _c(name: str) -> sql.Composable:
     return sql.SQL(name)  # sqlnet's own column names: letters, digits and underscores
 
 
-def forward_sql(
-    net: Network, samples: sql.Composable, weight: Ref, bias: BiasRef, params_join: sql.Composable
-) -> sql.Composable:
-    """SELECT sample, node, value: the output of every sample of `samples` (sample, x1, x2, ...)."""
-    K = net.depth
-    values = sql.SQL(", ").join(
-        sql.SQL("({j}, {a})").format(j=sql.Literal(j), a=_c(f"a{K}_{j}")) for j in range(1, net.sizes[-1] + 1)
-    )
-    return sql.SQL(
-        "SELECT y.sample, o.node, o.value FROM ({stage}) AS y CROSS JOIN LATERAL (VALUES {values}) AS o (node, value)"
-    ).format(stage=forward_stage(net, samples, weight, bias, params_join), values=values)
+def forward(
+    tr: Training, samples: sql.Composable, prev: sql.Composable | None = None, constants: Params | None = None
+) -> tuple[sql.Composable, str]:
+    """The training's own forward phases (``WidePhases.forward_ctes``) over `samples` (a SELECT of sample,
+    x1..xn): the WITH list, and the name of its last CTE (sample, aK_1..). The parameters come from `prev`
+    (a one-row SELECT of the state row's arrays: the weights tables, or Spark's state view) or, with
+    `constants`, are written in as literals (an export, which reads no table)."""
+    pc = ConstantColumns(tr.net, constants) if constants is not None else None
+    ctes, last = LAYOUT.forward_ctes(tr, pc)
+    head = [] if prev is None else [sql.SQL("    -- the parameters, one row of arrays\n    prev AS ({})").format(prev)]
+    head.append(sql.SQL("    -- the samples, one row each\n    batch_rows AS (\n      {}\n    )").format(samples))
+    return sql.SQL("WITH\n{}").format(sql.SQL(",\n").join([*head, *ctes])), last
 
 
-def forward_stage(
-    net: Network, samples: sql.Composable, weight: Ref, bias: BiasRef, params_join: sql.Composable
-) -> sql.Composable:
-    """SELECT sample, aK_1, aK_2, ...: the output layer of every sample of `samples`, one row per sample."""
-    stage = sql.SQL("SELECT sample, {cols} FROM ({src}) AS x").format(
-        cols=sql.SQL(", ").join(
-            sql.SQL("{x} AS {a}").format(x=_c(f"x{i}"), a=_c(f"a0_{i}")) for i in range(1, net.sizes[0] + 1)
-        ),
-        src=samples,
+def predictions(
+    tr: Training, samples: sql.Composable, outputs: Outputs, prev: sql.Composable | None = None,
+    constants: Params | None = None,
+) -> sql.Composable:  # fmt: skip
+    """Each sample's predictions, named as `outputs` says (``labelled``): the forward phases, then the label."""
+    ctes, last = forward(tr, samples, prev, constants)
+    stage = sql.SQL("SELECT * FROM {}").format(sql.Identifier(last))
+    return sql.SQL("-- each sample's predictions: the forward phases of the trained network\n{}\n{}").format(
+        ctes, labelled(tr.net, stage, outputs, tr.dialect)
     )
-    for k in range(1, net.depth + 1):
-        f = ACTIVATIONS[net.activation(k)]
-        z = {
-            j: sql.SQL("{s}{b}").format(
-                s=sql.SQL(" + ").join(
-                    sql.SQL("{w} * s.{a}").format(w=weight(k, i, j), a=_c(f"a{k - 1}_{i}"))
-                    for i in range(1, net.sizes[k - 1] + 1)
-                ),
-                b=bias(k, j),
-            )
-            for j in range(1, net.sizes[k] + 1)
-        }
-        if f.elementwise:
-            cols = sql.SQL(", ").join(
-                sql.SQL("{f} AS {a}").format(
-                    f=sql.SQL(f.sql_value).format(z=sql.SQL("({})").format(z[j])), a=_c(f"a{k}_{j}")
-                )
-                for j in z
-            )
-            stage = sql.SQL("SELECT s.sample, {cols} FROM ({prev}) AS s{join} OFFSET 0").format(
-                cols=cols, prev=stage, join=params_join
-            )
-        else:  # softmax: the inputs first, then shift by the largest and normalise
-            zs = sql.SQL(", ").join(sql.SQL("{e} AS {name}").format(e=z[j], name=_c(f"z{j}")) for j in z)
-            top = sql.SQL("greatest({})").format(sql.SQL(", ").join(_c(f"z{j}") for j in z))
-            exps = sql.SQL(", ").join(
-                sql.SQL("{e} AS {name}").format(
-                    e=sql.SQL(f.sql_value).format(z=_c(f"z{j}"), zmax=top), name=_c(f"e{j}")
-                )
-                for j in z
-            )
-            total = sql.SQL(" + ").join(_c(f"e{j}") for j in z)
-            cols = sql.SQL(", ").join(
-                sql.SQL("{e} / ({t}) AS {a}").format(e=_c(f"e{j}"), t=total, a=_c(f"a{k}_{j}")) for j in z
-            )
-            stage = sql.SQL(
-                "SELECT sample, {cols} FROM (SELECT sample, {exps} FROM "
-                "(SELECT s.sample, {zs} FROM ({prev}) AS s{join} OFFSET 0) AS z OFFSET 0) AS e OFFSET 0"
-            ).format(cols=cols, exps=exps, zs=zs, prev=stage, join=params_join)
-    return stage
 
 
 def long_samples(table: sql.Composable, sample: sql.Composable, node: str, value: str, n: int) -> sql.Composable:
@@ -142,56 +102,11 @@ def standardized(samples: sql.Composable, scaling: tuple[list[float], list[float
     )
 
 
-def table_params(
-    net: Network, weights: tuple[Table, ...], biases: tuple[Table, ...]
-) -> tuple[sql.Composable, Ref, BiasRef]:
-    """Weights read from the weights tables at query time: a one-row CTE of arrays."""
-    cols = []
-    for k, w in enumerate(weights, start=1):
-        cols.append(
-            sql.SQL("{m} AS {name}").format(
-                m=matrix_sql(w.ident, w.col("in"), w.col("out"), w.col("value")), name=_c(f"w{k}")
-            )
-        )
-        if net.bias == "edge":
-            cols.append(
-                sql.SQL(
-                    "(SELECT array_agg(b ORDER BY j) FROM (SELECT {j}::int AS j, sum({b}::float8) AS b FROM {t} GROUP BY 1) "
-                    "AS nodes) AS {name}"
-                ).format(j=w.col("out"), b=w.col("bias"), t=w.ident, name=_c(f"b{k}"))
-            )
-        elif net.bias == "node":
-            b = biases[k - 1]
-            cols.append(
-                sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {n}) FROM {t}) AS {name}").format(
-                    v=b.col("value"), n=b.col("node"), t=b.ident, name=_c(f"b{k}")
-                )
-            )
-    params = sql.SQL("SELECT {}").format(sql.SQL(", ").join(cols))
-
-    def weight(k: int, i: int, j: int) -> sql.Composable:
-        return sql.SQL("p.{w}[{i}][{j}]").format(w=_c(f"w{k}"), i=sql.Literal(i), j=sql.Literal(j))
-
-    def bias(k: int, j: int) -> sql.Composable:
-        if net.bias == "none":
-            return sql.SQL("")
-        return sql.SQL(" + p.{b}[{j}]").format(b=_c(f"b{k}"), j=sql.Literal(j))
-
-    return params, weight, bias
-
-
-def constant_params(net: Network, params: Params) -> tuple[Ref, BiasRef]:
-    """Weights written into the SQL as literals, for a view or function that needs no tables."""
-
-    def weight(k: int, i: int, j: int) -> sql.Composable:
-        return sql.Literal(float(params.weights[k - 1][i - 1][j - 1]))
-
-    def bias(k: int, j: int) -> sql.Composable:
-        if net.bias == "none":
-            return sql.SQL("")
-        return sql.SQL(" + {}").format(sql.Literal(float(sum(row[j - 1] for row in params.biases[k - 1]))))
-
-    return weight, bias
+def table_arrays(tr: Training) -> sql.Composable:
+    """The weights tables as the state row's arrays (w1, b1, ...), one row: what `prev` holds in training."""
+    return sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, _c(name)) for name, e in LAYOUT.param_arrays(tr))
+    )
 
 
 @dataclass(frozen=True)
@@ -258,9 +173,8 @@ def labelled(net: Network, stage: sql.Composable, outputs: Outputs, dialect: Dia
 
 
 def exported_functions(
-    net: Network,
-    weight: Ref,
-    bias: BiasRef,
+    tr: Training,
+    params: Params,
     schema: str,
     function: str,
     scaling: tuple[list[float], list[float]] | None,
@@ -274,20 +188,21 @@ def exported_functions(
     Returns (the function's name with its argument types, the CREATE statement), the one the others call first.
 
     Each pins its search path: a function body is parsed when it is called, under the caller's path."""
+    net = tr.net
     n = net.sizes[0]
     xs = sql.SQL(", ").join(
         sql.SQL("x[{i}] AS {c}").format(i=sql.Literal(i), c=_c(f"x{i}")) for i in range(1, n + 1)
     )
     samples = standardized(sql.SQL("SELECT 1::bigint AS sample, {xs}").format(xs=xs), scaling)
-    forward = forward_sql(net, samples, weight, bias, sql.SQL(""))
+    ctes, last = forward(tr, samples, constants=params)
+    ys = [_c(f"a{net.depth}_{j}") for j in range(1, net.sizes[-1] + 1)]
     hint = f"the {n} raw features in input-node order" + (f": {', '.join(features)}" if features else "")
     single = outputs.targets and len(outputs.nodes) == 1
     core = function_names(function, outputs)[0]  # the one the label function calls, when there are two
-    returns, result = (
-        (sql.SQL("double precision"), sql.SQL("(SELECT value FROM ({forward}) AS f)"))
-        if single
-        else (sql.SQL("double precision[]"), sql.SQL("(SELECT array_agg(value ORDER BY node) FROM ({forward}) AS f)"))
+    returns, value = (
+        (sql.SQL("double precision"), ys[0]) if single else (sql.SQL("double precision[]"), tr.dialect.array_of(ys))
     )
+    result = sql.SQL("(\n{ctes}\nSELECT {value} FROM {last})").format(ctes=ctes, value=value, last=sql.Identifier(last))
     name = sql.Identifier(schema, core)
     made = [
         (
@@ -309,7 +224,7 @@ def exported_functions(
                 n=sql.Literal(n),
                 label=sql.Literal(f"{schema}.{core}"),
                 hint=sql.Literal(hint),
-                result=result.format(forward=forward),
+                result=result,
             ),
         )
     ]

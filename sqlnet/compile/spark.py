@@ -20,7 +20,7 @@ import dataclasses
 from psycopg import sql
 
 from sqlnet.compile.dialect import SPARK
-from sqlnet.compile.predict import Outputs, labelled
+from sqlnet.compile.predict import Outputs, predictions
 from sqlnet.compile.shared import data_select, shuffled_batch
 from sqlnet.compile.tables import Table
 from sqlnet.compile.training import Training
@@ -230,27 +230,10 @@ def long_samples(tr: Training, samples: Table) -> sql.Composable:
     )
 
 
-def predict_statement(
-    tr: Training, samples: sql.Composable, outputs: Outputs, prev: sql.Composable | None = None
-) -> sql.Composable:
-    """Each sample's predictions from the network as the state row holds it (sqlnet_prev): the wide layout's
-    forward phases over `samples` (a SELECT of sample, x1..xn), one row per sample named as PostgreSQL's
-    predictions are (``sqlnet.compile.predict.labelled``: the id, a classifier's label and probability,
-    each class's or target's column). `prev`: the state row as constants instead (``constant_row``: an
-    exported view, which outlives the session's views)."""
-    ctes, last = LAYOUT.forward_ctes(tr)
-    return sql.SQL(
-        "-- each sample's outputs: the forward phases of the trained network\n"
-        "WITH\n    prev AS ({prev}),\n"
-        "    -- the samples, one row each\n"
-        "    batch_rows AS (\n      {samples}\n    ),\n{ctes}\n"
-        "{labelled}"
-    ).format(
-        prev=sql.SQL("SELECT * FROM {}").format(PREV_VIEW) if prev is None else prev,
-        samples=samples,
-        ctes=sql.SQL(",\n").join(ctes),
-        labelled=labelled(tr.net, sql.SQL("SELECT * FROM {}").format(sql.Identifier(last)), outputs, SPARK),
-    )
+def predict_statement(tr: Training, samples: sql.Composable, outputs: Outputs) -> sql.Composable:
+    """Each sample's predictions from the network as the state row holds it (sqlnet_prev): the statement
+    PostgreSQL's predict runs (``sqlnet.compile.predict.predictions``), through the SPARK dialect."""
+    return predictions(tr, samples, outputs, prev=sql.SQL("SELECT * FROM {}").format(PREV_VIEW))
 
 
 # --- the trace: every value each phase computed, one row per value ----------------------------------

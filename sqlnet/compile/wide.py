@@ -39,16 +39,6 @@ def sample_columns(net: Network) -> int:
     return 2 + net.sizes[0] + net.sizes[-1] + 3 * sum(net.sizes[1:]) + 2 * net.sizes[-1] + 3
 
 
-def matrix_sql(
-    table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable
-) -> sql.Composable:
-    """A 2D array [i][j] from a table of (i, j, value) rows (array_agg of arrays is 2D)."""
-    return sql.SQL(
-        "(SELECT array_agg(r ORDER BY i) FROM (SELECT {i}::int AS i, array_agg({v}::float8 ORDER BY {j}) AS r "
-        "FROM {t} GROUP BY 1) AS rows)"
-    ).format(i=i, j=j, v=value, t=table)
-
-
 def flat_sql(table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable) -> sql.Composable:
     """A matrix as one flat array in row-major order (element (i, j) at (i - 1) * columns + j): the
     update walks it with unnest, which reads a 2D array in the same order."""
@@ -216,19 +206,23 @@ class WideLayout(WideResults, WidePhases):
             k=sql.Literal(k),
         )
 
-    def _start(self, tr: Training) -> sql.Composable:
-        values: list[sql.Composable] = [sql.Literal(tr.first[0]), sql.Literal(tr.first[1] - 1), sql.SQL("0")]
+    def param_arrays(self, tr: Training) -> list[tuple[str, sql.Composable]]:
+        """The weights tables as the state row's arrays: w1 (row i, column j at (i - 1) * n_out + j), b1, ..."""
+        arrays: list[tuple[str, sql.Composable]] = []
         for k, w in enumerate(tr.tables.weights, start=1):
-            values.append(flat_sql(w.ident, w.col("in"), w.col("out"), w.col("value")))
+            arrays.append((f"w{k}", flat_sql(w.ident, w.col("in"), w.col("out"), w.col("value"))))
             if tr.net.bias == "edge":
-                values.append(flat_sql(w.ident, w.col("in"), w.col("out"), w.col("bias")))
+                arrays.append((f"b{k}", flat_sql(w.ident, w.col("in"), w.col("out"), w.col("bias"))))
             elif tr.net.bias == "node":
                 b = tr.tables.biases[k - 1]
-                values.append(
-                    sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {n}) FROM {t})").format(
-                        v=b.col("value"), n=b.col("node"), t=b.ident
-                    )
-                )
+                arrays.append((f"b{k}", sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {n}) FROM {t})").format(
+                    v=b.col("value"), n=b.col("node"), t=b.ident
+                )))  # fmt: skip
+        return arrays
+
+    def _start(self, tr: Training) -> sql.Composable:
+        values: list[sql.Composable] = [sql.Literal(tr.first[0]), sql.Literal(tr.first[1] - 1), sql.SQL("0")]
+        values += [array for _, array in self.param_arrays(tr)]
         for p in self._state_names(tr):
             quantity, k = (WEIGHT if p[0] == "w" else BIAS), int(p[1:])
             values += [self._state_start(tr, quantity, k, c) for c in tr.optimizer.state]

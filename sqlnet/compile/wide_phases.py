@@ -17,6 +17,7 @@ from psycopg import sql
 
 from sqlnet.compile.training import Training
 from sqlnet.model.functions import ACTIVATIONS, LOSSES, SQL_CROSS_ENTROPY
+from sqlnet.model.network import Network, Params
 
 PARAMS_PER_CTE = 1000
 SUMS_PER_QUERY = 256
@@ -100,6 +101,31 @@ class ParamColumns:
 
     def join(self, k: int) -> sql.Composable:
         return sql.SQL("").join(sql.SQL(" CROSS JOIN {}").format(_c(name)) for name, _ in self.parts[k])
+
+
+class ConstantColumns(ParamColumns):
+    """The parameters as constants, under the names ParamColumns gives them (an exported view or function,
+    which reads no table): each a literal, nothing to join (edge biases summed once here, in node order)."""
+
+    def __init__(self, net: Network, params: Params) -> None:
+        super().__init__({}, sql.SQL("AS"))
+        self.values: dict[str, float] = {}
+        for k in range(1, net.depth + 1):
+            for i in range(1, net.sizes[k - 1] + 1):
+                for j in range(1, net.sizes[k] + 1):
+                    self.values[f"w{k}_{i}_{j}"] = float(params.weights[k - 1][i - 1][j - 1])
+            if net.bias != "none":
+                for j in range(1, net.sizes[k] + 1):
+                    self.values[f"bias{k}_{j}"] = float(sum(row[j - 1] for row in params.biases[k - 1]))
+
+    def ref(self, name: str) -> sql.Composable:
+        return sql.Literal(self.values[name])
+
+    def ctes(self) -> list[sql.Composable]:
+        return []
+
+    def join(self, k: int) -> sql.Composable:
+        return sql.SQL("")
 
 
 @dataclass
@@ -378,11 +404,12 @@ class WidePhases:
             cols=sql.SQL(",\n        ").join(outputs), groups=sql.SQL("\n      CROSS JOIN ").join(groups)
         )
 
-    def forward_ctes(self, tr: Training) -> tuple[list[sql.Composable], str]:
+    def forward_ctes(self, tr: Training, pc: ParamColumns | None = None) -> tuple[list[sql.Composable], str]:
         """The forward phases alone over `batch_rows` (sample, x1..): each sample's outputs, a{K}_j,
-        in the CTE whose name comes second (predictions)."""
+        in the CTE whose name comes second (predictions). The parameters: the state row's (`prev`), or `pc`
+        (``ConstantColumns``: written in as constants)."""
         net = tr.net
-        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
+        pc = pc or ParamColumns(self._param_columns(tr), _materialized(tr))
         stages = [s for k in range(1, net.depth + 1) for s in (self._input(tr, pc, k), self._activation(tr, k))]
         needed = {"sample"} | {f"a{net.depth}_{j}" for j in range(1, net.sizes[-1] + 1)}
         given = ["sample"] + [f"x{i}" for i in range(1, net.sizes[0] + 1)]

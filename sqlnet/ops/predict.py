@@ -18,6 +18,7 @@ from psycopg import sql
 
 from sqlnet.compile import predict as predict_sql
 from sqlnet.compile.predict import Outputs
+from sqlnet.compile.training import Training
 from sqlnet.db import loading as loader
 from sqlnet.db import marks, store, trust
 from sqlnet.db.checks import check_and_size, check_sample_rows, check_values, check_wide_samples, not_a_number
@@ -67,6 +68,10 @@ class Trained:
     @property
     def scaling(self) -> tuple[list[float], list[float]] | None:
         return (self.data["means"], self.data["stds"]) if self.data.get("means") else None
+
+    def training(self) -> Training:
+        """The network as a training of none of its samples: what the forward phases need."""
+        return Training(net=self.net, tables=self.tables, learning_rate=0.0)
 
     def outputs(self, id_name: str) -> Outputs:
         return predict_sql.outputs_of(self.net, id_name, self.data.get("classes"), self.data.get("targets"))
@@ -320,16 +325,16 @@ def predict(
             else _csv_samples(s, trained, csv, id_column, features, standardized)  # type: ignore[arg-type]
         )
         outputs = trained.outputs(samples.id_name)
-        params, weight, bias = predict_sql.table_params(trained.net, trained.tables.weights, trained.tables.biases)
-        stage = predict_sql.forward_stage(trained.net, samples.select, weight, bias, sql.SQL(" CROSS JOIN params AS p"))
+        tr = trained.training()
         if into_schema is not None:
             require_schema(s.pg, into_schema, "--into-schema")
         where = into_schema or trained.home
         marks.make_room(s.pg, where, [into], trained.home, replace, "--into", ["predictions"])
         target = sql.Identifier(where, into)
         s.pg.execute(
-            sql.SQL("CREATE TABLE {target} AS\nWITH params AS (\n  {params}\n)\n{select}").format(
-                target=target, params=params, select=predict_sql.labelled(trained.net, stage, outputs)
+            sql.SQL("CREATE TABLE {target} AS\n{select}").format(
+                target=target,
+                select=predict_sql.predictions(tr, samples.select, outputs, prev=predict_sql.table_arrays(tr)),
             )
         )
         marks.comment(
@@ -406,7 +411,7 @@ def export(
         trained = _trained_network(s, schema, hidden_activation, output_activation)
         net = trained.net
         params = read_params(s.pg, trained.tables, net)
-        weight, bias = predict_sql.constant_params(net, params)
+        tr = trained.training()
         if into_schema is not None:
             require_schema(s.pg, into_schema, "--into-schema")
         where = into_schema or trained.home
@@ -422,12 +427,11 @@ def export(
             assert table is not None
             samples = _table_samples(s, trained, table, table_schema, id_column, features, standardized)
             outputs = trained.outputs(samples.id_name)
-            stage = predict_sql.forward_stage(net, samples.select, weight, bias, sql.SQL(""))
             marks.make_room(s.pg, where, [view], trained.home, replace, "--view name", ["exported view"])
             name = sql.Identifier(where, view)
             s.pg.execute(
                 sql.SQL("CREATE VIEW {name} AS\n{select}").format(
-                    name=name, select=predict_sql.labelled(net, stage, outputs)
+                    name=name, select=predict_sql.predictions(tr, samples.select, outputs, constants=params)
                 )
             )
             marks.comment(s.pg, "VIEW", name, marks.mark("exported view", trained.home, about))
@@ -436,7 +440,7 @@ def export(
             assert function is not None
             outputs = trained.outputs("sample")
             created = predict_sql.exported_functions(
-                net, weight, bias, where, function, trained.scaling, outputs, data.get("features")
+                tr, params, where, function, trained.scaling, outputs, data.get("features")
             )
             names = predict_sql.function_names(function, outputs)
             marks.make_room(

@@ -227,7 +227,7 @@ def export_view(
                    else ": sqlnet did not export it, so it is never replaced; name another with --view")
             )  # fmt: skip
     samples, outputs, notes = _prepared(sn, table, features, id_column, standardized, schema=tables.database)
-    statement = spark_sql.predict_statement(tr, samples, outputs, spark_sql.constant_row(tr, start_row(tr, sn.params)))
+    statement = predict_sql.predictions(tr, samples, outputs, constants=sn.params)
     sn.spark.sql(
         f"CREATE OR REPLACE VIEW {tables.qualified(view)} TBLPROPERTIES ('{MADE_BY}' = 'true') AS\n"
         + SPARK.render(statement)
