@@ -692,3 +692,24 @@ def test_a_catalog_network_loads_a_csv_and_exports_a_view(spark, tmp_path: Path)
         spark.sql("DROP DATABASE IF EXISTS sqlnet_shop CASCADE")
     with pytest.raises(InputError, match="needs the network in a catalog database"):
         open_engine("spark", parquet=str(tmp_path / "net")).export(view="v", table="raw")
+
+
+@pytest.mark.parametrize("bias", ["node", "edge"])
+def test_the_weights_tables_as_arrays_through_sparks_dialect(spark, tmp_path: Path, bias: str) -> None:  # type: ignore[no-untyped-def]
+    """The state row's arrays read from the weights tables by the statement PostgreSQL uses
+    (WideLayout.param_arrays), rendered by the Spark dialect (ordered_array: Spark has no ORDER BY in an
+    aggregate), equal to the arrays sqlnet reads into Python."""
+    from sqlnet.compile.dialect import SPARK
+    from sqlnet.compile.predict import table_arrays
+    from sqlnet.ops.common import TrainOptions
+    from sqlnet.ops.spark_loop import SparkTarget, load, start_row
+
+    net = Network((3, 5, 2), "tanh", "linear", "half-se", bias)
+    rng = random.Random(9)
+    write_network(spark, tmp_path, net, random_params(rng, net), random_data(rng, net, 4))
+    sn = load(SparkTarget(str(tmp_path), "local[2]"), TrainOptions())
+    row = spark.sql(SPARK.render(table_arrays(sn.training))).collect()[0].asDict()
+    want = start_row(sn.training, sn.params)
+    assert set(row) == {"w1", "b1", "w2", "b2"}
+    for name, values in row.items():
+        assert values == want[name], name

@@ -63,6 +63,13 @@ class Dialect:
         """An array's element at a computed position, counted from 1."""
         raise NotImplementedError
 
+    def ordered_array(
+        self, value: sql.Composable, order: Sequence[sql.Composable], source: sql.Composable
+    ) -> sql.Composable:
+        """A scalar subquery: the doubles `value` of the rows of `source` as one array, in the order of the
+        integer keys `order` (a weights table as the state row's flat array)."""
+        raise NotImplementedError
+
     def series(self, first: sql.Composable, last: sql.Composable, alias: str, column: str) -> sql.Composable:
         """A FROM item: the integers first..last, as the column `column` of the table `alias`."""
         raise NotImplementedError
@@ -130,6 +137,13 @@ class Postgres(Dialect):
     def pick(self, array: sql.Composable, index: sql.Composable) -> sql.Composable:
         return sql.SQL("({})[{}]").format(array, index)
 
+    def ordered_array(
+        self, value: sql.Composable, order: Sequence[sql.Composable], source: sql.Composable
+    ) -> sql.Composable:
+        return sql.SQL("(SELECT array_agg({v} ORDER BY {o}) FROM {t})").format(
+            v=self.cast(value, self.float_type), o=sql.SQL(", ").join(order), t=source
+        )
+
     def series(self, first: sql.Composable, last: sql.Composable, alias: str, column: str) -> sql.Composable:
         return sql.SQL("generate_series({}, {}) AS {} ({})").format(first, last, sql.SQL(alias), sql.SQL(column))
 
@@ -168,6 +182,17 @@ class Spark(Dialect):
 
     def pick(self, array: sql.Composable, index: sql.Composable) -> sql.Composable:
         return sql.SQL("element_at({}, {})").format(array, self.cast(index, "INT"))
+
+    def ordered_array(
+        self, value: sql.Composable, order: Sequence[sql.Composable], source: sql.Composable
+    ) -> sql.Composable:
+        # no ORDER BY in Spark's aggregates: structs of (keys, value) collected, sorted (by their fields in
+        # order), then the values taken out
+        fields = [sql.SQL("'k{}', {}").format(sql.SQL(str(n)), self.cast(o, "BIGINT")) for n, o in enumerate(order)]
+        fields.append(sql.SQL("'v', {}").format(self.cast(value, self.float_type)))
+        return sql.SQL("(SELECT transform(array_sort(collect_list(named_struct({f}))), e -> e.v) FROM {t})").format(
+            f=sql.SQL(", ").join(fields), t=source
+        )
 
     def series(self, first: sql.Composable, last: sql.Composable, alias: str, column: str) -> sql.Composable:
         return sql.SQL("(SELECT explode(sequence({}, {})) AS {}) AS {}").format(first, last, sql.SQL(column), sql.SQL(alias))

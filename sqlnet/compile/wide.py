@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from sqlnet.compile.dialect import POSTGRES, Dialect
 from sqlnet.compile.shared import data_select, next_block_batches, shuffled_batches
 from sqlnet.compile.training import BATCH_TABLE, STATE_TABLE, Training
 from sqlnet.compile.wide_phases import WidePhases, _c, _materialized
@@ -39,10 +40,12 @@ def sample_columns(net: Network) -> int:
     return 2 + net.sizes[0] + net.sizes[-1] + 3 * sum(net.sizes[1:]) + 2 * net.sizes[-1] + 3
 
 
-def flat_sql(table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable) -> sql.Composable:
+def flat_sql(
+    table: sql.Composable, i: sql.Composable, j: sql.Composable, value: sql.Composable, dialect: Dialect = POSTGRES
+) -> sql.Composable:
     """A matrix as one flat array in row-major order (element (i, j) at (i - 1) * columns + j): the
     update walks it with unnest, which reads a 2D array in the same order."""
-    return sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {i}, {j}) FROM {t})").format(v=value, i=i, j=j, t=table)
+    return dialect.ordered_array(value, [i, j], table)
 
 
 def pivot_columns(prefix: str, n: int) -> sql.Composable:
@@ -210,14 +213,12 @@ class WideLayout(WideResults, WidePhases):
         """The weights tables as the state row's arrays: w1 (row i, column j at (i - 1) * n_out + j), b1, ..."""
         arrays: list[tuple[str, sql.Composable]] = []
         for k, w in enumerate(tr.tables.weights, start=1):
-            arrays.append((f"w{k}", flat_sql(w.ident, w.col("in"), w.col("out"), w.col("value"))))
+            arrays.append((f"w{k}", flat_sql(w.ident, w.col("in"), w.col("out"), w.col("value"), tr.dialect)))
             if tr.net.bias == "edge":
-                arrays.append((f"b{k}", flat_sql(w.ident, w.col("in"), w.col("out"), w.col("bias"))))
+                arrays.append((f"b{k}", flat_sql(w.ident, w.col("in"), w.col("out"), w.col("bias"), tr.dialect)))
             elif tr.net.bias == "node":
                 b = tr.tables.biases[k - 1]
-                arrays.append((f"b{k}", sql.SQL("(SELECT array_agg({v}::float8 ORDER BY {n}) FROM {t})").format(
-                    v=b.col("value"), n=b.col("node"), t=b.ident
-                )))  # fmt: skip
+                arrays.append((f"b{k}", tr.dialect.ordered_array(b.col("value"), [b.col("node")], b.ident)))
         return arrays
 
     def _start(self, tr: Training) -> sql.Composable:
@@ -232,7 +233,7 @@ class WideLayout(WideResults, WidePhases):
                     s=STATE_TABLE, key=sql.Literal(tr.state_key), q=sql.Literal(STEP)
                 )
             )
-        values += [sql.SQL("NULL::float8"), sql.SQL("NULL::bigint")]
+        values += [tr.dialect.cast(sql.SQL("NULL"), tr.dialect.float_type), tr.dialect.cast(sql.SQL("NULL"), "bigint")]
         return sql.SQL("  SELECT {}").format(sql.SQL(",\n         ").join(values))
 
     # --- the phases of one update ----------------------------------------------------------------
