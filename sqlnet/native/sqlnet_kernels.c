@@ -1,0 +1,700 @@
+/*
+ * sqlnet_kernels: the arithmetic inside sqlnet's training phases, over float8[] matrices.
+ *
+ * The phases stay SQL (one recursive CTE, a CTE per phase, printable by `sqlnet sql`); each phase's
+ * arithmetic over a chunk of samples (a 2-D float8[] of rows x nodes) is one call here. Every formula is
+ * the one the SQL layouts write (sqlnet/model/functions.py), in the same order of operations, so that
+ * the two agree to the last bits wherever the order of a sum is the same.
+ *
+ * A crash here restarts the whole server, so every function checks its arguments -- NULLs, element
+ * type, dimensions, lengths, sizes -- and raises an ERROR before it reads anything; nothing is changed
+ * process-wide. Compiled without -ffast-math and with -ffp-contract=off: IEEE doubles, no fused
+ * multiply-adds, as PostgreSQL's float8 arithmetic.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+PG_MODULE_MAGIC;
+
+#define EXP_LIMIT 700.0
+/* a chunk's or a matrix's elements: far below MaxAllocSize / sizeof(double), checked before allocating */
+#define MAX_ELEMENTS ((int64) (MaxAllocSize / sizeof(double)) - 64)
+
+/* --- arguments ------------------------------------------------------------------------------------ */
+
+/* The float8[] argument `argno`, detoasted, checked: not NULL, float8, no NULL elements. */
+static ArrayType *
+float_array(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	ArrayType  *a;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: %s is NULL", what)));
+	a = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_ELEMTYPE(a) != FLOAT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("sqlnet_kernels: %s must be a double precision[]", what)));
+	if (ARR_HASNULL(a) && array_contains_nulls(a))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: %s holds a NULL", what)));
+	return a;
+}
+
+static int64
+elements(ArrayType *a)
+{
+	return (int64) ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+}
+
+/* A matrix argument: `rows` x `cols`, as a 2-D array (or, with rows == 1 allowed, a 1-D one of cols). */
+static double *
+matrix(FunctionCallInfo fcinfo, int argno, const char *what, int *rows, int *cols)
+{
+	ArrayType  *a = float_array(fcinfo, argno, what);
+	int			ndim = ARR_NDIM(a);
+
+	if (ndim == 2)
+	{
+		*rows = ARR_DIMS(a)[0];
+		*cols = ARR_DIMS(a)[1];
+	}
+	else if (ndim == 1)
+	{
+		*rows = 1;
+		*cols = ARR_DIMS(a)[0];
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: %s must be a matrix (a 2-D array of rows), not %d-D", what, ndim)));
+	if (*rows < 1 || *cols < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: %s is empty", what)));
+	return (double *) ARR_DATA_PTR(a);
+}
+
+/* A flat vector argument of exactly `n` elements (1-D). */
+static double *
+vector(FunctionCallInfo fcinfo, int argno, const char *what, int64 n)
+{
+	ArrayType  *a = float_array(fcinfo, argno, what);
+
+	if (ARR_NDIM(a) != 1 || elements(a) != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: %s must hold " INT64_FORMAT " numbers in one dimension, it holds " INT64_FORMAT,
+						what, n, elements(a))));
+	return (double *) ARR_DATA_PTR(a);
+}
+
+static int32
+int_arg(FunctionCallInfo fcinfo, int argno, const char *what, int32 low, int32 high)
+{
+	int32		v;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: %s is NULL", what)));
+	v = PG_GETARG_INT32(argno);
+	if (v < low || v > high)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("sqlnet_kernels: %s must be between %d and %d, got %d", what, low, high, v)));
+	return v;
+}
+
+typedef enum
+{
+	F_LINEAR, F_RELU, F_SIGMOID, F_TANH, F_SOFTMAX
+} Function;
+
+static Function
+function_arg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: the activation is NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(name, "linear") == 0)
+		return F_LINEAR;
+	if (strcmp(name, "relu") == 0)
+		return F_RELU;
+	if (strcmp(name, "sigmoid") == 0)
+		return F_SIGMOID;
+	if (strcmp(name, "tanh") == 0)
+		return F_TANH;
+	if (strcmp(name, "softmax") == 0)
+		return F_SOFTMAX;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("sqlnet_kernels: unknown activation \"%s\" (linear, relu, sigmoid, tanh, softmax)", name)));
+	return F_LINEAR;			/* not reached */
+}
+
+typedef enum
+{
+	L_HALF_SE, L_SE, L_CROSS_ENTROPY
+} Loss;
+
+static Loss
+loss_arg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: the loss is NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(name, "half-se") == 0)
+		return L_HALF_SE;
+	if (strcmp(name, "se") == 0)
+		return L_SE;
+	if (strcmp(name, "cross-entropy") == 0)
+		return L_CROSS_ENTROPY;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("sqlnet_kernels: unknown loss \"%s\" (half-se, se, cross-entropy)", name)));
+	return L_HALF_SE;			/* not reached */
+}
+
+static void
+check_size(int64 rows, int64 cols, const char *what)
+{
+	if (rows < 1 || cols < 1 || rows > MAX_ELEMENTS / cols)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("sqlnet_kernels: %s of " INT64_FORMAT " x " INT64_FORMAT " numbers is too large for one call: use smaller chunks",
+						what, rows, cols)));
+}
+
+/* A new rows x cols (2-D) float8[]; its data to fill. */
+static ArrayType *
+new_matrix(int rows, int cols, double **data)
+{
+	int64		n;
+	Size		bytes;
+	ArrayType  *a;
+
+	check_size(rows, cols, "a result");
+	n = (int64) rows * cols;
+	bytes = ARR_OVERHEAD_NONULLS(2) + n * sizeof(double);
+	a = (ArrayType *) palloc0(bytes);
+	SET_VARSIZE(a, bytes);
+	a->ndim = 2;
+	a->dataoffset = 0;
+	a->elemtype = FLOAT8OID;
+	ARR_DIMS(a)[0] = rows;
+	ARR_DIMS(a)[1] = cols;
+	ARR_LBOUND(a)[0] = 1;
+	ARR_LBOUND(a)[1] = 1;
+	*data = (double *) ARR_DATA_PTR(a);
+	return a;
+}
+
+static ArrayType *
+new_vector(int64 n, double **data)
+{
+	Size		bytes;
+	ArrayType  *a;
+
+	check_size(1, n, "a result");
+	bytes = ARR_OVERHEAD_NONULLS(1) + n * sizeof(double);
+	a = (ArrayType *) palloc0(bytes);
+	SET_VARSIZE(a, bytes);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = FLOAT8OID;
+	ARR_DIMS(a)[0] = (int) n;
+	ARR_LBOUND(a)[0] = 1;
+	*data = (double *) ARR_DATA_PTR(a);
+	return a;
+}
+
+/* A finite result, or an ERROR as PostgreSQL's float8 arithmetic raises on overflow. */
+static inline double
+checked(double v)
+{
+	if (unlikely(isinf(v)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value out of range: overflow")));
+	return v;
+}
+
+/* --- the phases ----------------------------------------------------------------------------------- */
+
+/*
+ * dense(a, w, b, n_out) -> z: the input of each node of a layer, for every row of the chunk a (rows x n_in):
+ *   z[r, j] = sum over i of w[i, j] * a[r, i] + bias[j]
+ * w is the state row's flat array (element (i, j) at (i - 1) * n_out + j). b: n_out node biases; or
+ * n_in * n_out edge biases (summed over i, in order, as the SQL's params CTE does); or empty: none.
+ */
+PG_FUNCTION_INFO_V1(sqlnet_dense);
+Datum
+sqlnet_dense(PG_FUNCTION_ARGS)
+{
+	int			rows,
+				n_in,
+				n_out = int_arg(fcinfo, 3, "n_out", 1, 1 << 20);
+	double	   *a = matrix(fcinfo, 0, "the layer's input (a)", &rows, &n_in);
+	double	   *w,
+			   *z,
+			   *bias;
+	ArrayType  *b,
+			   *out;
+	int64		nb;
+
+	check_size(n_in, n_out, "the weights");
+	w = vector(fcinfo, 1, "the weights (w)", (int64) n_in * n_out);
+	b = float_array(fcinfo, 2, "the biases (b)");
+	nb = ARR_NDIM(b) == 0 ? 0 : elements(b);
+	if (ARR_NDIM(b) > 1 || (nb != 0 && nb != n_out && nb != (int64) n_in * n_out))
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: the biases must be none, %d node biases or %d edge biases, not " INT64_FORMAT,
+						n_out, n_in * n_out, nb)));
+	bias = palloc0(sizeof(double) * n_out);
+	if (nb == n_out)
+		memcpy(bias, ARR_DATA_PTR(b), sizeof(double) * n_out);
+	else if (nb != 0)
+	{
+		double	   *e = (double *) ARR_DATA_PTR(b);
+
+		for (int j = 0; j < n_out; j++)
+		{
+			double		s = e[j];
+
+			for (int i = 1; i < n_in; i++)
+				s = checked(s + e[(int64) i * n_out + j]);
+			bias[j] = s;
+		}
+	}
+	out = new_matrix(rows, n_out, &z);
+	for (int r = 0; r < rows; r++)
+	{
+		const double *ar = a + (int64) r * n_in;
+		double	   *zr = z + (int64) r * n_out;
+
+		/* the sum over i in the order the SQL adds its terms: w1*a1 + w2*a2 + ... */
+		for (int j = 0; j < n_out; j++)
+			zr[j] = w[j] * ar[0];
+		for (int i = 1; i < n_in; i++)
+		{
+			const double *wi = w + (int64) i * n_out;
+			double		ai = ar[i];
+
+			for (int j = 0; j < n_out; j++)
+				zr[j] = zr[j] + wi[j] * ai;
+		}
+		if (nb != 0)
+			for (int j = 0; j < n_out; j++)
+				zr[j] = zr[j] + bias[j];
+		for (int j = 0; j < n_out; j++)
+			checked(zr[j]);
+	}
+	pfree(bias);
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+static inline double
+clamp(double z)
+{
+	return z < -EXP_LIMIT ? -EXP_LIMIT : (z > EXP_LIMIT ? EXP_LIMIT : z);
+}
+
+/* activate(z, f) -> a: each row's activation (softmax: over the row, shifted by its largest input). */
+PG_FUNCTION_INFO_V1(sqlnet_activate);
+Datum
+sqlnet_activate(PG_FUNCTION_ARGS)
+{
+	int			rows,
+				n;
+	double	   *z = matrix(fcinfo, 0, "the layer's input (z)", &rows, &n);
+	Function	f = function_arg(fcinfo, 1);
+	double	   *a;
+	ArrayType  *out = new_matrix(rows, n, &a);
+	int64		total = (int64) rows * n;
+
+	switch (f)
+	{
+		case F_LINEAR:
+			memcpy(a, z, sizeof(double) * total);
+			break;
+		case F_RELU:
+			for (int64 e = 0; e < total; e++)
+				a[e] = z[e] > 0 ? z[e] : 0.0;	/* greatest(z, 0) */
+			break;
+		case F_SIGMOID:
+			for (int64 e = 0; e < total; e++)
+				a[e] = 1.0 / (1.0 + exp(-clamp(z[e])));
+			break;
+		case F_TANH:
+			for (int64 e = 0; e < total; e++)
+				a[e] = tanh(z[e]);
+			break;
+		case F_SOFTMAX:
+			for (int r = 0; r < rows; r++)
+			{
+				const double *zr = z + (int64) r * n;
+				double	   *ar = a + (int64) r * n;
+				double		top = zr[0],
+							sum;
+
+				for (int j = 1; j < n; j++)
+					if (zr[j] > top)
+						top = zr[j];
+				for (int j = 0; j < n; j++)
+				{
+					double		d = zr[j] - top;
+
+					ar[j] = exp(d > -EXP_LIMIT ? d : -EXP_LIMIT);
+				}
+				sum = ar[0];
+				for (int j = 1; j < n; j++)
+					sum = sum + ar[j];
+				for (int j = 0; j < n; j++)
+					ar[j] = ar[j] / sum;
+			}
+			break;
+	}
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+/* f'(z) from the activation a, as the wide layout computes it (relu: a > 0 exactly when z > 0). */
+static inline double
+derivative(Function f, double a)
+{
+	switch (f)
+	{
+		case F_RELU:
+			return a > 0 ? 1.0 : 0.0;
+		case F_SIGMOID:
+			return a * (1.0 - a);
+		case F_TANH:
+			return 1.0 - a * a;
+		default:
+			return 1.0;
+	}
+}
+
+static inline double
+softplus(double x)
+{
+	double		m = fabs(x);
+
+	return (x > 0 ? x : 0.0) + log(1.0 + exp(-(m < EXP_LIMIT ? m : EXP_LIMIT)));
+}
+
+/* The error phase's inputs: y (the output activations), z (their inputs), t (the targets), same shape. */
+typedef struct
+{
+	int			rows,
+				n;
+	double	   *y,
+			   *z,
+			   *t;
+	Loss		loss;
+	Function	output;
+} Outputs;
+
+static Outputs
+outputs_args(FunctionCallInfo fcinfo)
+{
+	Outputs		o;
+	int			r2,
+				n2,
+				r3,
+				n3;
+
+	o.y = matrix(fcinfo, 0, "the outputs (y)", &o.rows, &o.n);
+	o.z = matrix(fcinfo, 1, "the outputs' inputs (z)", &r2, &n2);
+	o.t = matrix(fcinfo, 2, "the targets (t)", &r3, &n3);
+	if (r2 != o.rows || r3 != o.rows || n2 != o.n || n3 != o.n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: y (%d x %d), z (%d x %d) and t (%d x %d) must have the same shape",
+						o.rows, o.n, r2, n2, r3, n3)));
+	o.loss = loss_arg(fcinfo, 3);
+	o.output = function_arg(fcinfo, 4);
+	if (o.loss == L_CROSS_ENTROPY && o.output != F_SOFTMAX && o.output != F_SIGMOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sqlnet_kernels: cross-entropy pairs with a softmax or sigmoid output")));
+	return o;
+}
+
+/* loss(y, z, t, loss, output) -> the sum over the chunk's rows of each sample's loss. */
+PG_FUNCTION_INFO_V1(sqlnet_loss);
+Datum
+sqlnet_loss(PG_FUNCTION_ARGS)
+{
+	Outputs		o = outputs_args(fcinfo);
+	double		total = 0.0;
+
+	for (int r = 0; r < o.rows; r++)
+	{
+		const double *y = o.y + (int64) r * o.n,
+				   *z = o.z + (int64) r * o.n,
+				   *t = o.t + (int64) r * o.n;
+		double		s = 0.0;
+
+		if (o.loss == L_CROSS_ENTROPY && o.output == F_SOFTMAX)
+		{
+			/* -t * (z - lse), lse = zmax + ln(sum of exp(max(z - zmax, -700))) */
+			double		top = z[0],
+						sum,
+						lse;
+
+			for (int j = 1; j < o.n; j++)
+				if (z[j] > top)
+					top = z[j];
+			{
+				double		d = z[0] - top;
+
+				sum = exp(d > -EXP_LIMIT ? d : -EXP_LIMIT);
+			}
+			for (int j = 1; j < o.n; j++)
+			{
+				double		d = z[j] - top;
+
+				sum = sum + exp(d > -EXP_LIMIT ? d : -EXP_LIMIT);
+			}
+			lse = top + log(sum);
+			s = -t[0] * (z[0] - lse);
+			for (int j = 1; j < o.n; j++)
+				s = s + -t[j] * (z[j] - lse);
+		}
+		else if (o.loss == L_CROSS_ENTROPY)
+		{
+			s = t[0] * softplus(-z[0]) + (1.0 - t[0]) * softplus(z[0]);
+			for (int j = 1; j < o.n; j++)
+				s = s + (t[j] * softplus(-z[j]) + (1.0 - t[j]) * softplus(z[j]));
+		}
+		else
+		{
+			double		half = o.loss == L_HALF_SE ? 0.5 : 1.0;
+
+			for (int j = 0; j < o.n; j++)
+			{
+				double		e = o.loss == L_HALF_SE ? half * (y[j] - t[j]) * (y[j] - t[j])
+					: (y[j] - t[j]) * (y[j] - t[j]);
+
+				s = j == 0 ? e : s + e;
+			}
+		}
+		total = total + checked(s);
+	}
+	PG_RETURN_FLOAT8(checked(total));
+}
+
+/* output_delta(y, z, t, loss, output) -> dK: dL/dy * f'(z), or y - t where the loss pairs with the output. */
+PG_FUNCTION_INFO_V1(sqlnet_output_delta);
+Datum
+sqlnet_output_delta(PG_FUNCTION_ARGS)
+{
+	Outputs		o = outputs_args(fcinfo);
+	double	   *d;
+	ArrayType  *out = new_matrix(o.rows, o.n, &d);
+	int64		total = (int64) o.rows * o.n;
+
+	for (int64 e = 0; e < total; e++)
+	{
+		if (o.loss == L_CROSS_ENTROPY)
+			d[e] = o.y[e] - o.t[e];
+		else
+		{
+			double		g = o.loss == L_HALF_SE ? o.y[e] - o.t[e] : 2 * (o.y[e] - o.t[e]);
+
+			d[e] = checked(g * derivative(o.output, o.y[e]));
+		}
+	}
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+/*
+ * backward(d, w, a, f) -> the deltas of the layer before: (sum over j of w[i, j] * d[r, j]) * f'(a[r, i]),
+ * d: rows x n_out (the next layer's deltas), w: its n_in x n_out weights, a: rows x n_in (this layer's
+ * activations).
+ */
+PG_FUNCTION_INFO_V1(sqlnet_backward);
+Datum
+sqlnet_backward(PG_FUNCTION_ARGS)
+{
+	int			rows,
+				n_out,
+				rows_a,
+				n_in;
+	double	   *d = matrix(fcinfo, 0, "the deltas (d)", &rows, &n_out);
+	double	   *w,
+			   *a,
+			   *prev;
+	Function	f;
+	ArrayType  *out;
+
+	a = matrix(fcinfo, 2, "the activations (a)", &rows_a, &n_in);
+	if (rows_a != rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: the deltas have %d rows, the activations %d", rows, rows_a)));
+	check_size(n_in, n_out, "the weights");
+	w = vector(fcinfo, 1, "the weights (w)", (int64) n_in * n_out);
+	f = function_arg(fcinfo, 3);
+	out = new_matrix(rows, n_in, &prev);
+	for (int r = 0; r < rows; r++)
+	{
+		const double *dr = d + (int64) r * n_out,
+				   *ar = a + (int64) r * n_in;
+		double	   *pr = prev + (int64) r * n_in;
+
+		for (int i = 0; i < n_in; i++)
+		{
+			const double *wi = w + (int64) i * n_out;
+			double		s = wi[0] * dr[0];
+
+			for (int j = 1; j < n_out; j++)
+				s = s + wi[j] * dr[j];
+			pr[i] = checked(s * derivative(f, ar[i]));
+		}
+	}
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+/*
+ * outer(a, d) -> the weights' gradient summed over the chunk's rows, flat like the weights:
+ * g[(i - 1) * n_out + j] = sum over r of a[r, i] * d[r, j].
+ */
+PG_FUNCTION_INFO_V1(sqlnet_outer);
+Datum
+sqlnet_outer(PG_FUNCTION_ARGS)
+{
+	int			rows,
+				n_in,
+				rows_d,
+				n_out;
+	double	   *a = matrix(fcinfo, 0, "the activations (a)", &rows, &n_in);
+	double	   *d = matrix(fcinfo, 1, "the deltas (d)", &rows_d, &n_out);
+	double	   *g;
+	ArrayType  *out;
+
+	if (rows_d != rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: the activations have %d rows, the deltas %d", rows, rows_d)));
+	check_size(n_in, n_out, "the gradient");
+	out = new_vector((int64) n_in * n_out, &g);
+	for (int r = 0; r < rows; r++)
+	{
+		const double *ar = a + (int64) r * n_in,
+				   *dr = d + (int64) r * n_out;
+
+		for (int i = 0; i < n_in; i++)
+		{
+			double	   *gi = g + (int64) i * n_out;
+			double		ai = ar[i];
+
+			for (int j = 0; j < n_out; j++)
+				gi[j] = gi[j] + ai * dr[j];
+		}
+	}
+	for (int64 e = 0; e < (int64) n_in * n_out; e++)
+		checked(g[e]);
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+/* colsum(d, times) -> the biases' gradient: each column's sum over the rows, the whole repeated `times`
+ * (1 for node biases, n_in for edge biases, whose (i, j) has node j's gradient). */
+PG_FUNCTION_INFO_V1(sqlnet_colsum);
+Datum
+sqlnet_colsum(PG_FUNCTION_ARGS)
+{
+	int			rows,
+				n;
+	double	   *d = matrix(fcinfo, 0, "the deltas (d)", &rows, &n);
+	int			times = int_arg(fcinfo, 1, "times", 1, 1 << 20);
+	double	   *g;
+	ArrayType  *out;
+
+	check_size(times, n, "the bias gradient");
+	out = new_vector((int64) times * n, &g);
+	for (int r = 0; r < rows; r++)
+		for (int j = 0; j < n; j++)
+			g[j] = g[j] + d[(int64) r * n + j];
+	for (int j = 0; j < n; j++)
+		checked(g[j]);
+	for (int k = 1; k < times; k++)
+		memcpy(g + (int64) k * n, g, sizeof(double) * n);
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+/*
+ * vsum_step(state, x): the aggregate vsum(float8[]): element by element sums of equally long arrays. The
+ * state is the aggregate's own (made in its memory context on the first row, then added to in place).
+ */
+PG_FUNCTION_INFO_V1(sqlnet_vsum_step);
+Datum
+sqlnet_vsum_step(PG_FUNCTION_ARGS)
+{
+	MemoryContext agg;
+	ArrayType  *x,
+			   *state;
+	int64		n;
+	double	   *s,
+			   *v;
+
+	if (!AggCheckCallContext(fcinfo, &agg))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("sqlnet_kernels: vsum_step is the transition of the aggregate vsum, not a function to call")));
+	x = float_array(fcinfo, 1, "an array to sum");
+	n = ARR_NDIM(x) == 0 ? 0 : elements(x);
+	if (ARR_NDIM(x) > 2 || n < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: vsum sums non-empty arrays")));
+	v = (double *) ARR_DATA_PTR(x);
+	if (PG_ARGISNULL(0))
+	{
+		MemoryContext old = MemoryContextSwitchTo(agg);
+
+		state = new_vector(n, &s);
+		MemoryContextSwitchTo(old);
+		memcpy(s, v, sizeof(double) * n);
+		PG_RETURN_ARRAYTYPE_P(state);
+	}
+	state = PG_GETARG_ARRAYTYPE_P(0);
+	if (elements(state) != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: vsum of arrays of " INT64_FORMAT " and " INT64_FORMAT " numbers",
+						elements(state), n)));
+	s = (double *) ARR_DATA_PTR(state);
+	for (int64 e = 0; e < n; e++)
+		s[e] = checked(s[e] + v[e]);
+	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+/* version() -> the version of the library loaded, which the SQL functions must match */
+PG_FUNCTION_INFO_V1(sqlnet_kernels_version);
+Datum
+sqlnet_kernels_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(SQLNET_KERNELS_VERSION));
+}
