@@ -195,7 +195,7 @@ def test_what_an_engine_lacks_is_refused_naming_the_capability(place: Place) -> 
     lacking = LACKS[place.engine.name]
     for capability in CAPABILITIES:
         for option in capability.options:
-            value: object = {"numeric": "exact", "layout": "long", "raw": True}.get(option, 1)
+            value: object = {"numeric": "exact", "layout": "long", "kernels": "native"}.get(option, 1)
             if capability.name in lacking:
                 expected = f"needs {re.escape(capability.name)}, which the Spark engine does not have"
                 with pytest.raises(Unsupported, match=expected):

@@ -226,6 +226,14 @@ def training_options(f: F) -> F:
             help="How the SQL holds the values: wide (one row per sample, fast) or long (one row per value; "
             "needed by --trace, --numeric exact and very wide layers). auto chooses.",
         ),
+        click.option(
+            "--kernels",
+            type=click.Choice(["auto", "native", "sql"]),
+            default="auto",
+            show_default=True,
+            help="Who computes each phase: native (sqlnet's C kernels, `sqlnet kernels install`), sql, or auto "
+            "(native where the database has them and they cover the training). The choice is printed.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)

@@ -20,13 +20,15 @@ from psycopg import sql
 from sqlnet.compile.dialect import POSTGRES
 from sqlnet.compile.long import LongLayout
 from sqlnet.compile.names import LAYOUT_NAMES
+from sqlnet.compile.native import NativeLayout
 from sqlnet.compile.shared import Layout, trace, write_back
 from sqlnet.compile.training import Training
 from sqlnet.compile.wide import WideLayout
 from sqlnet.model.phases import BIAS, WEIGHT
 
-LAYOUTS: dict[str, Layout] = {"long": LongLayout(), "wide": WideLayout()}
-assert tuple(LAYOUTS) == LAYOUT_NAMES, "sqlnet.compile.names lists the layouts the command line offers"
+# native: the wide layout's statement with its phases in C (--kernels native; not a --layout of its own)
+LAYOUTS: dict[str, Layout] = {"long": LongLayout(), "wide": WideLayout(), "native": NativeLayout()}
+assert set(LAYOUT_NAMES) <= set(LAYOUTS), "sqlnet.compile.names lists the layouts the command line offers"
 
 
 def header(tr: Training) -> str:

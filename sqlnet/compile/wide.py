@@ -89,6 +89,10 @@ class WideLayout(WideResults, WidePhases):
             xs=xs, x=data_select(tr, t.inputs, validation), ts=ts, t=data_select(tr, t.outputs, validation)
         )
 
+    def _rows(self, tr: Training) -> sql.Composable:
+        """The training samples as the phases read them: here the pivot (the native layout: arrays)."""
+        return self._pivot(tr)
+
     settings_why = "the wide layout streams its phases from one to the next: nothing may store them in between"
 
     def settings(self, tr: Training) -> list[sql.Composable]:
@@ -113,7 +117,7 @@ class WideLayout(WideResults, WidePhases):
                     "-- one row per sample with its batch: {n} consecutive samples by sampleId\n"
                     "CREATE TEMP TABLE sqlnet_wide AS\n"
                     "SELECT (dense_rank() OVER (ORDER BY sample) - 1) / {n} + 1 AS batch, * FROM ({pivot}) AS d"
-                ).format(n=sql.Literal(tr.batch_size), pivot=self._pivot(tr)),
+                ).format(n=sql.Literal(tr.batch_size), pivot=self._rows(tr)),
                 sql.SQL("CREATE INDEX ON {} (batch)").format(WIDE_TABLE),
                 sql.SQL("ANALYZE {}").format(WIDE_TABLE),
             ]
@@ -121,7 +125,7 @@ class WideLayout(WideResults, WidePhases):
             drop,
             sql.SQL(
                 "-- one row per sample, indexed by sample\nCREATE TEMP TABLE sqlnet_wide AS {pivot}"
-            ).format(pivot=self._pivot(tr)),
+            ).format(pivot=self._rows(tr)),
             sql.SQL("CREATE INDEX ON {} (sample)").format(WIDE_TABLE),
             *shuffled_batches(tr, sql.SQL("SELECT sample FROM {}").format(WIDE_TABLE)),
             sql.SQL("ANALYZE {w}, {b}").format(w=WIDE_TABLE, b=BATCH_TABLE),
@@ -136,7 +140,7 @@ class WideLayout(WideResults, WidePhases):
         return sql.SQL(
             "-- the samples, one row each: the input values x1.. and the targets t1..\n"
             "data {mat} (\n  {pivot}\n)"
-        ).format(mat=_materialized(tr), pivot=self._pivot(tr))
+        ).format(mat=_materialized(tr), pivot=self._rows(tr))
 
     def _batch_rows(self, tr: Training) -> sql.Composable:
         if not tr.mini_batch:

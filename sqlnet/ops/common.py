@@ -11,9 +11,11 @@ from typing import Any
 from sqlnet.compile import wide
 from sqlnet.compile.statement import LAYOUTS
 from sqlnet.compile.training import Training, iter_update_blocks
-from sqlnet.db import trust
+from sqlnet.db import kernels, trust
 from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
 from sqlnet.db.connection import Database, Session
+from sqlnet.db.kernels import VERSION as KERNELS_VERSION
+from sqlnet.db.kernels import KernelStatus
 from sqlnet.db.loading import held_out_count
 from sqlnet.db.networks import Definition, read_definition
 from sqlnet.db.privileges import check_privileges
@@ -25,7 +27,8 @@ from sqlnet.model.phases import Phase, plan
 
 # updates per statement: the long layout keeps every phase of every update in the recursion's
 # tuplestore, the wide layout one row per update, so it affords longer statements (fewer plans)
-DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500}
+DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500, "native": 500}
+KERNEL_MODES = ("auto", "native", "sql")
 DEFAULT_FUNCTIONS = {"hidden_activation": "relu", "output_activation": "linear", "loss": "half-se"}
 MAX_INT = 2**31 - 1
 TABLES_FILE = "01_tables.sql"
@@ -77,6 +80,9 @@ class TrainOptions:
     validation_fraction: float | None = None
     seed: int | None = None  # which samples are held out: the first by md5('seed:sampleId'); None: the network's
     layout: str = "auto"  # auto: wide when the network fits and nothing needs long; else long
+    # the phases' arithmetic: native (the C kernels, sqlnet_kernels), sql, or auto (native where the
+    # database has the kernels and they cover the training, else sql)
+    kernels: str = "auto"
 
     def __post_init__(self) -> None:
         def whole(name: str, value: object, least: int) -> None:
@@ -100,6 +106,8 @@ class TrainOptions:
             raise InputError(f"the shuffle seed must be a whole number, got {self.shuffle!r}")
         if self.layout not in ("auto", *LAYOUTS):
             raise InputError(f"unknown layout {self.layout!r}: choose auto, {', '.join(LAYOUTS)}")
+        if self.kernels not in KERNEL_MODES:
+            raise InputError(f"--kernels must be one of {', '.join(KERNEL_MODES)}, got {self.kernels!r}")
         if self.validation_fraction is not None:
             check_fraction(self.validation_fraction)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
@@ -207,6 +215,7 @@ class TrainOptions:
             "validation_fraction": self.validation_fraction,
             "seed": self.seed,
             "layout": self.layout,
+            "kernels": self.kernels,
         }
 
 
@@ -221,13 +230,59 @@ class Loaded:
     largest: dict[str, float] = field(default_factory=dict)  # table label -> largest |value| it holds
     definition: Definition | None = None  # what sqlnet.networks held for it before this command
     held: int = 0  # the samples held out for validation (not counted in `samples`)
+    kernels: KernelStatus | None = None  # whether the database has the native kernels (None: not asked)
 
     @property
     def batches(self) -> int:
         return math.ceil(self.samples / self.options.batch_size) if self.options.batch_size else 1
 
     def layout(self, trace: bool) -> str:
-        """auto picks wide (fused, fast) unless the trace, exact decimals or the network's width need long."""
+        """auto picks wide (fused, fast) unless the trace, exact decimals or the network's width need long;
+        the kernels (``kernels``) replace wide or long where the database has them and they cover it."""
+        return self.choice(trace)[0]
+
+    def choice(self, trace: bool) -> tuple[str, str]:
+        """The layout, and why: the kernels' mode said aloud (--kernels auto picks them where it can)."""
+        o = self.options
+        not_native = [
+            why
+            for why, needed in (
+                ("--trace keeps every phase as rows per node, which only the SQL writes", trace),
+                ("--numeric exact computes in NUMERIC, which only the SQL does", o.numeric == "exact"),
+                (f"--layout {o.layout} asks for the SQL layout", o.layout != "auto"),
+                (
+                    "the held-out samples are scored by the wide SQL layout, which cannot hold this network",
+                    bool(self.held) and not wide.fits(self.net),
+                ),
+            )
+            if needed
+        ]
+        status = self.kernels
+        if o.kernels != "sql" and not not_native and status is not None and status.usable:
+            return "native", "the phases run in the native kernels (sqlnet_kernels " + (status.installed or "") + ")"
+        if o.kernels == "native":
+            if not_native:
+                raise InputError(f"--kernels native cannot run this: {not_native[0]}; use --kernels auto or sql")
+            have = "is not installed in this database" if status is None or status.installed is None else (
+                f"is version {status.installed} here, and this sqlnet needs {KERNELS_VERSION}"
+            )  # fmt: skip
+            raise InputError(
+                f"--kernels native: the extension sqlnet_kernels {have}: `sqlnet kernels install` builds and "
+                f"installs it (or use --kernels auto, which falls back to SQL)"
+            )
+        layout = self._sql_layout(trace)
+        if o.kernels == "sql":
+            return layout, "pure SQL (--kernels sql)"
+        if status is None or status.installed is None:
+            why = "the database has no native kernels (`sqlnet kernels install` adds them)"
+        elif not status.usable:
+            why = f"the database's native kernels are version {status.installed}, not {KERNELS_VERSION}"
+        else:
+            why = not_native[0]
+        slow = "" if wide.fits(self.net) else "; a network this wide is slow without them"
+        return layout, f"pure SQL: {why}{slow}"
+
+    def _sql_layout(self, trace: bool) -> str:
         o = self.options
         needs_long = [
             why
@@ -352,8 +407,10 @@ def load_network(
             check_distributions(s.pg, tables)
     samples = count_samples(s.pg, tables)
     held = held_out(options, samples, tables)
+    # the kernels are looked at (and checked: they would run with this role's privileges) unless told not to
+    status = kernels.status(s.pg, home) if options.kernels != "sql" else None
     # the batches are cut from the training samples
-    return Loaded(tables, net, samples - held, options, largest_values(s.pg, tables), definition, held)
+    return Loaded(tables, net, samples - held, options, largest_values(s.pg, tables), definition, held, status)
 
 
 

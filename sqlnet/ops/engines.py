@@ -33,6 +33,7 @@ CAPABILITIES = (
     Capability("a validation split", ("validation_fraction",), lambda v: bool(v)),
     Capability("exact decimals", ("numeric",), lambda v: v == "exact"),
     Capability("the long layout", ("layout",), lambda v: v == "long"),
+    Capability("the native kernels (sqlnet_kernels)", ("kernels",), lambda v: v == "native"),
     Capability("predicting from a CSV file", ("csv",)),
     Capability("exported SQL functions", ("function",)),
     Capability("restoring a run's weights (sqlnet restore)", ()),

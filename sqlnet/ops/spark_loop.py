@@ -91,7 +91,7 @@ class SparkNetwork:
 
 def _refuse_unsupported(opts: TrainOptions) -> None:
     """What Spark cannot do is refused by the one rule the command line uses too (sqlnet.ops.engines)."""
-    message = refusal("spark", {"numeric": opts.numeric, "layout": opts.layout})
+    message = refusal("spark", {"numeric": opts.numeric, "layout": opts.layout, "kernels": opts.kernels})
     if message:
         raise InputError(message)
 

@@ -257,6 +257,10 @@ def _begin_run(
     split = opts.split_note(loaded.definition)
     if split:
         notes.append(split)
+    # which arithmetic runs the phases, and why: said, and kept with the run
+    layout, why = loaded.choice(bool(extra.get("trace")))
+    notes.append(f"kernels: {why}")
+    extra = {**extra, "computed_by": "native kernels" if layout == "native" else "SQL", "computed_why": why}
     run_id = store.start_run(s, key, net, {**opts.as_json(), **extra})
     store.save_params(s, run_id, "initial", net, floats(initial))
     save_run_state(s, run_id, "initial", key, optimizer_key(optimizer))
