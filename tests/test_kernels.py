@@ -80,7 +80,7 @@ def test_every_mode_trains_to_the_reference_and_to_pure_sql(
     with psycopg.connect(kdb, autocommit=True) as conn:
         create_tables(conn, net, params, data, samples=True)
         native = sqlnet.train(kdb, kernels="native", **given)
-        assert native.layout == "native" and "kernels: the phases run in the native kernels" in native.notes[-1]
+        assert native.layout == "native" and native.computed.startswith("the phases run in the native kernels")
         got = table_params(conn, net)
         conn.execute(sql.SQL("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         conn.execute("DROP SCHEMA sqlnet CASCADE")
@@ -121,7 +121,7 @@ def test_auto_uses_the_kernels_where_the_database_has_them_and_says_why_not(kern
     sqlnet.init(db_url, example="post")
     without = sqlnet.train(db_url, epochs=1, learning_rate=0.1)
     assert without.layout == "wide"
-    assert without.notes[-1] == "kernels: pure SQL: the database has no native kernels (`sqlnet kernels install` adds them)"
+    assert without.computed == "pure SQL: the database has no native kernels (`sqlnet kernels install` adds them)"
     with pytest.raises(InputError, match="--kernels native: the extension sqlnet_kernels is not installed"):
         sqlnet.train(db_url, epochs=1, learning_rate=0.1, kernels="native")
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -133,7 +133,7 @@ def test_auto_uses_the_kernels_where_the_database_has_them_and_says_why_not(kern
         ).fetchone()  # type: ignore[misc]
         assert recorded == "native kernels"
     traced = sqlnet.train(db_url, epochs=1, learning_rate=0.1, trace=True)  # the trace is SQL's to write
-    assert traced.layout == "long" and "--trace keeps every phase as rows per node" in traced.notes[-1]
+    assert traced.layout == "long" and "--trace keeps every phase as rows per node" in traced.computed
     with pytest.raises(InputError, match="--kernels native cannot run this: --numeric exact"):
         sqlnet.train(db_url, epochs=1, learning_rate=0.1, kernels="native", numeric="exact")
 

@@ -22,7 +22,8 @@ from sqlnet.model.network import Dataset, Network, Params
 
 
 def run_sqlnet(
-    url: str, schema: str, w: Workload, layout: str, params: Params, net: Network, code: Path | None = None
+    url: str, schema: str, w: Workload, layout: str, params: Params, net: Network, code: Path | None = None,
+    kernels: str | None = None,
 ) -> tuple[float, float, Params, dict]:
     """One whole `sqlnet train` process (restoring the initial weights first); with `code`, the sqlnet
     package found there (round 1's) instead of this one."""
@@ -50,6 +51,7 @@ def run_sqlnet(
         # the workload before is not this one's
         "--redefine",
         "--json",
+        *(["--kernels", kernels] if kernels else []),
     ]
     env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     if code:  # the process must find round 1's package, nothing else
@@ -281,9 +283,13 @@ def run_numpy(
 
 def run_script(script: str, data: Path) -> tuple[float, float, Params]:
     """A competitor as a whole process: its wall time, the training time it reports, its weights."""
+    # single-threaded BLAS, as sqlnet's one backend is one core; OPENBLAS_CORETYPE (set on some machines here
+    # to a core type that is not this CPU's) is left out for this command only
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", script, str(data)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(data)], capture_output=True, text=True, check=True, env=env
     )
     process = time.perf_counter() - started
     doc = json.loads(out.stdout)

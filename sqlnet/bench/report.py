@@ -69,6 +69,14 @@ def own_database(url: str | None) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _with_kernels(url: str) -> None:
+    """The native kernels in the benchmark's database (built and installed once)."""
+    from sqlnet.ops import kernels
+
+    if not kernels.status(url).usable:
+        kernels.install(url)
+
+
 def bench(
     url: str, names: list[str] | None, runs: int | None, spark_recursive: Path | None = None
 ) -> dict[str, Any]:
@@ -92,9 +100,16 @@ def bench(
                 for _ in range(n_runs if competitor not in ("reference", "post-sql", "long") else 1):
                     if competitor in ("sqlnet", "long"):
                         layout = "auto" if competitor == "sqlnet" else "long"
-                        process, inner, trained, extra = run_sqlnet(db.url, "bench", w, layout, params, net)
+                        # pure SQL: what sqlnet does without its kernels (the native competitor has them)
+                        process, inner, trained, extra = run_sqlnet(db.url, "bench", w, layout, params, net,
+                                                                    kernels="sql")  # fmt: skip
                         r.extra = extra
                         r.extra.update(statement_facts(db.url, "bench", w, layout))
+                    elif competitor == "native":
+                        _with_kernels(db.url)
+                        process, inner, trained, extra = run_sqlnet(db.url, "bench", w, "auto", params, net,
+                                                                    kernels="native")  # fmt: skip
+                        r.extra = extra
                     elif competitor == "round1":
                         code = round1_code(folder)
                         process, inner, trained, extra = run_sqlnet(db.url, "bench", w, "auto", params, net, code)
@@ -127,7 +142,7 @@ def bench(
                     if process is not None:
                         r.process.append(process)
                     r.inner.append(inner)
-                if competitor == "sqlnet" or (competitor == "spark" and "sqlnet" not in w.competitors):
+                if competitor == "sqlnet" or (competitor in ("spark", "native") and "sqlnet" not in w.competitors):
                     sqlnet_params = trained
                 if sqlnet_params is not None and trained is not None:
                     r.max_diff = max(abs(a - b) for a, b in zip(flat(trained), flat(sqlnet_params)))

@@ -85,7 +85,7 @@ WORKLOADS = [
         30,
         0.05,
         "5000 samples, 12-24-2 tanh, 30 epochs",
-        ("sqlnet", "numpy", "sklearn"),
+        ("sqlnet", "native", "numpy", "sklearn"),
     ),
     Workload(
         "samples-1k",
@@ -175,7 +175,7 @@ WORKLOADS = [
         5,
         0.1,
         "scikit-learn's digits (8x8 images, 10 classes), 64-32-10 softmax + cross-entropy, batches of 64, 5 epochs",
-        ("sqlnet", "numpy", "sklearn"),
+        ("sqlnet", "native", "numpy", "sklearn"),
         output="softmax",
         loss="cross-entropy",
         batch_size=64,
@@ -254,6 +254,18 @@ WORKLOADS = [
         optimizer="adam",
         shuffle=1,
         validation=0.2,
+    ),
+    Workload(
+        "wide-784",
+        2000,
+        (784, 128, 10),
+        "relu",
+        3,
+        0.01,
+        "a network of the size people have: 784-128-10 (MNIST's shape), 2000 samples, 3 full-batch updates "
+        "(pure SQL cannot run it: a join passes 32,767 columns)",
+        ("native", "numpy"),
+        runs=3,
     ),
 ]
 

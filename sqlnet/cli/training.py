@@ -199,6 +199,8 @@ def _report(result: api.TrainResult, as_json: bool, quiet: bool, trace: bool, un
         f"{o.epochs} epoch(s), {batches}, {o.make_optimizer().describe()} at learning rate {o.learning_rate}, "
         f"in {result.statements} statement(s), {result.seconds:.2f} s; {trend}"
     )
+    if result.computed:  # --kernels' choice, and why
+        out.print(escape(f"computed by: {result.computed}"))
     if result.validation:
         loss, accuracy = result.validation[-1]
         out.print(

@@ -63,6 +63,7 @@ class TrainResult:
         default_factory=list
     )  # per epoch: loss, accuracy
     notes: list[str] = field(default_factory=list)  # what changed about the network, besides its weights
+    computed: str = ""  # who computed the phases (the native kernels or SQL) and why: --kernels' choice
 
     def divergence_warning(self) -> str | None:
         """A run whose loss grew tenfold without leaving float8's range is diverging all the same."""
@@ -95,6 +96,7 @@ class TrainResult:
             "validation_accuracy": [v[1] for v in self.validation],
             "warning": self.divergence_warning(),
             "notes": self.notes,
+            "computed": self.computed,
             "params": layers(floats(self.params)),
         }
 
@@ -227,6 +229,7 @@ def _train_once(request: Request, opts: TrainOptions, started: float, begun: lis
         layout=loaded.layout(trace),
         validation=[(validation[e][0], validation[e][1]) for e in sorted(validation)],
         notes=notes,
+        computed=loaded.choice(trace)[1],
     )
 
 
@@ -259,7 +262,6 @@ def _begin_run(
         notes.append(split)
     # which arithmetic runs the phases, and why: said, and kept with the run
     layout, why = loaded.choice(bool(extra.get("trace")))
-    notes.append(f"kernels: {why}")
     extra = {**extra, "computed_by": "native kernels" if layout == "native" else "SQL", "computed_why": why}
     run_id = store.start_run(s, key, net, {**opts.as_json(), **extra})
     store.save_params(s, run_id, "initial", net, floats(initial))
@@ -436,6 +438,7 @@ def _train_with_checkpoints(
         # every checkpoint's epochs, as recorded (a resumed run's first ones included)
         validation=[(vl, va) for _, _, vl, va in epochs if vl is not None],
         notes=notes,
+        computed=loaded.choice(trace)[1],
     )
 
 
