@@ -3,8 +3,9 @@ update, the same update and write-back) whose phases call sqlnet's C kernels (``
 ``sqlnet/native/``) instead of spelling out every node's arithmetic.
 
 The samples are rows of arrays (sample, x float8[], t float8[]), read from the long tables with no
-pivot, so no statement grows with the layer widths. Each update cuts its batch into chunks of up to
-CHUNK samples, each chunk one row holding its samples as matrices; each phase is one CTE that adds one
+pivot, so no statement grows with the layer widths, and cut into chunks of up to CHUNK samples, each
+chunk one row holding its samples as matrices (once, where the batches never change; per update for
+shuffled batches); each phase is one CTE that adds one
 column to the chunk's row by one kernel call (the input of layer k, its activation, the error and output
 deltas, each hidden layer's deltas); the gradient CTE sums the chunks' gradients with the ``vsum``
 aggregate into the wide layout's arrays (gw1, gb1, ...), and the wide layout's update takes over.
@@ -18,8 +19,8 @@ from psycopg import sql
 
 from sqlnet.compile.shared import data_select
 from sqlnet.compile.training import Training
-from sqlnet.compile.wide import WideLayout
-from sqlnet.compile.wide_phases import _c
+from sqlnet.compile.wide import WIDE_TABLE, WideLayout
+from sqlnet.compile.wide_phases import _c, _materialized
 
 KERNELS = "sqlnet_kernels"  # the extension's schema: every call is qualified with it
 CHUNK = 1000  # samples per kernel call: big enough that the per-row cost vanishes, small enough for cache
@@ -42,6 +43,53 @@ class NativeLayout(WideLayout):
             "USING (sample)"
         ).format(x=data_select(tr, t.inputs), t=data_select(tr, t.outputs))
 
+    def _chunked(self, rows: sql.Composable, by_batch: bool = False) -> sql.Composable:
+        """Rows of samples (sample, x, t[, batch]) as chunks of up to CHUNK samples (of one batch, `by_batch`),
+        each one row of matrices in sample order: a0, the inputs; t, the targets; n, how many."""
+        return sql.SQL(
+            "SELECT {batch}array_agg(x ORDER BY sample) AS a0, array_agg(t ORDER BY sample) AS t, count(*) AS n\n"
+            "  FROM (SELECT r.*, (row_number() OVER ({part}ORDER BY r.sample) - 1) / {n} AS chunk FROM ({rows}) AS r) AS r\n"
+            "  GROUP BY {group}chunk"
+        ).format(
+            batch=sql.SQL("batch, " if by_batch else ""), part=sql.SQL("PARTITION BY r.batch " if by_batch else ""),
+            group=sql.SQL("batch, " if by_batch else ""), n=sql.Literal(CHUNK), rows=rows,
+        )  # fmt: skip
+
+    def preparation(self, tr: Training, again: bool = False) -> list[sql.Composable]:
+        """Mini-batches in sampleId order: each batch's chunks, made once (the batches never change);
+        shuffled ones: the samples, and each epoch's batches, as the wide layout keeps them."""
+        if not tr.mini_batch or tr.shuffle is not None:
+            return super().preparation(tr, again)
+        if again:
+            return []
+        batched = sql.SQL("SELECT (dense_rank() OVER (ORDER BY sample) - 1) / {n} + 1 AS batch, * FROM ({rows}) AS d").format(
+            n=sql.Literal(tr.batch_size), rows=self._rows(tr)
+        )  # fmt: skip
+        return [
+            sql.SQL("DROP TABLE IF EXISTS {}").format(WIDE_TABLE),
+            sql.SQL(
+                "-- each batch of {n} consecutive samples by sampleId as chunks of matrices\n"
+                "CREATE TEMP TABLE sqlnet_wide AS\n{chunks}"
+            ).format(n=sql.Literal(tr.batch_size), chunks=self._chunked(batched, by_batch=True)),
+            sql.SQL("CREATE INDEX ON {} (batch)").format(WIDE_TABLE),
+            sql.SQL("ANALYZE {}").format(WIDE_TABLE),
+        ]
+
+    def data_ctes(self, tr: Training) -> sql.Composable:
+        if tr.mini_batch:
+            return super().data_ctes(tr)
+        return sql.SQL(
+            "-- the samples as chunks of matrices, made once: every update reads the same\ndata {mat} (\n  {chunks}\n)"
+        ).format(mat=_materialized(tr), chunks=self._chunked(self._rows(tr)))
+
+    def _batch_rows(self, tr: Training) -> sql.Composable:
+        """The chunks of the update's batch."""
+        if not tr.mini_batch:
+            return sql.SQL("SELECT * FROM data")
+        if tr.shuffle is None:
+            return sql.SQL("SELECT a0, t, n FROM {w} WHERE batch = (SELECT batch FROM next)").format(w=WIDE_TABLE)
+        return self._chunked(super()._batch_rows(tr))
+
     def _bias_array(self, tr: Training, k: int) -> sql.Composable:
         if tr.net.bias == "none":
             return sql.SQL("'{{}}'::float8[]")
@@ -51,18 +99,7 @@ class NativeLayout(WideLayout):
         net = tr.net
         K = net.depth
         by_kind = {(p.kind, p.layer): p for p in tr.phases}
-        ctes: list[sql.Composable] = [
-            sql.SQL(
-                "    -- the batch in chunks of up to {n} samples, each one row of matrices (a sample per row,\n"
-                "    -- in sample order): a0, the inputs; t, the targets; n, how many samples\n"
-                "    chunks AS (\n"
-                "      SELECT array_agg(x ORDER BY sample) AS a0, array_agg(t ORDER BY sample) AS t, count(*) AS n\n"
-                "      FROM (SELECT b.*, (row_number() OVER (ORDER BY b.sample) - 1) / {n} AS chunk FROM batch_rows AS b) AS b\n"
-                "      GROUP BY chunk\n"
-                "      OFFSET 0\n"
-                "    )"
-            ).format(n=sql.Literal(CHUNK))
-        ]
+        ctes: list[sql.Composable] = []
         steps: list[tuple[tuple[str, int], str, sql.Composable]] = []
         for k in range(1, K + 1):
             steps.append((("input", k), f"z{k}", sql.SQL("{f}(s.{a}, p.{w}, {b}, {n})").format(
@@ -77,7 +114,7 @@ class NativeLayout(WideLayout):
             steps.append((("delta", k), f"d{k}", sql.SQL("{f}(s.{d}, p.{w}, s.{a}, {name})").format(
                 f=_k("backward"), d=_c(f"d{k + 1}"), w=_c(f"w{k + 1}"), a=_c(f"a{k}"), name=sql.Literal(net.activation(k))
             )))  # fmt: skip
-        source = "chunks"
+        source = "batch_rows"
         for key, column, call in steps[: 2 * K]:
             ctes.append(self._phase(tr, by_kind[key], source, sql.SQL("{} AS {}").format(call, _c(column))))
             source = by_kind[key].table

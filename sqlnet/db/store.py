@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from sqlnet.compile.tables import TableMap
 from sqlnet.db.connection import Session
 from sqlnet.db.guard import held_networks
 from sqlnet.db.policies import POLICY, ensure_policy, may_train, sees_run
@@ -267,6 +268,27 @@ def save_params(s: Session, run_id: int, stage: str, net: Network, params: Param
             "AS u (q, l, i, j, v)",
             (run_id, stage, quantities, layers, inputs, nodes, values),
         )
+
+
+def save_table_params(s: Session, run_id: int, stage: str, tables: TableMap) -> None:
+    """Keep the parameters the tables hold now as the run's `stage`, copied inside the server (a 784-128-10
+    network's ~100k values need not travel to the client and back); as doubles, as save_params keeps them."""
+    head = sql.SQL(
+        "INSERT INTO sqlnet.run_params (run_id, stage, quantity, layer, input_node, node, value) SELECT {r}, {s}, "
+    ).format(r=sql.Literal(run_id), s=sql.Literal(stage))
+    for k, w in enumerate(tables.weights, start=1):
+        s.pg.execute(head + sql.SQL("'weight', {k}, {i}::int, {j}::int, {v}::float8 FROM {t}").format(
+            k=sql.Literal(k), i=w.col("in"), j=w.col("out"), v=w.col("value"), t=w.ident
+        ))  # fmt: skip
+        if tables.bias == "edge":
+            s.pg.execute(head + sql.SQL("'bias', {k}, {i}::int, {j}::int, {b}::float8 FROM {t}").format(
+                k=sql.Literal(k), i=w.col("in"), j=w.col("out"), b=w.col("bias"), t=w.ident
+            ))  # fmt: skip
+        elif tables.bias == "node":
+            b = tables.biases[k - 1]
+            s.pg.execute(head + sql.SQL("'bias', {k}, NULL, {j}::int, {v}::float8 FROM {t}").format(
+                k=sql.Literal(k), j=b.col("node"), v=b.col("value"), t=b.ident
+            ))  # fmt: skip
 
 
 def load_params(s: Session, run_id: int, stage: str, net: Network) -> Params:

@@ -25,6 +25,8 @@
 PG_MODULE_MAGIC;
 
 #define EXP_LIMIT 700.0
+/* rows of a matrix handled together, so that what they share stays in the cache */
+#define ROWS 8
 /* a chunk's or a matrix's elements: far below MaxAllocSize / sizeof(double), checked before allocating */
 #define MAX_ELEMENTS ((int64) (MaxAllocSize / sizeof(double)) - 64)
 
@@ -288,27 +290,46 @@ sqlnet_dense(PG_FUNCTION_ARGS)
 		}
 	}
 	out = new_matrix(rows, n_out, &z);
-	for (int r = 0; r < rows; r++)
+	/*
+	 * Blocks of ROWS rows share each row of w while it is in cache (a 784 x 128 w is 800 KB: read once per
+	 * block, not once per sample). For each z[r, j] the terms are still added in the order of i, as the
+	 * SQL adds them: w1*a1 + w2*a2 + ... + bias.
+	 */
+	for (int r0 = 0; r0 < rows; r0 += ROWS)
 	{
-		const double *ar = a + (int64) r * n_in;
-		double	   *zr = z + (int64) r * n_out;
+		int			r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
 
-		/* the sum over i in the order the SQL adds its terms: w1*a1 + w2*a2 + ... */
-		for (int j = 0; j < n_out; j++)
-			zr[j] = w[j] * ar[0];
+		for (int r = r0; r < r1; r++)
+		{
+			const double *ar = a + (int64) r * n_in;
+			double	   *zr = z + (int64) r * n_out;
+
+			for (int j = 0; j < n_out; j++)
+				zr[j] = w[j] * ar[0];
+		}
 		for (int i = 1; i < n_in; i++)
 		{
 			const double *wi = w + (int64) i * n_out;
-			double		ai = ar[i];
 
-			for (int j = 0; j < n_out; j++)
-				zr[j] = zr[j] + wi[j] * ai;
+			for (int r = r0; r < r1; r++)
+			{
+				double		ai = a[(int64) r * n_in + i];
+				double	   *zr = z + (int64) r * n_out;
+
+				for (int j = 0; j < n_out; j++)
+					zr[j] = zr[j] + wi[j] * ai;
+			}
 		}
-		if (nb != 0)
+		for (int r = r0; r < r1; r++)
+		{
+			double	   *zr = z + (int64) r * n_out;
+
+			if (nb != 0)
+				for (int j = 0; j < n_out; j++)
+					zr[j] = zr[j] + bias[j];
 			for (int j = 0; j < n_out; j++)
-				zr[j] = zr[j] + bias[j];
-		for (int j = 0; j < n_out; j++)
-			checked(zr[j]);
+				checked(zr[j]);
+		}
 	}
 	pfree(bias);
 	PG_RETURN_ARRAYTYPE_P(out);
@@ -600,18 +621,26 @@ sqlnet_outer(PG_FUNCTION_ARGS)
 				 errmsg("sqlnet_kernels: the activations have %d rows, the deltas %d", rows, rows_d)));
 	check_size(n_in, n_out, "the gradient");
 	out = new_vector((int64) n_in * n_out, &g);
-	for (int r = 0; r < rows; r++)
+	/*
+	 * Blocks of ROWS rows of g stay in cache while every sample adds to them (each g[i, j] still sums its
+	 * terms in the order of the rows r, as the SQL's sum() does).
+	 */
+	for (int i0 = 0; i0 < n_in; i0 += ROWS)
 	{
-		const double *ar = a + (int64) r * n_in,
-				   *dr = d + (int64) r * n_out;
+		int			i1 = i0 + ROWS < n_in ? i0 + ROWS : n_in;
 
-		for (int i = 0; i < n_in; i++)
+		for (int r = 0; r < rows; r++)
 		{
-			double	   *gi = g + (int64) i * n_out;
-			double		ai = ar[i];
+			const double *dr = d + (int64) r * n_out;
 
-			for (int j = 0; j < n_out; j++)
-				gi[j] = gi[j] + ai * dr[j];
+			for (int i = i0; i < i1; i++)
+			{
+				double	   *gi = g + (int64) i * n_out;
+				double		ai = a[(int64) r * n_in + i];
+
+				for (int j = 0; j < n_out; j++)
+					gi[j] = gi[j] + ai * dr[j];
+			}
 		}
 	}
 	for (int64 e = 0; e < (int64) n_in * n_out; e++)

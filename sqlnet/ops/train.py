@@ -264,7 +264,7 @@ def _begin_run(
     layout, why = loaded.choice(bool(extra.get("trace")))
     extra = {**extra, "computed_by": "native kernels" if layout == "native" else "SQL", "computed_why": why}
     run_id = store.start_run(s, key, net, {**opts.as_json(), **extra})
-    store.save_params(s, run_id, "initial", net, floats(initial))
+    store.save_table_params(s, run_id, "initial", tables)
     save_run_state(s, run_id, "initial", key, optimizer_key(optimizer))
     define(s, key, net, optimizer_key(optimizer), run_id, (float(opts.validation_fraction or 0), int(opts.seed or 0)))
     return run_id, initial, notes
@@ -272,7 +272,7 @@ def _begin_run(
 
 def _end_run(s: Session, loaded: Loaded, run_id: int, params: Params) -> None:
     key = loaded.tables.resolved_schema
-    store.save_params(s, run_id, "final", loaded.net, floats(params))
+    store.save_table_params(s, run_id, "final", loaded.tables)  # written back and verified: the tables hold them
     save_run_state(s, run_id, "final", key, optimizer_key(loaded.options.make_optimizer()))
 
 
