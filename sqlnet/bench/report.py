@@ -76,8 +76,8 @@ def _with_kernels(url: str) -> None:
     """The native kernels, built from this checkout's sources, in the benchmark's database (once a run)."""
     from sqlnet.ops import kernels
 
-    if url not in _KERNELS_BUILT:
-        kernels.install(url)
+    if url not in _KERNELS_BUILT:  # built anew: the checkout's sources, whatever the server had
+        kernels.install(url, pg_config=kernels.embedded_pg_config())
         _KERNELS_BUILT.append(url)
 
 

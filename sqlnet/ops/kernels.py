@@ -111,6 +111,10 @@ def install(
         # a server on this machine (its data directory is here): it can read a folder of sqlnet's own
         local = is_superuser and Path(str(s.pg.execute("SHOW data_directory").fetchone()[0])).is_dir()  # type: ignore[index]
     given = Path(pg_config) if pg_config is not None else None
+    if given is None and home is None and status(database).available == kernels.VERSION:
+        # the server has this version already (its administrator installed it, or an earlier install)
+        out.steps.append(f"the server has {EXTENSION} {kernels.VERSION} already: nothing to build")
+        return _finish(out, database, create and is_superuser, is_superuser)
     config = given or embedded_pg_config()
     if config is None or not config.exists():
         raise InputError("no pg_config to build the kernels with: name the server's with --pg-config PATH")

@@ -4,7 +4,8 @@
 # (`docker build --network host`). Needs a running Docker engine (DOCKER_HOST or the default socket) and
 # debootstrap. Prints the image's name on its last line; an image that exists is reused as it is.
 set -euo pipefail
-image=${SQLNET_POSTGRES_IMAGE:-sqlnet/postgres:15}
+# the tag names what the image holds: PostgreSQL 15 and sqlnet_kernels 1.0 (a new version: a new tag)
+image=${SQLNET_POSTGRES_IMAGE:-sqlnet/postgres:15-kernels-1.0}
 base=${SQLNET_DEBIAN_BASE:-sqlnet/debian:bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,5 +23,11 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   debootstrap --variant=minbase bookworm "$root" "$mirror" >&2
   tar -C "$root" -c . | docker import - "$base" >&2
 fi
-docker build --network host --build-arg BASE="$base" -t "$image" "$here" >&2
+# the build context: this folder and the kernels' sources
+context=$(mktemp -d)
+trap 'rm -rf "$context" ${root:+"$root"}' EXIT
+cp "$here/Dockerfile" "$here/docker-entrypoint.sh" "$context/"
+mkdir "$context/native"
+cp "$here/../../sqlnet/native/"{sqlnet_kernels.c,sqlnet_kernels.control,sqlnet_kernels--1.0.sql,Makefile} "$context/native/"
+docker build --network host --build-arg BASE="$base" -t "$image" "$context" >&2
 echo "$image"
