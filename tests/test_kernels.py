@@ -169,12 +169,12 @@ def test_an_attackers_function_in_the_kernels_schema_is_refused(kernel_server: s
     attacker = "kernel_attacker_" + db_url.rsplit("/", 1)[-1][-8:]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(attacker)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(attacker)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'trap'").format(sql.Identifier(attacker)))
         conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
             sql.Identifier(conn.info.dbname), sql.Identifier(attacker)))  # fmt: skip
         conn.execute("CREATE TABLE public.trap_ran (at timestamptz)")
         conn.execute(sql.SQL("GRANT INSERT ON public.trap_ran TO {}").format(sql.Identifier(attacker)))
-    with psycopg.connect(url_with(db_url, username=attacker), autocommit=True) as evil:
+    with psycopg.connect(url_with(db_url, username=attacker, password="trap"), autocommit=True) as evil:
         evil.execute("CREATE SCHEMA sqlnet_kernels")
         evil.execute(
             "CREATE FUNCTION sqlnet_kernels.dense(a float8[], w float8[], b float8[], n numeric) RETURNS float8[] "

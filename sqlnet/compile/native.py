@@ -92,7 +92,7 @@ class NativeLayout(WideLayout):
 
     def _bias_array(self, tr: Training, k: int) -> sql.Composable:
         if tr.net.bias == "none":
-            return sql.SQL("'{{}}'::float8[]")
+            return sql.SQL("'{}'::float8[]")  # not formatted: the braces are the empty array's
         return sql.SQL("p.{}").format(_c(f"b{k}"))
 
     def _phase_ctes(self, tr: Training) -> list[sql.Composable]:

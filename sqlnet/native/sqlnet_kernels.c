@@ -24,6 +24,11 @@
 
 PG_MODULE_MAGIC;
 
+/* the Makefile passes it; a build that does not (PGXS's bitcode for the JIT, with its own flags) gets it here */
+#ifndef SQLNET_KERNELS_VERSION
+#define SQLNET_KERNELS_VERSION "1.0"
+#endif
+
 #define EXP_LIMIT 700.0
 /* rows of a matrix handled together, so that what they share stays in the cache */
 #define ROWS 8
