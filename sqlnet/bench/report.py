@@ -378,6 +378,13 @@ def round2_targets(results: dict[str, Any], med: Callable, check: Callable) -> l
     )
     for name, seconds in results.get("cli", {}).items():
         rows.append(check(f"`{name}`, whole process", seconds, 0.3, "{:.2f} s", lambda v: v <= 0.3))
+    # issue 23: the native kernels against single-threaded NumPy, whole processes and training alone
+    for workload, limit in (("tanh-5k", 1.0), ("digits", 1.5), ("wide-784", 3.0)):
+        for which, what in (("process", "whole processes"), ("inner", "training alone")):
+            rows.append(
+                check(f"{workload}: native kernels / NumPy, {what} (issue 23)", ratio(workload, "native", "numpy", which),
+                      limit, "{:.1f}x", lambda v, limit=limit: v <= limit)
+            )  # fmt: skip
     for entry in results["workloads"]:
         name = entry["workload"]["name"]
         if any(r["competitor"] == "sklearn" for r in entry["results"]):
