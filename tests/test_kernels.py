@@ -257,3 +257,26 @@ def test_hostile_arrays_get_an_error_and_the_server_stays_up(kdb: str) -> None:
             except psycopg.Error as exc:
                 assert exc.diag.message_primary
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_layer_too_wide_for_a_join_trains_both_ways(kdb: str) -> None:
+    """A layer of 33,110 parameters would join more than PostgreSQL's 32,767 columns in the wide layout:
+    pure SQL picks the long layout (and says the network is slow without the kernels), the kernels train
+    it in the native layout, and both equal the reference."""
+    net = Network((300, 110, 1), "tanh", "linear", "half-se", "node")
+    rng = random.Random(3)
+    params, data = random_params(rng, net), random_data(rng, net, 3)
+    with psycopg.connect(kdb, autocommit=True) as conn:
+        create_tables(conn, net, params, data, samples=True)
+        native = sqlnet.train(kdb, epochs=1, learning_rate=0.01, hidden_activation="tanh")
+        assert native.layout == "native"
+        conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        conn.execute("DROP SCHEMA sqlnet CASCADE")
+        create_tables(conn, net, params, data, samples=True)
+        pure = sqlnet.train(kdb, epochs=1, learning_rate=0.01, hidden_activation="tanh", kernels="sql")
+    assert pure.layout == "long"
+    want = reference.train(net, params, data, 0.01, 1)
+    for trained in (native.params, pure.params):
+        for m_got, m_want in zip(trained.weights, want.params.weights):
+            for r_got, r_want in zip(m_got, m_want):
+                assert r_got == pytest.approx(r_want, rel=1e-12, abs=1e-14)

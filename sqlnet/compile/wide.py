@@ -68,8 +68,25 @@ def next_cte(batches: sql.Composable) -> sql.Composable:
     ).format(nb=batches)
 
 
+# a join passes at most 32,767 columns: a phase joins its layer's parameter columns (n_in x n_out weights
+# and n_out biases, in CTEs of PARAMS_PER_CTE) to the sample's; kept below it with a margin
+MAX_JOIN_COLUMNS = 32_000
+
+
+def too_wide(net: Network) -> str | None:
+    """Why the wide layout cannot hold the network (a statement would pass PostgreSQL's limits), or None."""
+    if sample_columns(net) > MAX_SAMPLE_COLUMNS:
+        return f"the network needs {sample_columns(net)} columns per sample (at most {MAX_SAMPLE_COLUMNS})"
+    widest = max(net.sizes[k - 1] * net.sizes[k] + net.sizes[k] for k in range(1, net.depth + 1))
+    if widest + sample_columns(net) > MAX_JOIN_COLUMNS:
+        return (
+            f"a layer of {widest} parameters would join more columns than PostgreSQL allows (32,767 in a join)"
+        )
+    return None
+
+
 def fits(net: Network) -> bool:
-    return sample_columns(net) <= MAX_SAMPLE_COLUMNS
+    return too_wide(net) is None
 
 
 class WideLayout(WideResults, WidePhases):

@@ -247,32 +247,9 @@ def last_epoch(s: Session, run_id: int) -> int:
     return int(epoch)
 
 
-def save_params(s: Session, run_id: int, stage: str, net: Network, params: Params) -> None:
-    rows: list[tuple[Any, ...]] = []
-    for k in range(1, net.depth + 1):
-        for i, row in enumerate(params.weights[k - 1], start=1):
-            rows += [(run_id, stage, "weight", k, i, j, v) for j, v in enumerate(row, start=1)]
-        for r, row in enumerate(params.biases[k - 1], start=1):
-            rows += [
-                (run_id, stage, "bias", k, r if net.bias == "edge" else None, j, v) for j, v in enumerate(row, start=1)
-            ]
-    if rows:
-        # one statement of arrays, not a statement per value: a 784-128-10 network's ~100k weights took 5 s
-        # row by row (COPY would refuse a table with row-level security, which sqlnet's records have);
-        # multi-array unnest is FROM syntax, not a function to qualify: the search path is pinned anyway
-        _, _, quantities, layers, inputs, nodes, values = (list(c) for c in zip(*rows))
-        s.pg.execute(
-            "INSERT INTO sqlnet.run_params (run_id, stage, quantity, layer, input_node, node, value) "
-            "SELECT %s, %s, u.q, u.l, u.i, u.j, u.v FROM unnest(%s::pg_catalog.text[], "
-            "%s::pg_catalog.int4[], %s::pg_catalog.int4[], %s::pg_catalog.int4[], %s::pg_catalog.float8[]) "
-            "AS u (q, l, i, j, v)",
-            (run_id, stage, quantities, layers, inputs, nodes, values),
-        )
-
-
 def save_table_params(s: Session, run_id: int, stage: str, tables: TableMap) -> None:
     """Keep the parameters the tables hold now as the run's `stage`, copied inside the server (a 784-128-10
-    network's ~100k values need not travel to the client and back); as doubles, as save_params keeps them."""
+    network's ~100k values need not travel to the client and back: sent one by one, they took 5 s), as doubles."""
     head = sql.SQL(
         "INSERT INTO sqlnet.run_params (run_id, stage, quantity, layer, input_node, node, value) SELECT {r}, {s}, "
     ).format(r=sql.Literal(run_id), s=sql.Literal(stage))

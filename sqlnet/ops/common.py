@@ -289,11 +289,7 @@ class Loaded:
             for why, needed in (
                 ("--trace keeps every phase as rows of its own", trace),
                 ("--numeric exact", o.numeric == "exact"),
-                (
-                    f"the network needs {wide.sample_columns(self.net)} columns per sample (at most "
-                    f"{wide.MAX_SAMPLE_COLUMNS})",
-                    not wide.fits(self.net),
-                ),
+                (wide.too_wide(self.net) or "", not wide.fits(self.net)),
             )
             if needed
         ]

@@ -59,9 +59,7 @@ class TrainResult:
     statements: int = 0
     sql_seconds: float = 0.0  # running the training statements
     layout: str = ""
-    validation: list[tuple[float | None, float | None]] = field(
-        default_factory=list
-    )  # per epoch: loss, accuracy
+    validation: list[tuple[float | None, float | None]] = field(default_factory=list)  # per epoch: loss, accuracy
     notes: list[str] = field(default_factory=list)  # what changed about the network, besides its weights
     computed: str = ""  # who computed the phases (the native kernels or SQL) and why: --kernels' choice
 
