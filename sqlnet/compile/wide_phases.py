@@ -66,7 +66,13 @@ class ParamColumns:
     at most PARAMS_PER_CTE columns (a target list may have 1664 entries); a phase joins only the
     CTEs of the layer it reads."""
 
-    def __init__(self, layers: dict[int, list[tuple[str, sql.Composable]]], materialized: sql.Composable) -> None:
+    def __init__(
+        self, layers: dict[int, list[tuple[str, sql.Composable]]], materialized: sql.Composable,
+        source: str = "prev", key: str | None = None,
+    ) -> None:  # fmt: skip
+        """`source`: the one-row state the parameters are read from; or, with `key`, a state row per value of
+        that column (the validation's: one per epoch), each phase's rows joined to theirs by it."""
+        self.source, self.key = source, key
         self.materialized = materialized
         self.parts: dict[int, list[tuple[str, list[tuple[str, sql.Composable]]]]] = {}
         self.where: dict[str, str] = {}
@@ -88,11 +94,13 @@ class ParamColumns:
                 out.append(
                     sql.SQL(
                         "    -- layer {k}'s parameters{of} as one row of plain columns (w{k}_2_3: node 2 to node 3)\n"
-                        "    {name} {mat} (\n      SELECT\n        {cols}\n      FROM prev AS p\n    )"
+                        "    {name} {mat} (\n      SELECT\n        {key}{cols}\n      FROM {source} AS p\n    )"
                     ).format(
                         k=sql.SQL(str(k)),
                         of=sql.SQL(of),
                         name=_c(name),
+                        key=sql.SQL(f"p.{self.key},\n        ") if self.key else sql.SQL(""),
+                        source=_c(self.source),
                         mat=self.materialized,
                         cols=sql.SQL(",\n        ").join(sql.SQL("{} AS {}").format(e, _c(c)) for c, e in chunk),
                     )
@@ -100,6 +108,10 @@ class ParamColumns:
         return out
 
     def join(self, k: int) -> sql.Composable:
+        if self.key:
+            return sql.SQL("").join(
+                sql.SQL(" JOIN {n} ON {n}.{k} = s.{k}").format(n=_c(name), k=_c(self.key)) for name, _ in self.parts[k]
+            )
         return sql.SQL("").join(sql.SQL(" CROSS JOIN {}").format(_c(name)) for name, _ in self.parts[k])
 
 
@@ -416,18 +428,20 @@ class WidePhases:
         ctes = pc.ctes() + self._phase_bodies(tr, stages, self._stage_bodies(tr, stages, needed, given))
         return ctes, next(p.table for p in tr.phases if (p.kind, p.layer) == stages[-1].key)
 
-    def scored_ctes(self, tr: Training) -> tuple[list[sql.Composable], str]:
-        """The forward phases and the error phase over `batch_rows` (sample, x1.., t1..): each sample's
-        loss, as the training computes it, with its targets and output inputs (t_j, z{K}_j), in the CTE
-        whose name comes second (a validation pass)."""
+    def scored_ctes(
+        self, tr: Training, pc: ParamColumns | None = None, keep: tuple[str, ...] = ()
+    ) -> tuple[list[sql.Composable], str]:
+        """The forward phases and the error phase over `batch_rows` (sample, x1.., t1.., and the columns
+        `keep`): each sample's loss, as the training computes it, with its targets and output inputs (t_j,
+        z{K}_j), in the CTE whose name comes second (a validation pass). The parameters: `prev`'s, or `pc`'s."""
         net = tr.net
-        pc = ParamColumns(self._param_columns(tr), _materialized(tr))
+        pc = pc or ParamColumns(self._param_columns(tr), _materialized(tr))
         stages = [s for k in range(1, net.depth + 1) for s in (self._input(tr, pc, k), self._activation(tr, k))]
         stages.append(self._error(tr))
         n_in, n_out = net.sizes[0], net.sizes[-1]
-        needed = {"sample", "loss"} | {f"t{j}" for j in range(1, n_out + 1)}
+        needed = {"sample", "loss", *keep} | {f"t{j}" for j in range(1, n_out + 1)}
         needed |= {f"z{net.depth}_{j}" for j in range(1, n_out + 1)}
-        given = ["sample"] + [f"x{i}" for i in range(1, n_in + 1)] + [f"t{j}" for j in range(1, n_out + 1)]
+        given = [*keep, "sample"] + [f"x{i}" for i in range(1, n_in + 1)] + [f"t{j}" for j in range(1, n_out + 1)]
         ctes = pc.ctes() + self._phase_bodies(tr, stages, self._stage_bodies(tr, stages, needed, given))
         return ctes, next(p.table for p in tr.phases if (p.kind, p.layer) == stages[-1].key)
 
