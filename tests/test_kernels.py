@@ -227,6 +227,14 @@ HOSTILE = [
     "(SELECT sqlnet_kernels.vsum(x) FROM (VALUES ('{1,2}'::float8[]), (NULL)) AS v (x))",
     "(SELECT sqlnet_kernels.vsum(x) FROM (VALUES ('{}'::float8[])) AS v (x))",
     "sqlnet_kernels.dense('{{1,2}}'::float8[], '{1,2}'::float8[], '{{1}}'::float8[], 1)",
+    "sqlnet_kernels.step('{1,2}', '{1}', 1, '{}', '{}', 0, 0.1, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.step('{1,2}', '{1,2}', 0, '{}', '{}', 0, 0.1, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.step('{1,2}', '{1,2}', 1, '{1}', '{}', 0, 0.1, 'momentum', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.step('{1,2}', '{1,2}', 1, '{1,2}', NULL, 1, 0.1, 'adam', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.step('{1,2}', '{1,2}', 1, '{}', '{}', 0, 0.1, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'v')",
+    "sqlnet_kernels.step('{1,2}', '{1,2}', 1, '{}', '{}', 0, 0.1, 'sgd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.step('{}', '{}', 1, '{}', '{}', 0, 0.1, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.step('{1e308}', '{-1e308}', 1, '{}', '{}', 0, 10, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
 ]
 
 

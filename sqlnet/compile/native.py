@@ -144,6 +144,45 @@ class NativeLayout(WideLayout):
         )
         return ctes
 
+    def _update(self, tr: Training) -> sql.Composable:
+        """The next state row: each parameter array (and its optimizer state) after one step, computed by
+        the step kernel element by element as the wide layout's SQL walk computes it."""
+        opt = tr.optimizer
+        names = self._state_names(tr)
+        empty = sql.SQL("'{}'::float8[]")  # not formatted: the braces are the empty array's
+        t = sql.SQL("p.t + 1") if opt.name == "adam" else sql.SQL("0")
+
+        def step(param: str, output: str) -> sql.Composable:
+            weight = param.startswith("w")
+            state = [sql.SQL("p.{}").format(_c(f"{c}{param}")) if c in opt.state else empty for c in ("m", "v")]
+            args = [
+                sql.SQL("p.{}").format(_c(param)), sql.SQL("g.{}").format(_c(f"g{param}")), sql.SQL("g.n"), *state,
+                t, sql.Literal(tr.rate), sql.Literal(opt.name), sql.Literal(opt.momentum), sql.Literal(opt.nesterov),
+                sql.Literal(opt.beta1), sql.Literal(opt.beta2), sql.Literal(opt.epsilon),
+                sql.Literal(opt.l2 if weight else 0.0), sql.Literal(opt.weight_decay if weight else 0.0),
+                sql.Literal(output),
+            ]  # fmt: skip
+            return sql.SQL("{}({})").format(_k("step"), sql.SQL(", ").join(args))
+
+        values: list[sql.Composable] = [
+            sql.SQL("(SELECT epoch FROM next)"),
+            sql.SQL("(SELECT batch FROM next)"),
+            sql.Literal(tr.phases[-1].number),
+        ]
+        values += [step(p, "w") for p in names]
+        values += [step(p, c) for p in names for c in opt.state]
+        if opt.name == "adam":
+            values.append(sql.SQL("p.t + 1"))
+        values += [sql.SQL("g.loss"), sql.SQL("g.n")]
+        progress = tr.progress(
+            sql.SQL("(SELECT epoch FROM next)"), sql.SQL("(SELECT batch FROM next)"), sql.SQL("g.loss / g.n"),
+            sql.SQL("g.n"),
+        )  # fmt: skip
+        return sql.SQL("      SELECT\n        {}\n      FROM prev AS p CROSS JOIN gradient AS g{where}").format(
+            sql.SQL(",\n        ").join(values),
+            where=sql.SQL("\n      WHERE true{}").format(progress) if tr.progress_run is not None else sql.SQL(""),
+        )
+
     def _phase(self, tr: Training, phase: object, source: str, column: sql.Composable) -> sql.Composable:
         """One phase: the chunks' rows so far, with one column more, computed once per chunk (the fence
         keeps the planner from copying the call into a later phase's expressions)."""

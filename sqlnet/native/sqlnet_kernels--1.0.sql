@@ -32,4 +32,11 @@ CREATE FUNCTION vsum_step(state double precision[], x double precision[])
 RETURNS double precision[] AS 'MODULE_PATHNAME', 'sqlnet_vsum_step' LANGUAGE c IMMUTABLE;
 CREATE AGGREGATE vsum(double precision[]) (SFUNC = vsum_step, STYPE = double precision[]);
 
+-- the update: one parameter array after an optimizer step (output 'w'), or its new moments ('m', 'v')
+CREATE FUNCTION step(w double precision[], g double precision[], n bigint, m double precision[], v double precision[],
+                     t double precision, rate double precision, optimizer text, momentum double precision,
+                     nesterov boolean, beta1 double precision, beta2 double precision, epsilon double precision,
+                     l2 double precision, weight_decay double precision, output text)
+RETURNS double precision[] AS 'MODULE_PATHNAME', 'sqlnet_step' LANGUAGE c IMMUTABLE PARALLEL SAFE;
+
 CREATE FUNCTION version() RETURNS text AS 'MODULE_PATHNAME', 'sqlnet_kernels_version' LANGUAGE c IMMUTABLE PARALLEL SAFE;

@@ -725,6 +725,130 @@ sqlnet_vsum_step(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(state);
 }
 
+static double
+float_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: %s is NULL", what)));
+	return PG_GETARG_FLOAT8(argno);
+}
+
+/*
+ * step(w, g, n, m, v, t, rate, optimizer, momentum, nesterov, beta1, beta2, epsilon, l2, weight_decay, output)
+ * -> one parameter array after an optimizer step: its new values (output 'w'), or its new first or second
+ * moments ('m', 'v'). g is the gradient summed over the batch's n samples; m and v are the state (empty
+ * where the optimizer keeps none); t the step's number (Adam). Each value as the SQL computes it
+ * (sqlnet/model/optimizers.py), operation for operation:
+ *   g' = g / n (+ l2 * w);  gd: w - rate * g';  momentum: m' = mu * m + g', w - rate * m' (Nesterov:
+ *   w - rate * (g' + mu * m'));  Adam: m' = b1 m + (1 - b1) g', v' = b2 v + (1 - b2) g' g',
+ *   w - rate * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps);  then (w') - rate * weight_decay * w.
+ */
+PG_FUNCTION_INFO_V1(sqlnet_step);
+Datum
+sqlnet_step(PG_FUNCTION_ARGS)
+{
+	ArrayType  *wa = float_array(fcinfo, 0, "the parameters (w)");
+	int64		count = ARR_NDIM(wa) == 0 ? 0 : elements(wa);
+	double	   *w,
+			   *g,
+			   *m = NULL,
+			   *v = NULL,
+			   *out_data;
+	int64		n;
+	double		t,
+				rate,
+				mu,
+				b1,
+				b2,
+				eps,
+				l2,
+				wd,
+				c1 = 1.0,
+				c2 = 1.0;
+	bool		nesterov;
+	char	   *name,
+			   *output;
+	ArrayType  *out;
+
+	if (ARR_NDIM(wa) != 1 || count < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("sqlnet_kernels: the parameters (w) must be a non-empty array of one dimension")));
+	w = (double *) ARR_DATA_PTR(wa);
+	g = vector(fcinfo, 1, "the gradient (g)", count);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: the batch's size (n) is NULL")));
+	n = PG_GETARG_INT64(2);
+	if (n < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("sqlnet_kernels: the batch's size (n) must be at least 1, got " INT64_FORMAT, n)));
+	t = float_arg(fcinfo, 5, "the step's number (t)");
+	rate = float_arg(fcinfo, 6, "the learning rate");
+	if (PG_ARGISNULL(7) || PG_ARGISNULL(9) || PG_ARGISNULL(15))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlnet_kernels: the optimizer, nesterov and the output must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	mu = float_arg(fcinfo, 8, "momentum");
+	nesterov = PG_GETARG_BOOL(9);
+	b1 = float_arg(fcinfo, 10, "beta1");
+	b2 = float_arg(fcinfo, 11, "beta2");
+	eps = float_arg(fcinfo, 12, "epsilon");
+	l2 = float_arg(fcinfo, 13, "l2");
+	wd = float_arg(fcinfo, 14, "weight_decay");
+	output = text_to_cstring(PG_GETARG_TEXT_PP(15));
+	if (strcmp(name, "gd") != 0 && strcmp(name, "momentum") != 0 && strcmp(name, "adam") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sqlnet_kernels: unknown optimizer \"%s\" (gd, momentum, adam)", name)));
+	if (strcmp(output, "w") != 0 && !(strcmp(output, "m") == 0 && strcmp(name, "gd") != 0)
+		&& !(strcmp(output, "v") == 0 && strcmp(name, "adam") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sqlnet_kernels: optimizer %s has no output \"%s\"", name, output)));
+	if (strcmp(name, "gd") != 0)
+		m = vector(fcinfo, 3, "the first moments (m)", count);
+	if (strcmp(name, "adam") == 0)
+	{
+		v = vector(fcinfo, 4, "the second moments (v)", count);
+		c1 = 1.0 - pow(b1, t);
+		c2 = 1.0 - pow(b2, t);
+	}
+	out = new_vector(count, &out_data);
+	for (int64 e = 0; e < count; e++)
+	{
+		double		ge = g[e] / (double) n,
+					wn,
+					mn = 0.0,
+					vn = 0.0;
+
+		if (l2 != 0.0)
+			ge = ge + l2 * w[e];
+		if (m == NULL)
+			wn = w[e] - rate * ge;
+		else if (v == NULL)
+		{
+			mn = mu * m[e] + ge;
+			wn = nesterov ? w[e] - rate * (ge + mu * mn) : w[e] - rate * mn;
+		}
+		else
+		{
+			mn = b1 * m[e] + (1.0 - b1) * ge;
+			vn = b2 * v[e] + (1.0 - b2) * ge * ge;
+			wn = w[e] - rate * (mn / c1) / (sqrt(vn / c2) + eps);
+		}
+		if (wd != 0.0)
+			wn = wn - rate * wd * w[e];
+		out_data[e] = checked(output[0] == 'w' ? wn : (output[0] == 'm' ? mn : vn));
+	}
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
 /* version() -> the version of the library loaded, which the SQL functions must match */
 PG_FUNCTION_INFO_V1(sqlnet_kernels_version);
 Datum
