@@ -4,11 +4,13 @@
 # (`docker build --network host`). Needs a running Docker engine (DOCKER_HOST or the default socket) and
 # debootstrap. Prints the image's name on its last line; an image that exists is reused as it is.
 set -euo pipefail
-# the tag names what the image holds: PostgreSQL 15 and sqlnet_kernels 1.0 (a new version: a new tag)
-image=${SQLNET_POSTGRES_IMAGE:-sqlnet/postgres:15-kernels-1.0}
+here=$(cd "$(dirname "$0")" && pwd)
+# the tag names what the image holds: PostgreSQL 15 and the kernels built from these sources (changed
+# sources, or a changed Dockerfile: a new tag, so a machine never reuses an image of older kernels)
+sources=$(cat "$here/Dockerfile" "$here/docker-entrypoint.sh" "$here/../../sqlnet/native/"{*.c,*.control,*.sql,Makefile} | sha256sum | cut -c1-12)
+image=${SQLNET_POSTGRES_IMAGE:-sqlnet/postgres:15-kernels-$sources}
 base=${SQLNET_DEBIAN_BASE:-sqlnet/debian:bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-here=$(cd "$(dirname "$0")" && pwd)
 
 if docker image inspect "$image" >/dev/null 2>&1; then
   echo "reusing $image" >&2
@@ -28,6 +30,6 @@ context=$(mktemp -d)
 trap 'rm -rf "$context" ${root:+"$root"}' EXIT
 cp "$here/Dockerfile" "$here/docker-entrypoint.sh" "$context/"
 mkdir "$context/native"
-cp "$here/../../sqlnet/native/"{sqlnet_kernels.c,sqlnet_kernels.control,sqlnet_kernels--1.0.sql,Makefile} "$context/native/"
+cp "$here/../../sqlnet/native/"{*.c,*.control,*.sql,Makefile} "$context/native/"
 docker build --network host --build-arg BASE="$base" -t "$image" "$context" >&2
 echo "$image"
