@@ -77,7 +77,7 @@ def _with_kernels(url: str) -> None:
     from sqlnet.ops import kernels
 
     if url not in _KERNELS_BUILT:  # built anew: the checkout's sources, whatever the server had
-        kernels.install(url, pg_config=kernels.embedded_pg_config())
+        kernels.install(url, rebuild=True)
         _KERNELS_BUILT.append(url)
 
 

@@ -30,9 +30,10 @@ def kernels() -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="The pg_config of the database's server (default: the embedded server's).",
 )
+@click.option("--rebuild", is_flag=True, help="Build and install anew even where the server has this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON document.")
 @handle_errors
-def install(database_url: str | None, pg_config: str | None, as_json: bool) -> None:
+def install(database_url: str | None, pg_config: str | None, rebuild: bool, as_json: bool) -> None:
     """Build the kernels with the server's pg_config, install them where it finds them, create the extension.
 
     For the embedded server (or another on this machine, run as a superuser) the files go into
@@ -42,7 +43,7 @@ def install(database_url: str | None, pg_config: str | None, as_json: bool) -> N
     """
     from sqlnet.ops.kernels import install as install_kernels
 
-    done = install_kernels(database_url, pg_config=pg_config)
+    done = install_kernels(database_url, pg_config=pg_config, rebuild=rebuild)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(done), indent=2))
         return

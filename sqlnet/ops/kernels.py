@@ -98,10 +98,11 @@ def build(pg_config: Path, folder: Path) -> Path:
 
 def install(
     database: DatabaseLike = None, *, pg_config: str | Path | None = None, home: Path | None = None,
-    create: bool = True,
+    create: bool = True, rebuild: bool = False,
 ) -> Installed:  # fmt: skip
     """Build the kernels for the database's server, install them where it finds them, and create the
-    extension in the database (`create`)."""
+    extension in the database (`create`). Where the server has this version already, nothing is built
+    unless `rebuild` (or a pg_config is named)."""
     out = Installed()
     db = connect(database)
     with db.connection() as s:
@@ -111,9 +112,9 @@ def install(
         # a server on this machine (its data directory is here): it can read a folder of sqlnet's own
         local = is_superuser and Path(str(s.pg.execute("SHOW data_directory").fetchone()[0])).is_dir()  # type: ignore[index]
     given = Path(pg_config) if pg_config is not None else None
-    if given is None and home is None and status(database).available == kernels.VERSION:
+    if given is None and home is None and not rebuild and status(database).available == kernels.VERSION:
         # the server has this version already (its administrator installed it, or an earlier install)
-        out.steps.append(f"the server has {EXTENSION} {kernels.VERSION} already: nothing to build")
+        out.steps.append(f"the server has {EXTENSION} {kernels.VERSION} already: nothing to build (--rebuild builds anew)")
         return _finish(out, database, create and is_superuser, is_superuser)
     config = given or embedded_pg_config()
     if config is None or not config.exists():
