@@ -26,7 +26,7 @@ PG_MODULE_MAGIC;
 
 /* the Makefile passes it; a build that does not (PGXS's bitcode for the JIT, with its own flags) gets it here */
 #ifndef SQLNET_KERNELS_VERSION
-#define SQLNET_KERNELS_VERSION "1.0"
+#define SQLNET_KERNELS_VERSION "1.1"
 #endif
 
 #define EXP_LIMIT 700.0

@@ -29,7 +29,10 @@ from sqlnet.db.kernels import EXTENSION, KernelStatus
 from sqlnet.errors import InputError, SqlnetError
 from sqlnet.ops.common import DatabaseLike, connect
 
-SOURCES = ("sqlnet_kernels.c", "sqlnet_kernels.control", f"{EXTENSION}--{kernels.VERSION}.sql", "Makefile")
+
+def sources() -> list[str]:
+    """The files a build needs: the C, the control file, the install and upgrade scripts, the Makefile."""
+    return sorted(p.name for p in source_folder().iterdir() if p.suffix in (".c", ".control", ".sql") or p.name == "Makefile")
 
 
 class BuildFailed(SqlnetError):
@@ -90,7 +93,7 @@ def build(pg_config: Path, folder: Path) -> Path:
     work = folder / "build"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    for name in SOURCES:
+    for name in sources():
         shutil.copy2(source_folder() / name, work / name)
     _make(work, pg_config)
     return work
@@ -135,8 +138,9 @@ def install(
         (folder / "lib").mkdir(parents=True, exist_ok=True)
         shutil.copy2(work / f"{EXTENSION}.so", folder / "lib" / f"{EXTENSION}.so.tmp")
         os.replace(folder / "lib" / f"{EXTENSION}.so.tmp", folder / "lib" / f"{EXTENSION}.so")
-        for name in (f"{EXTENSION}.control", f"{EXTENSION}--{kernels.VERSION}.sql"):
-            shutil.copy2(work / name, folder / "extension" / name)
+        for name in sources():
+            if name.endswith((".control", ".sql")):
+                shutil.copy2(work / name, folder / "extension" / name)
         _readable_by_server(folder)
         out.steps.append(f"installed the library and the extension's files in {folder}")
         with db.connection() as s:
