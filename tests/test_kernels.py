@@ -119,6 +119,11 @@ def test_a_validation_split_and_check_with_the_kernels(kdb: str) -> None:
                  loss="cross-entropy", validation_fraction=0.25, seed=3)  # fmt: skip
     report = sqlnet.check(kdb, kernels="native", tolerance=1e-9, **given)
     assert report.ok, report.as_json()
+    # the kernels against the reference, and against the same training in pure SQL from the same start
+    against_sql = [d for d in report.differences if d.table.endswith("(kernels vs SQL)")]
+    assert len(against_sql) == 5 and all(d.max_rel <= 1e-12 and d.values for d in against_sql)
+    assert report.computed.startswith("the phases run in the native kernels")
+    assert not any(d.table.endswith("(kernels vs SQL)") for d in sqlnet.check(kdb, kernels="sql", **given).differences)
     native = sqlnet.train(kdb, kernels="native", **given)
     assert native.layout == "native" and len(native.validation) == 4
 

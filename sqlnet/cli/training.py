@@ -275,5 +275,7 @@ def check(engine: Engine, tolerance: float, as_json: bool, **kwargs: Any) -> Non
             for d in report.differences
         ]
         print_comparison(table, ("values", "max |diff|", "relative"), rows, report.ok, tolerance)
+        if report.computed:  # --kernels' choice, and why
+            out.print(escape(f"computed by: {report.computed}"))
     if not report.ok:
         sys.exit(EXIT_ERROR)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from sqlnet.compile import wide
 from sqlnet.compile.shared import held_out
 from sqlnet.db import store
 from sqlnet.db.networks import load_optimizer_state, prepare_state
@@ -81,6 +83,7 @@ class CheckReport:
     tolerance: float
     sql_losses: list[float]
     reference_losses: list[float]
+    computed: str = ""  # who computed the trained side: the native kernels or SQL, and why
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,7 @@ class CheckReport:
             "options": self.options.as_json(),
             "differences": [d.__dict__ for d in self.differences],
             "final_loss": {"sql": self.sql_losses[-1], "reference": self.reference_losses[-1]},
+            "computed": self.computed,
         }
 
 
@@ -105,7 +109,9 @@ def check(
     raise_on_failure: bool = False,
     **options: Any,
 ) -> CheckReport:
-    """Train with the SQL and with the reference from the same tables, then roll back: nothing changes."""
+    """Train with the SQL and with the reference from the same tables, then roll back: nothing changes.
+    Where the training runs in the native kernels, it also runs in pure SQL (from the same start, in a
+    savepoint) and the report compares the kernels with the SQL as well as with the reference."""
     opts = TrainOptions(**options)
     with connect(database).transaction(commit=False) as s:
         loaded = load_network(s, schema, opts)
@@ -119,7 +125,21 @@ def check(
         # the state train would start from: another optimizer's, or one of another shape, is dropped
         prepare_state(s, tables.resolved_schema, net, opts.make_optimizer(), loaded.definition)
         state = load_optimizer_state(s, tables.resolved_schema, net)
+        computed, why = loaded.choice(False)
+        # the kernels are compared with pure SQL too where the SQL's wide layout holds the network (the
+        # long one would take minutes for a network that needs it: `--kernels sql` checks it alone)
+        three_way = computed == "native" and wide.fits(net)
+        if computed == "native" and not three_way:
+            why += "; not compared with pure SQL here (its long layout would take minutes: --kernels sql checks it)"
+        if three_way:
+            s.pg.execute("SAVEPOINT sqlnet_check")
         got, sql_losses, _, _ = run_statements(s, loaded.trainings(), None, largest=loaded.largest)
+        pure: tuple[Params, list[float]] | None = None
+        if three_way:  # the same training in pure SQL, from the same start
+            s.pg.execute("ROLLBACK TO SAVEPOINT sqlnet_check")
+            as_sql = dataclasses.replace(loaded, options=dataclasses.replace(opts, kernels="sql"))
+            got_sql, pure_losses, _, _ = run_statements(s, as_sql.trainings(), None, largest=loaded.largest)
+            pure = (got_sql, pure_losses)
     want = reference.train(
         net,
         initial,
@@ -136,7 +156,12 @@ def check(
         *compare(net, tables, got, want.params),
         _pairs_difference("loss per epoch", list(zip(sql_losses, want.losses))),
     ]
-    report = CheckReport(net, opts, differences, tolerance, sql_losses, want.losses)
+    if pure is not None:  # the kernels against the pure SQL
+        differences += [
+            dataclasses.replace(d, table=f"{d.table} (kernels vs SQL)")
+            for d in [*compare(net, tables, got, pure[0]), _pairs_difference("loss per epoch", list(zip(sql_losses, pure[1])))]
+        ]  # fmt: skip
+    report = CheckReport(net, opts, differences, tolerance, sql_losses, want.losses, why)
     if raise_on_failure and not report.ok:
         worst = max(report.differences, key=lambda d: d.max_rel)
         raise CheckFailed(
