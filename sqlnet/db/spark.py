@@ -33,6 +33,9 @@ VERSIONS = ".sqlnet"
 DEFINITION = "network.json"  # in VERSIONS: what the network is beyond its weights
 STATE = "optimizer_state.json"  # in VERSIONS: the optimizer's state the last training ended with
 CHECKPOINTS = "checkpoints.json"  # in VERSIONS: run id -> the last checkpoint of a run not yet finished
+# the tables of a network (beside weightsK and biasesK) and its records: a name a user gives for a table
+# sqlnet writes (predict's --into, export's --view, load's --raw-table) may not be one of them
+NETWORK_TABLES = ("inputs", "outputs", "runs", "run_losses", "run_validation")
 INTEGER_TYPES = ("byte", "short", "integer", "long")
 NUMBER_TYPES = (*INTEGER_TYPES, "float", "double", "decimal")
 
@@ -272,6 +275,16 @@ class CatalogTables(ParquetTables):
             self.spark.sql(f"DROP TABLE IF EXISTS {self.qualified(CATALOG_DOCUMENTS[STATE])}")
             return
         self._save(STATE, state)
+
+
+def refuse_own_name(name: str, option: str, where: str, also: tuple[str, ...] = ()) -> None:
+    """Refuse a table name a user gave for something sqlnet writes (`option` says which) where it is not a
+    plain folder name, or would take the place of the network's own tables (or of `also`)."""
+    if not name or "/" in name or name.startswith((".", "sqlnet_")):
+        raise InputError(f"{name!r} is not a table name sqlnet can use in {where}: a plain folder name")
+    if name in NETWORK_TABLES or name.startswith(("weights", "biases")) or name in also:
+        raise InputError(f"{option} {name} would overwrite one of the network's own tables or the samples: "
+                         f"name another")  # fmt: skip
 
 
 def map_table(tables: ParquetTables, spark: Any, name: str, roles: dict[str, str], optional: tuple[str, ...] = ()) -> Table:

@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlnet.db.samples import Loaded, Prepared, held_out_count
-from sqlnet.db.spark import VERSIONS, ParquetTables
+from sqlnet.db.spark import VERSIONS, ParquetTables, refuse_own_name
 from sqlnet.errors import InputError
-
-# the network's own tables that a raw table may not take the place of
-_NETWORK_TABLES = ("inputs", "outputs", "runs", "run_losses", "run_validation")
 
 
 def _write_csv(path: Path, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -73,9 +70,7 @@ def write(spark: Any, tables: ParquetTables, p: Prepared) -> Loaded:
     from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType
 
     spec = p.spec
-    if spec.raw_table in _NETWORK_TABLES or spec.raw_table.startswith((".", "sqlnet_")) or "/" in spec.raw_table:
-        raise InputError(f"--raw-table {spec.raw_table} is not a table name sqlnet can use in {tables.where}: "
-                         f"name another (the default is raw)")  # fmt: skip
+    refuse_own_name(spec.raw_table, "--raw-table", tables.where)
     lowered = [c.lower() for c in p.kept]
     clash = next((c for c in p.kept if lowered.count(c.lower()) > 1), None)
     if clash is not None:  # Spark's columns are found without regard to case

@@ -19,6 +19,7 @@ from sqlnet.db.kernels import KernelStatus
 from sqlnet.db.loading import held_out_count
 from sqlnet.db.networks import Definition, read_definition
 from sqlnet.db.privileges import check_privileges
+from sqlnet.db.samples import LoadSpec
 from sqlnet.db.tables import TableMap, discover, integer_parameter_columns
 from sqlnet.errors import InputError
 from sqlnet.model.network import Network, Params
@@ -366,6 +367,22 @@ def held_out(options: TrainOptions, samples: int, tables: TableMap) -> int:
             f"{tables.inputs.label()}): use at most {samples - held}, or 0 for full batch"
         )
     return held
+
+
+def load_spec(
+    *, file: str | None, from_table: str | None, targets: list[str], features: list[str] | None, classes: bool,
+    standardize: bool, id_column: str | None, raw_table: str, validation_fraction: float | None, seed: int,
+    replace: bool,
+) -> LoadSpec:  # fmt: skip
+    """What `load` is asked to do, checked the same way on every engine: one source, a valid split."""
+    if (file is None) == (from_table is None):
+        raise InputError("load needs exactly one of FILE.csv or --from-table T")
+    if validation_fraction is not None:
+        check_fraction(validation_fraction)
+    return LoadSpec(
+        list(targets), features, classes, standardize, id_column, raw_table,
+        (float(validation_fraction), int(seed)) if validation_fraction is not None else None, replace,
+    )  # fmt: skip
 
 
 def load_network(

@@ -12,7 +12,7 @@ from sqlnet.db import loading as loader
 from sqlnet.db import trust
 from sqlnet.db.tables import check_names, relations, require_schema, where_table
 from sqlnet.errors import InputError
-from sqlnet.ops.common import DatabaseLike, check_fraction, connect
+from sqlnet.ops.common import DatabaseLike, connect, load_spec
 
 
 def load(
@@ -43,13 +43,10 @@ def load(
     network, and (unless they are empty) only with `replace`."""
     check_names(schema=schema, from_table=from_table, from_schema=from_schema, id=id_column, raw_table=raw_table,
                 features=features)  # fmt: skip
-    if (file is None) == (from_table is None):
-        raise InputError("load needs exactly one of FILE.csv or --from-table T")
-    if validation_fraction is not None:
-        check_fraction(validation_fraction)
-    spec = loader.LoadSpec(
-        list(targets), features, classes, standardize, id_column, raw_table,
-        (float(validation_fraction), int(seed)) if validation_fraction is not None else None, replace,
+    spec = load_spec(
+        file=file, from_table=from_table, targets=targets, features=features, classes=classes,
+        standardize=standardize, id_column=id_column, raw_table=raw_table,
+        validation_fraction=validation_fraction, seed=seed, replace=replace,
     )  # fmt: skip
     db = connect(database)
     with db.transaction() as s:

@@ -21,14 +21,14 @@ from sqlnet.compile.training import Training
 from sqlnet.db import spark as store
 from sqlnet.db import spark_loading
 from sqlnet.db.networks import Definition
-from sqlnet.db.samples import RAW_TABLE, Loaded, LoadSpec, csv_rows, prepare
+from sqlnet.db.samples import RAW_TABLE, Loaded, csv_rows, prepare
 from sqlnet.db.spark_lock import held
 from sqlnet.db.store import RunInfo, network_from_json
 from sqlnet.errors import CheckFailed, InputError
 from sqlnet.model import reference
 from sqlnet.model.initialize import initial_params
 from sqlnet.model.network import Dataset, Network, Params, Sample
-from sqlnet.ops.common import TrainOptions, check_fraction
+from sqlnet.ops.common import TrainOptions, load_spec
 from sqlnet.ops.defaults import DEFAULT_TOLERANCE
 from sqlnet.ops.spark_loop import (
     SparkNetwork,
@@ -126,13 +126,10 @@ def load_data(
 ) -> Loaded:
     """PostgreSQL's `load` on Spark: a CSV file (or a table of the folder or database) becomes the Parquet
     tables inputs, outputs and the raw rows, checked by the same rules (``sqlnet.db.samples``)."""
-    if (file is None) == (from_table is None):
-        raise InputError("load needs exactly one of FILE.csv or --from-table T")
-    if validation_fraction is not None:
-        check_fraction(validation_fraction)
-    spec = LoadSpec(
-        list(targets), features, classes, standardize, id_column, raw_table,
-        (float(validation_fraction), int(seed)) if validation_fraction is not None else None, replace,
+    spec = load_spec(
+        file=file, from_table=from_table, targets=targets, features=features, classes=classes,
+        standardize=standardize, id_column=id_column, raw_table=raw_table,
+        validation_fraction=validation_fraction, seed=seed, replace=replace,
     )  # fmt: skip
     spark, tables = _target(parquet, master, conf, database).open()
     if file is not None:

@@ -22,13 +22,7 @@ from sqlnet.ops.predict import Prediction
 from sqlnet.ops.spark_loop import SparkNetwork, _schema, _target, load, start_row
 
 SOURCE_VIEW = "sqlnet_source"  # the samples' table as a view of sqlnet's own name: no CTE can shadow it
-OWN_TABLES = ("inputs", "outputs", "runs", "run_losses", "run_validation")
 LONG = {"inputnode", "inputvalue"}
-
-
-def _plain(name: str, where: str) -> None:
-    if not name or "/" in name or name.startswith((".", "sqlnet_")):
-        raise InputError(f"{name!r} is not a table name sqlnet can use in {where}: a plain folder name")
 
 
 def _column(columns: dict[str, tuple[str, str]], name: str, table: str, what: str) -> str:
@@ -113,19 +107,22 @@ def _check(spark: Any, table: str, id_name: str, numbers: list[tuple[str, str]],
                              f"(--id names the column)")  # fmt: skip
 
 
-def _refuse_into(sn: SparkNetwork, table: str, into: str, replace: bool, what: str = "--into") -> None:
-    tables = sn.tables
-    for given in (table, into):
-        _plain(given, tables.where)
-    if into in OWN_TABLES or into.startswith(("weights", "biases")) or into == table:
-        raise InputError(f"{what} {into} would overwrite one of the network's own tables or the samples: name another")
-    if tables.exists(into) and not replace:
+def _refuse_names(sn: SparkNetwork, table: str, made: str, option: str) -> None:
+    """The samples' table must be there; the name of what is made (`option`: --into, --view) must not be one
+    of the network's own tables or the samples'."""
+    where = sn.tables.where
+    store.refuse_own_name(made, option, where, also=(table,))
+    if not table or "/" in table or table.startswith(".") or not sn.tables.exists(table):
+        raise InputError(f"table {table!r} not found in {where}: name the samples with --table")
+
+
+def _refuse_into(sn: SparkNetwork, table: str, into: str, replace: bool) -> None:
+    _refuse_names(sn, table, into, "--into")
+    if sn.tables.exists(into) and not replace:
         raise InputError(
-            f"{into} already exists in {tables.where}: add --replace to write a new version of it (the old one is "
-            f"kept in {store.VERSIONS}), or name another with {what}"
+            f"{into} already exists in {sn.tables.where}: add --replace to write a new version of it (the old one "
+            f"is kept in {store.VERSIONS}), or name another table with --into"
         )
-    if not tables.exists(table):
-        raise InputError(f"table {table!r} not found in {tables.where}: name the samples to predict with --table")
 
 
 def _prepared(
@@ -212,11 +209,7 @@ def export_view(
     tables = sn.tables
     assert isinstance(tables, store.CatalogTables)
     tr = dataclasses.replace(sn.training, validation=None)
-    _plain(view, tables.where)
-    if view in OWN_TABLES or view.startswith(("weights", "biases")) or view == table:
-        raise InputError(f"--view {view} would take the place of one of the network's own tables: name another")
-    if not tables.exists(table):
-        raise InputError(f"table {table!r} not found in {tables.where}: name the samples the view predicts with --table")
+    _refuse_names(sn, table, view, "--view")
     if tables.exists(view):
         made = sn.spark.sql(f"SHOW TBLPROPERTIES {tables.qualified(view)}").collect()
         ours = any(r["key"] == MADE_BY for r in made)
