@@ -35,13 +35,18 @@ class NativeLayout(WideLayout):
 
     def _rows(self, tr: Training) -> sql.Composable:
         """One row per training sample, straight from the long tables: sample, x (its inputs in node
-        order), t (its targets)."""
+        order), t (its targets); the ``place`` aggregate puts each value at its node by hashing the rows
+        by sample (array_agg(value ORDER BY node) would sort every row of the inputs)."""
         t = tr.tables
+        net = tr.net
         return sql.SQL(
-            "SELECT * FROM (SELECT sample, array_agg(value ORDER BY node) AS x FROM ({x}) AS x GROUP BY sample) AS x\n"
-            "  JOIN (SELECT sample, array_agg(value ORDER BY node) AS t FROM ({t}) AS t GROUP BY sample) AS t "
+            "SELECT * FROM (SELECT sample, {place}(node, value, {n_in}) AS x FROM ({x}) AS x GROUP BY sample) AS x\n"
+            "  JOIN (SELECT sample, {place}(node, value, {n_out}) AS t FROM ({t}) AS t GROUP BY sample) AS t "
             "USING (sample)"
-        ).format(x=data_select(tr, t.inputs), t=data_select(tr, t.outputs))
+        ).format(
+            place=_k("place"), n_in=sql.Literal(net.sizes[0]), n_out=sql.Literal(net.sizes[-1]),
+            x=data_select(tr, t.inputs), t=data_select(tr, t.outputs),
+        )  # fmt: skip
 
     def _chunked(self, rows: sql.Composable, by_batch: bool = False) -> sql.Composable:
         """Rows of samples (sample, x, t[, batch]) as chunks of up to CHUNK samples (of one batch, `by_batch`),

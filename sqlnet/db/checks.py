@@ -152,11 +152,46 @@ def _check_grid(
         )
 
 
+def _sample_grid(t: Table) -> sql.Composable:
+    """Each sample of a long table with its rows, distinct nodes, lowest and highest node and how many of
+    its rows hold something no check lets pass (NULL, NaN, infinity, a fractional key)."""
+    bad = [sql.SQL("{c} IS NULL OR {c}::float8 IN ('NaN', 'Infinity', '-Infinity')").format(c=t.col(r)) for r in t.columns]
+    bad += [sql.SQL("{c} <> trunc({c})").format(c=t.col(r)) for r in KEY_ROLES if t.has(r)]
+    return sql.SQL(
+        "SELECT {s} AS sample, count(*) AS rows, count(DISTINCT {node}) AS nodes, min({node}) AS lo, "
+        "max({node}) AS hi, count(*) FILTER (WHERE {bad}) AS bad FROM {t} GROUP BY 1"
+    ).format(
+        s=t.col("sample") if t.has("sample") else sql.SQL("1"), node=t.col("node"),
+        bad=sql.SQL(" OR ").join(sql.SQL("({})").format(b) for b in bad), t=t.ident,
+    )  # fmt: skip
+
+
+def sample_sizes(conn: psycopg.Connection, tables: TableMap) -> tuple[int, int] | None:
+    """The input and output nodes, if the inputs and outputs pass every check of check_and_size's (finite values, whole keys,
+    each sample with every node 1..n once, the same samples in both), proven by one scan of each: a
+    table of 1.6 million rows was scanned eight times, one check at a time. None: the checks run one by one
+    to name the row at fault."""
+    grid = sql.SQL(
+        "SELECT CASE WHEN bool_and(bad = 0 AND lo = 1 AND rows = nodes AND hi = rows) AND min(hi) = max(hi) "
+        "THEN max(rows) END FROM {}"
+    )
+    n_in, n_out, orphans = _one(conn, sql.SQL(
+        "WITH i AS MATERIALIZED ({i}), o AS MATERIALIZED ({o})\n"
+        "SELECT ({gi}), ({go}), EXISTS (SELECT FROM i FULL JOIN o USING (sample) WHERE i.sample IS NULL OR o.sample IS NULL)"
+    ).format(
+        i=_sample_grid(tables.inputs), o=_sample_grid(tables.outputs), gi=grid.format(sql.Identifier("i")),
+        go=grid.format(sql.Identifier("o")),
+    ))  # fmt: skip
+    return None if n_in is None or n_out is None or orphans else (int(n_in), int(n_out))
+
+
 def check_and_size(conn: psycopg.Connection, tables: TableMap) -> tuple[int, ...]:
     """Validate every table's rows and return the layer sizes; raises InputError naming the problem."""
+    passed = sample_sizes(conn, tables)
     for t in (tables.inputs, tables.outputs, *tables.weights, *tables.biases):
-        check_values(conn, t)
-    sizes = [_node_range(conn, tables.inputs, "node")]
+        if passed is None or t not in (tables.inputs, tables.outputs):
+            check_values(conn, t)
+    sizes = [_node_range(conn, tables.inputs, "node") if passed is None else passed[0]]
     for k, w in enumerate(tables.weights, start=1):
         n_in = _node_range(conn, w, "in")
         if n_in != sizes[-1]:
@@ -172,13 +207,14 @@ def check_and_size(conn: psycopg.Connection, tables: TableMap) -> tuple[int, ...
         if n != sizes[k]:
             raise InputError(f"{b.label('node')} has nodes 1..{n} but layer {k} has {sizes[k]} nodes")
         _check_grid_single(conn, b, n)
-    n_out = _node_range(conn, tables.outputs, "node")
+    n_out = _node_range(conn, tables.outputs, "node") if passed is None else passed[1]
     if n_out != sizes[-1]:
         raise InputError(
             f"{tables.outputs.label('node')} has nodes 1..{n_out} but the last layer "
             f"({tables.weights[-1].label('out')}) has 1..{sizes[-1]}"
         )
-    _check_samples(conn, tables, sizes[0], sizes[-1])
+    if passed is None:
+        _check_samples(conn, tables, sizes[0], sizes[-1])
     return tuple(sizes)
 
 
@@ -274,16 +310,13 @@ def largest_values(conn: psycopg.Connection, tables: TableMap) -> dict[str, floa
     return {t.label(): float(top or 0.0) for t, top in zip(read, row)}
 
 
-def count_samples(conn: psycopg.Connection, tables: TableMap) -> int:
+def count_samples(conn: psycopg.Connection, tables: TableMap, n_out: int) -> int:
+    """The samples of tables that passed check_and_size: the output rows over the output nodes (every sample
+    has each output node once), not a count of distinct ids over every input row."""
     if not tables.has_samples:
         return 1
-    (n,) = _one(
-        conn,
-        sql.SQL("SELECT count(DISTINCT {s}) FROM {t}").format(
-            s=tables.inputs.col("sample"), t=tables.inputs.ident
-        ),
-    )
-    return int(n)
+    (rows,) = _one(conn, sql.SQL("SELECT count(*) FROM {t}").format(t=tables.outputs.ident))
+    return int(rows) // n_out
 
 
 def check_targets(conn: psycopg.Connection, tables: TableMap, lo: float, hi: float, why: str) -> None:

@@ -7,8 +7,7 @@ Table and column names match case-insensitively, as PostgreSQL folds the post's 
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -344,59 +343,85 @@ class WriteNotVerified(InputError):
 FLOAT4, FLOAT8, NUMERIC = 700, 701, 1700  # the type oids psycopg reports for a column
 
 
-def as_stored(value: float | Decimal, type_oid: int) -> float | Decimal:
-    """What PostgreSQL stores when `value` is assigned to a column of this type: float8 -> numeric keeps
-    15 significant digits (DBL_DIG, as float8_numeric does), float8 -> real rounds to single precision."""
-    if type_oid == NUMERIC:
-        return value if isinstance(value, Decimal) else Decimal(f"{value:.15g}")
-    if type_oid == FLOAT4:
-        return struct.unpack("f", struct.pack("f", float(value)))[0]
-    return float(value)
+# what a double becomes when assigned to a column of each type (float8 -> numeric keeps 15 significant digits,
+# DBL_DIG, as float8_numeric does; float8 -> real rounds to single precision): the comparison casts to it
+STORED_AS = {FLOAT4: sql.SQL("real"), FLOAT8: sql.SQL("double precision"), NUMERIC: sql.SQL("numeric")}
 
 
 def verify_params(conn: psycopg.Connection, tables: TableMap, params: Params) -> None:
     """Read the parameter tables back and refuse unless every row holds exactly what was written: a
     trigger that skipped or changed rows, a policy that hid them, a rule that redirected the write or a
-    column that cannot hold the values (numeric(6,2), say) all show up here."""
+    column that cannot hold the values (numeric(6,2), say) all show up here. Compared in the server (the
+    values sent as arrays): 100k weights compared in Python took 0.6 s."""
     for k, w in enumerate(tables.weights, start=1):
-        roles = ["value", "bias"] if tables.bias == "edge" else ["value"]
-        wanted: dict[tuple[int, ...], list[Any]] = {
-            (i + 1, j + 1): [v, *([params.biases[k - 1][i][j]] if tables.bias == "edge" else [])]
-            for i, row in enumerate(params.weights[k - 1])
-            for j, v in enumerate(row)
-        }
-        _compare(conn, w, ["in", "out"], roles, wanted)
+        n_in, n_out = len(params.weights[k - 1]), len(params.weights[k - 1][0])
+        keys = [[i + 1 for i in range(n_in) for _ in range(n_out)], [j + 1 for _ in range(n_in) for j in range(n_out)]]
+        values = [[v for row in params.weights[k - 1] for v in row]]
+        if tables.bias == "edge":
+            values.append([v for row in params.biases[k - 1] for v in row])
+        _compare(conn, w, ["in", "out"], ["value", "bias"][: len(values)], keys, values)
     for k, b in enumerate(tables.biases, start=1):
-        _compare(conn, b, ["node"], ["value"], {(j + 1,): [v] for j, v in enumerate(params.biases[k - 1][0])})
+        nodes = len(params.biases[k - 1][0])
+        _compare(conn, b, ["node"], ["value"], [list(range(1, nodes + 1))], [list(params.biases[k - 1][0])])
 
 
 def _compare(
-    conn: psycopg.Connection, t: Table, keys: list[str], roles: list[str], wanted: Mapping[tuple[int, ...], Sequence[Any]]
+    conn: psycopg.Connection, t: Table, keys: list[str], roles: list[str], key_values: list[list[int]],
+    values: list[list[Any]],
 ) -> None:
-    cur = conn.execute(
-        sql.SQL("SELECT {keys}, {values} FROM {t}").format(
-            keys=sql.SQL(", ").join(sql.SQL("{}::int").format(t.col(r)) for r in keys),
-            values=sql.SQL(", ").join(t.col(r) for r in roles),
-            t=t.ident,
-        )
+    """The table's rows against the rows written: keys (one list per key role) and values (one per role)."""
+    kc = [sql.Identifier(f"k{n}") for n in range(len(keys))]
+    vc = [sql.Identifier(f"v{n}") for n in range(len(roles))]
+    types = [d.type_code for d in conn.execute(
+        sql.SQL("SELECT {} FROM {} LIMIT 0").format(sql.SQL(", ").join(t.col(r) for r in roles), t.ident)
+    ).description or []]  # fmt: skip
+    wanted = sql.SQL(", ").join(  # exact NUMERIC trainings write Decimals: sent and compared as numeric
+        [sql.SQL("%b::int[]")] * len(keys)
+        + [sql.SQL("%b::numeric[]" if any(isinstance(v, Decimal) for v in vs[:1]) else "%b::float8[]") for vs in values]
     )
-    types = [d.type_code for d in cur.description or []][len(keys) :]
-    seen = 0
-    for row in cur:
-        key, got = tuple(row[: len(keys)]), row[len(keys) :]
-        where = ", ".join(f"{t.columns[r]} = {v}" for r, v in zip(keys, key))
-        if key not in wanted:
-            raise WriteNotVerified(f"after the write-back {t.label()} has a row sqlnet did not write ({where})")
-        for role, value, type_oid, want in zip(roles, got, types, wanted[key]):
-            if value != as_stored(want, type_oid):
+    differ = [
+        sql.SQL("t.{v} IS DISTINCT FROM w.{v}::{type}").format(v=v, type=STORED_AS.get(code, STORED_AS[FLOAT8]))
+        for v, code in zip(vc, types)
+    ]
+    first = conn.execute(
+        sql.SQL(
+            "WITH t AS MATERIALIZED (SELECT {tkeys}, {tvalues} FROM {t}),\n"
+            "  w AS (SELECT * FROM unnest({wanted}) AS w({wcols}))\n"
+            "SELECT w.{k0} IS NULL AS extra, t.{k0} IS NULL AS missing, {keys}, {got}, {want}, {differ}, "
+            "(SELECT count(*) FROM t)\n"
+            "FROM t FULL JOIN w USING ({kcols})\n"
+            "WHERE w.{k0} IS NULL OR t.{k0} IS NULL OR {differs}\n"
+            "ORDER BY 1 DESC, 2, 3 LIMIT 1"
+        ).format(
+            tkeys=sql.SQL(", ").join(sql.SQL("{}::int AS {}").format(t.col(r), k) for r, k in zip(keys, kc)),
+            tvalues=sql.SQL(", ").join(sql.SQL("{} AS {}").format(t.col(r), v) for r, v in zip(roles, vc)),
+            t=t.ident, wanted=wanted, wcols=sql.SQL(", ").join(kc + vc), k0=kc[0],
+            keys=sql.SQL(", ").join(kc), got=sql.SQL(", ").join(sql.SQL("t.{}").format(v) for v in vc),
+            want=sql.SQL(", ").join(sql.SQL("w.{}").format(v) for v in vc), kcols=sql.SQL(", ").join(kc),
+            differ=sql.SQL(", ").join(differ), differs=sql.SQL(" OR ").join(differ),
+        ),
+        [*key_values, *values],
+    ).fetchone()
+    if first is None:
+        (seen,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(t.ident)).fetchone()  # type: ignore[misc]
+        if seen == len(key_values[0]):
+            return
+        first = (False, True, *[None] * len(keys), *[None] * 3 * len(roles), seen)  # a key written twice
+    extra, missing, rest = first[0], first[1], list(first[2:])
+    key, rest = rest[: len(keys)], rest[len(keys) :]
+    got, want, differs, seen = rest[: len(roles)], rest[len(roles) : 2 * len(roles)], rest[2 * len(roles) : -1], rest[-1]
+    where = ", ".join(f"{t.columns[r]} = {v}" for r, v in zip(keys, key))
+    if extra:
+        raise WriteNotVerified(f"after the write-back {t.label()} has a row sqlnet did not write ({where})")
+    if not missing:
+        for role, value, wrote, differ in zip(roles, got, want, differs):
+            if differ:
                 raise WriteNotVerified(
                     f"after the write-back {t.label(role)} holds {value} in the row {where}, but sqlnet wrote "
-                    f"{want}: the column's type rounds it, or something on {t.label()} changed the write; "
+                    f"{wrote}: the column's type rounds it, or something on {t.label()} changed the write; "
                     f"the write was rolled back. Use double precision or plain numeric columns"
                 )
-        seen += 1
-    if seen != len(wanted):
-        raise WriteNotVerified(
-            f"after the write-back {t.label()} shows {seen} of the {len(wanted)} rows sqlnet wrote (a policy "
-            f"or rule hides or redirects rows?); the write was rolled back"
-        )
+    raise WriteNotVerified(
+        f"after the write-back {t.label()} shows {seen} of the {len(key_values[0])} rows sqlnet wrote (a policy "
+        f"or rule hides or redirects rows?); the write was rolled back"
+    )

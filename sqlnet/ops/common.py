@@ -418,7 +418,7 @@ def load_network(
         check_targets(s.pg, tables, 0.0, 1.0, "cross-entropy")
         if net.output_activation == "softmax":
             check_distributions(s.pg, tables)
-    samples = count_samples(s.pg, tables)
+    samples = count_samples(s.pg, tables, net.sizes[-1])
     held = held_out(options, samples, tables)
     # the kernels are looked at (and checked: they would run with this role's privileges) unless told not to
     status = kernels.status(s.pg, home) if options.kernels != "sql" else None

@@ -1,4 +1,4 @@
--- sqlnet_kernels 1.1: each phase's arithmetic over a chunk of samples (a 2-D double precision[] of
+-- sqlnet_kernels 1.2: each phase's arithmetic over a chunk of samples (a 2-D double precision[] of
 -- rows x nodes). Every function checks its arguments and raises an ERROR; none is STRICT, so a NULL is
 -- refused by name rather than passed on. sqlnet calls them schema-qualified (sqlnet_kernels.dense(...)).
 \echo Use "CREATE EXTENSION sqlnet_kernels" to load this file. \quit
@@ -40,3 +40,12 @@ CREATE FUNCTION step(w double precision[], g double precision[], n bigint, m dou
 RETURNS double precision[] AS 'MODULE_PATHNAME', 'sqlnet_step' LANGUAGE c IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION version() RETURNS text AS 'MODULE_PATHNAME', 'sqlnet_kernels_version' LANGUAGE c IMMUTABLE PARALLEL SAFE;
+
+-- the samples: one sample's array from its rows of a long table (value at position node), by hashing, not sorting
+CREATE FUNCTION place_step(state internal, node integer, value double precision, n integer)
+RETURNS internal AS 'MODULE_PATHNAME', 'sqlnet_place_step' LANGUAGE c IMMUTABLE;
+CREATE FUNCTION place_final(state internal)
+RETURNS double precision[] AS 'MODULE_PATHNAME', 'sqlnet_place_final' LANGUAGE c IMMUTABLE;
+CREATE AGGREGATE place(integer, double precision, integer) (
+    SFUNC = place_step, STYPE = internal, FINALFUNC = place_final, SSPACE = 8192
+);
