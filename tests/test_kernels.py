@@ -240,6 +240,17 @@ HOSTILE = [
     "sqlnet_kernels.step('{1,2}', '{1,2}', 1, '{}', '{}', 0, 0.1, 'sgd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
     "sqlnet_kernels.step('{}', '{}', 1, '{}', '{}', 0, 0.1, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
     "sqlnet_kernels.step('{1e308}', '{-1e308}', 1, '{}', '{}', 0, 10, 'gd', 0.9, false, 0.9, 0.999, 1e-8, 0, 0, 'w')",
+    "sqlnet_kernels.place_step(NULL, 1, 1.0, 1)",
+    "sqlnet_kernels.place_final(NULL)",
+    "(SELECT sqlnet_kernels.place(n, v, 2) FROM (VALUES (1, 1.0::float8), (3, 2.0)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, 2) FROM (VALUES (0, 1.0::float8), (1, 2.0)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, 2) FROM (VALUES (1, 1.0::float8), (1, 2.0)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, 2) FROM (VALUES (2, 1.0::float8)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, 2) FROM (VALUES (1, NULL::float8)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, 2) FROM (VALUES (NULL::int, 1.0::float8)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, s) FROM (VALUES (1, 1.0::float8, 2), (2, 2.0, 3)) AS r (n, v, s))",
+    "(SELECT sqlnet_kernels.place(n, v, 0) FROM (VALUES (1, 1.0::float8)) AS r (n, v))",
+    "(SELECT sqlnet_kernels.place(n, v, 2000000000) FROM (VALUES (1, 1.0::float8)) AS r (n, v))",
 ]
 
 
@@ -258,6 +269,12 @@ def test_hostile_arrays_get_an_error_and_the_server_stays_up(kdb: str) -> None:
             "SELECT sqlnet_kernels.activate(sqlnet_kernels.dense('{{NaN,1}}', '{1,2}', '{}', 1), 'sigmoid')"
         ).fetchone()  # type: ignore[misc]
         assert z[0][0] != z[0][0]
+        # place puts each value at its node, whatever order the rows come in, and makes nothing of no rows
+        (placed,) = conn.execute(
+            "SELECT sqlnet_kernels.place(n, v, 3) FROM (VALUES (3, 30.0::float8), (1, 10.0), (2, 20.0)) AS r (n, v)"
+        ).fetchone()  # type: ignore[misc]
+        assert placed == [10.0, 20.0, 30.0]
+        assert conn.execute("SELECT sqlnet_kernels.place(1, 1.0, 1) WHERE false").fetchone() == (None,)
     rng = random.Random(1)
     with psycopg.connect(kdb, autocommit=True) as conn:  # random shapes: refused or computed, never a crash
         for _ in range(300):
