@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from sqlnet.model.network import Dataset, Network, Params, Sample
     from sqlnet.ops.common import TrainOptions, connect
     from sqlnet.ops.data import load
+    from sqlnet.ops.export import export
     from sqlnet.ops.history import network, phases, restore, run_epochs, run_losses, runs
-    from sqlnet.ops.predict import export, predict
+    from sqlnet.ops.predict import predict
     from sqlnet.ops.setup import DemoResult, Grants, demo, grants, init
     from sqlnet.ops.train import Progress, TrainResult, train, training_sql
     from sqlnet.ops.verify import CheckReport, check, gradcheck
@@ -33,7 +34,7 @@ _WHERE = {
     "Sample": "sqlnet.model.network",
     "TrainOptions": "sqlnet.ops.common",
     "connect": "sqlnet.ops.common",
-    "export": "sqlnet.ops.predict",
+    "export": "sqlnet.ops.export",
     "load": "sqlnet.ops.data",
     "predict": "sqlnet.ops.predict",
     "network": "sqlnet.ops.history",

@@ -70,7 +70,7 @@ class PostgreSQL:
         return predict(self.database_url, schema=self.schema, **options)
 
     def export(self, **options: Any) -> Prediction:
-        from sqlnet.ops.predict import export
+        from sqlnet.ops.export import export
 
         return export(self.database_url, schema=self.schema, **options)
 

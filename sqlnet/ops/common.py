@@ -11,7 +11,7 @@ from typing import Any
 from sqlnet.compile import wide
 from sqlnet.compile.statement import LAYOUTS
 from sqlnet.compile.training import Training, iter_update_blocks
-from sqlnet.db import kernels, trust
+from sqlnet.db import borrowed, kernels, trust
 from sqlnet.db.checks import check_and_size, check_distributions, check_targets, count_samples, largest_values
 from sqlnet.db.connection import Database, Session
 from sqlnet.db.kernels import VERSION as KERNELS_VERSION
@@ -37,7 +37,9 @@ POST_TABLES = ("inputs", "weights1", "weights2", "outputs")
 DEMO_SCHEMA = "sqlnet_demo"
 
 
-DatabaseLike = Database | str | None
+# a URL (libpq's or SQLAlchemy's), a Database, None (the configured or embedded server), or a connection the
+# caller holds: an SQLAlchemy Engine or Connection, a psycopg Connection (sqlnet.db.borrowed)
+DatabaseLike = Database | str | Any | None
 
 
 def check_fraction(fraction: object) -> float:
@@ -48,7 +50,11 @@ def check_fraction(fraction: object) -> float:
 
 def connect(database: DatabaseLike = None, timeout: float | None = None) -> Database:
     """The database; with `timeout` (seconds), connecting gives up after about that long."""
-    return database if isinstance(database, Database) else Database(database, connect_timeout=timeout)
+    if isinstance(database, Database):
+        return database
+    if database is None or isinstance(database, str):
+        return Database(database, connect_timeout=timeout)
+    return borrowed.adopt(database)
 
 
 @dataclass(frozen=True)
@@ -372,10 +378,11 @@ def held_out(options: TrainOptions, samples: int, tables: TableMap) -> int:
 def load_spec(
     *, file: str | None, from_table: str | None, targets: list[str], features: list[str] | None, classes: bool,
     standardize: bool, id_column: str | None, raw_table: str, validation_fraction: float | None, seed: int,
-    replace: bool,
+    replace: bool, rows: bool = False,
 ) -> LoadSpec:  # fmt: skip
-    """What `load` is asked to do, checked the same way on every engine: one source, a valid split."""
-    if (file is None) == (from_table is None):
+    """What `load` is asked to do, checked the same way on every engine: one source (`rows`: Python's, a
+    DataFrame's), a valid split."""
+    if not rows and (file is None) == (from_table is None):
         raise InputError("load needs exactly one of FILE.csv or --from-table T")
     if validation_fraction is not None:
         check_fraction(validation_fraction)

@@ -1,8 +1,10 @@
-"""Data in: `load` (a CSV file or a table to inputs/outputs, and the raw rows beside them)."""
+"""Data in: `load` (a CSV file, a table, a pandas DataFrame or rows from Python to inputs/outputs, and the raw
+rows beside them)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +12,58 @@ from psycopg import sql
 
 from sqlnet.db import loading as loader
 from sqlnet.db import trust
+from sqlnet.db.samples import Rows
 from sqlnet.db.tables import check_names, relations, require_schema, where_table
 from sqlnet.errors import InputError
 from sqlnet.ops.common import DatabaseLike, connect, load_spec
 
 
+@dataclass(frozen=True)
+class Records:
+    """Rows from Python code: the column names, the rows as (line, {column: value}) read from the start each
+    time it is called (loading reads them in passes), and how messages name them."""
+
+    header: list[str]
+    rows: Rows
+    source: str = "the rows"
+
+
+def is_frame(obj: object) -> bool:
+    """A pandas DataFrame (by its shape; pandas is not imported to ask)."""
+    return all(hasattr(obj, a) for a in ("columns", "itertuples", "dtypes", "index"))
+
+
+def frame_records(frame: Any) -> Records:
+    """A DataFrame's rows as Records: its columns by name (text), its index positions as the lines a message
+    names, missing values (NaN, None, NA) as missing fields."""
+    header = [str(c) for c in frame.columns]
+    if len(set(header)) != len(header):
+        twice = next(c for c in header if header.count(c) > 1)
+        raise InputError(f"the DataFrame has two columns named {twice!r}: rename one")
+    missing = frame.isna()
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        for line, (values, gaps) in enumerate(
+            zip(frame.itertuples(index=False, name=None), missing.itertuples(index=False, name=None)), start=1
+        ):
+            yield line, {c: None if gap else (repr(float(v)) if isinstance(v, float) else v) for c, v, gap in zip(header, values, gaps)}
+
+    return Records(header, rows, "the DataFrame (line = row position)")
+
+
 def load(
-    database: DatabaseLike = None,
+    source: Any = None,
+    /,
     *,
+    database: DatabaseLike = None,
     schema: str | None = None,
     file: str | None = None,
     from_table: str | None = None,
     from_schema: str | None = None,
-    targets: list[str],
+    frame: Any = None,
+    records: Records | None = None,
+    targets: list[str] | None = None,
+    target: str | list[str] | None = None,
     features: list[str] | None = None,
     classes: bool = False,
     standardize: bool = False,
@@ -40,13 +81,35 @@ def load(
     target a label (one-hot outputs, class names kept); `standardize` scales each feature to mean 0, std 1
     (kept, so that predict and export do it again to raw values); `validation_fraction` (with `seed`) is the
     share of samples later trainings hold out. Tables that exist are replaced only if sqlnet made them for this
-    network, and (unless they are empty) only with `replace`."""
+    network, and (unless they are empty) only with `replace`.
+
+    The first argument is the database (a URL, an SQLAlchemy Engine or Connection, ...) or a pandas DataFrame
+    to load (then `database=` names the database): ``sqlnet.load(df, target="quality", classes=True)``.
+    `target` is `targets` for one column."""
+    if is_frame(source):
+        if frame is not None:
+            raise InputError("load takes one DataFrame: as its first argument or as frame=, not both")
+        frame, source = source, None
+    if source is not None and database is not None:
+        raise InputError("load takes the database once: as its first argument or as database=, not both")
+    database = source if source is not None else database
+    if target is not None:
+        if targets is not None:
+            raise InputError("load takes target= or targets=, not both")
+        targets = [target] if isinstance(target, str) else list(target)
+    if targets is None:
+        raise InputError("load needs the target column(s): target='y' (or targets=[...])")
+    given = [name for name, v in (("file", file), ("from_table", from_table), ("frame", frame), ("records", records)) if v is not None]
+    if len(given) != 1:
+        raise InputError("load needs exactly one of file=, from_table=, a DataFrame (frame=) or records=")
+    if frame is not None:
+        records = frame_records(frame)
     check_names(schema=schema, from_table=from_table, from_schema=from_schema, id=id_column, raw_table=raw_table,
                 features=features)  # fmt: skip
     spec = load_spec(
         file=file, from_table=from_table, targets=targets, features=features, classes=classes,
         standardize=standardize, id_column=id_column, raw_table=raw_table,
-        validation_fraction=validation_fraction, seed=seed, replace=replace,
+        validation_fraction=validation_fraction, seed=seed, replace=replace, rows=records is not None,
     )  # fmt: skip
     db = connect(database)
     with db.transaction() as s:
@@ -55,6 +118,8 @@ def load(
         if file is not None:
             header, rows = loader.csv_rows(Path(file))
             return loader.load(s, target_schema, header, rows, file, spec, on_rows)
+        if records is not None:
+            return loader.load(s, target_schema, records.header, records.rows, records.source, spec, on_rows)
         assert from_table is not None
         require_schema(s.pg, from_schema, "--from-schema")
         source_schema = s.schema(from_schema)

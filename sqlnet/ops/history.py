@@ -12,16 +12,29 @@ from sqlnet.db.networks import Definition, define, read_definition, restore_run_
 from sqlnet.db.tables import discover, verify_params, write_params
 from sqlnet.errors import InputError
 from sqlnet.model.phases import Phase, plan
+from sqlnet.ops import frames
 from sqlnet.ops.common import (
     DatabaseLike,
     connect,
 )
 
 
-def runs(database: DatabaseLike = None) -> list[store.RunInfo]:
+def runs(database: DatabaseLike = None, *, as_frame: bool = False) -> Any:
+    """Every run this role may see, oldest first (RunInfo); `as_frame`: a pandas DataFrame, one row per run
+    (run_id, started_at, finished_at, status, schema, layers, epochs, learning_rate, final_loss, error)."""
     with connect(database).transaction(commit=False) as s:
         trust.check_sqlnet_schemas(s.pg, s.home)
-        return store.list_runs(s)
+        found = store.list_runs(s)
+    if not as_frame:
+        return found
+    columns = ["run_id", "started_at", "finished_at", "status", "schema", "layers", "epochs", "learning_rate",
+               "final_loss", "error"]  # fmt: skip
+    rows = [
+        (r.run_id, r.started_at, r.finished_at, r.status, r.schema_name, "-".join(map(str, r.network.sizes)), r.epochs,
+         r.learning_rate, r.final_loss, r.error)
+        for r in found
+    ]  # fmt: skip
+    return frames.to_frame(columns, rows).set_index("run_id")
 
 
 def run(database: DatabaseLike, run_id: int) -> tuple[store.RunInfo, list[tuple[int, float, float | None, float | None]]]:
@@ -31,19 +44,27 @@ def run(database: DatabaseLike, run_id: int) -> tuple[store.RunInfo, list[tuple[
         return store.get_run(s, run_id), store.run_epochs(s, run_id)
 
 
-def run_epochs(database: DatabaseLike, run_id: int) -> list[tuple[int, float, float | None, float | None]]:
-    """Each epoch of a run: (epoch, training loss, validation loss, validation accuracy)."""
+def run_epochs(database: DatabaseLike, run_id: int, *, as_frame: bool = False) -> Any:
+    """Each epoch of a run: (epoch, training loss, validation loss, validation accuracy); `as_frame`: a
+    pandas DataFrame indexed by epoch (loss, val_loss, val_accuracy)."""
     with connect(database).transaction(commit=False) as s:
         trust.check_sqlnet_schemas(s.pg, s.home)
         store.get_run(s, run_id)
-        return store.run_epochs(s, run_id)
+        epochs = store.run_epochs(s, run_id)
+    if not as_frame:
+        return epochs
+    return frames.to_frame(["epoch", "loss", "val_loss", "val_accuracy"], epochs).set_index("epoch")
 
 
-def run_losses(database: DatabaseLike, run_id: int) -> list[tuple[int, float]]:
+def run_losses(database: DatabaseLike, run_id: int, *, as_frame: bool = False) -> Any:
+    """A run's loss per epoch: (epoch, loss); `as_frame`: a pandas DataFrame indexed by epoch."""
     with connect(database).transaction(commit=False) as s:
         trust.check_sqlnet_schemas(s.pg, s.home)
         store.get_run(s, run_id)
-        return store.run_loss_curve(s, run_id)
+        losses = store.run_loss_curve(s, run_id)
+    if not as_frame:
+        return losses
+    return frames.to_frame(["epoch", "loss"], losses).set_index("epoch")
 
 
 def restore(

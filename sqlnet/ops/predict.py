@@ -35,7 +35,8 @@ from sqlnet.db.tables import (
     require_schema,
 )
 from sqlnet.errors import InputError
-from sqlnet.model.network import Network
+from sqlnet.model.network import Network, Params
+from sqlnet.ops import frames
 from sqlnet.ops.common import DatabaseLike, TrainOptions, connect
 
 LONG_COLUMNS = {"inputnode", "inputvalue"}  # and sampleid, unless the table holds one sample (the post's)
@@ -270,7 +271,7 @@ def _csv_samples(
     standardized: bool | None,
 ) -> Samples:  # fmt: skip
     """A CSV file's rows (or standard input's, for '-'), streamed with COPY into a temporary table."""
-    name = "standard input" if csv == "-" or not isinstance(csv, (str, Path)) else str(csv)
+    name = str(csv) if isinstance(csv, (str, Path)) and csv != "-" else getattr(csv, "name", None) or "standard input"
     wanted = _feature_names(trained, features, name)
     handle: Any = sys.stdin if csv == "-" else csv
     copied = loader.copy_samples(s, handle, name, wanted, id_column, trained.data.get("id_column"))
@@ -294,7 +295,8 @@ def predict(
     schema: str | None = None,
     table: str | None = None,
     csv: str | Path | IO[str] | None = None,
-    into: str,
+    frame: Any = None,
+    into: str | None = None,
     table_schema: str | None = None,
     into_schema: str | None = None,
     id_column: str | None = None,
@@ -312,7 +314,23 @@ def predict(
     otherwise. A wide table's feature columns are the network's stored feature names (`features` maps
     others, in input-node order); the stored standardisation is applied once, never to the network's own
     `inputs` (`standardized=True` says a table is standardised already, False that it is raw). `replace`
-    replaces only a table sqlnet made for this network."""
+    replaces only a table sqlnet made for this network.
+
+    With `frame` (a pandas DataFrame) instead of `table` or `csv`, nothing is written: the predictions come
+    back as a DataFrame (the id or, without one, the frame's own index; the label and probabilities, or the
+    targets), computed in SQL from the frame's rows streamed with COPY into a temporary table."""
+    if frame is not None:
+        if table is not None or csv is not None or into is not None:
+            raise InputError("predict takes a DataFrame (frame=) instead of table=, csv= and into=, not with them")
+        columns, rows = predict_rows(
+            database, schema=schema, handle=frames.frame_csv(frame), id_column=id_column, features=features,
+            standardized=standardized, hidden_activation=hidden_activation, output_activation=output_activation,
+        )  # fmt: skip
+        if id_column is None and columns[0] == "line":  # rows in the frame's order: its index names them
+            return frames.to_frame(columns[1:], [r[1:] for r in rows], frame.index)
+        return frames.to_frame(columns, rows)
+    if into is None:
+        raise InputError("predict needs --into NAME: the table of predictions it makes")
     check_names(schema=schema, table=table, into=into, table_schema=table_schema, into_schema=into_schema,
                 id=id_column, features=features)  # fmt: skip
     if (table is None) == (csv is None):
@@ -382,73 +400,41 @@ def _score(s: Session, trained: Trained, samples: Samples, outputs: Outputs, tar
     return {"against": where, "rows": int(n), "rmse": dict(zip(targets, map(float, rmse)))} if n else None
 
 
-def export(
-    database: DatabaseLike = None,
-    *,
-    schema: str | None = None,
-    view: str | None = None,
-    function: str | None = None,
-    table: str | None = None,
-    table_schema: str | None = None,
-    into_schema: str | None = None,
-    id_column: str | None = None,
-    features: list[str] | None = None,
-    standardized: bool | None = None,
-    replace: bool = False,
-    hidden_activation: str | None = None,
+def predict_rows(
+    database: DatabaseLike = None, *, schema: str | None = None, handle: IO[str], id_column: str | None = None,
+    features: list[str] | None = None, standardized: bool | None = None, hidden_activation: str | None = None,
     output_activation: str | None = None,
-) -> Prediction:
-    """A view over `table` (or a function of a float8[] of raw features) computing the predictions with the
-    trained weights written into it as constants: it needs neither sqlnet nor the weights tables. It goes into
-    the network's schema (or `into_schema`); `replace` replaces only what sqlnet exported for this network."""
-    check_names(schema=schema, view=view, function=function, table=table, table_schema=table_schema,
-                into_schema=into_schema, id=id_column, features=features)  # fmt: skip
-    if (view is None) == (function is None):
-        raise InputError("export needs exactly one of --view NAME (with --table) or --function NAME")
-    if view is not None and table is None:
-        raise InputError("--view needs --table: the samples the view predicts")
-    with connect(database).transaction() as s:
+) -> tuple[list[str], list[tuple[Any, ...]]]:  # fmt: skip
+    """The predictions for the rows of a CSV text (a DataFrame's, an estimator's X), computed in SQL and
+    returned in the order of their id (the line, without an id column): the columns' names and the rows.
+    Nothing is written: the temporary table goes with the transaction, which is rolled back."""
+    with connect(database).transaction(commit=False) as s:
         trained = _trained_network(s, schema, hidden_activation, output_activation)
-        net = trained.net
-        params = read_params(s.pg, trained.tables, net)
+        samples = _csv_samples(s, trained, handle, id_column, features, standardized)
+        outputs = trained.outputs(samples.id_name)
         tr = trained.training()
-        if into_schema is not None:
-            require_schema(s.pg, into_schema, "--into-schema")
-        where = into_schema or trained.home
-        data = trained.data
-        about = (
-            f"{net.describe()} with the weights of {trained.source}; takes the raw "
-            + (", ".join(data["features"]) if data.get("features") else f"{net.sizes[0]} inputs")
-            + (", standardised as `sqlnet load --standardize` did" if trained.scaling else "")
-            + (f"; classes {', '.join(data['classes'])}" if data.get("classes") else "")
+        cur = s.pg.execute(
+            sql.SQL("SELECT * FROM (\n{q}\n) AS p ORDER BY 1").format(
+                q=predict_sql.predictions(tr, samples.select, outputs, prev=predict_sql.table_arrays(tr))
+            )
         )
-        notes: list[str] = []
-        if view is not None:
-            assert table is not None
-            samples = _table_samples(s, trained, table, table_schema, id_column, features, standardized)
-            outputs = trained.outputs(samples.id_name)
-            marks.make_room(s.pg, where, [view], trained.home, replace, "--view name", ["exported view"])
-            name = sql.Identifier(where, view)
-            s.pg.execute(
-                sql.SQL("CREATE VIEW {name} AS\n{select}").format(
-                    name=name, select=predict_sql.predictions(tr, samples.select, outputs, constants=params)
-                )
-            )
-            marks.comment(s.pg, "VIEW", name, marks.mark("exported view", trained.home, about))
-            made, columns, notes = f"{where}.{view}", outputs.columns, samples.notes
-        else:
-            assert function is not None
-            outputs = trained.outputs("sample")
-            created = predict_sql.exported_functions(
-                tr, params, where, function, trained.scaling, outputs, data.get("features")
-            )
-            names = predict_sql.function_names(function, outputs)
-            marks.make_room(
-                s.pg, where, names, trained.home, replace, "--function name", ["exported function"], functions=True
-            )
-            for signature, statement in created:
-                s.pg.execute(statement)
-                marks.comment(s.pg, "FUNCTION", signature, marks.mark("exported function", trained.home, about))
-            made, columns = ", ".join(f"{where}.{n}" for n in reversed(names)), []
-        notes += [outputs.note] if outputs.note else []
-    return Prediction(net, trained.source, 0, made, columns, notes, trained.home)
+        return [d.name for d in cur.description or []], cur.fetchall()
+
+
+def trained_constants(database: DatabaseLike = None, *, schema: str | None = None) -> tuple[Trained, Params]:
+    """The trained network of a schema and its weights, read once: what a prediction written into SQL needs."""
+    with connect(database).transaction(commit=False) as s:
+        trained = _trained_network(s, schema, None, None)
+        return trained, read_params(s.pg, trained.tables, trained.net)
+
+
+def trained_tables(database: DatabaseLike = None, schema: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The schema of a network and its tables' names: inputs, outputs, weights and biases (lists), raw."""
+    with connect(database).transaction(commit=False) as s:
+        trained = _trained_network(s, schema, None, None)
+        t = trained.tables
+        raw = trained.data.get("raw_table")
+        return trained.home, {
+            "inputs": t.inputs.name, "outputs": t.outputs.name, "weights": [w.name for w in t.weights],
+            "biases": [b.name for b in t.biases], "raw": raw if raw in relations(s.pg, trained.home) else None,
+        }  # fmt: skip
