@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from psycopg import sql
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -95,7 +95,8 @@ class _SQLNet(BaseEstimator):
 
     # --- fitting ---------------------------------------------------------------------------------------
     def _check_params(self) -> tuple[list[int], str]:
-        hidden = [self.hidden_layer_sizes] if np.isscalar(self.hidden_layer_sizes) else list(self.hidden_layer_sizes)  # type: ignore[arg-type]
+        sizes: Any = self.hidden_layer_sizes
+        hidden: list[Any] = [sizes] if np.isscalar(sizes) else list(sizes)
         if not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in hidden):
             raise ValueError(f"hidden_layer_sizes must be positive whole numbers, got {self.hidden_layer_sizes!r}")
         if self.activation not in ACTIVATIONS:
@@ -199,6 +200,13 @@ class _SQLNet(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+    def __sklearn_clone__(self) -> Any:
+        """A clone shares the database: an SQLAlchemy Engine (a pool of connections) cannot be deep-copied,
+        and a copy of it would be another pool to the same server; every other parameter is cloned."""
+        params = self.get_params(deep=False)
+        database = params.pop("database")
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, database=database)
 
 
 class SQLNetClassifier(ClassifierMixin, _SQLNet):

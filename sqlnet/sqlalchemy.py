@@ -21,6 +21,7 @@ Every public function of sqlnet also takes an SQLAlchemy Engine or Connection as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,12 @@ class _Forward(FunctionElement[Any]):
         self.net = net
         super().__init__(*features)
 
+    @property
+    def _from_objects(self) -> list[Any]:
+        # the selectable the features come from stays the query's own FROM item (a LATERAL would otherwise
+        # hide it): the prediction is correlated to it, it does not replace it
+        return []
+
 
 MARK = "sqlnet_features_here"  # where the row's compiled features go in the network's SQL
 
@@ -112,7 +119,10 @@ def prediction(net: Network, selectable: Any, features: list[Any] | dict[str, An
     """A LATERAL subquery with the network's predictions for each row of `selectable`: label and probability
     and one column per class (p_<class>), or the targets by name. `features` maps the network's inputs to
     columns: a list (names or column expressions, in input-node order) or a dict {stored feature name:
-    column}; default: the stored feature names, found in the selectable."""
+    column}; default: the stored feature names, found in the selectable.
+
+    PostgreSQL's LATERAL may only refer to FROM items before it: select a column of the selectable before
+    the prediction's (``select(customers.c.id, p.c.label)``), or name it with ``.select_from(customers)``."""
     stored = net.features
     if features is None:
         exprs = [_column_of(selectable, f) for f in stored]
@@ -133,7 +143,7 @@ def prediction(net: Network, selectable: Any, features: list[Any] | dict[str, An
 
 
 # --- Table objects ----------------------------------------------------------------------------------------
-TYPES = {
+TYPES: dict[str, Callable[[], Any]] = {
     "integer": sa.Integer, "bigint": sa.BigInteger, "double precision": lambda: sa.Float(precision=53),
     "text": sa.Text, "jsonb": JSONB, "timestamp with time zone": lambda: sa.DateTime(timezone=True),
     "boolean": sa.Boolean, "double precision[]": lambda: sa.ARRAY(sa.Float(precision=53)),

@@ -158,3 +158,23 @@ def test_the_command_line_starts_without_the_database_machinery() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+HEAVY = ("sqlalchemy", "pandas", "sklearn", "numpy", "pyspark")
+
+
+@pytest.mark.parametrize("command", [["--help"], ["runs"], ["train", "--epochs", "1", "--lr", "0.1"]], ids=" ".join)
+def test_the_command_line_never_loads_the_python_integrations(command: list[str], post_db: str) -> None:
+    """SQLAlchemy, pandas, scikit-learn (and NumPy, Spark) are for Python users: `sqlnet --help`, `sqlnet runs`
+    and `sqlnet train` run without loading any of them."""
+    import subprocess
+    import sys
+
+    args = command if command == ["--help"] else [*command, "--database-url", post_db]
+    probe = (
+        "import sys; from click.testing import CliRunner; from sqlnet.cli import main; "
+        f"r = CliRunner().invoke(main, {args!r}); assert r.exit_code == 0, r.output; "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

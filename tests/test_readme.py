@@ -29,6 +29,7 @@ SECTIONS = (
     "## Looking at the phases in psql",
 )
 PYTHON_SECTION = "## The Python API"
+FROM_PYTHON_SECTION = "## From Python: SQLAlchemy, pandas, scikit-learn"
 SPARK_SECTIONS = ("## Apache Spark (`--engine spark`)",)
 TIMING = re.compile(r"\b\d+\.\d+ s\b")
 STARTED = re.compile(r"\b\d\d-\d\d \d\d:\d\d\b")  # sqlnet runs' start times
@@ -120,6 +121,11 @@ def test_the_worked_examples_run_as_written(
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'trainer'").fetchone():
             conn.execute("DROP OWNED BY trainer")
             conn.execute("DROP ROLE trainer")
+
+
+def test_the_from_python_section_runs_as_written(db_url: str, tmp_path: Path) -> None:
+    """SQLAlchemy, pandas and scikit-learn, as the README shows them, against a fresh database."""
+    run_python(FROM_PYTHON_SECTION, {"SQLNET_DATABASE_URL": db_url}, tmp_path)
 
 
 def run_python(section: str, extra_env: dict[str, str], tmp_path: Path) -> None:

@@ -102,8 +102,8 @@ class Borrowed(Database):
                 yield _BorrowedSession(conn, home)
                 # as found: what sqlnet set, locally or for the session, set back (a rollback undoes it too)
                 conn.execute(
-                    "SELECT pg_catalog.set_config(name, setting, false) FROM pg_catalog.unnest(%s::text[], %s::text[]) "
-                    "AS s (name, setting)",
+                    "SELECT pg_catalog.set_config(name, setting, false) "
+                    "FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) AS s (name, setting)",
                     ([n for n, _ in saved], [v for _, v in saved]),
                 )
         finally:

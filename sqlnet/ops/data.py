@@ -16,6 +16,7 @@ from sqlnet.db.samples import Rows
 from sqlnet.db.tables import check_names, relations, require_schema, where_table
 from sqlnet.errors import InputError
 from sqlnet.ops.common import DatabaseLike, connect, load_spec
+from sqlnet.ops.frames import FRAME
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ def is_frame(obj: object) -> bool:
 
 
 def frame_records(frame: Any) -> Records:
-    """A DataFrame's rows as Records: its columns by name (text), its index positions as the lines a message
-    names, missing values (NaN, None, NA) as missing fields."""
+    """A DataFrame's rows as Records: its columns by name (text), its rows numbered as the lines of its CSV
+    (the first row is line 2, after the header), missing values (NaN, None, NA) as missing fields."""
     header = [str(c) for c in frame.columns]
     if len(set(header)) != len(header):
         twice = next(c for c in header if header.count(c) > 1)
@@ -44,11 +45,11 @@ def frame_records(frame: Any) -> Records:
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
         for line, (values, gaps) in enumerate(
-            zip(frame.itertuples(index=False, name=None), missing.itertuples(index=False, name=None)), start=1
+            zip(frame.itertuples(index=False, name=None), missing.itertuples(index=False, name=None)), start=2
         ):
             yield line, {c: None if gap else (repr(float(v)) if isinstance(v, float) else v) for c, v, gap in zip(header, values, gaps)}
 
-    return Records(header, rows, "the DataFrame (line = row position)")
+    return Records(header, rows, FRAME)
 
 
 def load(

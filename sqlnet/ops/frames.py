@@ -11,6 +11,9 @@ from typing import Any
 
 from sqlnet.errors import InputError
 
+# how messages name a DataFrame's rows: as the lines of its CSV, the header being line 1
+FRAME = "the DataFrame (line 2 is its first row)"
+
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]], name: str) -> io.StringIO:
     """Rows as CSV text (floats written exactly, with repr) that `predict`'s CSV path reads by header; its
@@ -31,7 +34,7 @@ def frame_csv(frame: Any) -> io.StringIO:
     if len(set(header)) != len(header):
         raise InputError("the DataFrame has two columns of one name: rename one")
     values = frame.astype(object).where(frame.notna(), None)
-    return csv_text(header, values.itertuples(index=False, name=None), "the DataFrame (line = row position + 1)")
+    return csv_text(header, values.itertuples(index=False, name=None), FRAME)
 
 
 def to_frame(columns: list[str], rows: list[tuple[Any, ...]], index: Any = None) -> Any:
