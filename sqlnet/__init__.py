@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from sqlnet.ops.common import TrainOptions, connect
     from sqlnet.ops.data import load
     from sqlnet.ops.export import export
-    from sqlnet.ops.history import network, phases, restore, run_epochs, run_losses, runs
+    from sqlnet.ops.history import (
+        network,
+        phases,
+        prune_runs,
+        record_sizes,
+        restore,
+        run_epochs,
+        run_losses,
+        runs,
+    )
     from sqlnet.ops.predict import predict
     from sqlnet.ops.setup import DemoResult, Grants, demo, grants, init
     from sqlnet.ops.train import Progress, TrainResult, train, training_sql
@@ -40,6 +49,8 @@ _WHERE = {
     "network": "sqlnet.ops.history",
     "phases": "sqlnet.ops.history",
     "restore": "sqlnet.ops.history",
+    "prune_runs": "sqlnet.ops.history",
+    "record_sizes": "sqlnet.ops.history",
     "run_epochs": "sqlnet.ops.history",
     "run_losses": "sqlnet.ops.history",
     "runs": "sqlnet.ops.history",
@@ -99,6 +110,8 @@ __all__ = [
     "network",
     "phases",
     "predict",
+    "prune_runs",
+    "record_sizes",
     "restore",
     "run_epochs",
     "run_losses",

@@ -33,6 +33,7 @@ FROM_PYTHON_SECTION = "## From Python: SQLAlchemy, pandas, scikit-learn"
 SPARK_SECTIONS = ("## Apache Spark (`--engine spark`)",)
 TIMING = re.compile(r"\b\d+\.\d+ s\b")
 STARTED = re.compile(r"\b\d\d-\d\d \d\d:\d\d\b")  # sqlnet runs' start times
+SIZE = re.compile(r"\b\d+(\.\d)? (B|kB|MB|GB)\b")  # the records' size: pages, which servers allot their own way
 
 
 @dataclass
@@ -98,8 +99,11 @@ def steps(lines: list[str]) -> list[Step]:
 
 
 def normal(lines: list[str], database: str = "sqlnet") -> list[str]:
-    """Timings aside, and the test's database named as the README's (sqlnet, the embedded server's)."""
-    return [STARTED.sub("<started>", TIMING.sub("<t> s", line.rstrip())).replace(database, "sqlnet") for line in lines]
+    """Timings and sizes aside, and the test's database named as the README's (sqlnet, the embedded server's)."""
+    return [
+        SIZE.sub("<size>", STARTED.sub("<started>", TIMING.sub("<t> s", line.rstrip()))).replace(database, "sqlnet")
+        for line in lines
+    ]
 
 
 EXPORT = re.compile(r"^export ([A-Z_][A-Z0-9_]*)=(\S*)")

@@ -7,7 +7,7 @@ check failed); 2 a usage error; 130 interrupted by Ctrl-C (the transaction was r
 
 from __future__ import annotations
 
-from sqlnet.cli import data, kernels, misc, network, training  # noqa: F401  (each registers its commands)
+from sqlnet.cli import data, kernels, misc, network, records, training  # noqa: F401  (each registers its commands)
 from sqlnet.cli.base import main
 
 __all__ = ["main"]

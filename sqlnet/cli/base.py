@@ -376,3 +376,11 @@ def main() -> None:
     # psycopg logs a warning of its own when a connection dies inside a pipeline; the error that
     # follows says what happened, once
     logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # not reached

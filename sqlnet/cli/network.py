@@ -20,6 +20,7 @@ from sqlnet.cli.base import (
     database_option,
     engine_options,
     handle_errors,
+    human_bytes,
     main,
     network_options,
     out,
@@ -252,6 +253,12 @@ def runs(ctx: click.Context, engine: Engine, as_json: bool, last: int | None, sh
     out.print(table)
     if len(shown) < len(found):
         out.print(f"(and {len(found) - len(shown)} older runs: --all shows every run)")
+    if engine.name == "postgresql":  # what the records take: the weights before and after of every run grow
+        sizes = api.record_sizes(getattr(engine, "database_url", None))
+        out.print(
+            f"records: {human_bytes(sum(sizes.values()))} (the runs' weights: {human_bytes(sizes.get('run_params', 0))}); "
+            "`sqlnet runs prune --keep N` removes old ones"
+        )
 
 
 @runs.command("show")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlnet.db import store, trust
+from sqlnet.db import pruning, store, trust
 from sqlnet.db import trace as trace_store
 from sqlnet.db.checks import check_and_size
 from sqlnet.db.networks import Definition, define, read_definition, restore_run_state
@@ -133,3 +134,32 @@ def network(database: DatabaseLike = None, *, schema: str | None = None) -> Defi
                 f"its data and its first training records its functions"
             )
         return definition
+
+
+def prune_runs(
+    database: DatabaseLike = None, *, keep: int | None = None, older_than: datetime | timedelta | None = None,
+    schema: str | None = None, dry_run: bool = False,
+) -> pruning.Pruned:  # fmt: skip
+    """Remove the records (losses, weights before and after, optimizer states, trace rows) of the runs beyond
+    the `keep` latest of each network and/or started before `older_than` (a time, or an age); only network
+    `schema`'s, if given. A running run, a resumable one (a checkpoint) and the run a network's weights came
+    from are kept, each with the reason (``Pruned.kept``). In one transaction; `dry_run` removes nothing."""
+    if keep is None and older_than is None:
+        raise InputError("say which runs to remove: --keep N (the latest N of each network stay) and/or --older-than")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise InputError(f"--keep must be a whole number >= 0, got {keep!r}")
+    with connect(database).transaction(commit=not dry_run) as s:
+        trust.check_sqlnet_schemas(s.pg, s.home)
+        before = older_than
+        if isinstance(older_than, timedelta):
+            (now,) = s.pg.execute("SELECT pg_catalog.now()").fetchone()  # type: ignore[misc]
+            before = now - older_than
+        assert before is None or isinstance(before, datetime)
+        return pruning.prune(s, keep, before, schema, dry_run)
+
+
+def record_sizes(database: DatabaseLike = None) -> dict[str, int]:
+    """The bytes each of sqlnet's record tables takes (runs, run_params, ...)."""
+    with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg, s.home)
+        return pruning.sizes(s)
