@@ -67,6 +67,9 @@ def _features(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Where the rows are kept as read, beside inputs and outputs.",
 )
 @click.option("--replace", is_flag=True, help="Replace the samples sqlnet loaded into this network before.")
+@click.option(
+    "--delimiter", default=",", show_default=True, metavar="CHAR", help="What separates a CSV file's fields ('\\t': a tab)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was loaded as one JSON document.")
 @handle_errors
 def load(engine: Engine, file: str | None, as_json: bool, **kwargs: Any) -> None:
@@ -80,8 +83,11 @@ def load(engine: Engine, file: str | None, as_json: bool, **kwargs: Any) -> None
     Examples:
       sqlnet load wine.csv --schema wine --target class --classes --standardize --validation-fraction 0.2
       sqlnet load --from-table houses --target price --features rooms,area --id house_id
+      sqlnet load prices.csv --delimiter ';' --target price
     """
     kwargs["targets"] = list(kwargs["targets"])
+    if kwargs["delimiter"] == "\\t":  # as shells pass it
+        kwargs["delimiter"] = "\t"
     if sys.stderr.isatty() and not as_json:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 

@@ -55,9 +55,21 @@ def load(
     return loaded
 
 
+# a row of the raw table must fit in a page (8 kB, doubles are never moved out of the row): ~1,000 doubles, with
+# room left for the sampleid, an id and a label (PostgreSQL's own limit, 1,600 columns, comes later)
+MAX_RAW_NUMBERS = 990
+
+
 def _write(s: Session, schema: str, p: Prepared) -> Loaded:
     source, spec, features, classes, means, count = p.source, p.spec, p.features, p.classes, p.means, p.count
     xs, ts, raw_rows = p.inputs(), p.outputs(), p.raw()
+    numbers = len(features) + (0 if classes is not None else len(spec.targets))
+    if numbers > MAX_RAW_NUMBERS:  # refused before anything is written
+        raise InputError(
+            f"{source} has {numbers} numeric columns to keep: one row of the table of the rows as read "
+            f"({spec.raw_table}) holds at most {MAX_RAW_NUMBERS} doubles (8 bytes each in an 8 kB page), so pick at "
+            f"most {MAX_RAW_NUMBERS - numbers + len(features)} features with --features"
+        )
     s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     inputs = sql.Identifier(schema, "inputs")
     replaced = 0

@@ -52,28 +52,41 @@ def _number(value: str, where: str) -> float:
     return x
 
 
-def csv_rows(path: Path) -> tuple[list[str], Callable[[], Iterator[tuple[int, dict[str, str]]]]]:
+def csv_rows(
+    path: Path, delimiter: str = ","
+) -> tuple[list[str], Callable[[], Iterator[tuple[int, dict[str, str]]]]]:
     """The header, and a way to read the rows from the start (loading reads the file in passes).
 
-    UTF-8 text (a byte-order mark is skipped); every row has as many fields as the header, whose
-    names are unique."""
+    UTF-8 text (a byte-order mark is skipped); fields split at `delimiter`; every row has as many fields as
+    the header, whose names are unique and not empty."""
+    check_delimiter(delimiter)
     if not path.exists():
         raise InputError(f"{path} does not exist")
     with _open(path) as handle:
-        header, _ = read_csv(handle, str(path))
+        header, _ = read_csv(handle, str(path), delimiter)
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
         with _open(path) as handle:
-            yield from read_csv(handle, str(path))[1]
+            yield from read_csv(handle, str(path), delimiter)[1]
 
     return header, rows
 
 
-def read_csv(handle: TextIO, name: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """The header of a CSV text stream (checked: present, names unique) and its rows as they are read,
-    each (line number, {column: field}) with as many fields as the header."""
-    reader = csv.reader(handle)
-    header = _decoded(name, lambda: next(reader, None))
+def check_delimiter(delimiter: str) -> None:
+    if len(delimiter) != 1 or delimiter in "\r\n\"" or delimiter.isalnum():
+        raise InputError(
+            f"--delimiter must be one character that is not a letter, digit, quote or line end (such as ';' or "
+            f"'\\t'), got {delimiter!r}"
+        )
+
+
+def read_csv(
+    handle: TextIO, name: str, delimiter: str = ","
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The header of a CSV text stream (checked: present, names unique and not empty) and its rows as they are
+    read, each (line number, {column: field}) with as many fields as the header."""
+    reader = csv.reader(handle, delimiter=delimiter)
+    header = _decoded(name, lambda: next(reader, None), reader)
     if not header:
         raise InputError(f"{name} is empty: it needs a header line and at least one row")
     if header and header[0].startswith("\ufeff"):  # a byte-order mark that the encoding did not take
@@ -81,15 +94,22 @@ def read_csv(handle: TextIO, name: str) -> tuple[list[str], Iterator[tuple[int, 
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise InputError(f"{name}: the header names column {repeated[0]!r} more than once: rename one of them")
+    unnamed = [k for k, c in enumerate(header, start=1) if not c.strip()]
+    if unnamed:
+        raise InputError(
+            f"{name}: column {unnamed[0]} of the header has no name: name it"
+            + (f" (or is {delimiter!r} the wrong delimiter? --delimiter names another)" if len(header) == 2 else "")
+        )
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        while (fields := _decoded(name, lambda: next(reader, None))) is not None:
+        while (fields := _decoded(name, lambda: next(reader, None), reader)) is not None:
             if not fields:
                 continue  # a blank line
             if len(fields) != len(header):
                 raise InputError(
                     f"{name}, line {reader.line_num}: {len(fields)} fields where the header has "
-                    f"{len(header)}: check the commas and quotes of that line"
+                    f"{len(header)}: check the {'commas' if delimiter == ',' else repr(delimiter) + 's'} and quotes "
+                    f"of that line"
                 )
             yield reader.line_num, dict(zip(header, fields))
 
@@ -100,16 +120,30 @@ def _open(path: Path) -> TextIO:
     return path.open(newline="", encoding="utf-8-sig")
 
 
-def _decoded(name: str, read: Callable[[], T]) -> T:
-    """Read, turning what is not UTF-8 into a message that says where."""
+def _decoded(name: str, read: Callable[[], T], reader: Any = None) -> T:
+    """Read, turning what is not UTF-8 into a message that says where (the line, for a file)."""
     try:
         return read()
     except UnicodeDecodeError as exc:
+        line = _bad_line(Path(name)) if Path(name).is_file() else None
+        where = f", line {line}" if line else ""
         raise InputError(
-            f"{name} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}): save it as UTF-8"
+            f"{name}{where} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}): save it as UTF-8"
         ) from None
     except csv.Error as exc:
-        raise InputError(f"{name}: {exc}") from None
+        at = f", line {reader.line_num}" if reader is not None and reader.line_num else ""
+        raise InputError(f"{name}{at}: {exc}") from None
+
+
+def _bad_line(path: Path) -> int | None:
+    """The first line of a file that is not UTF-8 (read again as bytes, a line at a time)."""
+    with path.open("rb") as raw:
+        for n, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return n
+    return None
 
 
 @dataclass(frozen=True)
@@ -218,7 +252,8 @@ def prepare(
         )
     missing = [c for c in [*targets, *(spec.features or []), *([spec.id_column] if spec.id_column else [])] if c not in header]
     if missing:
-        raise InputError(f"{source} has no column {missing[0]!r} (it has {', '.join(header)})")
+        hint = next((f": is {d!r} its delimiter? (--delimiter {d!r})" for d in (";", "\t", "|") if len(header) == 1 and d in header[0]), "")
+        raise InputError(f"{source} has no column {missing[0]!r} (it has {', '.join(header)}){hint}")
     if spec.classes and len(targets) != 1:
         raise InputError("--classes takes one label column as --target")
     if spec.id_column in targets or spec.id_column in (spec.features or []):

@@ -73,6 +73,7 @@ def load(
     validation_fraction: float | None = None,
     seed: int = 0,
     replace: bool = False,
+    delimiter: str = ",",
     on_rows: Callable[[int], None] | None = None,
 ) -> loader.Loaded:
     """Fill inputs/outputs (with sampleId) from a CSV file or a table, one row per example, and keep the rows
@@ -86,7 +87,7 @@ def load(
 
     The first argument is the database (a URL, an SQLAlchemy Engine or Connection, ...) or a pandas DataFrame
     to load (then `database=` names the database): ``sqlnet.load(df, target="quality", classes=True)``.
-    `target` is `targets` for one column."""
+    `target` is `targets` for one column; `delimiter` splits a CSV file's fields (',' unless told)."""
     if is_frame(source):
         if frame is not None:
             raise InputError("load takes one DataFrame: as its first argument or as frame=, not both")
@@ -117,7 +118,7 @@ def load(
         target_schema = s.schema(schema)
         trust.check_sqlnet_schemas(s.pg, target_schema)
         if file is not None:
-            header, rows = loader.csv_rows(Path(file))
+            header, rows = loader.csv_rows(Path(file), delimiter)
             return loader.load(s, target_schema, header, rows, file, spec, on_rows)
         if records is not None:
             return loader.load(s, target_schema, records.header, records.rows, records.source, spec, on_rows)

@@ -119,6 +119,7 @@ def load_data(
     validation_fraction: float | None = None,
     seed: int = 0,
     replace: bool = False,
+    delimiter: str = ",",
     on_rows: Callable[[int], None] | None = None,
     master: str | None = None,
     conf: dict[str, str] | None = None,
@@ -133,7 +134,7 @@ def load_data(
     )  # fmt: skip
     spark, tables = _target(parquet, master, conf, database).open()
     if file is not None:
-        header, rows = csv_rows(Path(file))
+        header, rows = csv_rows(Path(file), delimiter)
         source = file
     else:
         assert from_table is not None
