@@ -286,3 +286,49 @@ def test_runs_show_draws_a_png(post_db: str, tmp_path) -> None:  # type: ignore[
     )
     assert result.exit_code == 0, result.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 5000
+
+
+def test_a_terminated_backend_ends_the_training_clearly_and_it_resumes(db_url: str, conn: psycopg.Connection) -> None:
+    """pg_terminate_backend of the trainer during a checkpointed training (an administrator's, or a
+    failover's): the client says so within seconds, nothing past the last checkpoint is lost, the run shows
+    as interrupted, and --resume ends bit for bit where the uninterrupted run does."""
+    import subprocess
+    import sys
+
+    _twin_networks(conn, samples=5000)
+    args = ["--epochs", "30", "--lr", "0.05", "--hidden-activation", "tanh", "--batch-size", "10",
+            "--checkpoint-every", "2", "--layout", "wide"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlnet.cli", "train", "--database-url", db_url, "--schema", "a", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < 4:
+        time.sleep(0.1)
+        if conn.execute("SELECT to_regclass('sqlnet.run_losses')").fetchone()[0]:
+            (done,) = conn.execute("SELECT count(*) FROM sqlnet.run_losses").fetchone()
+    assert done >= 4, "no checkpoint within a minute"
+    (killed,) = conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'sqlnet train a: run %'"
+    ).fetchone()
+    assert killed == 1
+    terminated = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - terminated < 15
+    assert proc.returncode == 1, err
+    message = " ".join(err.split())
+    assert "Traceback" not in err and "connection to the server was lost" in message, message
+    assert "checkpoint" in message, message
+    (run_id, kept) = conn.execute("SELECT run_id, count(*) FROM sqlnet.run_losses GROUP BY run_id").fetchone()
+    assert kept >= 4 and kept % 2 == 0  # whole checkpoints only
+    (shown,) = sqlnet.runs(db_url)
+    assert shown.status == "interrupted"
+    resumed = sqlnet.train(db_url, resume=run_id)
+    assert len(resumed.losses) == 30
+    uninterrupted = subprocess.run(
+        [sys.executable, "-m", "sqlnet.cli", "train", "--database-url", db_url, "--schema", "b", *args],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert _weights(conn, "a") == _weights(conn, "b")
