@@ -102,6 +102,7 @@ class Cursor(psycopg.Cursor[Any]):
 
 
 EMBEDDED_DATABASE = "sqlnet"
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 def data_dir() -> Path:
@@ -276,6 +277,12 @@ class Database:
         self.args: dict[str, Any] = {"cursor_factory": Cursor, "client_encoding": "utf8"}
         if connect_timeout is not None:  # libpq takes whole seconds, and at least 2
             self.args["connect_timeout"] = max(2, math.ceil(connect_timeout))
+        # a server that vanished (a host gone, a network cut) is noticed in about a minute instead of the
+        # system's two hours, unless the URL says otherwise (libpq ignores these for Unix sockets)
+        given = psycopg.conninfo.conninfo_to_dict(self.url)
+        for key, value in KEEPALIVES.items():
+            if key not in given:
+                self.args[key] = value
 
     def _connect(self) -> Session:
         """A new connection whose search path is pinned before anything else runs on it."""

@@ -8,6 +8,9 @@ by commit, rollback, a crash or a killed client alike. The trainer names itself 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,15 +97,25 @@ def name_run(conn: psycopg.Connection, schema: str, run_id: int) -> None:
     conn.execute("SELECT set_config('application_name', %s, false)", (f"{lock_key(schema)}: run {run_id}",))
 
 
+# how long past the deadline the client waits for the server's own cancel before it stops listening: a server
+# behind a stalled network (a proxy that stopped forwarding, a half-open connection) never sends it
+GRACE = 5.0
+
+
 class Deadline:
     """Gives each statement what is left of the time as its statement_timeout (Spark's deadline,
-    ``sqlnet.db.spark_plan.Deadline``, is this one with a timer instead)."""
+    ``sqlnet.db.spark_plan.Deadline``, is this one with a timer instead), and, should the server's cancel
+    never arrive, closes the connection GRACE seconds later: the client ends within bounded time whatever
+    the network does."""
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
             raise InputError(f"--timeout must be a number of seconds above 0, got {seconds!r}")
         self.seconds = seconds
         self.end = None if seconds is None else time.monotonic() + seconds
+        self.cut = False  # the watchdog closed a connection that stopped answering
+        self._watched: dict[int, threading.Timer] = {}
+        self._depth = 0
 
     def arm(self, conn: psycopg.Connection) -> None:
         """Before a statement: it may run for the time that is left, and no longer."""
@@ -111,21 +124,59 @@ class Deadline:
         left_ms = int((self.end - time.monotonic()) * 1000)
         if left_ms <= 0:
             raise self.expired()
+        self._watch(conn)
         # every statement, and every wait for another session's lock, ends by the deadline
         conn.execute(
             "SELECT pg_catalog.set_config('statement_timeout', %s, true), pg_catalog.set_config('lock_timeout', %s, true)",
             (f"{left_ms}ms", f"{left_ms}ms"),
         )
 
+    def _watch(self, conn: psycopg.Connection) -> None:
+        """At the deadline and GRACE seconds more, shut the connection's socket down: a read that waits for a
+        server that cannot answer returns at once (shutdown from another thread is safe; closing is not)."""
+        if self.end is None or id(conn) in self._watched:
+            return
+        fd = conn.pgconn.socket
+
+        def cut() -> None:
+            if conn.closed:  # its descriptor may belong to another socket by now
+                return
+            self.cut = True
+            try:
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+        timer = threading.Timer(max(0.0, self.end - time.monotonic()) + GRACE, cut)
+        timer.daemon = True
+        timer.start()
+        self._watched[id(conn)] = timer
+
     @contextmanager
     def bounds(self) -> Iterator[None]:
-        """Inside, the server cancelling a statement or a lock wait at the deadline is the deadline's doing."""
+        """Inside, the server cancelling a statement or a lock wait at the deadline is the deadline's doing, and
+        so is a connection the watchdog closed; the outermost bounds stops the watchdog."""
+        self._depth += 1
         try:
             yield
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             if self.end is not None:
                 raise self.expired() from exc
             raise
+        except Exception as exc:
+            if self.cut and not isinstance(exc, TrainingTimeout):
+                raise TrainingTimeout(
+                    f"the server did not answer within --timeout {self.seconds:g} s and {GRACE:g} s more (a stalled "
+                    f"network?), so sqlnet closed the connection: {exc}"
+                ) from exc
+            raise
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                for timer in self._watched.values():
+                    timer.cancel()
+                self._watched.clear()
 
     def expired(self) -> TrainingTimeout:
         return TrainingTimeout(
