@@ -144,6 +144,17 @@ def _twin_networks(conn: psycopg.Connection, samples: int = 40) -> None:
         create_tables(conn, net, params, data, schema=schema, samples=True)
 
 
+def _wait_for_checkpoints(conn: psycopg.Connection, epochs: int) -> None:
+    """Until the running training has committed `epochs` epochs (its checkpoints), for a minute at most."""
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < epochs:
+        time.sleep(0.1)
+        if conn.execute("SELECT to_regclass('sqlnet.run_losses')").fetchone()[0]:
+            (done,) = conn.execute("SELECT count(*) FROM sqlnet.run_losses").fetchone()
+    assert done >= epochs, "no checkpoint within a minute"
+
+
 def _weights(conn: psycopg.Connection, schema: str) -> list[tuple]:
     return conn.execute(
         f"SELECT weight1inputnodenumber, weight1outputnodenumber, weight1value FROM {schema}.weights1 ORDER BY 1, 2"
@@ -210,13 +221,7 @@ def test_killed_client_resumes_to_the_uninterrupted_result(db_url: str, conn: ps
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and done < 4:
-        time.sleep(0.1)
-        if conn.execute("SELECT to_regclass('sqlnet.run_losses')").fetchone()[0]:
-            (done,) = conn.execute("SELECT count(*) FROM sqlnet.run_losses").fetchone()
-    assert done >= 4, "no checkpoint within a minute"
+    _wait_for_checkpoints(conn, 4)
     os.kill(proc.pid, signal.SIGKILL)  # a crash: nobody rolls back or marks the run
     proc.wait()
     (run_id, status) = conn.execute("SELECT run_id, status FROM sqlnet.runs").fetchone()
@@ -302,13 +307,7 @@ def test_a_terminated_backend_ends_the_training_clearly_and_it_resumes(db_url: s
         [sys.executable, "-m", "sqlnet.cli", "train", "--database-url", db_url, "--schema", "a", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and done < 4:
-        time.sleep(0.1)
-        if conn.execute("SELECT to_regclass('sqlnet.run_losses')").fetchone()[0]:
-            (done,) = conn.execute("SELECT count(*) FROM sqlnet.run_losses").fetchone()
-    assert done >= 4, "no checkpoint within a minute"
+    _wait_for_checkpoints(conn, 4)
     (killed,) = conn.execute(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'sqlnet train a: run %'"
     ).fetchone()
