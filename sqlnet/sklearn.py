@@ -22,6 +22,11 @@ rather than one logistic output (the same model of the probabilities); no ``lbfg
 
 from __future__ import annotations
 
+try:  # an optional extra: say how to get it rather than which module is missing
+    import sklearn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the test environment has it
+    raise ImportError(f"sqlnet.sklearn needs numpy, scikit-learn: pip install 'sqlnet[sklearn]' ({exc})") from exc
+
 import uuid
 from typing import Any
 

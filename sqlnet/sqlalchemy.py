@@ -21,6 +21,11 @@ Every public function of sqlnet also takes an SQLAlchemy Engine or Connection as
 
 from __future__ import annotations
 
+try:  # an optional extra: say how to get it rather than which module is missing
+    import sqlalchemy  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the test environment has it
+    raise ImportError(f"sqlnet.sqlalchemy needs SQLAlchemy: pip install 'sqlnet[sqlalchemy]' ({exc})") from exc
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
