@@ -67,3 +67,20 @@ def test_the_command_line_prunes_and_says_the_size(db_url: str, conn: psycopg.Co
     assert count(conn, "SELECT count(*) FROM sqlnet.runs") == 1
     bad = CliRunner().invoke(main, ["runs", "prune", "--older-than", "soon", "--database-url", db_url])
     assert bad.exit_code == 1 and "neither an age" in bad.stderr
+
+
+def test_a_layer_too_large_for_one_value_is_refused_before_anything_runs() -> None:
+    """A 12000 x 12000 layer is 1.1 GB as the native layout's one array: refused with the estimate and what
+    to do; a layer that fits passes."""
+    from sqlnet.db.kernels import VERSION, KernelStatus
+    from sqlnet.model.network import Network
+    from sqlnet.ops.common import Loaded, TrainOptions
+
+    status = KernelStatus(VERSION, VERSION, VERSION)
+    huge = Loaded(None, Network((10, 12000, 12000, 1)), 100, TrainOptions(), kernels=status)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"layer 2 has 12000 x 12000 = 144,000,000 weights.*1\.1 GB.*--layout long"):
+        huge.refuse_too_large(trace=False)
+    Loaded(None, Network((784, 128, 10)), 2000, TrainOptions(), kernels=status).refuse_too_large(trace=False)  # type: ignore[arg-type]
+    wide_rows = Loaded(None, Network((200_000, 2, 1)), 5000, TrainOptions(), kernels=status)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"a chunk of 1000 samples of a 200000-node layer is 1\.5 GB"):
+        wide_rows.refuse_too_large(trace=False)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlnet.compile import wide
+from sqlnet.compile.native import CHUNK
 from sqlnet.compile.statement import LAYOUTS
 from sqlnet.compile.training import Training, iter_update_blocks
 from sqlnet.db import borrowed, kernels, trust
@@ -32,6 +33,7 @@ DEFAULT_UPDATES_PER_STATEMENT = {"long": 100, "wide": 500, "native": 500}
 KERNEL_MODES = ("auto", "native", "sql")
 DEFAULT_FUNCTIONS = {"hidden_activation": "relu", "output_activation": "linear", "loss": "half-se"}
 MAX_INT = 2**31 - 1
+MAX_VALUE_BYTES = 2**30 - 1  # PostgreSQL's MaxAllocSize: the largest array (or any value) one statement may hold
 TABLES_FILE = "01_tables.sql"
 POST_TABLES = ("inputs", "weights1", "weights2", "outputs")
 DEMO_SCHEMA = "sqlnet_demo"
@@ -243,6 +245,31 @@ class Loaded:
     def batches(self) -> int:
         return math.ceil(self.samples / self.options.batch_size) if self.options.batch_size else 1
 
+    def refuse_too_large(self, trace: bool) -> None:
+        """Before anything runs: a layout that carries each layer's weights as one array (wide, native) cannot
+        hold a layer past PostgreSQL's limit for one value (1 GB), nor the kernels a chunk of activations past
+        it; say the estimate and what to do, instead of failing after the statement has started."""
+        layout = self.layout(trace)
+        if layout not in ("wide", "native"):
+            return
+        sizes = self.net.sizes
+        for k in range(1, len(sizes)):
+            weights = sizes[k - 1] * sizes[k]
+            if weights * 8 > MAX_VALUE_BYTES:
+                raise InputError(
+                    f"layer {k} has {sizes[k - 1]} x {sizes[k]} = {weights:,} weights: as one array of the {layout} "
+                    f"layout that is {weights * 8 / 2**30:.1f} GB, past PostgreSQL's 1 GB for one value. Train it "
+                    f"with --layout long --kernels sql (one row per weight), or make the layer narrower"
+                )
+        if layout == "native":
+            rows = min(CHUNK, self.samples) if not self.options.batch_size else min(CHUNK, self.options.batch_size)
+            widest = max(sizes)
+            if rows * widest * 8 > MAX_VALUE_BYTES:
+                raise InputError(
+                    f"a chunk of {rows} samples of a {widest}-node layer is {rows * widest * 8 / 2**30:.1f} GB, past "
+                    f"PostgreSQL's 1 GB for one value: use --kernels sql"
+                )
+
     def layout(self, trace: bool) -> str:
         """auto picks wide (fused, fast) unless the trace, exact decimals or the network's width need long;
         the kernels (``kernels``) replace wide or long where the database has them and they cover it."""
@@ -430,7 +457,10 @@ def load_network(
     # the kernels are looked at (and checked: they would run with this role's privileges) unless told not to
     status = kernels.status(s.pg, home) if options.kernels != "sql" else None
     # the batches are cut from the training samples
-    return Loaded(tables, net, samples - held, options, largest_values(s.pg, tables), definition, held, status)
+    loaded = Loaded(tables, net, samples - held, options, largest_values(s.pg, tables), definition, held, status)
+    if trace is not None:
+        loaded.refuse_too_large(bool(trace))
+    return loaded
 
 
 
