@@ -319,6 +319,8 @@ def predict(
     With `frame` (a pandas DataFrame) instead of `table` or `csv`, nothing is written: the predictions come
     back as a DataFrame (the id or, without one, the frame's own index; the label and probabilities, or the
     targets), computed in SQL from the frame's rows streamed with COPY into a temporary table."""
+    check_names(schema=schema, table=table, into=into, table_schema=table_schema, into_schema=into_schema,
+                id=id_column, features=features)  # fmt: skip
     if frame is not None:
         if table is not None or csv is not None or into is not None:
             raise InputError("predict takes a DataFrame (frame=) instead of table=, csv= and into=, not with them")
@@ -331,8 +333,6 @@ def predict(
         return frames.to_frame(columns, rows)
     if into is None:
         raise InputError("predict needs --into NAME: the table of predictions it makes")
-    check_names(schema=schema, table=table, into=into, table_schema=table_schema, into_schema=into_schema,
-                id=id_column, features=features)  # fmt: skip
     if (table is None) == (csv is None):
         raise InputError("predict needs exactly one of --table T or --csv FILE")
     with connect(database).transaction() as s:
@@ -408,6 +408,7 @@ def predict_rows(
     """The predictions for the rows of a CSV text (a DataFrame's, an estimator's X), computed in SQL and
     returned in the order of their id (the line, without an id column): the columns' names and the rows.
     Nothing is written: the temporary table goes with the transaction, which is rolled back."""
+    check_names(schema=schema, id=id_column, features=features)
     with connect(database).transaction(commit=False) as s:
         trained = _trained_network(s, schema, hidden_activation, output_activation)
         samples = _csv_samples(s, trained, handle, id_column, features, standardized)
@@ -423,6 +424,7 @@ def predict_rows(
 
 def trained_constants(database: DatabaseLike = None, *, schema: str | None = None) -> tuple[Trained, Params]:
     """The trained network of a schema and its weights, read once: what a prediction written into SQL needs."""
+    check_names(schema=schema)
     with connect(database).transaction(commit=False) as s:
         trained = _trained_network(s, schema, None, None)
         return trained, read_params(s.pg, trained.tables, trained.net)
@@ -430,6 +432,7 @@ def trained_constants(database: DatabaseLike = None, *, schema: str | None = Non
 
 def trained_tables(database: DatabaseLike = None, schema: str | None = None) -> tuple[str, dict[str, Any]]:
     """The schema of a network and its tables' names: inputs, outputs, weights and biases (lists), raw."""
+    check_names(schema=schema)
     with connect(database).transaction(commit=False) as s:
         trained = _trained_network(s, schema, None, None)
         t = trained.tables
