@@ -37,16 +37,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from sqlnet.db.connection import Session
 from sqlnet.ops.common import connect
-from sqlnet.ops.data import Records
 from sqlnet.ops.data import load as load_data
-from sqlnet.ops.frames import csv_text
+from sqlnet.ops.frames import Records, csv_text
 from sqlnet.ops.predict import predict_rows
 from sqlnet.ops.setup import init as init_network
 from sqlnet.ops.train import train as train_network
 
 ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 MADE_BY = "sqlnet.sklearn"  # the schemas an estimator made say so in their comment: drop() drops only those
+PREFIX = "sqlnet_sk_"  # and are named so
 
 __all__ = ["SQLNetClassifier", "SQLNetRegressor", "drop_fitted"]
 
@@ -165,9 +166,9 @@ class _SQLNet(BaseEstimator):
                 s.pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             return self.schema
         made = getattr(self, "schema_", None)
-        if made is not None and made.startswith("sqlnet_sk_"):
+        if made is not None and made.startswith(PREFIX):
             return made
-        name = f"sqlnet_sk_{uuid.uuid4().hex[:12]}"
+        name = f"{PREFIX}{uuid.uuid4().hex[:12]}"
         with connect(self.database).transaction() as s:
             s.pg.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
             s.pg.execute(
@@ -193,12 +194,7 @@ class _SQLNet(BaseEstimator):
         if made is None or self.schema is not None:
             return
         with connect(self.database).transaction() as s:
-            marks_ok = s.pg.execute(
-                "SELECT pg_catalog.obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = %s",
-                (made,),
-            ).fetchone()
-            if marks_ok and (marks_ok[0] or "").startswith(MADE_BY):
-                s.pg.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(made)))
+            _drop_made(s, _made_schemas(s, made))
         del self.schema_
 
     def __sklearn_tags__(self) -> Any:
@@ -260,15 +256,26 @@ class SQLNetRegressor(RegressorMixin, _SQLNet):
 def drop_fitted(database: Any = None) -> list[str]:
     """Drop every schema an estimator made (its comment says so) that this role owns; returns their names."""
     with connect(database).transaction() as s:
-        names = [
-            n
-            for (n,) in s.pg.execute(
-                "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE 'sqlnet\\_sk\\_%%' "
-                "AND pg_catalog.pg_has_role(nspowner, 'USAGE') "
-                "AND pg_catalog.obj_description(oid, 'pg_namespace') LIKE %s",
-                (MADE_BY + ":%",),
-            )
-        ]
-        for n in names:
-            s.pg.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(n)))
+        names = _made_schemas(s)
+        _drop_made(s, names)
     return names
+
+
+def _made_schemas(s: Session, name: str | None = None) -> list[str]:
+    """The schemas an estimator made (named with PREFIX, its comment says so) that this role owns; or only
+    `name`, if it is one of them."""
+    return [
+        n
+        for (n,) in s.pg.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace WHERE starts_with(nspname, %s) "
+            "AND pg_catalog.pg_has_role(nspowner, 'USAGE') "
+            "AND starts_with(coalesce(pg_catalog.obj_description(oid, 'pg_namespace'), ''), %s) "
+            "AND (%s::text IS NULL OR nspname = %s)",
+            (PREFIX, MADE_BY + ":", name, name),
+        )
+    ]
+
+
+def _drop_made(s: Session, names: list[str]) -> None:
+    for n in names:
+        s.pg.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(n)))

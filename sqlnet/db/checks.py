@@ -41,13 +41,22 @@ def describe_row(t: Table, row: Sequence[Any]) -> tuple[str, Sequence[Any]]:
     return described, row[max(1, len(roles)) :]
 
 
+def _not_finite(col: sql.Composable) -> sql.Composable:
+    """The condition of a value no check lets pass: NULL, NaN or infinite."""
+    return sql.SQL("{c} IS NULL OR {c}::float8 IN ('NaN', 'Infinity', '-Infinity')").format(c=col)
+
+
+def _fractional(col: sql.Composable) -> sql.Composable:
+    """The condition of a key (node number, sample id) that is not a whole number."""
+    return sql.SQL("{c} <> trunc({c})").format(c=col)
+
+
 def not_finite(conn: psycopg.Connection, t: Table, role: str) -> tuple[str, str] | None:
     """The first row whose `role` column is NULL, NaN or infinite: (its description, the value)."""
     bad = conn.execute(
-        sql.SQL(
-            "SELECT {keys}, {col}::text FROM {table} "
-            "WHERE {col} IS NULL OR {col}::float8 IN ('NaN', 'Infinity', '-Infinity') LIMIT 1"
-        ).format(keys=key_columns(t), col=t.col(role), table=t.ident)
+        sql.SQL("SELECT {keys}, {col}::text FROM {table} WHERE {bad} LIMIT 1").format(
+            keys=key_columns(t), col=t.col(role), table=t.ident, bad=_not_finite(t.col(role))
+        )
     ).fetchone()
     if bad is None:
         return None
@@ -68,8 +77,8 @@ def check_values(conn: psycopg.Connection, t: Table) -> None:
     for role in KEY_ROLES:
         if t.has(role):
             bad = conn.execute(
-                sql.SQL("SELECT {keys}, {col}::text FROM {table} WHERE {col} <> trunc({col}) LIMIT 1").format(
-                    keys=key_columns(t), col=t.col(role), table=t.ident
+                sql.SQL("SELECT {keys}, {col}::text FROM {table} WHERE {bad} LIMIT 1").format(
+                    keys=key_columns(t), col=t.col(role), table=t.ident, bad=_fractional(t.col(role))
                 )
             ).fetchone()
             if bad:
@@ -155,8 +164,7 @@ def _check_grid(
 def _sample_grid(t: Table) -> sql.Composable:
     """Each sample of a long table with its rows, distinct nodes, lowest and highest node and how many of
     its rows hold something no check lets pass (NULL, NaN, infinity, a fractional key)."""
-    bad = [sql.SQL("{c} IS NULL OR {c}::float8 IN ('NaN', 'Infinity', '-Infinity')").format(c=t.col(r)) for r in t.columns]
-    bad += [sql.SQL("{c} <> trunc({c})").format(c=t.col(r)) for r in KEY_ROLES if t.has(r)]
+    bad = [_not_finite(t.col(r)) for r in t.columns] + [_fractional(t.col(r)) for r in KEY_ROLES if t.has(r)]
     return sql.SQL(
         "SELECT {s} AS sample, count(*) AS rows, count(DISTINCT {node}) AS nodes, min({node}) AS lo, "
         "max({node}) AS hi, count(*) FILTER (WHERE {bad}) AS bad FROM {t} GROUP BY 1"

@@ -383,33 +383,37 @@ def _compare(
         sql.SQL("t.{v} IS DISTINCT FROM w.{v}::{type}").format(v=v, type=STORED_AS.get(code, STORED_AS[FLOAT8]))
         for v, code in zip(vc, types)
     ]
-    first = conn.execute(
+    # one row always: how many rows the table shows, and the first row that is not as written (NULLs if none)
+    row = conn.execute(
         sql.SQL(
             "WITH t AS MATERIALIZED (SELECT {tkeys}, {tvalues} FROM {t}),\n"
             "  w AS (SELECT * FROM unnest({wanted}) AS w({wcols}))\n"
-            "SELECT w.{k0} IS NULL AS extra, t.{k0} IS NULL AS missing, {keys}, {got}, {want}, {differ}, "
-            "(SELECT count(*) FROM t)\n"
-            "FROM t FULL JOIN w USING ({kcols})\n"
-            "WHERE w.{k0} IS NULL OR t.{k0} IS NULL OR {differs}\n"
-            "ORDER BY 1 DESC, 2, 3 LIMIT 1"
+            "SELECT c.seen, p.* FROM (SELECT count(*) AS seen FROM t) AS c LEFT JOIN LATERAL (\n"
+            "  SELECT w.{k0} IS NULL AS extra, t.{k0} IS NULL AS missing, {keys}, {got}, {want}, {differ}\n"
+            "  FROM t FULL JOIN w USING ({kcols})\n"
+            "  WHERE w.{k0} IS NULL OR t.{k0} IS NULL OR {differs}\n"
+            "  ORDER BY 1 DESC, 2, 3 LIMIT 1\n"
+            ") AS p ON true"
         ).format(
             tkeys=sql.SQL(", ").join(sql.SQL("{}::int AS {}").format(t.col(r), k) for r, k in zip(keys, kc)),
             tvalues=sql.SQL(", ").join(sql.SQL("{} AS {}").format(t.col(r), v) for r, v in zip(roles, vc)),
             t=t.ident, wanted=wanted, wcols=sql.SQL(", ").join(kc + vc), k0=kc[0],
-            keys=sql.SQL(", ").join(kc), got=sql.SQL(", ").join(sql.SQL("t.{}").format(v) for v in vc),
-            want=sql.SQL(", ").join(sql.SQL("w.{}").format(v) for v in vc), kcols=sql.SQL(", ").join(kc),
-            differ=sql.SQL(", ").join(differ), differs=sql.SQL(" OR ").join(differ),
+            keys=sql.SQL(", ").join(kc),
+            got=sql.SQL(", ").join(sql.SQL("t.{} AS {}").format(v, sql.Identifier(f"got{n}")) for n, v in enumerate(vc)),
+            want=sql.SQL(", ").join(sql.SQL("w.{} AS {}").format(v, sql.Identifier(f"want{n}")) for n, v in enumerate(vc)),
+            differ=sql.SQL(", ").join(sql.SQL("{} AS {}").format(d, sql.Identifier(f"differs{n}")) for n, d in enumerate(differ)),
+            kcols=sql.SQL(", ").join(kc), differs=sql.SQL(" OR ").join(differ),
         ),
         [*key_values, *values],
     ).fetchone()
-    if first is None:
-        (seen,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(t.ident)).fetchone()  # type: ignore[misc]
+    assert row is not None
+    seen, extra, missing, rest = row[0], row[1], row[2], list(row[3:])
+    if extra is None:  # every row as written: unless a key was written twice, the count says
         if seen == len(key_values[0]):
             return
-        first = (False, True, *[None] * len(keys), *[None] * 3 * len(roles), seen)  # a key written twice
-    extra, missing, rest = first[0], first[1], list(first[2:])
+        extra, missing = False, True
     key, rest = rest[: len(keys)], rest[len(keys) :]
-    got, want, differs, seen = rest[: len(roles)], rest[len(roles) : 2 * len(roles)], rest[2 * len(roles) : -1], rest[-1]
+    got, want, differs = rest[: len(roles)], rest[len(roles) : 2 * len(roles)], rest[2 * len(roles) :]
     where = ", ".join(f"{t.columns[r]} = {v}" for r, v in zip(keys, key))
     if extra:
         raise WriteNotVerified(f"after the write-back {t.label()} has a row sqlnet did not write ({where})")

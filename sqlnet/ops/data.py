@@ -4,7 +4,6 @@ rows beside them)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,44 +11,10 @@ from psycopg import sql
 
 from sqlnet.db import loading as loader
 from sqlnet.db import trust
-from sqlnet.db.samples import Rows
 from sqlnet.db.tables import check_names, relations, require_schema, where_table
 from sqlnet.errors import InputError
 from sqlnet.ops.common import DatabaseLike, connect, load_spec
-from sqlnet.ops.frames import FRAME
-
-
-@dataclass(frozen=True)
-class Records:
-    """Rows from Python code: the column names, the rows as (line, {column: value}) read from the start each
-    time it is called (loading reads them in passes), and how messages name them."""
-
-    header: list[str]
-    rows: Rows
-    source: str = "the rows"
-
-
-def is_frame(obj: object) -> bool:
-    """A pandas DataFrame (by its shape; pandas is not imported to ask)."""
-    return all(hasattr(obj, a) for a in ("columns", "itertuples", "dtypes", "index"))
-
-
-def frame_records(frame: Any) -> Records:
-    """A DataFrame's rows as Records: its columns by name (text), its rows numbered as the lines of its CSV
-    (the first row is line 2, after the header), missing values (NaN, None, NA) as missing fields."""
-    header = [str(c) for c in frame.columns]
-    if len(set(header)) != len(header):
-        twice = next(c for c in header if header.count(c) > 1)
-        raise InputError(f"the DataFrame has two columns named {twice!r}: rename one")
-    missing = frame.isna()
-
-    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        for line, (values, gaps) in enumerate(
-            zip(frame.itertuples(index=False, name=None), missing.itertuples(index=False, name=None)), start=2
-        ):
-            yield line, {c: None if gap else (repr(float(v)) if isinstance(v, float) else v) for c, v, gap in zip(header, values, gaps)}
-
-    return Records(header, rows, FRAME)
+from sqlnet.ops.frames import Records, frame_records, is_frame
 
 
 def load(
