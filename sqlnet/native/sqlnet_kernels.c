@@ -201,7 +201,9 @@ new_matrix(int rows, int cols, double **data)
 	check_size(rows, cols, "a result");
 	n = (int64) rows * cols;
 	bytes = ARR_OVERHEAD_NONULLS(2) + n * sizeof(double);
-	a = (ArrayType *) palloc0(bytes);
+	/* only the header is zeroed (its padding included): every kernel writes each element of its result */
+	a = (ArrayType *) palloc(bytes);
+	memset(a, 0, ARR_OVERHEAD_NONULLS(2));
 	SET_VARSIZE(a, bytes);
 	a->ndim = 2;
 	a->dataoffset = 0;
@@ -222,7 +224,8 @@ new_vector(int64 n, double **data)
 
 	check_size(1, n, "a result");
 	bytes = ARR_OVERHEAD_NONULLS(1) + n * sizeof(double);
-	a = (ArrayType *) palloc0(bytes);
+	a = (ArrayType *) palloc(bytes);
+	memset(a, 0, ARR_OVERHEAD_NONULLS(1));
 	SET_VARSIZE(a, bytes);
 	a->ndim = 1;
 	a->dataoffset = 0;
@@ -242,6 +245,29 @@ checked(double v)
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("value out of range: overflow")));
 	return v;
+}
+
+/*
+ * Every value of v finite or NaN, or the ERROR of checked(). The first pass only looks for an exponent of
+ * all ones (an infinity or a NaN) with integer operations, which the compiler vectorises; a comparison of
+ * doubles would stay one value at a time. Only if it finds one does checked() look at each value.
+ */
+static void
+checked_all(const double *v, int64 n)
+{
+	const uint64 exponent = UINT64CONST(0x7ff0000000000000);
+	uint64		found = 0;
+
+	for (int64 e = 0; e < n; e++)
+	{
+		uint64		bits;
+
+		memcpy(&bits, v + e, sizeof(bits));
+		found |= (bits & exponent) == exponent;
+	}
+	if (unlikely(found))
+		for (int64 e = 0; e < n; e++)
+			checked(v[e]);
 }
 
 /* --- the matrix product shared by dense and outer ------------------------------------------------ */
@@ -340,39 +366,95 @@ product(int M, int N, int K, const double *A, int64 sm, int64 sk, const double *
 }
 
 /*
- * tanh and exp over arrays. glibc's libmvec (2.35 and later, x86-64) computes two doubles at a time,
+ * tanh and exp over arrays. glibc's libmvec (2.35 and later, x86-64) computes several doubles at a time,
  * ~7x faster than libm's tanh one by one and within 4 ulp of it (PostgreSQL's own tanh and exp are libm's):
- * far inside the 1e-12 that the kernels and the SQL must agree to. Without libmvec: libm, value by value.
+ * far inside the 1e-12 that the kernels and the SQL must agree to. Four at a time (its AVX2 variant) where
+ * the CPU has AVX2, else two (SSE4); a last partial group is padded, so each value's result depends only on
+ * the value and the CPU, never on where it sits. Without libmvec: libm, value by value.
  */
 #ifdef SQLNET_LIBMVEC
 typedef double v2d __attribute__((vector_size(16)));
 extern v2d	_ZGVbN2v_tanh(v2d x);
 extern v2d	_ZGVbN2v_exp(v2d x);
 
-#define VECTOR_MAP(f, vf)															\
-static void																			\
-f##_array(const double *in, double *out, int64 n)									\
-{																					\
-	int64		e = 0;																\
+#define VECTOR_LOOP(V, W, vf)														\
+	do {																			\
+		int64		e = 0;															\
 																					\
-	for (; e + 2 <= n; e += 2)														\
-	{																				\
-		v2d			v;																\
+		for (; e + W <= n; e += W)													\
+		{																			\
+			V			v;															\
 																					\
-		memcpy(&v, in + e, sizeof(v));												\
-		v = vf(v);																	\
-		memcpy(out + e, &v, sizeof(v));												\
-	}																				\
-	if (e < n)			/* the last one alone: the same function, not libm's */	\
-	{																				\
-		v2d			v = {in[e], 0.0};												\
+			memcpy(&v, in + e, sizeof(v));											\
+			v = vf(v);																\
+			memcpy(out + e, &v, sizeof(v));											\
+		}																			\
+		if (e < n)																	\
+		{																			\
+			V			v = {0};													\
 																					\
-		v = vf(v);																	\
-		out[e] = v[0];																\
-	}																				\
+			memcpy(&v, in + e, sizeof(double) * (n - e));							\
+			v = vf(v);																\
+			memcpy(out + e, &v, sizeof(double) * (n - e));							\
+		}																			\
+	} while (0)
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SQLNET_AVX2_MAPS
+extern v4d	_ZGVdN4v_tanh(v4d x) __attribute__((target("avx2")));
+extern v4d	_ZGVdN4v_exp(v4d x) __attribute__((target("avx2")));
+
+__attribute__((target("avx2")))
+static void
+tanh4(const double *in, double *out, int64 n)
+{
+	VECTOR_LOOP(v4d, 4, _ZGVdN4v_tanh);
 }
-VECTOR_MAP(tanh, _ZGVbN2v_tanh)
-VECTOR_MAP(exp, _ZGVbN2v_exp)
+
+__attribute__((target("avx2")))
+static void
+exp4(const double *in, double *out, int64 n)
+{
+	VECTOR_LOOP(v4d, 4, _ZGVdN4v_exp);
+}
+
+/* read once per backend: a CPU does not change under it */
+static int	has_avx2 = -1;
+
+static inline bool
+avx2(void)
+{
+	if (unlikely(has_avx2 < 0))
+		has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+	return has_avx2 == 1;
+}
+#endif
+
+static void
+tanh_array(const double *in, double *out, int64 n)
+{
+#ifdef SQLNET_AVX2_MAPS
+	if (avx2())
+	{
+		tanh4(in, out, n);
+		return;
+	}
+#endif
+	VECTOR_LOOP(v2d, 2, _ZGVbN2v_tanh);
+}
+
+static void
+exp_array(const double *in, double *out, int64 n)
+{
+#ifdef SQLNET_AVX2_MAPS
+	if (avx2())
+	{
+		exp4(in, out, n);
+		return;
+	}
+#endif
+	VECTOR_LOOP(v2d, 2, _ZGVbN2v_exp);
+}
 #else
 static void
 tanh_array(const double *in, double *out, int64 n)
@@ -440,16 +522,15 @@ sqlnet_dense(PG_FUNCTION_ARGS)
 	out = new_matrix(rows, n_out, &z);
 	/* z = a w (for each z[r, j] the terms added in the order of i, as the SQL adds them), then the bias */
 	product(rows, n_out, n_in, a, n_in, 1, w, n_out, z, n_out);
-	for (int r = 0; r < rows; r++)
-	{
-		double	   *zr = z + (int64) r * n_out;
+	if (nb != 0)
+		for (int r = 0; r < rows; r++)
+		{
+			double	   *zr = z + (int64) r * n_out;
 
-		if (nb != 0)
 			for (int j = 0; j < n_out; j++)
 				zr[j] = zr[j] + bias[j];
-		for (int j = 0; j < n_out; j++)
-			checked(zr[j]);
-	}
+		}
+	checked_all(z, (int64) rows * n_out);
 	pfree(bias);
 	PG_RETURN_ARRAYTYPE_P(out);
 }
@@ -688,7 +769,8 @@ sqlnet_backward(PG_FUNCTION_ARGS)
 	double	   *d = matrix(fcinfo, 0, "the deltas (d)", &rows, &n_out);
 	double	   *w,
 			   *a,
-			   *prev;
+			   *prev,
+			   *wt;
 	Function	f;
 	ArrayType  *out;
 
@@ -701,22 +783,34 @@ sqlnet_backward(PG_FUNCTION_ARGS)
 	w = vector(fcinfo, 1, "the weights (w)", (int64) n_in * n_out);
 	f = function_arg(fcinfo, 3);
 	out = new_matrix(rows, n_in, &prev);
-	for (int r = 0; r < rows; r++)
+	/* prev = d w' (w' is w transposed: n_out x n_in, small), each sum in the order of j, then f'(a) */
+	wt = palloc(sizeof(double) * (int64) n_in * n_out);
+	for (int i = 0; i < n_in; i++)
+		for (int j = 0; j < n_out; j++)
+			wt[(int64) j * n_in + i] = w[(int64) i * n_out + j];
+	product(rows, n_in, n_out, d, n_out, 1, wt, n_in, prev, n_in);
+	pfree(wt);
+	/* one loop per function (derivative() inlined with a constant folds to its formula): each vectorises */
+#define TIMES_DERIVATIVE(F) \
+	for (int64 e = 0; e < (int64) rows * n_in; e++) \
+		prev[e] = prev[e] * derivative(F, a[e])
+	switch (f)
 	{
-		const double *dr = d + (int64) r * n_out,
-				   *ar = a + (int64) r * n_in;
-		double	   *pr = prev + (int64) r * n_in;
-
-		for (int i = 0; i < n_in; i++)
-		{
-			const double *wi = w + (int64) i * n_out;
-			double		s = wi[0] * dr[0];
-
-			for (int j = 1; j < n_out; j++)
-				s = s + wi[j] * dr[j];
-			pr[i] = checked(s * derivative(f, ar[i]));
-		}
+		case F_RELU:
+			TIMES_DERIVATIVE(F_RELU);
+			break;
+		case F_SIGMOID:
+			TIMES_DERIVATIVE(F_SIGMOID);
+			break;
+		case F_TANH:
+			TIMES_DERIVATIVE(F_TANH);
+			break;
+		default:
+			TIMES_DERIVATIVE(f);
+			break;
 	}
+#undef TIMES_DERIVATIVE
+	checked_all(prev, (int64) rows * n_in);
 	PG_RETURN_ARRAYTYPE_P(out);
 }
 
@@ -745,8 +839,7 @@ sqlnet_outer(PG_FUNCTION_ARGS)
 	out = new_vector((int64) n_in * n_out, &g);
 	/* g = a'd: each g[i, j] sums its terms in the order of the rows r, as the SQL's sum() does */
 	product(n_in, n_out, rows, a, 1, n_in, d, n_out, g, n_out);
-	for (int64 e = 0; e < (int64) n_in * n_out; e++)
-		checked(g[e]);
+	checked_all(g, (int64) n_in * n_out);
 	PG_RETURN_ARRAYTYPE_P(out);
 }
 
@@ -765,6 +858,7 @@ sqlnet_colsum(PG_FUNCTION_ARGS)
 
 	check_size(times, n, "the bias gradient");
 	out = new_vector((int64) times * n, &g);
+	memset(g, 0, sizeof(double) * n);	/* the sums start at 0 */
 	for (int r = 0; r < rows; r++)
 		for (int j = 0; j < n; j++)
 			g[j] = g[j] + d[(int64) r * n + j];
