@@ -55,6 +55,33 @@ def header(tr: Training) -> str:
     )
 
 
+def _position(tr: Training) -> sql.Composable:
+    """Each result row's place, one integer: a loss row's epoch; then, from the last epoch on, each layer's
+    weights ((i, j) at (i - 1) * n_out + j) and then its biases; then the validation loss and accuracy by
+    epoch. The order the six keys (quantity <> 'loss', layer, quantity DESC, epoch, i, j) gave."""
+    net = tr.net
+    at = tr.last[0] + 1
+    weights: list[sql.Composable] = []
+    biases: list[sql.Composable] = []
+    for k in range(1, net.depth + 1):
+        n_out = net.sizes[k]
+        weights.append(sql.SQL("WHEN {k} THEN {at} + (i - 1) * {n} + j").format(
+            k=sql.Literal(k), at=sql.Literal(at), n=sql.Literal(n_out)))  # fmt: skip
+        at += net.sizes[k - 1] * n_out
+        biases.append(sql.SQL("WHEN {k} THEN {at} + (coalesce(i, 1) - 1) * {n} + j").format(
+            k=sql.Literal(k), at=sql.Literal(at), n=sql.Literal(n_out)))  # fmt: skip
+        at += net.bias_rows(k) * n_out
+    return sql.SQL(
+        "CASE quantity WHEN 'loss' THEN epoch::bigint\n"
+        "  WHEN {wq} THEN CASE layer {weights} END\n"
+        "  WHEN {bq} THEN CASE layer {biases} END\n"
+        "  WHEN 'val_loss' THEN {at} + epoch ELSE {after} + epoch END"
+    ).format(
+        wq=sql.Literal(WEIGHT), bq=sql.Literal(BIAS), weights=sql.SQL(" ").join(weights),
+        biases=sql.SQL(" ").join(biases), at=sql.Literal(at), after=sql.Literal(at + tr.last[0] + 1),
+    )  # fmt: skip
+
+
 def training_statement(tr: Training) -> sql.Composed:
     """The statement that runs the updates first..last and writes the result back."""
     layout = LAYOUTS[tr.layout]
@@ -77,7 +104,7 @@ def training_statement(tr: Training) -> sql.Composed:
         ctes.extend(traced[1:])
     result = sql.SQL(
         "-- the result: each epoch's loss (summed over its samples) and sample count, then the trained parameters\n"
-        "SELECT * FROM (\n"
+        "SELECT quantity, epoch, layer, i, j, value, samples FROM (\n"
         "  SELECT 'loss' AS quantity, epoch, NULL::int AS layer, NULL::int AS i, NULL::int AS j, loss AS value, "
         "samples\n"
         "  FROM ({losses}) AS l\n"
@@ -85,8 +112,12 @@ def training_statement(tr: Training) -> sql.Composed:
         "{validation}"
         "  SELECT quantity, {end}, layer, i, j, value, NULL FROM trained WHERE quantity IN ({wq}, {bq})\n"
         ") AS result\n"
-        "ORDER BY quantity <> 'loss', layer, quantity DESC, epoch, i, j;\n"
+        "-- the losses by epoch, then layer by layer its weights and its biases in (i, j) order{val}: one number\n"
+        "-- per row to sort by (sorting 100k rows by six keys took a fifth of a 784-128-10 training)\n"
+        "ORDER BY {position};\n"
     ).format(
+        position=_position(tr),
+        val=sql.SQL(", then the validation rows" if tr.validation is not None else ""),
         losses=layout.losses(tr),
         end=sql.Literal(tr.last[0]),
         wq=sql.Literal(WEIGHT),
