@@ -531,3 +531,57 @@ def test_odd_but_valid_files_load_exactly(db_url: str, conn: psycopg.Connection,
         assert rows == want[name], name
         inputs = [v for (v,) in conn.execute(f"SELECT inputvalue FROM {name}.inputs ORDER BY sampleid")]
         assert inputs == [r[1] for r in want[name]]
+
+
+# --- a unique index on the samples' keys spares the check a sort, only where it proves something ----------
+
+# three inputs: a sample whose nodes are 1, 1, 3 has as many rows as its highest node, from node 1 up, and
+# only counting its distinct nodes (or an index that forbids the duplicate) finds node 2 missing
+THREE_INPUTS = [
+    "CREATE TABLE inputs (sampleId bigint, inputNode int, inputValue float8)",
+    "CREATE TABLE outputs (sampleId bigint, outputNode int, outputValue float8)",
+    "CREATE TABLE weights1 (weight1InputNodeNumber int, weight1OutputNodeNumber int, weight1Value float8, "
+    "weight1Bias float8)",
+    "CREATE TABLE weights2 (weight2InputNodeNumber int, weight2OutputNodeNumber int, weight2Value float8, "
+    "weight2Bias float8)",
+    "INSERT INTO inputs SELECT s, n, s * 0.1 + n * 0.01 FROM generate_series(1, 3) AS s, generate_series(1, 3) AS n",
+    "INSERT INTO outputs VALUES (1, 1, 0.5), (2, 1, 0.25), (3, 1, 0.75)",
+    "INSERT INTO weights1 SELECT i, j, i * 0.1 - j * 0.05, 0 FROM generate_series(1, 3) AS i, generate_series(1, 2) AS j",
+    "INSERT INTO weights2 VALUES (1, 1, 0.5, 0), (2, 1, 0.6, 0)",
+]
+UNIQUE_INDEXES = {
+    "primary key": ("ALTER TABLE inputs ADD PRIMARY KEY (sampleId, inputNode)", True),
+    "the other order": ("CREATE UNIQUE INDEX ON inputs (inputNode, sampleId)", True),
+    "deferred": ("ALTER TABLE inputs ADD UNIQUE (sampleId, inputNode) DEFERRABLE INITIALLY DEFERRED", False),
+    "partial": ("CREATE UNIQUE INDEX ON inputs (sampleId, inputNode) WHERE inputNode > 1", False),
+    "more columns": ("CREATE UNIQUE INDEX ON inputs (sampleId, inputNode, inputValue)", False),
+    "included column": ("CREATE UNIQUE INDEX ON inputs (sampleId, inputNode) INCLUDE (inputValue)", False),
+    "not unique": ("CREATE INDEX ON inputs (sampleId, inputNode)", False),
+}
+
+
+@pytest.mark.parametrize("name", UNIQUE_INDEXES)
+def test_only_a_unique_index_enforced_now_on_exactly_the_keys_spares_the_distinct_count(
+    db_url: str, conn: psycopg.Connection, name: str
+) -> None:
+    from sqlnet.compile.tables import Table
+    from sqlnet.db.checks import unique_keys
+
+    for statement in THREE_INPUTS:
+        conn.execute(statement)
+    statement, proves = UNIQUE_INDEXES[name]
+    conn.execute(statement)
+    inputs = Table("public", "inputs", {"sample": "sampleid", "node": "inputnode", "value": "inputvalue"})
+    assert unique_keys(conn, inputs) is proves
+    assert sqlnet.check(db_url, epochs=1).ok  # the network trains before it is broken
+    # whatever the index, a sample whose nodes are 1, 1, 3 is refused: here inside the caller's own
+    # transaction, where a deferred constraint lets the duplicate in until the commit
+    with psycopg.connect(db_url) as mine:
+        try:
+            mine.execute("UPDATE inputs SET inputNode = 1 WHERE sampleId = 2 AND inputNode = 2")
+        except psycopg.errors.UniqueViolation:
+            assert name in ("primary key", "the other order", "included column")  # no duplicate can exist
+            return
+        with pytest.raises(sqlnet.InputError, match=r"inputs has 3 rows \(2 distinct nodes\) for sample 2"):
+            sqlnet.train(mine, epochs=1, learning_rate=0.01, kernels="sql")
+        mine.rollback()
