@@ -18,7 +18,7 @@ from sqlnet.compile.tables import (
 from sqlnet.errors import InputError
 
 
-def _one(conn: psycopg.Connection, query: sql.Composable, params: Sequence[object] = ()) -> tuple:
+def _one(conn: psycopg.Connection, query: sql.SQL | sql.Composed, params: Sequence[object] = ()) -> tuple:
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return row
