@@ -538,12 +538,7 @@ def test_odd_but_valid_files_load_exactly(db_url: str, conn: psycopg.Connection,
 # three inputs: a sample whose nodes are 1, 1, 3 has as many rows as its highest node, from node 1 up, and
 # only counting its distinct nodes (or an index that forbids the duplicate) finds node 2 missing
 THREE_INPUTS = [
-    "CREATE TABLE inputs (sampleId bigint, inputNode int, inputValue float8)",
-    "CREATE TABLE outputs (sampleId bigint, outputNode int, outputValue float8)",
-    "CREATE TABLE weights1 (weight1InputNodeNumber int, weight1OutputNodeNumber int, weight1Value float8, "
-    "weight1Bias float8)",
-    "CREATE TABLE weights2 (weight2InputNodeNumber int, weight2OutputNodeNumber int, weight2Value float8, "
-    "weight2Bias float8)",
+    *SAMPLES_TABLES[:4],  # the same four tables
     "INSERT INTO inputs SELECT s, n, s * 0.1 + n * 0.01 FROM generate_series(1, 3) AS s, generate_series(1, 3) AS n",
     "INSERT INTO outputs VALUES (1, 1, 0.5), (2, 1, 0.25), (3, 1, 0.75)",
     "INSERT INTO weights1 SELECT i, j, i * 0.1 - j * 0.05, 0 FROM generate_series(1, 3) AS i, generate_series(1, 2) AS j",
