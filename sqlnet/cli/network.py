@@ -227,7 +227,7 @@ def runs(ctx: click.Context, engine: Engine, as_json: bool, last: int | None, sh
     ctx.obj = {"engine": engine}
     if ctx.invoked_subcommand is not None:
         return
-    found = engine.runs()
+    found, sizes = (engine.runs(), None) if as_json else engine.runs_and_sizes()
     if as_json:
         click.echo(json.dumps([r.as_json() for r in (found[-last:] if last else found)], indent=2))
         return
@@ -253,8 +253,7 @@ def runs(ctx: click.Context, engine: Engine, as_json: bool, last: int | None, sh
     out.print(table)
     if len(shown) < len(found):
         out.print(f"(and {len(found) - len(shown)} older runs: --all shows every run)")
-    if engine.name == "postgresql":  # what the records take: the weights before and after of every run grow
-        sizes = api.record_sizes(getattr(engine, "database_url", None))
+    if sizes is not None:  # what the records take: the weights before and after of every run grow
         out.print(
             f"records: {human_bytes(sum(sizes.values()))} (the runs' weights: {human_bytes(sizes.get('run_params', 0))}); "
             "`sqlnet runs prune --keep N` removes old ones"

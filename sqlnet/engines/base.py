@@ -65,6 +65,11 @@ class Engine(Protocol):
 
     def runs(self) -> list[RunInfo]: ...
 
+    def runs_and_sizes(self) -> tuple[list[RunInfo], dict[str, int] | None]:
+        """The runs, and the bytes each record table takes where the engine keeps them in tables it can size
+        (None elsewhere), read together."""
+        ...
+
     def run(self, run_id: int) -> tuple[RunInfo, list[Epoch]]: ...
 
 

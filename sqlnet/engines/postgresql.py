@@ -79,6 +79,11 @@ class PostgreSQL:
 
         return runs(self.database_url)
 
+    def runs_and_sizes(self) -> tuple[list[RunInfo], dict[str, int] | None]:
+        from sqlnet.ops.history import runs_and_sizes
+
+        return runs_and_sizes(self.database_url)
+
     def run(self, run_id: int) -> tuple[RunInfo, list[Epoch]]:
         from sqlnet.ops.history import run
 

@@ -108,6 +108,9 @@ class Spark:
 
         return spark.runs(**self._at)
 
+    def runs_and_sizes(self) -> tuple[list[RunInfo], dict[str, int] | None]:
+        return self.runs(), None  # its records are Parquet folders, not tables with sizes
+
     def run(self, run_id: int) -> tuple[RunInfo, list[Epoch]]:
         from sqlnet.ops import spark
 

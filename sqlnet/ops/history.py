@@ -158,6 +158,13 @@ def prune_runs(
         return pruning.prune(s, keep, before, schema, dry_run)
 
 
+def runs_and_sizes(database: DatabaseLike = None) -> tuple[list[store.RunInfo], dict[str, int]]:
+    """`runs` and `record_sizes` in one transaction (one connection: `sqlnet runs` prints both)."""
+    with connect(database).transaction(commit=False) as s:
+        trust.check_sqlnet_schemas(s.pg, s.home)
+        return store.list_runs(s), pruning.sizes(s)
+
+
 def record_sizes(database: DatabaseLike = None) -> dict[str, int]:
     """The bytes each of sqlnet's record tables takes (runs, run_params, ...)."""
     with connect(database).transaction(commit=False) as s:
