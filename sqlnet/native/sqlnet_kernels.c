@@ -400,23 +400,8 @@ extern v2d	_ZGVbN2v_exp(v2d x);
 	} while (0)
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SQLNET_AVX2_MAPS
 extern v4d	_ZGVdN4v_tanh(v4d x) __attribute__((target("avx2")));
 extern v4d	_ZGVdN4v_exp(v4d x) __attribute__((target("avx2")));
-
-__attribute__((target("avx2")))
-static void
-tanh4(const double *in, double *out, int64 n)
-{
-	VECTOR_LOOP(v4d, 4, _ZGVdN4v_tanh);
-}
-
-__attribute__((target("avx2")))
-static void
-exp4(const double *in, double *out, int64 n)
-{
-	VECTOR_LOOP(v4d, 4, _ZGVdN4v_exp);
-}
 
 /* read once per backend: a CPU does not change under it */
 static int	has_avx2 = -1;
@@ -428,33 +413,36 @@ avx2(void)
 		has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
 	return has_avx2 == 1;
 }
-#endif
 
-static void
-tanh_array(const double *in, double *out, int64 n)
-{
-#ifdef SQLNET_AVX2_MAPS
-	if (avx2())
-	{
-		tanh4(in, out, n);
-		return;
-	}
-#endif
-	VECTOR_LOOP(v2d, 2, _ZGVbN2v_tanh);
+/* f_array: four at a time (f4, compiled for AVX2) where the CPU has AVX2, else two */
+#define VECTOR_MAP(f, vf2, vf4)														\
+__attribute__((target("avx2")))														\
+static void																			\
+f##4(const double *in, double *out, int64 n)										\
+{																					\
+	VECTOR_LOOP(v4d, 4, vf4);														\
+}																					\
+																					\
+static void																			\
+f##_array(const double *in, double *out, int64 n)									\
+{																					\
+	if (avx2())																		\
+	{																				\
+		f##4(in, out, n);															\
+		return;																		\
+	}																				\
+	VECTOR_LOOP(v2d, 2, vf2);														\
 }
-
-static void
-exp_array(const double *in, double *out, int64 n)
-{
-#ifdef SQLNET_AVX2_MAPS
-	if (avx2())
-	{
-		exp4(in, out, n);
-		return;
-	}
-#endif
-	VECTOR_LOOP(v2d, 2, _ZGVbN2v_exp);
+#else
+#define VECTOR_MAP(f, vf2, vf4)														\
+static void																			\
+f##_array(const double *in, double *out, int64 n)									\
+{																					\
+	VECTOR_LOOP(v2d, 2, vf2);														\
 }
+#endif
+VECTOR_MAP(tanh, _ZGVbN2v_tanh, _ZGVdN4v_tanh)
+VECTOR_MAP(exp, _ZGVbN2v_exp, _ZGVdN4v_exp)
 #else
 static void
 tanh_array(const double *in, double *out, int64 n)
