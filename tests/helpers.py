@@ -232,3 +232,22 @@ def url_password(url: str) -> str | None:
 
     password = urlsplit(url).password
     return unquote(password) if password else password
+
+
+SATURATED_NET = Network((2, 3, 2), "tanh", "softmax", "cross-entropy", "node")
+
+
+def saturated_softmax() -> tuple[Params, Dataset]:
+    """A softmax so sure that its other class gets exp(-700) ~ 1e-304 (samples 1 and 2, right) or its
+    class ~1e-304 (samples 3 and 4, wrong): one sample per batch, the right ones' gradients are ~1e-304,
+    whose squares (Adam's v) are under float8's smallest number -- IEEE rounds them to 0, PostgreSQL
+    raises "value out of range: underflow" unless sqlnet counts them as 0 (SQUARE_FLOOR)."""
+    params = Params(
+        [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], [[300.0, -300.0], [300.0, -300.0], [300.0, -300.0]]],
+        [[[0.5, 0.25, 0.125]], [[0.0, 0.0]]],
+    )
+    data = Dataset([
+        Sample(1, (3.0, 3.0), (1.0, 0.0)), Sample(2, (3.0, 2.5), (1.0, 0.0)),
+        Sample(3, (3.0, 3.0), (0.0, 1.0)), Sample(4, (2.0, 3.0), (0.0, 1.0)),
+    ])  # fmt: skip
+    return params, data

@@ -12,8 +12,18 @@ from click.testing import CliRunner
 
 import sqlnet
 from sqlnet.cli import main
+from sqlnet.db.tables import create_tables
+from sqlnet.model.optimizers import Optimizer
 from sqlnet.model.reference import train as reference_train
-from tests.helpers import POST_DATA, POST_NET, POST_PARAMS, database_snapshot, table_params
+from tests.helpers import (
+    POST_DATA,
+    POST_NET,
+    POST_PARAMS,
+    SATURATED_NET,
+    database_snapshot,
+    saturated_softmax,
+    table_params,
+)
 from tests.test_reference import assert_close
 
 
@@ -89,12 +99,32 @@ def test_underflow_of_a_saturated_network_is_reported_as_divergence(
         "FROM generate_series(1, 5) s, generate_series(1, 2) n"
     )
     before = database_snapshot(conn)
-    with pytest.raises(sqlnet.Diverged, match="underflow"):
+    with pytest.raises(sqlnet.Diverged, match="underflow; a number fell below float8's smallest.* Try a smaller "
+                       r"learning rate \(this run: 1000; try 100\), or scaling the inputs \(`sqlnet load --standardize`"):
         sqlnet.train(
             db_url, epochs=100, learning_rate=1000, hidden_activation="sigmoid", output_activation="softmax",
             loss="cross-entropy", optimizer="momentum", layout="long",
         )  # fmt: skip
     assert_only_the_run_recorded(conn, before)
+
+
+@pytest.mark.parametrize("layout", ["wide", "long"])
+def test_adam_on_gradients_too_small_to_square_trains_to_the_reference(
+    db_url: str, conn: psycopg.Connection, layout: str
+) -> None:
+    """Not divergence: a saturated softmax's gradients (~1e-304) square to under float8's range, which
+    PostgreSQL raises as underflow; sqlnet counts such a square as 0, as the reference does."""
+    params, data = saturated_softmax()
+    create_tables(conn, SATURATED_NET, params, data, samples=True)
+    result = sqlnet.train(
+        db_url, epochs=3, learning_rate=0.01, hidden_activation="tanh", output_activation="softmax",
+        loss="cross-entropy", optimizer="adam", batch_size=1, layout=layout, kernels="sql",
+    )  # fmt: skip
+    want = reference_train(SATURATED_NET, params, data, 0.01, 3, batch_size=1, optimizer=Optimizer("adam"))
+    assert result.layout == layout
+    got = table_params(conn, SATURATED_NET)
+    assert_close(got.weights + got.biases, want.params.weights + want.params.biases, 1e-12)
+    assert result.losses == pytest.approx(want.losses, rel=1e-12)
 
 
 def test_a_growing_loss_is_warned_about(post_db: str) -> None:

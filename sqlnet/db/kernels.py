@@ -19,7 +19,7 @@ from sqlnet.db.trust import TRUSTED, Untrusted, network_owners
 
 EXTENSION = "sqlnet_kernels"
 SCHEMA = "sqlnet_kernels"
-VERSION = "1.3"  # the version this sqlnet calls (sqlnet/native/sqlnet_kernels.control's default)
+VERSION = "1.4"  # the version this sqlnet calls (sqlnet/native/sqlnet_kernels.control's default)
 
 
 @dataclass(frozen=True)

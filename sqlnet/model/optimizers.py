@@ -7,7 +7,7 @@ loss over the batch (plus ``l2 * w`` for weights):
 
 - gd:        w' = w - rate * g
 - momentum:  m' = mu * m + g;  w' = w - rate * m'          (Nesterov: w' = w - rate * (g + mu * m'))
-- adam:      m' = b1 m + (1 - b1) g;  v' = b2 v + (1 - b2) g^2;
+- adam:      m' = b1 m + (1 - b1) g;  v' = b2 v + (1 - b2) g^2   (g^2 counted as 0 where |g| < 1e-150);
              w' = w - rate * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps)
 
 Two ways to pull weights towards zero (weights only, never biases):
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 OPTIMIZERS = ("gd", "momentum", "adam")
+
+# PostgreSQL raises "value out of range: underflow" where IEEE arithmetic rounds a product to 0, and Adam
+# squares every gradient: one under ~1e-162 (a saturated softmax's on unscaled data) would stop the
+# training, although its square adds under 1e-300 to v, which eps (1e-8) dwarfs. So the reference, the
+# SQL and the kernels all count the square of a gradient under this as 0 (a NaN still passes through).
+SQUARE_FLOOR = 1e-150
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class Optimizer:
             m = self.momentum * m + g
             return w - rate * ((g + self.momentum * m) if self.nesterov else m), m, v
         m = self.beta1 * m + (1 - self.beta1) * g
-        v = self.beta2 * v + (1 - self.beta2) * g * g
+        v = self.beta2 * v + (0 * g if abs(g) < SQUARE_FLOOR else (1 - self.beta2) * g * g)
         m_hat = m / (1 - self.beta1**t)
         v_hat = v / (1 - self.beta2**t)
         return w - rate * m_hat / (math.sqrt(v_hat) + self.epsilon), m, v
@@ -139,8 +145,8 @@ class Optimizer:
         if self.name == "momentum":
             return sql.SQL("{mu} * {m} + {g}").format(mu=L(self.momentum), m=m, g=g), v
         m_new = sql.SQL("{b1} * {m} + {c1} * {g}").format(b1=L(self.beta1), m=m, c1=L(1 - self.beta1), g=g)
-        v_new = sql.SQL("{b2} * {v} + {c2} * {g} * {g}").format(
-            b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g
+        v_new = sql.SQL("{b2} * {v} + CASE WHEN abs({g}) < {floor} THEN 0 ELSE {c2} * {g} * {g} END").format(
+            b2=L(self.beta2), v=v, c2=L(1 - self.beta2), g=g, floor=L(SQUARE_FLOOR)
         )
         return m_new, v_new
 

@@ -26,10 +26,12 @@ PG_MODULE_MAGIC;
 
 /* the Makefile passes it; a build that does not (PGXS's bitcode for the JIT, with its own flags) gets it here */
 #ifndef SQLNET_KERNELS_VERSION
-#define SQLNET_KERNELS_VERSION "1.2"
+#define SQLNET_KERNELS_VERSION "1.4"
 #endif
 
 #define EXP_LIMIT 700.0
+/* Adam counts the square of a gradient under this as 0, as the SQL must (sqlnet/model/optimizers.py) */
+#define SQUARE_FLOOR 1e-150
 /* a chunk's or a matrix's elements: far below MaxAllocSize / sizeof(double), checked before allocating */
 #define MAX_ELEMENTS ((int64) (MaxAllocSize / sizeof(double)) - 64)
 
@@ -1008,7 +1010,7 @@ float_arg(FunctionCallInfo fcinfo, int argno, const char *what)
  * where the optimizer keeps none); t the step's number (Adam). Each value as the SQL computes it
  * (sqlnet/model/optimizers.py), operation for operation:
  *   g' = g / n (+ l2 * w);  gd: w - rate * g';  momentum: m' = mu * m + g', w - rate * m' (Nesterov:
- *   w - rate * (g' + mu * m'));  Adam: m' = b1 m + (1 - b1) g', v' = b2 v + (1 - b2) g' g',
+ *   w - rate * (g' + mu * m'));  Adam: m' = b1 m + (1 - b1) g', v' = b2 v + (1 - b2) g' g' (0 where |g'| < 1e-150),
  *   w - rate * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps);  then (w') - rate * weight_decay * w.
  */
 PG_FUNCTION_INFO_V1(sqlnet_step);
@@ -1105,7 +1107,7 @@ sqlnet_step(PG_FUNCTION_ARGS)
 		else
 		{
 			mn = b1 * m[e] + (1.0 - b1) * ge;
-			vn = b2 * v[e] + (1.0 - b2) * ge * ge;
+			vn = b2 * v[e] + (fabs(ge) < SQUARE_FLOOR ? 0.0 : (1.0 - b2) * ge * ge);
 			wn = w[e] - rate * (mn / c1) / (sqrt(vn / c2) + eps);
 		}
 		if (wd != 0.0)

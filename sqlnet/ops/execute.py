@@ -193,6 +193,10 @@ def divergence_message(tr: Training, what: str, largest: dict[str, float] | None
         advice.append(
             f"scaling {label} (it holds values up to {value:.3g}; `sqlnet load --standardize` does)"
         )
+    if "underflow" in what:  # a saturated sigmoid or softmax: its tiny numbers come from large inputs
+        what += "; a number fell below float8's smallest, which PostgreSQL refuses where NumPy rounds to 0"
+        if not big:
+            advice.append("scaling the inputs (`sqlnet load --standardize` does)")
     if tr.optimizer.name == "gd":
         advice.append("--optimizer adam, whose steps do not grow with the gradient")
     when = (

@@ -1,4 +1,4 @@
--- sqlnet_kernels 1.3: each phase's arithmetic over a chunk of samples (a 2-D double precision[] of
+-- sqlnet_kernels 1.4: each phase's arithmetic over a chunk of samples (a 2-D double precision[] of
 -- rows x nodes). Every function checks its arguments and raises an ERROR; none is STRICT, so a NULL is
 -- refused by name rather than passed on. sqlnet calls them schema-qualified (sqlnet_kernels.dense(...)).
 \echo Use "CREATE EXTENSION sqlnet_kernels" to load this file. \quit
