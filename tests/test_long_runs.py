@@ -331,3 +331,58 @@ def test_a_terminated_backend_ends_the_training_clearly_and_it_resumes(db_url: s
     )  # fmt: skip
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     assert _weights(conn, "a") == _weights(conn, "b")
+
+
+def test_a_refusal_after_a_checkpoint_says_the_checkpoint_holds_and_resumes(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The server refuses a later block (another session adds a CHECK the next write-back breaks, once
+    the first checkpoint commits): the message says the tables hold that checkpoint and --resume
+    continues -- not "no table changed" -- and the resumed run ends where one transaction would."""
+    import threading
+
+    _twin_networks(conn)
+    options = dict(epochs=3, learning_rate=0.05, hidden_activation="tanh", kernels="sql")
+    sqlnet.train(db_url, schema="b", epochs=1, **{k: v for k, v in options.items() if k != "epochs"})
+    after_one = _weights(conn, "b")
+    adders: list[threading.Thread] = []
+
+    def freeze(epoch: int, loss: float) -> None:
+        if epoch == 1:  # queued behind the training's locks: it lands when checkpoint 1 commits
+            other = psycopg.connect(db_url, autocommit=True)
+            adders.append(threading.Thread(target=lambda: other.execute(
+                "ALTER TABLE a.weights1 ADD CONSTRAINT frozen CHECK (false) NOT VALID"
+            ) and other.close()))  # fmt: skip
+            adders[0].start()
+            time.sleep(0.2)
+
+    with pytest.raises(sqlnet.DatabaseError) as info:
+        sqlnet.train(db_url, schema="a", checkpoint_every=1, on_block=freeze, **options)
+    adders[0].join()
+    message = str(info.value)
+    assert 'the database refused: new row for relation "weights1" violates check constraint "frozen" (SQLSTATE 23514)' in message
+    run_id = int(message.split("after epoch 1 of run ")[1].split(";")[0])
+    assert message.endswith(f"the tables hold the checkpoint after epoch 1 of run {run_id}; `sqlnet train --resume {run_id}` continues it")
+    assert _weights(conn, "a") == after_one
+    assert conn.execute("SELECT status, error FROM sqlnet.runs WHERE run_id = %s", (run_id,)).fetchone() == (
+        "failed", message
+    )
+    conn.execute("ALTER TABLE a.weights1 DROP CONSTRAINT frozen")
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_id), "--database-url", db_url, "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    sqlnet.train(db_url, schema="b", epochs=2, **{k: v for k, v in options.items() if k != "epochs"})
+    assert _weights(conn, "a") == _weights(conn, "b")
+
+
+def test_a_server_short_of_temp_space_is_named_with_what_to_do(db_url: str, conn: psycopg.Connection) -> None:
+    _twin_networks(conn, samples=30_000)
+    conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET temp_file_limit = '64kB'").format(
+        psycopg.sql.Identifier(conn.info.dbname)
+    ))  # fmt: skip
+    before = snapshot(conn, "a")
+    result = CliRunner().invoke(main, ["train", "--schema", "a", "--database-url", db_url, "--kernels", "sql"])
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())
+    assert 'database error: temporary file size exceeds "temp_file_limit" (64kB) (SQLSTATE 53400): the server ran short' in message
+    assert "--batch-size" in message and "no table changed" in message and "Traceback" not in message
+    assert snapshot(conn, "a") == before

@@ -285,13 +285,12 @@ def database_error(exc: Exception) -> None:
     not import it to start."""
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.Error):
-        detail = exc.diag.message_primary or str(exc)
+        from sqlnet.db.connection import refused_text
+
+        detail = refused_text(exc)
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
             detail += " (`sqlnet grants ROLE` prints the grants a training needs; run them as the owner)"
-        err.print(
-            f"[bold red]database error:[/] {escape(detail)} (SQLSTATE {exc.sqlstate}); the transaction was "
-            f"rolled back and no table changed"
-        )
+        err.print(f"[bold red]database error:[/] {escape(detail)}; the transaction was rolled back and no table changed")
         sys.exit(EXIT_ERROR)
 
 

@@ -44,6 +44,26 @@ def error_text(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
+def refused_text(exc: psycopg.Error) -> str:
+    """What the server refused, its SQLSTATE, and what to do where it ran short of something."""
+    return f"{error_text(exc)} (SQLSTATE {exc.sqlstate}){short_of(exc)}"
+
+
+def short_of(exc: BaseException) -> str:
+    """Advice where the server ran short (SQLSTATE class 53: disk, memory, temp_file_limit), else ''."""
+    state = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+    if state == "53300":
+        return ": the server has no free connection; try again when fewer sessions are open"
+    if state and state.startswith("53"):
+        return (
+            ": the server ran short of disk, memory or what its settings allow one session (temp_file_limit); "
+            "a training needs less with the native kernels (`sqlnet kernels install`), mini-batches "
+            "(--batch-size) or fewer updates per statement (--updates-per-statement), or its administrator "
+            "can allow more"
+        )
+    return ""
+
+
 class _Doubled(sql.Composable):
     """An identifier or literal whose '%' signs are doubled, so placeholders cannot be read into them."""
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlnet.compile.statement import script
 from sqlnet.db import store, trust
 from sqlnet.db import trace as trace_store
-from sqlnet.db.connection import DB_ERRORS, Database, Session, connection_lost, error_text
+from sqlnet.db.connection import DB_ERRORS, Database, Session, connection_lost, error_text, refused_text
 from sqlnet.db.guard import (
     Deadline,
     TrainingTimeout,
@@ -399,6 +399,9 @@ def _train_with_checkpoints(
                 )
             elif run_id is not None and isinstance(exc, SqlnetError):
                 failure = type(exc)(f"{exc}; {where}")
+            elif run_id is not None and isinstance(exc, DB_ERRORS) and not connection_lost(exc):
+                # not "no table changed": the checkpoints before it stay committed
+                failure = DatabaseError(f"the database refused: {refused_text(exc)}; {where}")
             if run_id is not None and not connection_lost(exc):
                 # the run's record says what the tables hold, as the message does
                 recorded = str(failure) if failure is not None else f"{error_text(exc)}; {where}"
