@@ -42,6 +42,7 @@ from sqlnet.ops.common import (
     load_network,
 )
 from sqlnet.ops.execute import DIVERGED_GROWTH, Growth, run_statements
+from sqlnet.ops.progress import Progress, progress_handler
 
 # a last epoch's loss this many times the first's: the training diverges (warned, not refused)
 DIVERGING = 10.0
@@ -205,7 +206,7 @@ def _train_once(request: Request, opts: TrainOptions, started: float, begun: lis
         name_run(s.pg, tables.resolved_schema, run_id)
         trainings = loaded.trainings(run_id if trace else None, run_id if on_update else None)
         if on_update:
-            s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
+            s.pg.add_notice_handler(progress_handler(on_update, run_id, loaded))
         if trace:
             trace_store.ensure_trace_tables(s, loaded.phases)
         validation: dict[int, list[float | None]] = {}
@@ -348,7 +349,7 @@ def _train_with_checkpoints(
             name_run(s.pg, tables.resolved_schema, run_id)
             s.commit()  # the run is on record before the first update
             if on_update:
-                s.pg.add_notice_handler(_progress_handler(on_update, run_id, loaded))
+                s.pg.add_notice_handler(progress_handler(on_update, run_id, loaded))
             statements, in_sql, params = 0, 0.0, initial
             for first in range(last_checkpoint + 1, opts.epochs + 1, checkpoint_every):
                 last = min(first + checkpoint_every - 1, opts.epochs)
@@ -464,36 +465,6 @@ def _check_checkpoint(s: Session, loaded: Loaded, run: store.RunInfo, epoch: int
             f"{' and '.join(what)} changed since (a restore, another training, an edit?). Resuming would "
             f"continue from other numbers: start a new training instead"
         )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One update done, as the training statement reports it while it runs."""
-
-    run_id: int
-    epoch: int
-    batch: int
-    done: int  # updates done so far in this run
-    total: int  # updates the run will make
-    loss: float | None  # the mean loss of the update's batch (None in the long layout)
-
-
-def _progress_handler(
-    on_update: Callable[[Progress], None], run_id: int, loaded: Loaded
-) -> Callable[[Any], None]:
-    total = loaded.options.epochs * loaded.batches
-
-    def handle(diag: Any) -> None:
-        words = (diag.message_primary or "").split()
-        if len(words) != 7 or words[:2] != ["sqlnet", "progress"] or words[2] != str(run_id):
-            return
-        if "<NULL>" in words[3:5]:
-            return  # the recursion's last, empty step: PostgreSQL may still evaluate the call once
-        epoch, batch = int(words[3]), int(words[4])
-        loss = None if words[5] == "<NULL>" else float(words[5])
-        on_update(Progress(run_id, epoch, batch, (epoch - 1) * loaded.batches + batch, total, loss))
-
-    return handle
 
 
 def training_sql(database: DatabaseLike = None, *, schema: str | None = None, **options: Any) -> str:
