@@ -30,8 +30,9 @@ if TYPE_CHECKING:
         runs,
     )
     from sqlnet.ops.predict import predict
+    from sqlnet.ops.progress import Progress
     from sqlnet.ops.setup import DemoResult, Grants, demo, grants, init
-    from sqlnet.ops.train import Progress, TrainResult, train, training_sql
+    from sqlnet.ops.train import TrainResult, train, training_sql
     from sqlnet.ops.verify import CheckReport, check, gradcheck
 
 # The public names, imported when first used: `sqlnet --help` and `sqlnet runs` need not load the
@@ -59,7 +60,7 @@ _WHERE = {
     "demo": "sqlnet.ops.setup",
     "grants": "sqlnet.ops.setup",
     "init": "sqlnet.ops.setup",
-    "Progress": "sqlnet.ops.train",
+    "Progress": "sqlnet.ops.progress",
     "TrainResult": "sqlnet.ops.train",
     "train": "sqlnet.ops.train",
     "training_sql": "sqlnet.ops.train",

@@ -24,6 +24,7 @@ from sqlnet.model.network import Network
 from sqlnet.model.optimizers import Optimizer
 from sqlnet.ops import kernels as ops_kernels
 from tests.helpers import SATURATED_NET, random_data, random_params, saturated_softmax, table_params, url_with
+from tests.test_reference import assert_close
 
 pytestmark = pytest.mark.db
 
@@ -118,9 +119,7 @@ def test_adam_on_gradients_too_small_to_square_agrees_with_the_reference(kdb: st
         got = table_params(conn, SATURATED_NET)
     want = reference.train(SATURATED_NET, params, data, 0.01, 3, batch_size=1, optimizer=Optimizer("adam"))
     assert result.layout == "native"
-    for m_got, m_want in zip(got.weights + got.biases, want.params.weights + want.params.biases):
-        for r_got, r_want in zip(m_got, m_want):
-            assert r_got == pytest.approx(r_want, rel=1e-12, abs=1e-12)
+    assert_close(got.weights + got.biases, want.params.weights + want.params.biases, 1e-12)
     assert result.losses == pytest.approx(want.losses, rel=1e-12)
 
 

@@ -343,22 +343,23 @@ def test_a_refusal_after_a_checkpoint_says_the_checkpoint_holds_and_resumes(
     import threading
 
     _twin_networks(conn)
-    options = dict(epochs=3, learning_rate=0.05, hidden_activation="tanh", kernels="sql")
-    sqlnet.train(db_url, schema="b", epochs=1, **{k: v for k, v in options.items() if k != "epochs"})
+    options = dict(learning_rate=0.05, hidden_activation="tanh", kernels="sql")
+    sqlnet.train(db_url, schema="b", epochs=1, **options)
     after_one = _weights(conn, "b")
     adders: list[threading.Thread] = []
 
+    def add_constraint() -> None:
+        with psycopg.connect(db_url, autocommit=True) as other:
+            other.execute("ALTER TABLE a.weights1 ADD CONSTRAINT frozen CHECK (false) NOT VALID")
+
     def freeze(epoch: int, loss: float) -> None:
         if epoch == 1:  # queued behind the training's locks: it lands when checkpoint 1 commits
-            other = psycopg.connect(db_url, autocommit=True)
-            adders.append(threading.Thread(target=lambda: other.execute(
-                "ALTER TABLE a.weights1 ADD CONSTRAINT frozen CHECK (false) NOT VALID"
-            ) and other.close()))  # fmt: skip
+            adders.append(threading.Thread(target=add_constraint))
             adders[0].start()
             time.sleep(0.2)
 
     with pytest.raises(sqlnet.DatabaseError) as info:
-        sqlnet.train(db_url, schema="a", checkpoint_every=1, on_block=freeze, **options)
+        sqlnet.train(db_url, schema="a", epochs=3, checkpoint_every=1, on_block=freeze, **options)
     adders[0].join()
     message = str(info.value)
     assert 'the database refused: new row for relation "weights1" violates check constraint "frozen" (SQLSTATE 23514)' in message
@@ -371,7 +372,7 @@ def test_a_refusal_after_a_checkpoint_says_the_checkpoint_holds_and_resumes(
     conn.execute("ALTER TABLE a.weights1 DROP CONSTRAINT frozen")
     resumed = CliRunner().invoke(main, ["train", "--resume", str(run_id), "--database-url", db_url, "--quiet"])
     assert resumed.exit_code == 0, resumed.output
-    sqlnet.train(db_url, schema="b", epochs=2, **{k: v for k, v in options.items() if k != "epochs"})
+    sqlnet.train(db_url, schema="b", epochs=2, **options)
     assert _weights(conn, "a") == _weights(conn, "b")
 
 

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from sqlnet.db.samples import Loaded
     from sqlnet.db.store import RunInfo
     from sqlnet.ops.predict import Prediction
-    from sqlnet.ops.train import Progress, TrainResult
+    from sqlnet.ops.progress import Progress
+    from sqlnet.ops.train import TrainResult
     from sqlnet.ops.verify import CheckReport
 
 

@@ -24,7 +24,7 @@ from sqlnet.model import reference
 from sqlnet.model.network import Network, Params
 from sqlnet.ops.common import TrainOptions, held_out
 from sqlnet.ops.engines import refusal
-from sqlnet.ops.train import Progress
+from sqlnet.ops.progress import Progress
 
 
 @dataclass(frozen=True)

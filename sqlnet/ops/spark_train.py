@@ -29,6 +29,7 @@ from sqlnet.db.spark_plan import Deadline
 from sqlnet.db.store import network_json
 from sqlnet.errors import Diverged, InputError, SqlnetError
 from sqlnet.ops.common import TrainOptions
+from sqlnet.ops.progress import Progress
 from sqlnet.ops.spark_loop import (
     Ran,
     SparkNetwork,
@@ -41,7 +42,7 @@ from sqlnet.ops.spark_loop import (
     state_arrays,
     state_of,
 )
-from sqlnet.ops.train import Progress, TrainingInterrupted, TrainResult
+from sqlnet.ops.train import TrainingInterrupted, TrainResult
 
 RUNS_SCHEMA = (
     "run_id int, started_at timestamp, finished_at timestamp, status string, network string, options string, "
